@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path('whoami', views.whoami),
+    path('admin/whoami', views.whoami),
+]

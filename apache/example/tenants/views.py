@@ -1,0 +1,35 @@
+import os
+import threading
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+_ready = threading.Lock()
+_initialised = False
+
+
+def _tenant_row():
+    # No migrations at request time: the first request of a process creates the tenant's tiny table if needed
+    # and records which settings module created the database.
+    global _initialised
+    with connection.cursor() as cursor:
+        if not _initialised:
+            with _ready:
+                cursor.execute('CREATE TABLE IF NOT EXISTS plexer_tenant (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
+                cursor.execute('INSERT OR IGNORE INTO plexer_tenant (k, v) VALUES (%s, %s)',
+                               ['label', settings.TENANT_LABEL])
+                _initialised = True
+        cursor.execute('SELECT v FROM plexer_tenant WHERE k = %s', ['label'])
+        return cursor.fetchone()[0]
+
+
+def whoami(request):
+    return JsonResponse({
+        'group': request.META.get('mod_wsgi.process_group'),
+        'settings': os.environ.get('DJANGO_SETTINGS_MODULE'),
+        'database': str(settings.DATABASES['default']['NAME']),
+        'user': request.META.get('REMOTE_USER'),
+        'tenant_data': _tenant_row(),
+        'pid': os.getpid(),
+    })

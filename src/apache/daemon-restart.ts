@@ -1,0 +1,62 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { NotFoundError, RefusedError } from '../errors.js';
+
+// mod_wsgi's documented way to restart one daemon group without touching Apache: signal its processes; the
+// Apache parent starts fresh ones, which load the current settings. Daemon processes are found by the title
+// that `display-name=%{GROUP}` gives them, "(wsgi:NAME)", among the children of the Apache parent. mod_wsgi
+// cuts the title to the length of Apache's argv[0], so a long name is matched by its visible prefix and only
+// when that prefix is unambiguous.
+export interface DaemonProcess {
+  pid: number;
+  title: string;
+}
+
+function readProc(pid: string, file: string): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'latin1');
+  } catch {
+    return null;
+  }
+}
+
+function parentPid(pid: string): number | null {
+  const stat = readProc(pid, 'stat');
+  const match = stat && /\) \S (\d+)/.exec(stat);
+  return match ? Number(match[1]) : null;
+}
+
+export function listWsgiDaemons(apacheParentPid?: number): DaemonProcess[] {
+  const found: DaemonProcess[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const title = readProc(pid, 'cmdline')?.replace(/\0+$/, '').replace(/\0/g, ' ');
+    if (!title?.startsWith('(wsgi:')) continue;
+    if (apacheParentPid !== undefined && parentPid(pid) !== apacheParentPid) continue;
+    found.push({ pid: Number(pid), title });
+  }
+  return found;
+}
+
+export function matchesGroup(title: string, group: string): boolean {
+  const full = `(wsgi:${group})`;
+  if (title === full) return true;
+  return title.length >= 8 && !title.endsWith(')') && full.startsWith(title);
+}
+
+// `pool` is every daemon group name, so a cut-short title shared with another group is refused, not guessed.
+export async function restartDaemonGroup(group: string, pool: string[], apachePidFile?: string): Promise<number> {
+  const parent = apachePidFile ? Number(readFileSync(apachePidFile, 'utf8').trim()) : undefined;
+  if (parent !== undefined && !Number.isInteger(parent)) throw new RefusedError(`no PID in ${apachePidFile}`);
+  const mine = listWsgiDaemons(parent).filter((d) => matchesGroup(d.title, group));
+  if (mine.length === 0) {
+    throw new NotFoundError(`no running mod_wsgi daemon process for group "${group}" (looked for the title "(wsgi:${group})")`);
+  }
+  for (const daemon of mine) {
+    const sharing = pool.filter((other) => other !== group && matchesGroup(daemon.title, other));
+    if (sharing.length > 0) {
+      throw new RefusedError(`process title ${daemon.title} is cut short and also fits ${sharing.join(', ')}; use shorter group names`);
+    }
+  }
+  for (const daemon of mine) process.kill(daemon.pid, 'SIGINT');
+  return mine.length;
+}

@@ -1,0 +1,403 @@
+import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, SETTINGS_MODULE_PATTERN } from '../names.js';
+
+// Renders one complete, standalone httpd configuration for Debian's /usr/sbin/apache2 binary: no Include of
+// /etc/apache2, no envvars, no ServerRoot-relative paths. The function is pure (no file system, no clock, no
+// environment) so the same options always give the same text; callers write it to a file and run
+// `/usr/sbin/apache2 -f FILE -k start|graceful|stop`.
+//
+// Routing idiom (verified against a real Apache 2.4.71 + mod_wsgi 4.9.4, see test/apache-prototype.test.ts):
+//   vhost level:        RewriteMap plexer_group "prg:…" www-data:www-data  +  RewriteEngine On
+//   <Directory> of the WSGI script (per-directory rules run AFTER authentication, so REMOTE_USER is set):
+//                       RewriteRule ^ - [E=PROCESS_GROUP:${plexer_group:%{REMOTE_USER}|_none_}]
+//                       … our own 403/503 for a sentinel / unknown / disabled group …
+//                       WSGIProcessGroup %{ENV:PROCESS_GROUP}
+// Nothing the client sends reaches PROCESS_GROUP: request headers become HTTP_* variables, query strings and
+// cookies never become environment variables, and the rule overwrites the variable unconditionally.
+
+export interface ApacheGroup {
+  // The mod_wsgi daemon process group; must match GROUP_NAME_PATTERN (src/names.ts).
+  name: string;
+  // The Django settings module every process of the group runs with. null: ask the settings map
+  // (`plexer map settings`) on each request instead of rendering it into the config.
+  settingsModule: string | null;
+  // false: no daemon is started for the group and its users get our 503 page ("temporarily unavailable").
+  enabled: boolean;
+}
+
+export interface RoleLocation {
+  // URL path under the mount (e.g. "/app/admin") that additionally needs one of `roles`.
+  path: string;
+  roles: string[];
+}
+
+export interface ApacheConfigOptions {
+  listenAddress: string; // e.g. "127.0.0.1"
+  port: number;
+  serverName: string;
+  // Apache's own runtime + log directory: pid file, mutexes, mod_wsgi sockets, shmcb cache, logs. Must exist,
+  // be owned by root and be traversable (o+x) by the run user (mod_wsgi sockets are chowned to it).
+  // Keep it short: mod_wsgi's socket paths (DIR/wsgi.PID.GEN.N.sock) must fit in 108 bytes.
+  stateDir: string;
+  // Per-tenant data directory handed to Django as PLEXER_DATA_DIR (writable by the run user).
+  // Default: `${stateDir}/data`.
+  dataDir?: string;
+  // Absolute program + arguments that start plexer, e.g. ["/usr/bin/node", "/opt/plexer/bin/plexer"].
+  // Apache starts prg: maps with an EMPTY environment, so nothing here may rely on PATH.
+  plexerCommand: string[];
+  configFile: string; // plexer.conf, passed as --config to every helper
+  wsgiScript: string; // absolute path of apache/wsgi/plexer.wsgi (or a copy)
+  pythonPath: string; // directory holding the Django project (apache/example)
+  errorPagesDir: string; // directory holding 401.html 403.html 500.html 503.html (apache/errors)
+  mountPath?: string; // URL prefix of the application, default "/app"
+  groups: ApacheGroup[];
+  mapUser: string; // "www-data:www-data": the USER:GROUP the prg: maps run as (Apache >= 2.4.29)
+  runUser?: string; // Apache's worker + WSGI daemon user, default "www-data"
+  runGroup?: string; // default "www-data"
+  tls: boolean;
+  tlsCertificateFile?: string; // required when tls
+  tlsCertificateKeyFile?: string; // required when tls
+  authCacheTimeoutSeconds: number; // AuthnCacheTimeout: how long a revoked password keeps working
+  authRealm?: string; // default "plexer"
+  roleLocations?: RoleLocation[];
+  wsgiThreads?: number; // threads per daemon process, default 4
+  logLevel?: string; // Apache LogLevel, default "warn"
+  modulesDir?: string; // default "/usr/lib/apache2/modules" (Debian)
+}
+
+// The value the group rule falls back to when the map answers NULL. It can never be a group name
+// (GROUP_NAME_PATTERN starts with a letter), so it cannot collide with a real group.
+export const NO_GROUP_SENTINEL = '_none_';
+
+const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
+const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
+const SAFE_URL_PATH = /^\/[A-Za-z0-9._\/-]*$/;
+const MODULE_REGEX = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$';
+
+export class ApacheConfigError extends Error {
+  override name = 'ApacheConfigError';
+}
+
+// Everything interpolated into the config is validated here, so no option can inject a directive, break out
+// of a quoted string, trigger ${VAR} expansion or split a prg: command line (Apache splits it on whitespace
+// and offers no quoting).
+function path(label: string, value: string | undefined): string {
+  if (value === undefined || !SAFE_PATH.test(value) || value.includes('//') || /(^|\/)\.\.?(\/|$)/.test(value)) {
+    throw new ApacheConfigError(`${label} must be an absolute, normalised path of [A-Za-z0-9._/+@=,-]: ${JSON.stringify(value)}`);
+  }
+  return value.length > 1 ? value.replace(/\/$/, '') : value;
+}
+
+function word(label: string, value: string | undefined): string {
+  if (value === undefined || !SAFE_WORD.test(value)) throw new ApacheConfigError(`${label} is not a safe word: ${JSON.stringify(value)}`);
+  return value;
+}
+
+function positiveInt(label: string, value: number, max: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
+  return value;
+}
+
+function validate(o: ApacheConfigOptions) {
+  const stateDir = path('stateDir', o.stateDir);
+  const groups = o.groups.map((g) => {
+    if (!GROUP_NAME_PATTERN.test(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
+    if (g.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(g.settingsModule)) {
+      throw new ApacheConfigError(`invalid settings module ${JSON.stringify(g.settingsModule)} for group ${g.name}`);
+    }
+    return g;
+  });
+  const seen = new Set<string>();
+  for (const g of groups) {
+    if (seen.has(g.name)) throw new ApacheConfigError(`duplicate group ${g.name}`);
+    seen.add(g.name);
+  }
+  if (o.plexerCommand.length < 1) throw new ApacheConfigError('plexerCommand is empty');
+  const plexerCommand = o.plexerCommand.map((part, i) => (i === 0 ? path('plexerCommand[0]', part) : i === 1 && part.startsWith('/') ? path('plexerCommand[1]', part) : word(`plexerCommand[${i}]`, part)));
+  const mapUser = o.mapUser;
+  if (!/^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/.test(mapUser)) throw new ApacheConfigError(`mapUser must be USER:GROUP: ${JSON.stringify(mapUser)}`);
+  const mountPath = o.mountPath ?? '/app';
+  if (!SAFE_URL_PATH.test(mountPath) || mountPath === '/' || mountPath.endsWith('/')) throw new ApacheConfigError(`invalid mountPath ${mountPath}`);
+  const roleLocations = (o.roleLocations ?? []).map((r) => {
+    if (!SAFE_URL_PATH.test(r.path) || !(r.path === mountPath || r.path.startsWith(mountPath + '/'))) {
+      throw new ApacheConfigError(`role location ${JSON.stringify(r.path)} must be under ${mountPath}`);
+    }
+    if (r.roles.length === 0 || !r.roles.every((role) => ROLE_NAME_PATTERN.test(role))) throw new ApacheConfigError(`invalid roles for ${r.path}`);
+    return r;
+  });
+  const authRealm = o.authRealm ?? 'plexer';
+  if (!/^[A-Za-z0-9 ._-]{1,64}$/.test(authRealm)) throw new ApacheConfigError(`invalid authRealm ${JSON.stringify(authRealm)}`);
+  const logLevel = o.logLevel ?? 'warn';
+  if (!/^[a-z_:0-9 ]+$/.test(logLevel)) throw new ApacheConfigError(`invalid logLevel ${logLevel}`);
+  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal: ${o.listenAddress}`);
+  return {
+    listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
+    serverName: word('serverName', o.serverName),
+    stateDir,
+    dataDir: o.dataDir === undefined ? `${stateDir}/data` : path('dataDir', o.dataDir),
+    command: plexerCommand.join(' '),
+    configFile: path('configFile', o.configFile),
+    wsgiScript: path('wsgiScript', o.wsgiScript),
+    wsgiDir: path('wsgiScript', o.wsgiScript).replace(/\/[^/]+$/, '') || '/',
+    pythonPath: path('pythonPath', o.pythonPath),
+    errorPagesDir: path('errorPagesDir', o.errorPagesDir),
+    mountPath,
+    groups,
+    mapUser,
+    runUser: word('runUser', o.runUser ?? 'www-data'),
+    runGroup: word('runGroup', o.runGroup ?? 'www-data'),
+    tls: o.tls,
+    cert: o.tls ? path('tlsCertificateFile', o.tlsCertificateFile) : undefined,
+    key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
+    authCacheTimeout: positiveInt('authCacheTimeoutSeconds', o.authCacheTimeoutSeconds, 86400),
+    authRealm,
+    roleLocations,
+    wsgiThreads: positiveInt('wsgiThreads', o.wsgiThreads ?? 4, 64),
+    logLevel,
+    modulesDir: path('modulesDir', o.modulesDir ?? '/usr/lib/apache2/modules'),
+  };
+}
+
+function alternation(names: string[]): string {
+  // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
+  return `^(${names.join('|')})$`;
+}
+
+export function renderApacheConfig(o: ApacheConfigOptions): string {
+  const v = validate(o);
+  const enabled = v.groups.filter((g) => g.enabled);
+  const disabled = v.groups.filter((g) => !g.enabled);
+  const mapped = enabled.filter((g) => g.settingsModule === null);
+  const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
+  const L: string[] = [];
+  const add = (...lines: string[]) => L.push(...lines);
+
+  add(
+    '# Generated by plexer (src/apache/render.ts). Do not edit: re-render and run `apache2 -f THIS -k graceful`.',
+    '# Standalone: it includes nothing from /etc/apache2 and needs none of Debian\'s envvars.',
+    '',
+    '# Anchor relative paths in our own directory instead of /etc/apache2.',
+    `ServerRoot "${v.stateDir}"`,
+    '# Debian\'s binary has no compiled-in runtime dir; without these it fails with',
+    '# "AH00111: Config variable ${APACHE_RUN_DIR} is not defined" or writes into /var/run/apache2.',
+    `DefaultRuntimeDir "${v.stateDir}"`,
+    `PidFile "${v.stateDir}/httpd.pid"`,
+    '# All mutexes (rewrite-map, ssl-cache, authn-socache, mpm-accept…) as lock files in our directory.',
+    `Mutex file:${v.stateDir} default`,
+    `ErrorLog "${v.stateDir}/error.log"`,
+    `LogLevel ${v.logLevel}`,
+    '# %{PROCESS_GROUP}e shows where each request was routed (empty on our 401/403/503 pages).',
+    `LogFormat "%h %u %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
+    `CustomLog "${v.stateDir}/access.log" plexer`,
+    '',
+    '# Modules: absolute paths, only what is used. mod_log_config, mod_unixd and mod_so are compiled in.',
+    `LoadModule mpm_event_module ${v.modulesDir}/mod_mpm_event.so`,
+    `LoadModule authz_core_module ${v.modulesDir}/mod_authz_core.so`,
+    `LoadModule authz_user_module ${v.modulesDir}/mod_authz_user.so`,
+    `LoadModule authn_core_module ${v.modulesDir}/mod_authn_core.so`,
+    `LoadModule auth_basic_module ${v.modulesDir}/mod_auth_basic.so`,
+    '# socache provider for authentication results + its shared-memory backend.',
+    `LoadModule socache_shmcb_module ${v.modulesDir}/mod_socache_shmcb.so`,
+    `LoadModule authn_socache_module ${v.modulesDir}/mod_authn_socache.so`,
+    `LoadModule authnz_external_module ${v.modulesDir}/mod_authnz_external.so`,
+    `LoadModule rewrite_module ${v.modulesDir}/mod_rewrite.so`,
+    `LoadModule alias_module ${v.modulesDir}/mod_alias.so`,
+    `LoadModule mime_module ${v.modulesDir}/mod_mime.so`,
+    `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
+    `LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`,
+  );
+  if (v.tls) add(`LoadModule ssl_module ${v.modulesDir}/mod_ssl.so`);
+  add(
+    '',
+    '# Workers and WSGI daemons drop to this user; everything they read (WSGI script, Django project, error',
+    '# pages, plexer itself for the helpers) must be readable by it — nothing under /root.',
+    `User ${v.runUser}`,
+    `Group ${v.runGroup}`,
+    `Listen ${v.listen}`,
+    `ServerName ${v.serverName}`,
+    'ServerTokens Prod',
+    'ServerSignature Off',
+    'TraceEnable Off',
+    '',
+    '# Event MPM sized for a 2-core box: 2 children x 16 threads. MaxSpareThreads >= MinSpareThreads +',
+    '# ThreadsPerChild, otherwise Apache adjusts it with a warning. The real work runs in the WSGI daemons.',
+    '<IfModule mpm_event_module>',
+    '    StartServers 1',
+    '    ServerLimit 2',
+    '    ThreadLimit 16',
+    '    ThreadsPerChild 16',
+    '    MaxRequestWorkers 32',
+    '    MinSpareThreads 8',
+    '    MaxSpareThreads 32',
+    '    MaxConnectionsPerChild 0',
+    '</IfModule>',
+    '',
+    '# No mime.types lookup needed beyond our HTML error pages; /dev/null avoids a ServerRoot-relative default.',
+    'TypesConfig /dev/null',
+    'AddType text/html .html',
+    'AddDefaultCharset utf-8',
+    'DirectoryIndex disabled',
+    '',
+    '# Deny the whole file system; only the error pages and the WSGI script are opened below.',
+    '<Directory />',
+    '    Options None',
+    '    AllowOverride None',
+    '    Require all denied',
+    '</Directory>',
+    '',
+    '# ---- mod_wsgi: one daemon process group per tenant -------------------------------------------------',
+    `# Sockets next to the pid file (default would be ServerRoot-relative). Paths must fit in 108 bytes.`,
+    `WSGISocketPrefix ${v.stateDir}/wsgi`,
+    '# Never run Python inside Apache\'s own workers: an empty PROCESS_GROUP would otherwise mean "embedded".',
+    'WSGIRestrictEmbedded On',
+    '# Daemons are not used for the parent\'s Python interpreter either.',
+    'WSGILazyInitialization On',
+  );
+  if (enabled.length === 0) add('# (no enabled groups: no daemon is defined and every application request gets our 503 page)');
+  for (const g of enabled) {
+    add(
+      `# Group ${g.name}: settings ${g.settingsModule ?? '(from the settings map)'}. processes=1 keeps one Django per tenant;`,
+      '# display-name shows "(wsgi:NAME)" in ps; home= is the cwd; request-timeout bounds a stuck request;',
+      '# startup-timeout restarts a daemon whose application does not load.',
+      `WSGIDaemonProcess ${g.name} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} user=${v.runUser} group=${v.runGroup} home=${v.pythonPath} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
+    );
+  }
+  if (disabled.length > 0) add(`# Disabled (no daemon; users get 503): ${disabled.map((g) => g.name).join(' ')}`);
+
+  add('', `<VirtualHost ${v.listen}>`, `    ServerName ${v.serverName}`);
+  if (v.tls) {
+    add(
+      '    SSLEngine on',
+      `    SSLCertificateFile "${v.cert}"`,
+      `    SSLCertificateKeyFile "${v.key}"`,
+      '    SSLProtocol -all +TLSv1.2 +TLSv1.3',
+    );
+  }
+  add(
+    '',
+    '    # RewriteEngine On is REQUIRED at this level: with it only inside <Directory> the prg: programs are',
+    '    # never started and every lookup silently returns the |default.',
+    '    RewriteEngine On',
+    '    # One program per map for the whole server, shared by all children under the global rewrite-map mutex.',
+    '    # Started with an EMPTY environment, so absolute paths and --config; split on whitespace, no quoting.',
+    '    # The third argument drops it to an unprivileged user (Apache >= 2.4.29).',
+    `    RewriteMap plexer_group "prg:${helper('map group')}" ${v.mapUser}`,
+  );
+  if (mapped.length > 0) {
+    add(`    RewriteMap plexer_settings "prg:${helper('map settings')}" ${v.mapUser}`);
+  } else {
+    add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
+  }
+  add(
+    '',
+    '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
+    '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
+    '    # and Apache waits with no timeout, so the helper bounds its own run time.',
+    `    DefineExternalAuth plexer pipe "${helper('authn')}"`,
+    '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
+    `    DefineExternalGroup plexer_roles pipe "${helper('authz')}"`,
+    '',
+    `    # Error pages of our own (static, no auth, outside the WSGI directory so no routing rules apply).`,
+    `    Alias /_plexer/errors/ ${v.errorPagesDir}/`,
+    `    <Directory ${v.errorPagesDir}>`,
+    '        Options None',
+    '        Require all granted',
+    '    </Directory>',
+    '    ErrorDocument 401 /_plexer/errors/401.html',
+    '    ErrorDocument 403 /_plexer/errors/403.html',
+    '    ErrorDocument 500 /_plexer/errors/500.html',
+    '    ErrorDocument 503 /_plexer/errors/503.html',
+    '',
+    `    WSGIScriptAlias ${v.mountPath} ${v.wsgiScript}`,
+    `    <Directory ${v.wsgiDir}>`,
+    '        # mod_rewrite refuses per-directory rules (403, AH00670) unless FollowSymLinks or',
+    '        # SymLinksIfOwnerMatch is on here.',
+    '        Options SymLinksIfOwnerMatch',
+    '        AuthType Basic',
+    `        AuthName "${v.authRealm}"`,
+    '        # socache first: a cached success skips the fork of the external helper.',
+    '        AuthBasicProvider socache external',
+    '        AuthExternal plexer',
+    '        AuthExternalProvideCache On',
+    '        AuthnCacheProvideFor external',
+    '        # Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
+    `        # password keeps working for up to this many seconds.`,
+    `        AuthnCacheTimeout ${v.authCacheTimeout}`,
+    '        Require valid-user',
+    '',
+    '        # Per-directory rules run in the fixup phase, AFTER authentication: REMOTE_USER is set here',
+    '        # (at vhost level it is still empty; %{LA-U:REMOTE_USER} would authenticate twice).',
+    '        RewriteEngine On',
+    '        # 1. The user\'s group, from the map only. Overwrites any previous value; NULL -> sentinel.',
+    '        #    (mod_rewrite itself answers NULL, without asking the program, for a key containing "\\n".)',
+    `        RewriteRule ^ - [E=PROCESS_GROUP:\${plexer_group:%{REMOTE_USER}|${NO_GROUP_SENTINEL}}]`,
+    '        # 2. No group for this user: our 403 page.',
+    `        RewriteCond %{ENV:PROCESS_GROUP} =${NO_GROUP_SENTINEL}`,
+    '        RewriteRule ^ - [F]',
+  );
+  if (disabled.length > 0) {
+    add(
+      '        # 3. A disabled tenant: our 503 page.',
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(disabled.map((g) => g.name))}`,
+      '        RewriteRule ^ - [R=503]',
+    );
+  }
+  if (enabled.length > 0) {
+    add(
+      '        # 4. Anything but an enabled, configured group (empty answer from a dead map, a group added to the',
+      '        #    database but not yet rendered here): our 503, never mod_wsgi\'s "No WSGI daemon process" 500.',
+      `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(enabled.map((g) => g.name))}`,
+      '        RewriteRule ^ - [R=503]',
+    );
+  } else {
+    add('        # 4. No enabled group at all: every request gets our 503.', '        RewriteRule ^ - [R=503]');
+  }
+  const fixed = enabled.filter((g) => g.settingsModule !== null);
+  if (fixed.length > 0) add('        # 5. Settings module, rendered in (no map lookup). The WSGI script pins it per process.');
+  for (const g of fixed) {
+    add(`        RewriteCond %{ENV:PROCESS_GROUP} =${g.name}`, `        RewriteRule ^ - [E=PLEXER_SETTINGS:${g.settingsModule}]`);
+  }
+  if (mapped.length > 0) {
+    add(
+      '        # 6. Settings module from the settings map for the groups rendered with settingsModule null.',
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
+      `        RewriteRule ^ - [E=PLEXER_SETTINGS:\${plexer_settings:%{ENV:PROCESS_GROUP}|${NO_GROUP_SENTINEL}}]`,
+      `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
+      '        RewriteRule ^ - [R=503]',
+    );
+  }
+  add(
+    '        # Where the tenants\' databases live; reaches the WSGI environ like every subprocess_env variable.',
+    `        SetEnv PLEXER_DATA_DIR ${v.dataDir}`,
+    '',
+    '        # Resolved in the handler phase, after the rules above. An unset variable would be used literally',
+    '        # (500 "No WSGI daemon process called …"); an empty one would mean embedded (refused above).',
+    '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
+    '        # One interpreter per daemon process (Django is not multi-interpreter safe; C extensions prefer it).',
+    '        WSGIApplicationGroup %{GLOBAL}',
+    '        # Only the pool\'s groups may be selected from here (explicit names, no wildcards).',
+    enabled.length > 0
+      ? `        WSGIRestrictProcess ${enabled.map((g) => g.name).join(' ')}`
+      // With no group WSGIRestrictProcess still needs a name: one that no daemon can have (invalid group name).
+      : `        WSGIRestrictProcess ${NO_GROUP_SENTINEL}`,
+    '        # The WSGI script gets nothing the client can forge: PROCESS_GROUP/PLEXER_SETTINGS come only from',
+    '        # the rules above; headers arrive as HTTP_*, cookies and query strings never become variables.',
+    '    </Directory>',
+  );
+  for (const r of v.roleLocations) {
+    add(
+      '',
+      `    # ${r.path} also needs one of the roles ${r.roles.join(', ')}. Authentication and routing still come from`,
+      '    # the <Directory> above (a Location merges after it and replaces only its Require).',
+      '    # COST: GroupExternal forks the authz helper on EVERY request (mod_authnz_external has no group cache).',
+      '    # Cheaper alternatives: `Require user alice bob` rendered from the database (no fork, needs a graceful',
+      '    # on change); AuthGroupFile + `Require group ROLE` with a file plexer regenerates (mod_authz_groupfile,',
+      '    # parsed per request, no fork); or `Require dbd-group ROLE` (mod_authz_dbd over a mod_dbd pgsql pool).',
+      `    <Location ${r.path}>`,
+      '        GroupExternal plexer_roles',
+      `        Require external-group ${r.roles.join(' ')}`,
+      '    </Location>',
+    );
+  }
+  add('</VirtualHost>', '');
+  return L.join('\n');
+}

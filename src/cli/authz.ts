@@ -1,0 +1,69 @@
+import { loadConfig, type PlexerConfig } from '../config.js';
+import { createLogger, setLogLevel } from '../log.js';
+import { isRoleName, isUserName } from '../names.js';
+import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
+import { createClient } from '../store/connect.js';
+import { hasAnyRole } from '../store/credentials.js';
+import { AuthExit } from './auth-exit.js';
+import { parseCommand } from './args.js';
+import { print, type Command } from './command.js';
+
+const help = `Usage: plexer authz [--config FILE]
+
+mod_authnz_external group checker ("pipe" method) for "Require external-group ROLE …": reads the user name,
+then the space-separated roles from the Require line, one line each. Exit 0 when the user is enabled and holds
+any of them; ${AuthExit.NoRole} when not; ${AuthExit.BadInput} malformed input; ${AuthExit.StoreError} store unreachable; ${AuthExit.TimedOut} time limit.
+  DefineExternalGroup plexer-roles pipe "/usr/bin/node /opt/plexer/bin/plexer authz --config /etc/plexer/plexer.conf"`;
+
+export const command: Command = {
+  summary: 'mod_authnz_external role check (GroupExternal, pipe)',
+  help,
+  async run(argv) {
+    const { values } = parseCommand(argv, {});
+    if (values.help) return print(help), 0;
+    const log = createLogger('authz');
+    let config: PlexerConfig;
+    try {
+      config = loadConfig(values.config === undefined ? {} : { path: values.config });
+    } catch (error) {
+      log.error('configuration error', { error: (error as Error).message });
+      return AuthExit.StoreError;
+    }
+    setLogLevel(config.logLevel);
+    setTimeout(() => {
+      log.error('time limit reached; refusing', { limit_ms: config.authnTimeoutMs });
+      process.exit(AuthExit.TimedOut);
+    }, config.authnTimeoutMs).unref();
+    process.exit(await checkRoles(config, log));
+  },
+};
+
+async function checkRoles(config: PlexerConfig, log: ReturnType<typeof createLogger>): Promise<number> {
+  let user: string;
+  let roleLine: string;
+  try {
+    ({ first: user, second: roleLine } = await readPipeInput(process.stdin, config.authnTimeoutMs));
+  } catch (error) {
+    if (!(error instanceof PipeInputError)) throw error;
+    log.warn('role check refused', { reason: 'bad-input', detail: error.message });
+    return AuthExit.BadInput;
+  }
+  const roles = roleLine.split(/\s+/).filter((role) => role !== '');
+  if (!isUserName(user) || roles.length === 0 || !roles.every(isRoleName)) {
+    log.warn('role check refused', { reason: 'bad-input' });
+    return AuthExit.BadInput;
+  }
+  const client = createClient(config, { applicationName: 'plexer-authz', connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs) });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    if (await hasAnyRole(client, user, roles)) return AuthExit.Accepted;
+    log.info('role check refused', { reason: 'no-role', user, roles: roles.join(' ') });
+    return AuthExit.NoRole;
+  } catch (error) {
+    log.error('cannot check roles; refusing', { user, error: (error as Error).message });
+    return AuthExit.StoreError;
+  } finally {
+    client.end().catch(() => undefined);
+  }
+}

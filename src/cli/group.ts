@@ -1,0 +1,114 @@
+import { NotFoundError, UsageError } from '../errors.js';
+import { isBackend, isGroupName, isSettingsModule } from '../names.js';
+import * as accounts from '../store/accounts.js';
+import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
+import { print, table, type Command } from './command.js';
+import { loadCommandConfig, withStore } from './store-session.js';
+
+const help = `Usage:
+  plexer group add NAME [--settings MODULE] [--backend TARGET] [--capacity N] [--disabled]
+  plexer group set NAME [--settings MODULE|--no-settings] [--backend TARGET|--no-backend]
+                        [--capacity N|--no-capacity] [--enable|--disable]
+  plexer group list [--json]
+  plexer group del NAME
+  plexer group restart NAME [--apache-pid-file FILE]
+
+A daemon group is one backend instance: a mod_wsgi daemon process group (NAME), the Django settings module
+it loads, and/or a mod_proxy backend TARGET (unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/).
+--capacity caps how many users "user add --group auto" puts in it. A disabled group takes no new users and
+its users get the "no instance" page. Adding a group needs one graceful Apache reload (plexer apache config
+--reload) so Apache defines its daemon processes; every other change is live at once.
+Options: --config FILE (default /etc/plexer/plexer.conf)`;
+
+const options = {
+  settings: { type: 'string' },
+  'no-settings': { type: 'boolean' },
+  backend: { type: 'string' },
+  'no-backend': { type: 'boolean' },
+  capacity: { type: 'string' },
+  'no-capacity': { type: 'boolean' },
+  enable: { type: 'boolean' },
+  disable: { type: 'boolean' },
+  disabled: { type: 'boolean' },
+  json: { type: 'boolean' },
+  'apache-pid-file': { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
+
+function groupName(name: string): string {
+  if (!isGroupName(name)) throw new UsageError(`invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63`);
+  return name;
+}
+
+function fieldsFrom(values: Values): accounts.GroupFields {
+  const fields: accounts.GroupFields = {};
+  if (values.settings !== undefined) {
+    if (!isSettingsModule(values.settings)) throw new UsageError(`invalid settings module "${values.settings}": a dotted Python module path`);
+    fields.settingsModule = values.settings;
+  }
+  if (values['no-settings']) fields.settingsModule = null;
+  if (values.backend !== undefined) {
+    if (!isBackend(values.backend)) throw new UsageError(`invalid backend "${values.backend}": expected unix:/path|fcgi://localhost/, http://HOST:PORT/ or fcgi://HOST:PORT/`);
+    fields.backend = values.backend;
+  }
+  if (values['no-backend']) fields.backend = null;
+  if (values.capacity !== undefined) fields.capacity = parseWholeNumber(values.capacity, '--capacity');
+  if (values['no-capacity']) fields.capacity = null;
+  if (values.enable && values.disable) throw new UsageError('--enable and --disable exclude each other');
+  if (values.enable) fields.enabled = true;
+  if (values.disable || values.disabled) fields.enabled = false;
+  return fields;
+}
+
+export const command: Command = {
+  summary: 'manage daemon groups (backend instances)',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommand(argv, options);
+    if (values.help || positionals.length === 0) return print(help), values.help ? 0 : 2;
+    const [action, ...rest] = positionals as [string, ...string[]];
+    const config = loadCommandConfig(values.config);
+    switch (action) {
+      case 'add': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        const fields = fieldsFrom(values);
+        await withStore(config, (pool) => accounts.addGroup(pool, groupName(name), fields));
+        print(`daemon group ${name} added; run "plexer apache config --reload" so Apache starts its processes`);
+        return 0;
+      }
+      case 'set': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        const fields = fieldsFrom(values);
+        if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one option');
+        await withStore(config, (pool) => accounts.updateGroup(pool, groupName(name), fields));
+        return 0;
+      }
+      case 'list': {
+        expectPositionals(rest, []);
+        const groups = await withStore(config, (pool) => accounts.listGroups(pool));
+        if (values.json) return print(JSON.stringify(groups)), 0;
+        const rows = groups.map((g) => [g.name, g.enabled ? 'enabled' : 'disabled', `${g.users}/${g.capacity ?? '-'}`,
+          g.settings_module ?? '-', g.backend ?? '-']);
+        print(table([['NAME', 'STATE', 'USERS/CAP', 'SETTINGS', 'BACKEND'], ...rows]));
+        return 0;
+      }
+      case 'del': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        await withStore(config, (pool) => accounts.deleteGroup(pool, groupName(name)));
+        return 0;
+      }
+      case 'restart': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        const { restartDaemonGroup } = await import('../apache/daemon-restart.js');
+        const pool = await withStore(config, async (db) => (await accounts.listGroups(db)).map((g) => g.name));
+        if (!pool.includes(groupName(name))) throw new NotFoundError(`no daemon group "${name}"`);
+        const count = await restartDaemonGroup(name, pool, values['apache-pid-file']);
+        print(`signalled ${count} daemon process(es) of ${name}; Apache starts fresh ones`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown group action "${action}"; see plexer group --help`);
+    }
+  },
+};

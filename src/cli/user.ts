@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import { RefusedError, UsageError } from '../errors.js';
+import { parseHtpasswd } from '../htpasswd.js';
+import { isGroupName, isRoleName, isUserName } from '../names.js';
+import { hashPassword, PasswordPolicyError } from '../password.js';
+import * as accounts from '../store/accounts.js';
+import { expectPositionals, parseCommand } from './args.js';
+import { print, table, type Command } from './command.js';
+import { readNewPassword } from './password-input.js';
+import { inTransaction, loadCommandConfig, withStore } from './store-session.js';
+
+const help = `Usage:
+  plexer user add NAME --group GROUP|auto|none [--password-stdin]
+  plexer user passwd NAME [--password-stdin]
+  plexer user move NAME --group GROUP|auto|none
+  plexer user disable NAME | enable NAME | del NAME
+  plexer user grant NAME ROLE | revoke NAME ROLE
+  plexer user list [--group GROUP] [--json]
+  plexer user import-htpasswd FILE --group GROUP
+
+Passwords are read from a terminal without echo, or as one line on stdin with --password-stdin; never from
+the command line. "--group auto" picks the enabled group with the fewest users that has room (exit 1 when the
+pool is full); "--group none" leaves the user without an instance. import-htpasswd takes bcrypt entries
+($2y$, $2a$, $2b$) as they are and lists every other line with the reason it was refused.
+Exit status: 0 done, 1 refused or not found, 2 usage or configuration error.
+Options: --config FILE (default /etc/plexer/plexer.conf)`;
+
+const options = {
+  group: { type: 'string' },
+  'password-stdin': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+function userName(name: string): string {
+  if (!isUserName(name)) throw new UsageError(`invalid user name "${name}": letters, digits and . _ @ + -, starting with a letter or digit, at most 128`);
+  return name;
+}
+
+function groupChoice(value: string | undefined): string | null | 'auto' {
+  if (value === undefined) throw new UsageError('--group is required (a group name, "auto" or "none")');
+  if (value === 'auto') return 'auto';
+  if (value === 'none') return null;
+  if (!isGroupName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
+  return value;
+}
+
+async function newPasswordHash(fromStdin: boolean, cost: number): Promise<string> {
+  const password = await readNewPassword(fromStdin);
+  try {
+    return await hashPassword(password, cost);
+  } catch (error) {
+    if (error instanceof PasswordPolicyError) throw new RefusedError(`password refused: ${error.message}`);
+    throw error;
+  }
+}
+
+export const command: Command = {
+  summary: 'manage users, passwords and roles',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommand(argv, options);
+    if (values.help || positionals.length === 0) return print(help), values.help ? 0 : 2;
+    const [action, ...rest] = positionals as [string, ...string[]];
+    const config = loadCommandConfig(values.config);
+    const fromStdin = values['password-stdin'] === true;
+
+    // Resolves "auto" inside the caller's transaction, so the chosen group still has room at commit.
+    const assign = async (client: Parameters<typeof accounts.pickGroupWithRoom>[0], choice: string | null | 'auto') => {
+      if (choice !== 'auto') return choice;
+      const group = await accounts.pickGroupWithRoom(client);
+      if (!group) throw new RefusedError('no enabled daemon group has room: add a group or raise a capacity');
+      return group;
+    };
+
+    switch (action) {
+      case 'add': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        userName(name);
+        const choice = groupChoice(values.group);
+        const hash = await newPasswordHash(fromStdin, config.bcryptCost);
+        const group = await withStore(config, (pool) => inTransaction(pool, async (client) => {
+          const chosen = await assign(client, choice);
+          await accounts.addUser(client, name, hash, chosen);
+          return chosen;
+        }));
+        print(`user ${name} added${group ? ` to ${group}` : ' without a daemon group'}`);
+        return 0;
+      }
+      case 'passwd': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        userName(name);
+        const hash = await newPasswordHash(fromStdin, config.bcryptCost);
+        await withStore(config, (pool) => accounts.setPasswordHash(pool, name, hash));
+        return 0;
+      }
+      case 'move': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        userName(name);
+        const choice = groupChoice(values.group);
+        const group = await withStore(config, (pool) => inTransaction(pool, async (client) => {
+          const chosen = await assign(client, choice);
+          await accounts.moveUser(client, name, chosen);
+          return chosen;
+        }));
+        print(`user ${name} moved to ${group ?? 'no daemon group'}`);
+        return 0;
+      }
+      case 'disable':
+      case 'enable': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        await withStore(config, (pool) => accounts.setUserDisabled(pool, userName(name), action === 'disable'));
+        return 0;
+      }
+      case 'del': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        await withStore(config, (pool) => accounts.deleteUser(pool, userName(name)));
+        return 0;
+      }
+      case 'grant':
+      case 'revoke': {
+        const [name, role] = expectPositionals(rest, ['name', 'role']) as [string, string];
+        userName(name);
+        if (!isRoleName(role)) throw new UsageError(`invalid role name "${role}"`);
+        if (action === 'grant') {
+          await withStore(config, (pool) => accounts.grantRole(pool, name, role));
+          return 0;
+        }
+        const revoked = await withStore(config, (pool) => accounts.revokeRole(pool, name, role));
+        if (!revoked) throw new RefusedError(`user "${name}" does not hold role "${role}"`);
+        return 0;
+      }
+      case 'list': {
+        expectPositionals(rest, []);
+        const group = values.group === undefined ? undefined : groupChoice(values.group);
+        if (group === 'auto') throw new UsageError('--group auto makes no sense for list');
+        const users = await withStore(config, (pool) => accounts.listUsers(pool, group ?? undefined));
+        if (values.json) return print(JSON.stringify(users)), 0;
+        const rows = users.map((u) => [u.name, u.daemon_group ?? '-', u.disabled ? 'disabled' : 'enabled', u.roles.join(',') || '-']);
+        print(table([['NAME', 'GROUP', 'STATE', 'ROLES'], ...rows]));
+        return 0;
+      }
+      case 'import-htpasswd': {
+        const [file] = expectPositionals(rest, ['file']) as [string];
+        const choice = groupChoice(values.group);
+        if (choice === 'auto') throw new UsageError('import-htpasswd needs a named group or none');
+        const { entries, rejected } = parseHtpasswd(readFileSync(file, 'utf8'));
+        for (const r of rejected) process.stderr.write(`${file}:${r.line}: ${r.user ?? '(no user)'}: ${r.reason}\n`);
+        await withStore(config, (pool) => inTransaction(pool, async (client) => {
+          for (const entry of entries) await accounts.addUser(client, entry.user, entry.hash, choice);
+        }));
+        print(`imported ${entries.length} user(s); refused ${rejected.length} line(s)`);
+        return rejected.length > 0 ? 1 : 0;
+      }
+      default:
+        throw new UsageError(`unknown user action "${action}"; see plexer user --help`);
+    }
+  },
+};

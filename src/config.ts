@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from './errors.js';
+import { isLogLevel, type LogLevel } from './log.js';
+
+// Apache starts a prg: map with an empty environment and mod_authnz_external builds its own, so the file is
+// the only settings source Apache's helpers can rely on. For people at a shell the standard libpq variables
+// and PLEXER_DATABASE_URL override it. Precedence, lowest first:
+//   built-in defaults < config file < PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD/PGPASSFILE < PLEXER_DATABASE_URL
+export const DEFAULT_CONFIG_PATH = '/etc/plexer/plexer.conf';
+
+export interface ConnectionSettings {
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  database?: string;
+  user?: string;
+  password?: string;
+  passfile?: string;
+}
+
+export interface PlexerConfig {
+  connection: ConnectionSettings;
+  schema: string;
+  poolMax: number;
+  cacheMax: number;
+  cacheTtlMs: number;
+  mapDeadlineMs: number;
+  authnTimeoutMs: number;
+  bcryptCost: number;
+  lockoutMaxFailures: number;
+  lockoutWindowSeconds: number;
+  lockoutSeconds: number;
+  logLevel: LogLevel;
+  // Where the settings came from, for error messages; never the settings themselves (secrets).
+  source: string;
+}
+
+type Setter = (config: PlexerConfig, value: string, where: string) => void;
+
+function integer(min: number, max: number, apply: (config: PlexerConfig, n: number) => void): Setter {
+  return (config, value, where) => {
+    if (!/^\d+$/.test(value)) throw new ConfigError(`${where}: expected a whole number, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max) throw new ConfigError(`${where}: ${n} is outside ${min}..${max}`);
+    apply(config, n);
+  };
+}
+
+function text(apply: (config: PlexerConfig, v: string) => void): Setter {
+  return (config, value) => apply(config, value);
+}
+
+const settings: Record<string, Setter> = {
+  database_url: text((c, v) => (c.connection.connectionString = v)),
+  pg_host: text((c, v) => (c.connection.host = v)),
+  pg_port: integer(1, 65535, (c, n) => (c.connection.port = n)),
+  pg_database: text((c, v) => (c.connection.database = v)),
+  pg_user: text((c, v) => (c.connection.user = v)),
+  pg_password: text((c, v) => (c.connection.password = v)),
+  pg_passfile: text((c, v) => (c.connection.passfile = v)),
+  schema: (c, v, where) => {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) throw new ConfigError(`${where}: schema must be a lower-case SQL identifier`);
+    c.schema = v;
+  },
+  pool_max: integer(1, 100, (c, n) => (c.poolMax = n)),
+  cache_max: integer(1, 50_000_000, (c, n) => (c.cacheMax = n)),
+  cache_ttl_ms: integer(1, 86_400_000, (c, n) => (c.cacheTtlMs = n)),
+  map_deadline_ms: integer(1, 10_000, (c, n) => (c.mapDeadlineMs = n)),
+  authn_timeout_ms: integer(100, 60_000, (c, n) => (c.authnTimeoutMs = n)),
+  bcrypt_cost: integer(4, 15, (c, n) => (c.bcryptCost = n)),
+  lockout_max_failures: integer(0, 1_000_000, (c, n) => (c.lockoutMaxFailures = n)),
+  lockout_window_seconds: integer(1, 86_400 * 30, (c, n) => (c.lockoutWindowSeconds = n)),
+  lockout_seconds: integer(1, 86_400 * 30, (c, n) => (c.lockoutSeconds = n)),
+  log_level: (c, v, where) => {
+    if (!isLogLevel(v)) throw new ConfigError(`${where}: log_level must be debug, info, warn or error`);
+    c.logLevel = v;
+  },
+};
+
+export const CONFIG_KEYS = Object.keys(settings);
+
+export function defaultConfig(): PlexerConfig {
+  return {
+    connection: {},
+    schema: 'plexer',
+    poolMax: 4,
+    cacheMax: 200_000,
+    cacheTtlMs: 300_000,
+    mapDeadlineMs: 50,
+    authnTimeoutMs: 5_000,
+    bcryptCost: 10,
+    lockoutMaxFailures: 10,
+    lockoutWindowSeconds: 900,
+    lockoutSeconds: 900,
+    logLevel: 'info',
+    source: 'built-in defaults',
+  };
+}
+
+// `key = value` per line; `#` starts a comment line. Values are taken verbatim after trimming, so a password
+// may hold any character but a newline.
+export function parseConfigText(textContent: string, fileName: string, config = defaultConfig()): PlexerConfig {
+  const lines = textContent.split(/\r?\n/);
+  lines.forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const where = `${fileName}:${index + 1}`;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${where}: expected "key = value"`);
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim();
+    const set = settings[key];
+    if (!set) throw new ConfigError(`${where}: unknown setting "${key}" (known: ${CONFIG_KEYS.join(', ')})`);
+    set(config, value, where);
+  });
+  config.source = fileName;
+  return config;
+}
+
+function applyEnvironment(config: PlexerConfig, env: NodeJS.ProcessEnv): void {
+  const c = config.connection;
+  if (env.PGHOST) c.host = env.PGHOST;
+  if (env.PGPORT) integer(1, 65535, (cfg, n) => (cfg.connection.port = n))(config, env.PGPORT, 'PGPORT');
+  if (env.PGDATABASE) c.database = env.PGDATABASE;
+  if (env.PGUSER) c.user = env.PGUSER;
+  if (env.PGPASSWORD) c.password = env.PGPASSWORD;
+  if (env.PGPASSFILE) c.passfile = env.PGPASSFILE;
+  if (env.PLEXER_DATABASE_URL) c.connectionString = env.PLEXER_DATABASE_URL;
+}
+
+export interface LoadConfigOptions {
+  // An explicit --config must exist; the default path may be absent (a person at a shell using PG* only).
+  path?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig({ path, env = process.env }: LoadConfigOptions = {}): PlexerConfig {
+  const file = path ?? env.PLEXER_CONFIG ?? DEFAULT_CONFIG_PATH;
+  let config = defaultConfig();
+  let content: string | undefined;
+  try {
+    content = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const explicit = path !== undefined || env.PLEXER_CONFIG !== undefined;
+    if (code !== 'ENOENT' || explicit) {
+      throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+    }
+  }
+  if (content !== undefined) config = parseConfigText(content, file, config);
+  applyEnvironment(config, env);
+  return config;
+}

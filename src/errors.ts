@@ -1,0 +1,41 @@
+// Typed errors carry the exit status a command should end with, so every command maps failures the same way:
+// 1 = refused or not found, 2 = usage or configuration.
+export class PlexerError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class UsageError extends PlexerError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+export class ConfigError extends PlexerError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+export class NotFoundError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}
+
+export class RefusedError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}
+
+export class StoreUnavailableError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}

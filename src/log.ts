@@ -1,0 +1,54 @@
+// One line per event on stderr: Apache copies a helper's stderr into its error log, and a map's stdout
+// belongs to mod_rewrite alone.
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  debug(event: string, fields?: LogFields): void;
+  info(event: string, fields?: LogFields): void;
+  warn(event: string, fields?: LogFields): void;
+  error(event: string, fields?: LogFields): void;
+  scope(name: string): Logger;
+}
+
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+let minimumLevel: LogLevel = 'info';
+
+export function setLogLevel(level: LogLevel): void {
+  minimumLevel = level;
+}
+
+export function isLogLevel(value: string): value is LogLevel {
+  return value in levelRank;
+}
+
+// Values are quoted when they could break the one-line format, so a hostile user name cannot forge a
+// second log line.
+function formatValue(value: string | number | boolean | null): string {
+  const text = String(value);
+  return /^[\w.:/@+-]*$/.test(text) && text !== '' ? text : JSON.stringify(text);
+}
+
+export function formatLine(scope: string, level: LogLevel, event: string, fields: LogFields = {}): string {
+  let line = `plexer[${process.pid}] ${scope} ${level}: ${event}`;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value !== undefined) line += ` ${key}=${formatValue(value)}`;
+  }
+  return line + '\n';
+}
+
+export function createLogger(scope: string): Logger {
+  const emit = (level: LogLevel) => (event: string, fields?: LogFields) => {
+    if (levelRank[level] < levelRank[minimumLevel]) return;
+    process.stderr.write(formatLine(scope, level, event, fields));
+  };
+  return {
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+    scope: (name: string) => createLogger(`${scope}.${name}`),
+  };
+}

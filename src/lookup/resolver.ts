@@ -1,0 +1,125 @@
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../log.js';
+
+export type Answer = string | null;
+
+export interface ResolverOptions {
+  fetch: (key: string) => Promise<Answer>;
+  max: number;
+  ttlMs: number;
+  // A lookup is answered within this time, from the stale entry if there is one, else null: mod_rewrite
+  // holds a server-wide lock while it waits for the map.
+  deadlineMs: number;
+  // Queries started and not yet settled, over all keys; past it, misses are answered at once.
+  maxInFlight?: number;
+  now?: () => number;
+  log: Logger;
+}
+
+export interface Resolver {
+  // Synchronous for a fresh cached answer (the hot path: no promise, no timer), else a promise that settles
+  // within the deadline.
+  resolve(key: string): Answer | Promise<Answer>;
+  evict(key: string): void;
+  clear(): void;
+  readonly size: number;
+}
+
+// lru-cache cannot hold null; "" stands for a cached "no answer" (no stored value is ever empty).
+const NO_ANSWER = '';
+
+export function validateResolverOptions(options: ResolverOptions): void {
+  const positive = (name: string, value: number | undefined) => {
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+      throw new RangeError(`resolver option ${name} must be a positive whole number, got ${value}`);
+    }
+  };
+  positive('max', options.max);
+  positive('ttlMs', options.ttlMs);
+  positive('deadlineMs', options.deadlineMs);
+  positive('maxInFlight', options.maxInFlight);
+}
+
+export function createResolver(options: ResolverOptions): Resolver {
+  validateResolverOptions(options);
+  const { fetch, deadlineMs, log } = options;
+  const maxInFlight = options.maxInFlight ?? 64;
+  const cache = new LRUCache<string, string>({
+    max: options.max,
+    ttl: options.ttlMs,
+    // Expired entries stay until replaced, so they can be served while the store is unreachable.
+    noDeleteOnStaleGet: true,
+    ...(options.now ? { perf: { now: options.now } } : {}),
+  });
+  const inFlight = new Map<string, Promise<Answer>>();
+  // Bumped by every eviction: a query that started before a change must not cache its (older) answer.
+  let epoch = 0;
+  let failing = false;
+
+  const startFetch = (key: string): Promise<Answer> => {
+    const startedAt = epoch;
+    const pending = fetch(key).then(
+      (value) => {
+        if (failing) log.info('store answering again');
+        failing = false;
+        if (startedAt === epoch) cache.set(key, value ?? NO_ANSWER);
+        return value;
+      },
+      (error: Error) => {
+        if (!failing) log.warn('store lookup failed; answering from stale cache or NULL', { error: error.message });
+        failing = true;
+        throw error;
+      },
+    );
+    const settled: Promise<Answer> = pending.finally(() => {
+      if (inFlight.get(key) === settled) inFlight.delete(key);
+    });
+    settled.catch(() => undefined);
+    inFlight.set(key, settled);
+    return settled;
+  };
+
+  const withDeadline = (pending: Promise<Answer>, fallback: Answer): Promise<Answer> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(fallback), deadlineMs);
+      pending.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(fallback);
+        },
+      );
+    });
+
+  return {
+    resolve(key) {
+      const fresh = cache.get(key);
+      if (fresh !== undefined) return fresh === NO_ANSWER ? null : fresh;
+      const staleEntry = cache.get(key, { allowStale: true });
+      const stale = staleEntry === undefined || staleEntry === NO_ANSWER ? null : staleEntry;
+      let pending = inFlight.get(key);
+      if (!pending) {
+        if (inFlight.size >= maxInFlight) return stale;
+        pending = startFetch(key);
+      }
+      return withDeadline(pending, stale);
+    },
+    // A query already running may have read the row before the change: later lookups must not join it.
+    evict(key) {
+      epoch++;
+      cache.delete(key);
+      inFlight.delete(key);
+    },
+    clear() {
+      epoch++;
+      cache.clear();
+      inFlight.clear();
+    },
+    get size() {
+      return cache.size;
+    },
+  };
+}

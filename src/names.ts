@@ -1,0 +1,16 @@
+// The one definition of what a valid name is. migrations/001_schema.sql repeats these patterns in CHECK
+// constraints (test/names.test.ts proves the two agree), so a row an operator writes with psql can never
+// hold a name the helpers would reject or misread.
+export const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+export const GROUP_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
+export const ROLE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const SETTINGS_MODULE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$/;
+// A backend is a mod_proxy target: `unix:/path|fcgi://localhost/`, `http://127.0.0.1:8001/`, `fcgi://…`.
+// No whitespace, quotes or control characters, so it is safe inside a rewrite substitution.
+export const BACKEND_PATTERN = /^(unix:\/[A-Za-z0-9._\/-]{1,200}\|)?(https?|fcgi|uwsgi|scgi):\/\/[A-Za-z0-9._:\[\]-]{1,255}(\/[A-Za-z0-9._~%\/-]*)?$/;
+
+export const isUserName = (value: string): boolean => USER_NAME_PATTERN.test(value);
+export const isGroupName = (value: string): boolean => GROUP_NAME_PATTERN.test(value);
+export const isRoleName = (value: string): boolean => ROLE_NAME_PATTERN.test(value);
+export const isSettingsModule = (value: string): boolean => SETTINGS_MODULE_PATTERN.test(value);
+export const isBackend = (value: string): boolean => BACKEND_PATTERN.test(value);

@@ -1,0 +1,154 @@
+import type { Readable, Writable } from 'node:stream';
+
+// mod_rewrite's prg: protocol: Apache writes "key\n" and blocks, under a server-wide lock, until it has read
+// one line back. So: exactly one answer line per input line, in input order, written as soon as it is known;
+// "NULL" for no answer (an empty line would be taken as the value "" and the rule's |default skipped).
+export type MapAnswer = string | null;
+export type AnswerKey = (key: string) => MapAnswer | Promise<MapAnswer>;
+
+export interface RewriteMapStreamOptions {
+  // Longer lines are answered NULL without being held in memory (a key is a name of at most a few hundred
+  // bytes; anything longer is hostile or broken).
+  maxLineBytes?: number;
+  // Input is paused while this many answers wait, so a peer that writes without reading cannot grow memory.
+  maxPendingAnswers?: number;
+}
+
+interface PendingAnswer {
+  line?: string;
+}
+
+const NEWLINE = 0x0a;
+
+// Answers are single lines by construction, but the store is the operator's: never let a stored value break
+// the one-line-per-key framing.
+export function formatAnswer(answer: MapAnswer): string {
+  if (answer === null || answer === '' || /[\r\n]/.test(answer) || answer.toUpperCase() === 'NULL') return 'NULL\n';
+  return answer + '\n';
+}
+
+// Splitting is done here on bytes rather than with split2: split2 fails the whole stream when a line passes its
+// maxLength, and one hostile line must cost one NULL answer, not the map. Keys are decoded as latin1 so every
+// byte maps to one character and non-ASCII input simply fails name validation.
+export function serveRewriteMap(
+  input: Readable,
+  output: Writable,
+  answerKey: AnswerKey,
+  options: RewriteMapStreamOptions = {},
+): Promise<void> {
+  const maxLineBytes = options.maxLineBytes ?? 4096;
+  const maxPending = options.maxPendingAnswers ?? 1024;
+  const pending: PendingAnswer[] = [];
+  let partial: Buffer[] = [];
+  let partialBytes = 0;
+  let overlong = false;
+  let out = '';
+  let ended = false;
+  let finish: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+
+  const flush = () => {
+    if (out === '') return;
+    const writable = output.write(out);
+    out = '';
+    if (!writable && !input.isPaused()) {
+      input.pause();
+      output.once('drain', resumeIfRoom);
+    }
+  };
+
+  const maybeFinish = () => {
+    if (ended && pending.length === 0) {
+      flush();
+      finish();
+    }
+  };
+
+  function resumeIfRoom() {
+    if (pending.length < maxPending && !output.writableNeedDrain && !ended) input.resume();
+  }
+
+  const drainReady = () => {
+    while (pending.length > 0 && pending[0]!.line !== undefined) out += pending.shift()!.line;
+    flush();
+    resumeIfRoom();
+    maybeFinish();
+  };
+
+  const answerLine = (key: string) => {
+    let answer: MapAnswer | Promise<MapAnswer>;
+    try {
+      answer = answerKey(key);
+    } catch {
+      answer = null;
+    }
+    if (pending.length === 0 && (answer === null || typeof answer === 'string')) {
+      out += formatAnswer(answer);
+      return;
+    }
+    const slot: PendingAnswer = {};
+    pending.push(slot);
+    if (answer === null || typeof answer === 'string') {
+      slot.line = formatAnswer(answer);
+      return;
+    }
+    answer.then(
+      (value) => {
+        slot.line = formatAnswer(value);
+        drainReady();
+      },
+      () => {
+        slot.line = 'NULL\n';
+        drainReady();
+      },
+    );
+    if (pending.length >= maxPending) input.pause();
+  };
+
+  const endLine = (tail: Buffer) => {
+    if (overlong || partialBytes + tail.length > maxLineBytes) {
+      answerLine('');
+    } else {
+      const bytes = partialBytes === 0 ? tail : Buffer.concat([...partial, tail]);
+      answerLine(bytes.toString('latin1'));
+    }
+    partial = [];
+    partialBytes = 0;
+    overlong = false;
+  };
+
+  input.on('data', (chunk: Buffer) => {
+    let start = 0;
+    let newline = chunk.indexOf(NEWLINE, start);
+    while (newline !== -1) {
+      endLine(chunk.subarray(start, newline));
+      start = newline + 1;
+      newline = chunk.indexOf(NEWLINE, start);
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      if (overlong || partialBytes + rest.length > maxLineBytes) {
+        overlong = true;
+        partial = [];
+      } else {
+        partial.push(rest);
+      }
+      partialBytes += rest.length;
+    }
+    drainReady();
+  });
+
+  input.on('end', () => {
+    // A last line without its newline still gets its answer: the peer may be waiting for it.
+    if (partialBytes > 0 || overlong) endLine(Buffer.alloc(0));
+    ended = true;
+    drainReady();
+  });
+
+  input.on('error', () => {
+    ended = true;
+    drainReady();
+  });
+
+  return done;
+}

@@ -1,0 +1,145 @@
+import type pg from 'pg';
+import { NotFoundError, RefusedError } from '../errors.js';
+
+// All SQL the admin commands run. Callers validate names first for friendly messages; the schema's CHECK and
+// foreign-key constraints are the final word, and their violations are turned into RefusedError here.
+
+export interface GroupRow {
+  name: string;
+  settings_module: string | null;
+  backend: string | null;
+  capacity: number | null;
+  enabled: boolean;
+  users: number;
+}
+
+export interface UserRow {
+  name: string;
+  daemon_group: string | null;
+  disabled: boolean;
+  roles: string[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface GroupFields {
+  settingsModule?: string | null;
+  backend?: string | null;
+  capacity?: number | null;
+  enabled?: boolean;
+}
+
+type Queryable = pg.Pool | pg.ClientBase;
+
+function refuseConstraint(error: unknown, what: string): never {
+  const e = error as { code?: string; constraint?: string; detail?: string };
+  if (e.code === '23505') throw new RefusedError(`${what} already exists`);
+  if (e.code === '23503') throw new RefusedError(`${what}: ${e.detail ?? 'a referenced row is missing or still in use'}`);
+  if (e.code === '23514') throw new RefusedError(`${what}: rejected by constraint ${e.constraint ?? '(unknown)'}`);
+  throw error;
+}
+
+async function run<R extends pg.QueryResultRow>(db: Queryable, what: string, text: string, values: unknown[]) {
+  try {
+    return await db.query<R>(text, values);
+  } catch (error) {
+    refuseConstraint(error, what);
+  }
+}
+
+export async function addGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
+  await run(db, `daemon group "${name}"`,
+    `INSERT INTO daemon_groups (name, settings_module, backend, capacity, enabled) VALUES ($1, $2, $3, $4, $5)`,
+    [name, fields.settingsModule ?? null, fields.backend ?? null, fields.capacity ?? null, fields.enabled ?? true]);
+}
+
+export async function updateGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
+  const result = await run(db, `daemon group "${name}"`,
+    `UPDATE daemon_groups SET
+       settings_module = CASE WHEN $2 THEN $3 ELSE settings_module END,
+       backend = CASE WHEN $4 THEN $5 ELSE backend END,
+       capacity = CASE WHEN $6 THEN $7::integer ELSE capacity END,
+       enabled = COALESCE($8, enabled)
+     WHERE name = $1`,
+    [name, fields.settingsModule !== undefined, fields.settingsModule ?? null, fields.backend !== undefined,
+      fields.backend ?? null, fields.capacity !== undefined, fields.capacity ?? null, fields.enabled ?? null]);
+  if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
+}
+
+export async function deleteGroup(db: Queryable, name: string): Promise<void> {
+  const result = await db.query('DELETE FROM daemon_groups WHERE name = $1', [name]).catch((error: { code?: string }) => {
+    if (error.code === '23503') throw new RefusedError(`daemon group "${name}" still has users: move or delete them first`);
+    throw error;
+  });
+  if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
+}
+
+export async function listGroups(db: Queryable): Promise<GroupRow[]> {
+  const result = await db.query<GroupRow>(
+    `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, count(u.name)::integer AS users
+       FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
+      GROUP BY g.name ORDER BY g.name`);
+  return result.rows;
+}
+
+export async function getGroup(db: Queryable, name: string): Promise<GroupRow> {
+  const group = (await listGroups(db)).find((row) => row.name === name);
+  if (!group) throw new NotFoundError(`no daemon group "${name}"`);
+  return group;
+}
+
+// The enabled group with the fewest users that still has room. The advisory lock serializes concurrent
+// `--group auto` callers so two of them cannot both take a group's last place.
+export async function pickGroupWithRoom(client: pg.ClientBase): Promise<string | null> {
+  await client.query(`SELECT pg_advisory_xact_lock(hashtext('plexer.auto-group'))`);
+  const result = await client.query<{ name: string }>(
+    `SELECT g.name FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
+      WHERE g.enabled GROUP BY g.name, g.capacity
+     HAVING g.capacity IS NULL OR count(u.name) < g.capacity
+      ORDER BY count(u.name), g.name LIMIT 1`);
+  return result.rows[0]?.name ?? null;
+}
+
+export async function addUser(db: Queryable, name: string, passwordHash: string, group: string | null): Promise<void> {
+  await run(db, `user "${name}"`, 'INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)',
+    [name, passwordHash, group]);
+}
+
+async function updateUser(db: Queryable, name: string, assignment: string, value: unknown): Promise<void> {
+  const result = await run(db, `user "${name}"`, `UPDATE users SET ${assignment} WHERE name = $1`, [name, value]);
+  if (result.rowCount === 0) throw new NotFoundError(`no user "${name}"`);
+}
+
+export const setPasswordHash = (db: Queryable, name: string, hash: string) => updateUser(db, name, 'password_hash = $2', hash);
+export const moveUser = (db: Queryable, name: string, group: string | null) => updateUser(db, name, 'daemon_group = $2', group);
+export const setUserDisabled = (db: Queryable, name: string, disabled: boolean) => updateUser(db, name, 'disabled = $2', disabled);
+
+export async function deleteUser(db: Queryable, name: string): Promise<void> {
+  const result = await db.query('DELETE FROM users WHERE name = $1', [name]);
+  if (result.rowCount === 0) throw new NotFoundError(`no user "${name}"`);
+}
+
+export async function grantRole(db: Queryable, name: string, role: string): Promise<void> {
+  await run(db, `user "${name}"`,
+    'INSERT INTO user_roles (user_name, role) VALUES ($1, $2) ON CONFLICT DO NOTHING', [name, role]);
+}
+
+export async function revokeRole(db: Queryable, name: string, role: string): Promise<boolean> {
+  const result = await db.query('DELETE FROM user_roles WHERE user_name = $1 AND role = $2', [name, role]);
+  return (result.rowCount ?? 0) > 0;
+}
+
+export async function listUsers(db: Queryable, group?: string): Promise<UserRow[]> {
+  const result = await db.query<UserRow>(
+    `SELECT u.name, u.daemon_group, u.disabled, u.created_at, u.updated_at,
+            coalesce(array_agg(r.role ORDER BY r.role) FILTER (WHERE r.role IS NOT NULL), '{}') AS roles
+       FROM users u LEFT JOIN user_roles r ON r.user_name = u.name
+      WHERE $1::text IS NULL OR u.daemon_group = $1
+      GROUP BY u.name ORDER BY u.name`, [group ?? null]);
+  return result.rows;
+}
+
+export async function userExists(db: Queryable, name: string): Promise<boolean> {
+  const result = await db.query('SELECT 1 FROM users WHERE name = $1', [name]);
+  return (result.rowCount ?? 0) > 0;
+}

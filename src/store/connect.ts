@@ -1,0 +1,52 @@
+import pg from 'pg';
+import type { PlexerConfig } from '../config.js';
+
+export interface ConnectOptions {
+  // A short connect timeout keeps a helper's deadline meaningful when the server is down or unreachable.
+  connectTimeoutMs?: number;
+  applicationName?: string;
+  // Client-side cap on one query, so a statement stuck behind a lock frees its slot instead of piling up.
+  queryTimeoutMs?: number;
+}
+
+export function clientConfig(config: PlexerConfig, options: ConnectOptions = {}): pg.ClientConfig {
+  const c = config.connection;
+  // pg reads a passfile only through the PGPASSFILE variable; the config file has no other way to reach it.
+  if (c.passfile) process.env.PGPASSFILE = c.passfile;
+  return {
+    ...(c.connectionString ? { connectionString: c.connectionString } : {}),
+    ...(c.host ? { host: c.host } : {}),
+    ...(c.port ? { port: c.port } : {}),
+    ...(c.database ? { database: c.database } : {}),
+    ...(c.user ? { user: c.user } : {}),
+    ...(c.password !== undefined ? { password: c.password } : {}),
+    options: `-c search_path=${config.schema}`,
+    application_name: options.applicationName ?? 'plexer',
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    keepAlive: true,
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+  };
+}
+
+export function createPool(config: PlexerConfig, options: ConnectOptions & { max?: number } = {}): pg.Pool {
+  return new pg.Pool({ ...clientConfig(config, options), max: options.max ?? config.poolMax, idleTimeoutMillis: 30_000 });
+}
+
+export function createClient(config: PlexerConfig, options: ConnectOptions = {}): pg.Client {
+  return new pg.Client(clientConfig(config, options));
+}
+
+// The target, for messages: never the password.
+export function describeTarget(config: PlexerConfig): string {
+  const c = config.connection;
+  if (c.connectionString) {
+    try {
+      const url = new URL(c.connectionString);
+      url.password = '';
+      return url.toString();
+    } catch {
+      return '(unparseable database_url)';
+    }
+  }
+  return `host=${c.host ?? '(default)'} port=${c.port ?? 5432} database=${c.database ?? '(default)'} user=${c.user ?? '(default)'}`;
+}

@@ -1,0 +1,33 @@
+import type pg from 'pg';
+
+// What the authenticator and the role check read. One primary-key probe each.
+export interface Credential {
+  passwordHash: string;
+  disabled: boolean;
+}
+
+export async function fetchCredential(db: pg.ClientBase | pg.Pool, user: string): Promise<Credential | null> {
+  const result = await db.query<{ password_hash: string; disabled: boolean }>({
+    name: 'plexer_credential',
+    text: 'SELECT password_hash, disabled FROM users WHERE name = $1',
+    values: [user],
+  });
+  const row = result.rows[0];
+  return row ? { passwordHash: row.password_hash, disabled: row.disabled } : null;
+}
+
+// True when the user is enabled and holds at least one of the roles.
+export async function hasAnyRole(db: pg.ClientBase | pg.Pool, user: string, roles: string[]): Promise<boolean> {
+  const result = await db.query({
+    name: 'plexer_has_role',
+    text: `SELECT 1 FROM users u JOIN user_roles r ON r.user_name = u.name
+            WHERE u.name = $1 AND NOT u.disabled AND r.role = ANY($2::text[]) LIMIT 1`,
+    values: [user, roles],
+  });
+  return (result.rowCount ?? 0) > 0;
+}
+
+// Rehash on login: only if nobody changed the hash meanwhile.
+export async function upgradePasswordHash(db: pg.ClientBase | pg.Pool, user: string, oldHash: string, newHash: string): Promise<void> {
+  await db.query('UPDATE users SET password_hash = $3 WHERE name = $1 AND password_hash = $2', [user, oldHash, newHash]);
+}
