@@ -111,7 +111,7 @@ export function parseConfigText(textContent: string, fileName: string, config = 
     const value = line.slice(eq + 1).trim();
     const set = settings[key];
     if (!set) throw new ConfigError(`${where}: unknown setting "${key}" (known: ${CONFIG_KEYS.join(', ')})`);
-    set(config, value, where);
+    set(config, value, `${where} ${key}`);
   });
   config.source = fileName;
   return config;

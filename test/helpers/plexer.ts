@@ -1,0 +1,143 @@
+// Runs plexer the way Apache does: as a child process with a config file and a bare environment.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { freshDatabase, parsePgUrl, type FreshDatabase } from './database.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const PLEXER_BIN = join(REPO_ROOT, 'bin/plexer');
+
+export interface TestStore {
+  db: FreshDatabase;
+  configPath: string;
+  // Plain SQL access, as an operator with psql would have.
+  sql: pg.Pool;
+  close(): Promise<void>;
+}
+
+export function writeConfig(url: string, extra = ''): string {
+  const s = parsePgUrl(url);
+  const dir = mkdtempSync(join(tmpdir(), 'plexer-conf-'));
+  const path = join(dir, 'plexer.conf');
+  const lines = [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
+    ...(s.password ? [`pg_password = ${s.password}`] : []), 'bcrypt_cost = 4', extra];
+  writeFileSync(path, lines.join('\n') + '\n');
+  return path;
+}
+
+export async function freshStore(extraConfig = ''): Promise<TestStore> {
+  const db = await freshDatabase();
+  const configPath = writeConfig(db.url, extraConfig);
+  const migrated = await runPlexer(['db', 'migrate'], { configPath });
+  if (migrated.code !== 0) throw new Error(`plexer db migrate failed: ${migrated.stderr}`);
+  const sql = new pg.Pool({ connectionString: db.url, options: '-c search_path=plexer', max: 3 });
+  return {
+    db, configPath, sql,
+    async close() {
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runPlexer(args: string[], opts: { configPath?: string; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [PLEXER_BIN, ...args, ...(opts.configPath ? ['--config', opts.configPath] : [])], {
+      env: opts.env ?? {},
+      cwd: '/',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on('error', () => undefined);
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+// A RewriteMap client: writes keys, reads answer lines, as mod_rewrite does.
+export class MapProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  private buffered = '';
+  private lines: string[] = [];
+  private waiters: Array<(line: string) => void> = [];
+  stderr = '';
+
+  constructor(kind: string, configPath: string) {
+    this.child = spawn(process.execPath, [PLEXER_BIN, 'map', kind, '--config', configPath], { env: {}, cwd: '/' });
+    this.child.stdout.setEncoding('latin1');
+    this.child.stdout.on('data', (chunk: string) => {
+      this.buffered += chunk;
+      let nl: number;
+      while ((nl = this.buffered.indexOf('\n')) !== -1) {
+        const line = this.buffered.slice(0, nl);
+        this.buffered = this.buffered.slice(nl + 1);
+        const waiter = this.waiters.shift();
+        if (waiter) waiter(line);
+        else this.lines.push(line);
+      }
+    });
+    this.child.stderr.on('data', (d) => (this.stderr += d));
+  }
+
+  nextLine(timeoutMs = 5_000): Promise<string> {
+    const ready = this.lines.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer line within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+      this.waiters.push((line) => {
+        clearTimeout(timer);
+        resolve(line);
+      });
+    });
+  }
+
+  write(data: string | Buffer): void {
+    this.child.stdin.write(data);
+  }
+
+  async ask(key: string): Promise<string> {
+    this.write(key + '\n');
+    return this.nextLine();
+  }
+
+  async askMany(keys: string[]): Promise<string[]> {
+    this.write(keys.map((k) => k + '\n').join(''));
+    const answers: string[] = [];
+    for (let i = 0; i < keys.length; i++) answers.push(await this.nextLine());
+    return answers;
+  }
+
+  // Closes stdin as Apache does when it stops, and returns the exit code.
+  close(): Promise<number | null> {
+    return new Promise((resolve) => {
+      if (this.child.exitCode !== null) return resolve(this.child.exitCode);
+      this.child.once('exit', (code) => resolve(code));
+      this.child.stdin.end();
+    });
+  }
+}
+
+// Polls until the map answers `expected` for `key`; returns the elapsed milliseconds.
+export async function waitForAnswer(map: MapProcess, key: string, expected: string, limitMs = 3_000): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const answer = await map.ask(key);
+    const elapsed = performance.now() - start;
+    if (answer === expected) return elapsed;
+    if (elapsed > limitMs) throw new Error(`map still answers "${answer}" for ${key} after ${limitMs} ms (wanted "${expected}")`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
