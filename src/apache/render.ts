@@ -202,6 +202,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `LoadModule rewrite_module ${v.modulesDir}/mod_rewrite.so`,
     `LoadModule alias_module ${v.modulesDir}/mod_alias.so`,
     `LoadModule mime_module ${v.modulesDir}/mod_mime.so`,
+    '# SetEnv PLEXER_DATA_DIR for the WSGI application.',
+    `LoadModule env_module ${v.modulesDir}/mod_env.so`,
     `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
     `LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`,
   );
@@ -298,6 +300,10 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '',
     `    # Error pages of our own (static, no auth, outside the WSGI directory so no routing rules apply).`,
     `    Alias /_plexer/errors/ ${v.errorPagesDir}/`,
+    '    # DocumentRoot is the (public, harmless) error page directory because mod_wsgi, like CGI, computes',
+    '    # PATH_TRANSLATED with a sub-request for PATH_INFO ("/whoami") mapped under DocumentRoot: a denied',
+    '    # DocumentRoot logs "AH01630: client denied by server configuration" on every application request.',
+    `    DocumentRoot ${v.errorPagesDir}`,
     `    <Directory ${v.errorPagesDir}>`,
     '        Options None',
     '        Require all granted',
@@ -361,6 +367,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       '        # 6. Settings module from the settings map for the groups rendered with settingsModule null.',
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
       `        RewriteRule ^ - [E=PLEXER_SETTINGS:\${plexer_settings:%{ENV:PROCESS_GROUP}|${NO_GROUP_SENTINEL}}]`,
+      `        RewriteCond %{ENV:PLEXER_SETTINGS} =${NO_GROUP_SENTINEL} [OR]`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
       '        RewriteRule ^ - [R=503]',
     );
@@ -393,8 +400,14 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       '    # on change); AuthGroupFile + `Require group ROLE` with a file plexer regenerates (mod_authz_groupfile,',
       '    # parsed per request, no fork); or `Require dbd-group ROLE` (mod_authz_dbd over a mod_dbd pgsql pool).',
       `    <Location ${r.path}>`,
+      '        # mod_authnz_external does not merge its per-directory settings: a <Location> that sets only',
+      '        # GroupExternal loses AuthExternal from the <Directory> ("No AuthExternal name has been set", 500).',
+      '        AuthExternal plexer',
+      '        AuthExternalProvideCache On',
       '        GroupExternal plexer_roles',
       `        Require external-group ${r.roles.join(' ')}`,
+      '        # Without this an authenticated user lacking the role gets 401 (Basic re-prompt), not our 403.',
+      '        AuthzSendForbiddenOnFailure On',
       '    </Location>',
     );
   }
