@@ -119,6 +119,8 @@ export function parseConfigText(textContent: string, fileName: string, config = 
 
 function applyEnvironment(config: PlexerConfig, env: NodeJS.ProcessEnv): void {
   const c = config.connection;
+  // A URL from the file would win over every separate field inside pg, so a PG* variable replaces it.
+  if (['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER'].some((name) => env[name])) delete c.connectionString;
   if (env.PGHOST) c.host = env.PGHOST;
   if (env.PGPORT) integer(1, 65535, (cfg, n) => (cfg.connection.port = n))(config, env.PGPORT, 'PGPORT');
   if (env.PGDATABASE) c.database = env.PGDATABASE;

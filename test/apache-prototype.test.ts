@@ -2,12 +2,12 @@
 // tiny shell stand-ins for `plexer map …`, `plexer authn` and `plexer authz`. It proves the routing idiom of
 // src/apache/render.ts; the real end-to-end tests run the real plexer helpers instead.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render.js';
+import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -173,6 +173,24 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     }
   });
 
+  it('runs the map programs unprivileged (third RewriteMap argument), one per map', async () => {
+    const maps = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map((pid) => {
+        try {
+          return { pid, cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), status: readFileSync(`/proc/${pid}/status`, 'utf8') };
+        } catch {
+          return undefined;
+        }
+      })
+      .filter((p) => p !== undefined && p.cmd.includes(join(root, 'bin', 'plexer')) && p.cmd.includes(' map '));
+    expect(maps.map((p) => p!.cmd.replace(/.*plexer /, '')).sort()).toEqual([
+      `map group --config ${join(root, 'plexer.conf')} `,
+      `map settings --config ${join(root, 'plexer.conf')} `,
+    ]);
+    for (const p of maps) expect(p!.status).toMatch(/^Uid:\s+33\s/m);
+  });
+
   it('takes the settings module from the settings map for groups rendered without one', async () => {
     const carol = await whoami(['carol', 'cpw']);
     expect(carol).toMatchObject({ group: 'gamma', settings: 'tenants.settings_generic', tenant_data: 'tenant gamma' });
@@ -240,5 +258,57 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
   it('survives a graceful restart with the same routing', async () => {
     await httpd.graceful();
     expect(await whoami(['bob', 'bpw'])).toMatchObject({ group: 'beta' });
+  });
+});
+
+describe('renderApacheConfig', () => {
+  const base: ApacheConfigOptions = {
+    listenAddress: '127.0.0.1',
+    port: 8080,
+    serverName: 'localhost',
+    stateDir: '/srv/plexer/run',
+    plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
+    configFile: '/etc/plexer/plexer.conf',
+    wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
+    pythonPath: '/opt/plexer/apache/example',
+    errorPagesDir: '/opt/plexer/apache/errors',
+    groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
+    mapUser: 'www-data:www-data',
+    tls: false,
+    authCacheTimeoutSeconds: 300,
+  };
+
+  it('is deterministic and wires the helpers with absolute paths', () => {
+    const text = renderApacheConfig(base);
+    expect(renderApacheConfig(base)).toBe(text);
+    expect(text).toContain('RewriteMap plexer_group "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data');
+    expect(text).toContain('DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"');
+    expect(text).toContain('WSGIRestrictProcess alpha\n');
+    expect(text).not.toContain('plexer_settings'); // no group needs the settings map
+    expect(text).toMatch(/^    RewriteEngine On$/m); // vhost level
+  });
+
+  it('renders a safe config for zero groups', () => {
+    const text = renderApacheConfig({ ...base, groups: [] });
+    expect(text).not.toContain('WSGIDaemonProcess ');
+    expect(text).toContain('WSGIRestrictProcess _none_');
+  });
+
+  it('refuses options that could inject directives or split the prg: command', () => {
+    const bad: Partial<ApacheConfigOptions>[] = [
+      { configFile: '/etc/plexer/my plexer.conf' },
+      { configFile: 'relative.conf' },
+      { stateDir: '/srv/${APACHE_RUN_DIR}' },
+      { wsgiScript: '/opt/x"\nRequire all granted' },
+      { plexerCommand: ['node', '/opt/plexer/bin/plexer'] },
+      { groups: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
+      { groups: [{ name: 'a b', settingsModule: null, enabled: true }] },
+      { groups: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
+      { groups: [{ name: 'alpha', settingsModule: null, enabled: true }, { name: 'alpha', settingsModule: null, enabled: false }] },
+      { mapUser: 'root' },
+      { tls: true },
+      { roleLocations: [{ path: '/elsewhere', roles: ['admin'] }] },
+    ];
+    for (const b of bad) expect(() => renderApacheConfig({ ...base, ...b }), JSON.stringify(b)).toThrow(ApacheConfigError);
   });
 });

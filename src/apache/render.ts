@@ -381,6 +381,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
     '        # One interpreter per daemon process (Django is not multi-interpreter safe; C extensions prefer it).',
     '        WSGIApplicationGroup %{GLOBAL}',
+    '        # Keep the Basic credentials (the password!) out of the application\'s environ (the default, stated).',
+    '        WSGIPassAuthorization Off',
     '        # Only the pool\'s groups may be selected from here (explicit names, no wildcards).',
     enabled.length > 0
       ? `        WSGIRestrictProcess ${enabled.map((g) => g.name).join(' ')}`
