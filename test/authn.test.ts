@@ -99,3 +99,11 @@ describe('plexer authn', () => {
     expect([10, 21]).toContain(code);
   });
 });
+
+describe('plexer authn against line injection', () => {
+  it('refuses a user name that carries a newline (Basic auth lets one through) instead of shifting the lines', async () => {
+    const result = await authn('alice\ncorrect horse\nanything\n');
+    expect(result.code).toBe(10);
+    expect(result.stderr).not.toContain('correct horse');
+  });
+});

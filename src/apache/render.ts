@@ -185,7 +185,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `Mutex file:${v.stateDir} default`,
     `ErrorLog "${v.stateDir}/error.log"`,
     `LogLevel ${v.logLevel}`,
-    '# %{PROCESS_GROUP}e shows where each request was routed (empty on our 401/403/503 pages).',
+    '# group= shows where each request was routed ("-" before routing, e.g. 401; _none_ for a user without one).',
     `LogFormat "%h %u %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
     `CustomLog "${v.stateDir}/access.log" plexer`,
     '',
@@ -251,7 +251,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `WSGISocketPrefix ${v.stateDir}/wsgi`,
     '# Never run Python inside Apache\'s own workers: an empty PROCESS_GROUP would otherwise mean "embedded".',
     'WSGIRestrictEmbedded On',
-    '# Daemons are not used for the parent\'s Python interpreter either.',
+    '# Python is initialised in the children/daemons only, never in the root parent (the default, stated).',
     'WSGILazyInitialization On',
   );
   if (enabled.length === 0) add('# (no enabled groups: no daemon is defined and every application request gets our 503 page)');

@@ -1,10 +1,11 @@
 import { loadConfig, type PlexerConfig } from '../config.js';
-import { createLogger, setLogLevel } from '../log.js';
+import { createLogger, setLogLevel, type LogFields, type Logger } from '../log.js';
 import { isUserName } from '../names.js';
 import { bcryptCost, dummyHash, hashPassword, verifyPassword } from '../password.js';
 import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
 import { createClient } from '../store/connect.js';
 import { fetchCredential, upgradePasswordHash } from '../store/credentials.js';
+import { ipSubject, lockedSubjects, recordFailure, clearFailures, userSubject, type LockoutPolicy } from '../store/login-failures.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
@@ -14,7 +15,7 @@ const help = `Usage: plexer authn [--config FILE]
 mod_authnz_external authenticator ("pipe" method): reads the user name and the password, one line each, on
 stdin. Exit status (Apache logs it as "Failed (N)"):
   0 accepted   ${AuthExit.BadInput} malformed input   ${AuthExit.NoSuchUser} no such user   ${AuthExit.WrongPassword} wrong password
-  ${AuthExit.Disabled} user disabled   ${AuthExit.StoreError} store unreachable or internal error   ${AuthExit.TimedOut} own time limit (authn_timeout_ms) reached
+  ${AuthExit.Disabled} user disabled   ${AuthExit.LockedOut} locked out after too many failures   ${AuthExit.StoreError} store unreachable or internal error   ${AuthExit.TimedOut} own time limit (authn_timeout_ms) reached
   DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"`;
 
 export const command: Command = {
@@ -42,7 +43,7 @@ export const command: Command = {
   },
 };
 
-async function authenticate(config: PlexerConfig, log: ReturnType<typeof createLogger>): Promise<number> {
+async function authenticate(config: PlexerConfig, log: Logger): Promise<number> {
   const ip = process.env.IP;
   let user: string;
   let password: string;
@@ -58,15 +59,30 @@ async function authenticate(config: PlexerConfig, log: ReturnType<typeof createL
     log.warn('login refused', { reason: 'invalid-user-name', ip });
     return AuthExit.BadInput;
   }
+  const policy: LockoutPolicy = {
+    maxFailures: config.lockoutMaxFailures,
+    windowSeconds: config.lockoutWindowSeconds,
+    lockSeconds: config.lockoutSeconds,
+  };
+  // The address comes from Apache (the connection's peer), never from a client header.
+  const subjects = [userSubject(user), ...(ip && /^[0-9A-Fa-f:.]{2,45}$/.test(ip) ? [ipSubject(ip)] : [])];
   const client = createClient(config, { applicationName: 'plexer-authn', connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs) });
   client.on('error', () => undefined);
   try {
     await client.connect();
+    if (policy.maxFailures > 0) {
+      const locked = await lockedSubjects(client, subjects);
+      if (locked.length > 0) return refuse(log, 'locked-out', user, ip, AuthExit.LockedOut, { locked: locked.join(' ') });
+    }
     const credential = await fetchCredential(client, user);
     const verified = await verifyPassword(password, credential?.passwordHash ?? dummyHash(config.bcryptCost));
-    if (!credential) return refuse(log, 'no-such-user', user, ip, AuthExit.NoSuchUser);
-    if (!verified) return refuse(log, 'wrong-password', user, ip, AuthExit.WrongPassword);
+    if (!credential || !verified) {
+      const reason = credential ? 'wrong-password' : 'no-such-user';
+      await countFailure(client, subjects, policy, log);
+      return refuse(log, reason, user, ip, credential ? AuthExit.WrongPassword : AuthExit.NoSuchUser);
+    }
     if (credential.disabled) return refuse(log, 'disabled', user, ip, AuthExit.Disabled);
+    if (policy.maxFailures > 0) await clearFailures(client, userSubject(user));
     const cost = bcryptCost(credential.passwordHash) ?? 0;
     if (cost < config.bcryptCost) {
       await upgradePasswordHash(client, user, credential.passwordHash, await hashPassword(password, config.bcryptCost));
@@ -82,7 +98,14 @@ async function authenticate(config: PlexerConfig, log: ReturnType<typeof createL
   }
 }
 
-function refuse(log: ReturnType<typeof createLogger>, reason: string, user: string, ip: string | undefined, code: number): number {
-  log.warn('login refused', { reason, user, ip });
+async function countFailure(client: ReturnType<typeof createClient>, subjects: string[], policy: LockoutPolicy, log: Logger): Promise<void> {
+  if (policy.maxFailures === 0) return;
+  for (const count of await recordFailure(client, subjects, policy)) {
+    if (count.lockedNow) log.warn('lockout started', { subject: count.subject, failures: count.failures, seconds: policy.lockSeconds });
+  }
+}
+
+function refuse(log: Logger, reason: string, user: string, ip: string | undefined, code: number, extra: LogFields = {}): number {
+  log.warn('login refused', { reason, user, ip, ...extra });
   return code;
 }

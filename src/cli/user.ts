@@ -4,6 +4,7 @@ import { parseHtpasswd } from '../htpasswd.js';
 import { isGroupName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
 import * as accounts from '../store/accounts.js';
+import { clearFailures, ipSubject, userSubject } from '../store/login-failures.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, table, type Command } from './command.js';
 import { readNewPassword } from './password-input.js';
@@ -15,13 +16,15 @@ const help = `Usage:
   plexer user move NAME --group GROUP|auto|none
   plexer user disable NAME | enable NAME | del NAME
   plexer user grant NAME ROLE | revoke NAME ROLE
+  plexer user unlock NAME | unlock --ip ADDRESS
   plexer user list [--group GROUP] [--json]
   plexer user import-htpasswd FILE --group GROUP
 
 Passwords are read from a terminal without echo, or as one line on stdin with --password-stdin; never from
 the command line. "--group auto" picks the enabled group with the fewest users that has room (exit 1 when the
 pool is full); "--group none" leaves the user without an instance. import-htpasswd takes bcrypt entries
-($2y$, $2a$, $2b$) as they are and lists every other line with the reason it was refused.
+($2y$, $2a$, $2b$) as they are and lists every other line with the reason it was refused. unlock clears the
+failed-login count and lockout of a user name or a client address (lockout_* settings in the config file).
 Exit status: 0 done, 1 refused or not found, 2 usage or configuration error.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
@@ -29,6 +32,7 @@ const options = {
   group: { type: 'string' },
   'password-stdin': { type: 'boolean' },
   json: { type: 'boolean' },
+  ip: { type: 'string' },
 } as const;
 
 function userName(name: string): string {
@@ -127,6 +131,14 @@ export const command: Command = {
         }
         const revoked = await withStore(config, (pool) => accounts.revokeRole(pool, name, role));
         if (!revoked) throw new RefusedError(`user "${name}" does not hold role "${role}"`);
+        return 0;
+      }
+      case 'unlock': {
+        const subject = values.ip !== undefined
+          ? (expectPositionals(rest, []), ipSubject(values.ip))
+          : userSubject(userName((expectPositionals(rest, ['name']) as [string])[0]));
+        const cleared = await withStore(config, (pool) => clearFailures(pool, subject));
+        print(cleared ? `${subject} unlocked` : `${subject} had no failed logins`);
         return 0;
       }
       case 'list': {

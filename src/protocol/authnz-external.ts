@@ -12,11 +12,15 @@ export class PipeInputError extends Error {}
 
 export const MAX_PIPE_INPUT_BYTES = 8192;
 
+// Exactly two lines, read to EOF: mod_authnz_external passes a Basic-auth user name containing a newline
+// through unchanged, so "alice\npw" as the user name would otherwise shift the lines and make the attacker's
+// text the password. Anything but two lines is refused.
 export async function readPipeInput(input: Readable, timeoutMs: number): Promise<PipeInput> {
   const text = await readBounded(input, MAX_PIPE_INPUT_BYTES, timeoutMs);
   const lines = text.split('\n');
-  if (lines.length < 2) throw new PipeInputError('expected two lines on stdin, got fewer');
-  // The second line may lack its newline when a person types it; a third line is not ours to read.
+  // The second line may lack its newline when a person types it.
+  if (lines.length === 3 && lines[2] === '') lines.pop();
+  if (lines.length !== 2) throw new PipeInputError(`expected exactly two lines on stdin, got ${lines.length}`);
   const [first, second] = lines as [string, string];
   return { first: first.replace(/\r$/, ''), second: second.replace(/\r$/, '') };
 }
@@ -37,8 +41,6 @@ function readBounded(input: Readable, maxBytes: number, timeoutMs: number): Prom
       size += chunk.length;
       if (size > maxBytes) return finish(new PipeInputError(`more than ${maxBytes} bytes on stdin`));
       chunks.push(chunk);
-      // Two complete lines are all there is to read; no need to wait for EOF.
-      if (Buffer.concat(chunks).toString('latin1').split('\n').length > 2) finish();
     });
     input.once('end', () => finish());
     input.once('error', (error) => finish(new PipeInputError(`cannot read stdin: ${error.message}`)));
