@@ -4,8 +4,8 @@ import { NotFoundError, RefusedError } from '../errors.js';
 // mod_wsgi's documented way to restart one daemon group without touching Apache: signal its processes; the
 // Apache parent starts fresh ones, which load the current settings. Daemon processes are found by the title
 // that `display-name=%{GROUP}` gives them, "(wsgi:NAME)", among the children of the Apache parent. mod_wsgi
-// cuts the title to the length of Apache's argv[0], so a long name is matched by its visible prefix and only
-// when that prefix is unambiguous.
+// cuts the title to the length of Apache's argv[0] ("/usr/sbin/apache2": 17 characters), so a long name is
+// matched by its visible prefix and only when that prefix is unambiguous.
 export interface DaemonProcess {
   pid: number;
   title: string;
@@ -29,7 +29,8 @@ export function listWsgiDaemons(apacheParentPid?: number): DaemonProcess[] {
   const found: DaemonProcess[] = [];
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    const title = readProc(pid, 'cmdline')?.replace(/\0+$/, '').replace(/\0/g, ' ');
+    // mod_wsgi writes the title over argv[0], padded with spaces; the other arguments stay as they were.
+    const title = readProc(pid, 'cmdline')?.split('\0')[0]?.trimEnd();
     if (!title?.startsWith('(wsgi:')) continue;
     if (apacheParentPid !== undefined && parentPid(pid) !== apacheParentPid) continue;
     found.push({ pid: Number(pid), title });

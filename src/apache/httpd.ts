@@ -1,0 +1,163 @@
+// Start and stop a private Apache httpd (Debian's /usr/sbin/apache2) with our own config, for the demo and the tests.
+// Never touches the system apache2 service: every PID signalled is read from our own PidFile.
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+
+export const APACHE_BINARY = '/usr/sbin/apache2';
+
+export interface StartHttpdOptions {
+  config: string; // rendered config text
+  dir: string; // where to write httpd.conf; must be the config's stateDir (pid file and logs are read from it)
+  port?: number; // to wait on; default: parsed from the config's Listen line
+  startTimeoutMs?: number;
+}
+
+export interface Httpd {
+  port: number;
+  pid: number; // the parent's PID, from the PidFile
+  url: string;
+  configPath: string;
+  stop(): Promise<void>;
+  graceful(): Promise<void>;
+  errorLog(): string;
+  accessLog(): string;
+}
+
+// A clean environment: Apache passes its own to WSGI daemons and helpers, and a developer's PYTHONPATH,
+// PYTHONHOME (pyenv) or DJANGO_SETTINGS_MODULE must not leak into them.
+const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(APACHE_BINARY, args, { env: CLEAN_ENV, timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function portAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readPid(pidFile: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(pidFile, 'utf8').trim(), 10);
+    return Number.isInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function configValue(config: string, directive: string): string | undefined {
+  const m = new RegExp(`^\\s*${directive}\\s+"?([^"\\n]+?)"?\\s*$`, 'm').exec(config);
+  return m?.[1];
+}
+
+export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
+  const { config, dir } = options;
+  const listen = configValue(config, 'Listen');
+  const port = options.port ?? Number(listen?.split(':').pop());
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`cannot find the port in the config (Listen ${listen})`);
+  const host = listen?.replace(/:\d+$/, '') ?? '127.0.0.1';
+  const pidFile = configValue(config, 'PidFile') ?? join(dir, 'httpd.pid');
+  const errorLogPath = configValue(config, 'ErrorLog') ?? join(dir, 'error.log');
+  const accessLogPath = configValue(config, 'CustomLog')?.split(/\s+/)[0]?.replace(/"/g, '') ?? join(dir, 'access.log');
+  const tls = /^\s*SSLEngine\s+on/im.test(config);
+
+  mkdirSync(dir, { recursive: true });
+  // www-data must reach mod_wsgi's sockets in here (mod_wsgi chowns them, but the directory needs o+x).
+  chmodSync(dir, 0o755);
+  const configPath = join(dir, 'httpd.conf');
+  writeFileSync(configPath, config);
+  const errorLog = () => (existsSync(errorLogPath) ? readFileSync(errorLogPath, 'utf8') : '');
+  const accessLog = () => (existsSync(accessLogPath) ? readFileSync(accessLogPath, 'utf8') : '');
+
+  const syntax = await run(['-t', '-f', configPath], 15_000);
+  if (syntax.code !== 0) throw new Error(`apache2 -t failed (${syntax.code}):\n${syntax.stderr}${syntax.stdout}`);
+
+  const started = await run(['-f', configPath, '-k', 'start'], 30_000);
+  if (started.code !== 0) throw new Error(`apache2 -k start failed (${started.code}):\n${started.stderr}\n${errorLog()}`);
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  let pid: number | undefined;
+  for (;;) {
+    pid ??= readPid(pidFile);
+    if (pid !== undefined && (await portAnswers(port))) break;
+    if (Date.now() > deadline) {
+      if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+      throw new Error(`httpd did not answer on port ${port}:\n${errorLog()}`);
+    }
+    await sleep(50);
+  }
+  const parentPid = pid;
+
+  const stop = async () => {
+    if (!alive(parentPid)) return;
+    // -k stop sends SIGTERM to the parent named in our PidFile; the parent then stops children, WSGI daemons
+    // and prg: maps. It can hang when a prg: map holds the rewrite-map lock, hence the deadline + SIGKILL.
+    await run(['-f', configPath, '-k', 'stop'], 10_000);
+    const until = Date.now() + 10_000;
+    while (alive(parentPid) && Date.now() < until) await sleep(50);
+    if (alive(parentPid)) process.kill(parentPid, 'SIGKILL');
+    // After SIGKILL of the parent, children exit on their own once they notice the parent is gone (pipe of death).
+  };
+
+  const graceful = async () => {
+    const before = errorLog().length;
+    const r = await run(['-f', configPath, '-k', 'graceful'], 15_000);
+    if (r.code !== 0) throw new Error(`apache2 -k graceful failed (${r.code}): ${r.stderr}`);
+    // Wait for the parent to log the restart ("AH00493"/"resuming normal operations") and to answer again.
+    const until = Date.now() + 15_000;
+    while (Date.now() < until) {
+      if (/resuming normal operations/.test(errorLog().slice(before)) && (await portAnswers(port))) return;
+      await sleep(50);
+    }
+    throw new Error(`httpd did not come back after graceful:\n${errorLog().slice(before)}`);
+  };
+
+  return {
+    port,
+    pid: parentPid,
+    url: `${tls ? 'https' : 'http'}://${host}:${port}`,
+    configPath,
+    stop,
+    graceful,
+    errorLog,
+    accessLog,
+  };
+}

@@ -1,0 +1,106 @@
+import { writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
+import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
+import { DEFAULT_CONFIG_PATH } from '../config.js';
+import { RefusedError, UsageError } from '../errors.js';
+import { listGroups } from '../store/accounts.js';
+import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
+import { print, type Command } from './command.js';
+import { loadCommandConfig, withStore } from './store-session.js';
+
+const help = `Usage: plexer apache config [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
+                           [--settings-from map|config] [--auth-cache-timeout SECONDS]
+                           [--tls --tls-cert FILE --tls-key FILE] [--reload]
+
+Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
+group, WSGIRestrictEmbedded On, WSGIRestrictProcess listing exactly the pool, the RewriteMap prg: programs,
+Basic authentication through mod_authnz_external with mod_authn_socache in front, and error pages of ours.
+A new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
+whose PidFile is STATE-DIR/httpd.pid) after writing --out atomically. Moving, adding or removing users never
+needs a reload.
+  --settings-from map     each request asks "plexer map settings" (live; the default)
+  --settings-from config  the settings modules are written into the config (one map lookup less per request;
+                          a change then needs --reload)
+  --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
+                          disabled or deleted user can keep working for up to this long
+Paths of the helpers are absolute (Apache starts them with an empty environment): node is ${process.execPath},
+plexer is ${PACKAGE_ROOT}/bin/plexer.`;
+
+const options = {
+  out: { type: 'string' },
+  listen: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'server-name': { type: 'string' },
+  'settings-from': { type: 'string' },
+  'auth-cache-timeout': { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  reload: { type: 'boolean' },
+  'runtime-root': { type: 'string' },
+} as const;
+
+export const command: Command = {
+  summary: 'write the Apache configuration for the daemon group pool',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommand(argv, options);
+    if (values.help) return print(help), 0;
+    const [action] = expectPositionals(positionals, ['action']);
+    if (action !== 'config') throw new UsageError(`unknown apache action "${action}"; see plexer apache --help`);
+    const listen = values.listen ?? '127.0.0.1:8080';
+    const match = /^([0-9.]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(listen);
+    if (!match) throw new UsageError(`--listen must be ADDRESS:PORT, got "${listen}"`);
+    const settingsFrom = values['settings-from'] ?? 'map';
+    if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
+    if (values.reload && !values.out) throw new UsageError('--reload needs --out (the file Apache loads)');
+    const configFile = resolve(values.config ?? DEFAULT_CONFIG_PATH);
+    const config = loadCommandConfig(values.config);
+    const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
+    const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
+    const groups = await withStore(config, (pool) => listGroups(pool));
+    const rendered = renderApacheConfig({
+      listenAddress: match[1]!,
+      port: Number(match[2]),
+      serverName: values['server-name'] ?? 'localhost',
+      stateDir,
+      plexerCommand: runtime.plexerCommand,
+      configFile,
+      wsgiScript: runtime.wsgiScript,
+      pythonPath: runtime.pythonPath,
+      errorPagesDir: runtime.errorPagesDir,
+      groups: groups.map((g) => ({
+        name: g.name,
+        // A group without a settings module is asked of the settings map even in config mode.
+        settingsModule: settingsFrom === 'config' ? g.settings_module : null,
+        enabled: g.enabled,
+      })),
+      mapUser: 'www-data:www-data',
+      tls: values.tls === true,
+      ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
+      ...(values['tls-key'] ? { tlsCertificateKeyFile: resolve(values['tls-key']) } : {}),
+      authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
+    } satisfies ApacheConfigOptions);
+    if (!values.out) return process.stdout.write(rendered), 0;
+    const out = resolve(values.out);
+    writeFileSync(`${out}.tmp`, rendered);
+    renameSync(`${out}.tmp`, out);
+    print(`wrote ${out} (${groups.length} daemon group(s))`);
+    if (!values.reload) {
+      print('new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful');
+      return 0;
+    }
+    const pidFile = `${stateDir}/httpd.pid`;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(pidFile, 'utf8').trim());
+    } catch {
+      throw new RefusedError(`cannot read ${pidFile}: is this Apache running?`);
+    }
+    // SIGUSR1 is apachectl -k graceful: children finish their requests, nothing is dropped.
+    process.kill(pid, 'SIGUSR1');
+    print(`graceful reload sent to httpd ${pid}`);
+    return 0;
+  },
+};

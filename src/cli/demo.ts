@@ -1,0 +1,116 @@
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { startFront } from '../apache/front.js';
+import { freePort } from '../apache/httpd.js';
+import { PACKAGE_ROOT } from '../apache/runtime.js';
+import { createDatabase, startPrivateCluster } from '../cluster/private-cluster.js';
+import { loadConfig } from '../config.js';
+import { RefusedError } from '../errors.js';
+import { hashPassword } from '../password.js';
+import * as accounts from '../store/accounts.js';
+import { createPool } from '../store/connect.js';
+import { migrate } from '../store/migrate.js';
+import { parseCommand, parseWholeNumber } from './args.js';
+import { print, type Command } from './command.js';
+
+const help = `Usage: plexer demo [--state-dir DIR] [--port N]
+
+The main job on one machine, for trying plexer: starts a private PostgreSQL cluster in STATE-DIR/pg (default
+${PACKAGE_ROOT}/.state/demo), migrates it, creates three daemon groups (alpha, beta, gamma: each its own Django
+instance with its own SQLite database) and sample users, writes the Apache config and starts its own httpd on
+127.0.0.1:PORT (default 8080, or a free port if taken). Ctrl-C stops everything it started. Needs root (Apache
+switches to www-data).`;
+
+const SAMPLE_GROUPS = [
+  { name: 'alpha', settings: 'tenants.settings_alpha' },
+  { name: 'beta', settings: 'tenants.settings_beta' },
+  { name: 'gamma', settings: 'tenants.settings_generic' },
+];
+const SAMPLE_USERS = [
+  { name: 'alice', group: 'alpha', password: 'alice-password', roles: ['admins'] },
+  { name: 'bob', group: 'beta', password: 'bob-password', roles: [] },
+  { name: 'carol', group: 'gamma', password: 'carol-password', roles: [] },
+  { name: 'dave', group: null, password: 'dave-password', roles: [] },
+];
+
+async function portIsFree(port: number): Promise<boolean> {
+  const net = await import('node:net');
+  return new Promise((resolveFree) => {
+    const server = net.createServer().once('error', () => resolveFree(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)));
+  });
+}
+
+export const command: Command = {
+  summary: 'run Apache + plexer + PostgreSQL with sample accounts on localhost',
+  help,
+  async run(argv) {
+    const { values } = parseCommand(argv, { 'state-dir': { type: 'string' }, port: { type: 'string' } });
+    if (values.help) return print(help), 0;
+    if (process.getuid?.() !== 0) throw new RefusedError('the demo starts its own Apache, which needs root to switch to www-data');
+    const stateDir = resolve(values['state-dir'] ?? join(PACKAGE_ROOT, '.state/demo'));
+    const wanted = values.port ? parseWholeNumber(values.port, '--port') : 8080;
+    const port = (await portIsFree(wanted)) ? wanted : await freePort();
+
+    const cluster = await startPrivateCluster({ dir: join(stateDir, 'pg') });
+    const stops: Array<() => Promise<void>> = [() => cluster.stop()];
+    const stopAll = async () => {
+      for (const stop of stops.reverse()) await stop().catch((error: Error) => print(`stop: ${error.message}`));
+    };
+    try {
+      const admin = new pg.Client({ connectionString: cluster.url });
+      await admin.connect();
+      const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = 'plexer'`);
+      await admin.end();
+      if (exists.rowCount === 0) await createDatabase(cluster, 'plexer');
+      const configPath = join(stateDir, 'plexer.conf');
+      writeFileSync(configPath, [
+        '# Written by plexer demo: the private cluster on its unix socket (trust authentication, local only).',
+        `pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = plexer', `pg_user = ${cluster.superuser}`,
+        'cache_ttl_ms = 300000', 'map_deadline_ms = 50', '',
+      ].join('\n'), { mode: 0o644 });
+      const config = loadConfig({ path: configPath });
+      await seed(config);
+      const front = await startFront({ stateDir, configPath, config, port, authCacheTimeoutSeconds: 30 });
+      stops.push(() => front.stop());
+      print(`plexer demo is up: ${front.httpd.url}/app/  (Apache PID ${front.httpd.pid})`);
+      print('Sample accounts (HTTP Basic):');
+      for (const u of SAMPLE_USERS) print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
+      print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
+      print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
+      print('Ctrl-C stops Apache and PostgreSQL.');
+      await new Promise<void>((resolveStop) => {
+        process.once('SIGINT', resolveStop);
+        process.once('SIGTERM', resolveStop);
+      });
+      print('stopping…');
+    } finally {
+      await stopAll();
+    }
+    return 0;
+  },
+};
+
+async function seed(config: ReturnType<typeof loadConfig>): Promise<void> {
+  const pool = createPool(config, { max: 2 });
+  try {
+    const client = await pool.connect();
+    try {
+      await migrate(client, config.schema);
+    } finally {
+      client.release();
+    }
+    const groups = new Set((await accounts.listGroups(pool)).map((g) => g.name));
+    for (const g of SAMPLE_GROUPS) {
+      if (!groups.has(g.name)) await accounts.addGroup(pool, g.name, { settingsModule: g.settings });
+    }
+    for (const u of SAMPLE_USERS) {
+      if (await accounts.userExists(pool, u.name)) continue;
+      await accounts.addUser(pool, u.name, await hashPassword(u.password, config.bcryptCost), u.group);
+      for (const role of u.roles) await accounts.grantRole(pool, u.name, role);
+    }
+  } finally {
+    await pool.end();
+  }
+}

@@ -1,0 +1,199 @@
+// Writes the three RewriteMap files Apache reads with `dbm=gdbm:` — group.map (user → daemon group),
+// settings.map (group → settings module), backend.map (user → backend) — from one consistent snapshot of the
+// store. GDBM keeps a map in ONE file, so a rename() swaps it atomically (sdbm's .dir/.pag pair cannot be).
+// Each file is produced by Debian's httxt2dbm into a temp file in the same directory, fsynced, made 0644 and
+// renamed over the target: Apache (which stats the file on every lookup and reopens it when the mtime
+// changes) only ever opens a complete map.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { ConfigError } from '../errors.js';
+import { fetchAllMapValues, type MapKind } from '../store/map-queries.js';
+
+export const HTTXT2DBM = '/usr/sbin/httxt2dbm';
+export const MAP_KINDS: readonly MapKind[] = ['group', 'settings', 'backend'];
+// Renamed in this order: a group that just appeared is in settings.map before group.map sends users to it.
+const RENAME_ORDER: readonly MapKind[] = ['settings', 'backend', 'group'];
+
+export function mapFileName(kind: MapKind): string {
+  return `${kind}.map`;
+}
+
+const TEMP_PATTERN = /^\.(group|settings|backend)\.map\.(\d+)\.\d+\.tmp$/;
+let tempSequence = 0;
+
+export interface RebuildResult {
+  users: number;
+  ms: number;
+}
+
+export interface RebuildDetails extends RebuildResult {
+  groups: number;
+  backends: number;
+}
+
+export interface RebuildOptions {
+  httxt2dbm?: string;
+}
+
+export function checkHttxt2dbm(path = HTTXT2DBM): void {
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new ConfigError(`${path} not found or not executable: install Debian's apache2-utils package (it provides httxt2dbm)`);
+  }
+}
+
+// The directory must exist and take new files; checked by really creating one (root passes every access() test).
+export async function checkMapDirectory(dir: string): Promise<void> {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(dir).isDirectory();
+  } catch (error) {
+    throw new ConfigError(`map directory ${dir}: ${(error as Error).message}`);
+  }
+  if (!isDirectory) throw new ConfigError(`map directory ${dir} is not a directory`);
+  const probe = join(dir, `.plexer-sync-probe.${process.pid}.tmp`);
+  try {
+    const handle = await open(probe, 'wx', 0o600);
+    await handle.close();
+    await unlink(probe);
+  } catch (error) {
+    throw new ConfigError(`map directory ${dir} is not writable: ${(error as Error).message}`);
+  }
+}
+
+// Temp files left by a sync that was killed mid-build. Only those of processes that no longer exist.
+export function removeStaleTemps(dir: string): number {
+  let removed = 0;
+  for (const name of readdirSync(dir)) {
+    const match = TEMP_PATTERN.exec(name);
+    if (!match) continue;
+    const pid = Number(match[2]);
+    if (pid !== process.pid && processExists(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+      removed++;
+    } catch {
+      // gone already
+    }
+  }
+  return removed;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// httxt2dbm reads "key value" per line, splits on whitespace and skips lines starting with '#'. The store's
+// CHECK constraints already forbid such names and values; this is the last guard against a misread map.
+function isSafeEntry(key: string, value: string): boolean {
+  return key !== '' && value !== '' && !key.startsWith('#') && !/\s/.test(key) && !/\s/.test(value);
+}
+
+function mapText(entries: Array<[string, string]>): string {
+  const lines: string[] = [];
+  for (const [key, value] of entries) if (isSafeEntry(key, value)) lines.push(`${key} ${value}\n`);
+  return lines.join('');
+}
+
+function runHttxt2dbm(binary: string, input: string, output: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, ['-f', 'GDBM', '-i', '-', '-o', output], { stdio: ['pipe', 'ignore', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
+    child.stdin.on('error', () => undefined); // EPIPE when it dies early; the exit status tells why
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`httxt2dbm failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`));
+    });
+    child.stdin.end(input);
+  });
+}
+
+// Produces a complete, fsynced, 0644 temp file next to the target; the caller renames it.
+async function writeTemp(binary: string, dir: string, kind: MapKind, entries: Array<[string, string]>): Promise<string> {
+  const temp = join(dir, `.${mapFileName(kind)}.${process.pid}.${++tempSequence}.tmp`);
+  try {
+    // Never an existing file: httxt2dbm opens its output read-write-create and would merge into it.
+    await unlink(temp).catch(() => undefined);
+    await runHttxt2dbm(binary, mapText(entries), temp);
+    const handle = await open(temp, 'r+');
+    try {
+      // Written with mode 0755 (APR's default); Apache's workers (www-data) only need to read it.
+      await handle.chmod(0o644);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return temp;
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+// Reads the three maps in ONE repeatable-read snapshot, so the files agree with each other.
+export async function readSnapshot(client: pg.ClientBase): Promise<Record<MapKind, Array<[string, string]>>> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const snapshot = {
+      group: await fetchAllMapValues(client, 'group'),
+      settings: await fetchAllMapValues(client, 'settings'),
+      backend: await fetchAllMapValues(client, 'backend'),
+    };
+    await client.query('COMMIT');
+    return snapshot;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+export async function rebuildMapsDetailed(client: pg.ClientBase, dir: string, options: RebuildOptions = {}): Promise<RebuildDetails> {
+  const started = performance.now();
+  const binary = options.httxt2dbm ?? HTTXT2DBM;
+  const snapshot = await readSnapshot(client);
+  // The three files are built in parallel (one httxt2dbm each), then swapped in quick succession.
+  const results = await Promise.allSettled(MAP_KINDS.map((kind) => writeTemp(binary, dir, kind, snapshot[kind])));
+  const temps = new Map<MapKind, string>();
+  results.forEach((result, i) => result.status === 'fulfilled' && temps.set(MAP_KINDS[i]!, result.value));
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) {
+    // All or nothing: the old files stay, in agreement with each other.
+    await Promise.all([...temps.values()].map((temp) => unlink(temp).catch(() => undefined)));
+    throw failed.reason;
+  }
+  for (const kind of RENAME_ORDER) await rename(temps.get(kind)!, join(dir, mapFileName(kind)));
+  await syncDirectory(dir);
+  return {
+    users: snapshot.group.length,
+    groups: snapshot.settings.length,
+    backends: snapshot.backend.length,
+    ms: Math.round(performance.now() - started),
+  };
+}
+
+// For benchmarks and other callers: one full rebuild of DIR's three maps from the store.
+export async function rebuildMaps(client: pg.ClientBase, dir: string): Promise<RebuildResult> {
+  const { users, ms } = await rebuildMapsDetailed(client, dir);
+  return { users, ms };
+}

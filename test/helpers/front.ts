@@ -1,0 +1,50 @@
+// A real Apache in front of a fresh plexer store, for end-to-end tests.
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startFront, type Front, type FrontOptions } from '../../src/apache/front.js';
+import { freePort } from '../../src/apache/httpd.js';
+import { loadConfig } from '../../src/config.js';
+import { freshStore, runPlexer, type TestStore } from './plexer.js';
+import { parsePgUrl } from './database.js';
+
+export interface TestFront {
+  store: TestStore;
+  front: Front;
+  configPath: string;
+  stateDir: string;
+  cli: Cli;
+  get(path: string, opts?: { user?: string; password?: string; headers?: Record<string, string> }): Promise<{ status: number; body: string; json(): any }>;
+  close(): Promise<void>;
+}
+
+type Cli = (args: string[], input?: string) => ReturnType<typeof runPlexer>;
+
+// `seed` runs before Apache starts, so the groups it adds are in the rendered config.
+export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { configExtra?: string; front?: Partial<FrontOptions> } = {}): Promise<TestFront> {
+  const store = await freshStore();
+  // Short and world-traversable: www-data reads the config, mod_wsgi's socket paths must stay under 108 bytes.
+  const stateDir = mkdtempSync('/tmp/pxe-');
+  chmodSync(stateDir, 0o755);
+  const s = parsePgUrl(store.db.url);
+  const configPath = join(stateDir, 'plexer.conf');
+  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
+    'bcrypt_cost = 4', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });
+  const cli: Cli = (args, input = 'pw\n') => runPlexer(args, { configPath, input });
+  await seed(cli);
+  const front = await startFront({ stateDir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), ...opts.front });
+  const api: TestFront = {
+    store, configPath, stateDir, cli, front,
+    async get(path, o = {}) {
+      const headers: Record<string, string> = { ...o.headers };
+      if (o.user !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.user}:${o.password ?? 'pw'}`).toString('base64')}`;
+      const response = await fetch(`${api.front.httpd.url}${path}`, { headers, redirect: 'manual' });
+      const body = await response.text();
+      return { status: response.status, body, json: () => JSON.parse(body) };
+    },
+    async close() {
+      await front.stop();
+      await store.close();
+    },
+  };
+  return api;
+}
