@@ -109,7 +109,7 @@ export function parseConfigText(textContent: string, fileName: string, config = 
     if (eq <= 0) throw new ConfigError(`${where}: expected "key = value"`);
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    const set = settings[key];
+    const set = Object.hasOwn(settings, key) ? settings[key] : undefined;
     if (!set) throw new ConfigError(`${where}: unknown setting "${key}" (known: ${CONFIG_KEYS.join(', ')})`);
     set(config, value, `${where} ${key}`);
   });

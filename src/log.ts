@@ -21,7 +21,7 @@ export function setLogLevel(level: LogLevel): void {
 }
 
 export function isLogLevel(value: string): value is LogLevel {
-  return value in levelRank;
+  return Object.hasOwn(levelRank, value);
 }
 
 // Values are quoted when they could break the one-line format, so a hostile user name cannot forge a

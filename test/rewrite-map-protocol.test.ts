@@ -137,11 +137,11 @@ describe('serveRewriteMap', () => {
     expect(s.lines()).toEqual(['NULL', 'ok']);
   });
 
-  // BUG (latent, src/protocol/rewrite-map.ts endLine): an overlong line is answered by calling the answer
+  // Regression test (fixed bug in latent, src/protocol/rewrite-map.ts endLine): an overlong line is answered by calling the answer
   // function with "" rather than by writing NULL, so it gets whatever the answer function says for an empty key.
   // The option's contract is "Longer lines are answered NULL"; plexer's own map lookups happen to answer ""
   // with NULL, which hides this.
-  it.fails('answers an overlong line NULL even when the answer function has an answer for ""', async () => {
+  it('answers an overlong line NULL even when the answer function has an answer for ""', async () => {
     const s = serve((key) => (key === '' ? 'EMPTY' : key), { maxLineBytes: 16 });
     s.input.end('x'.repeat(40) + '\nok\n');
     await s.done;
@@ -249,13 +249,13 @@ describe('serveRewriteMap', () => {
     expect(text).toBe('a-answer-long-enough\nb-answer-long-enough\nc-answer-long-enough\nd-answer-long-enough\n');
   });
 
-  // BUG (src/protocol/rewrite-map.ts, flush()/resumeIfRoom()): when input is already paused because
+  // Regression test (fixed bug in src/protocol/rewrite-map.ts, flush()/resumeIfRoom()): when input is already paused because
   // maxPendingAnswers answers wait, and the answers then come in while the output is under backpressure, flush()
   // skips `output.once('drain', resumeIfRoom)` (it only registers it when it pauses the input itself) and
   // resumeIfRoom() refuses to resume because output.writableNeedDrain is true. Nothing resumes the input ever
   // again: later keys are never answered and the returned promise never settles (even after the output drains
   // and the input ends).
-  it.fails('resumes input paused at maxPendingAnswers once a backpressured output drains', async () => {
+  it('resumes input paused at maxPendingAnswers once a backpressured output drains', async () => {
     const input = new PassThrough();
     const output = new PassThrough({ highWaterMark: 4 });
     const waiting: Array<() => void> = [];

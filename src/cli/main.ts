@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   map: () => import('./map.js'),
   authn: () => import('./authn.js'),
   authz: () => import('./authz.js'),
+  authd: () => import('./authd.js'),
   sync: () => import('./sync.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),

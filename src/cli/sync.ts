@@ -63,9 +63,10 @@ export const command: Command = {
     process.on('unhandledRejection', (error) => log.error('unexpected rejection', { error: String(error) }));
     const daemon = startSyncDaemon({ dir, channel: changesChannel(config.schema), connect, log });
     log.info('sync started', { dir, store: describeTarget(config) });
+    // Handlers stay installed: a second signal while the last rebuild finishes must not kill it halfway.
     const signal = await new Promise<NodeJS.Signals>((done) => {
-      process.once('SIGTERM', () => done('SIGTERM'));
-      process.once('SIGINT', () => done('SIGINT'));
+      process.on('SIGTERM', () => done('SIGTERM'));
+      process.on('SIGINT', () => done('SIGINT'));
     });
     log.info('stopping', { signal });
     await daemon.stop();

@@ -51,13 +51,17 @@ export function createResolver(options: ResolverOptions): Resolver {
     noDeleteOnStaleGet: true,
     ...(options.now ? { perf: { now: options.now } } : {}),
   });
+  // Queries that later lookups of the same key may join. An eviction removes a key from here, but its query
+  // still runs and still counts against maxInFlight until it settles.
   const inFlight = new Map<string, Promise<Answer>>();
+  let running = 0;
   // Bumped by every eviction: a query that started before a change must not cache its (older) answer.
   let epoch = 0;
   let failing = false;
 
   const startFetch = (key: string): Promise<Answer> => {
     const startedAt = epoch;
+    running++;
     const pending = fetch(key).then(
       (value) => {
         if (failing) log.info('store answering again');
@@ -72,6 +76,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       },
     );
     const settled: Promise<Answer> = pending.finally(() => {
+      running--;
       if (inFlight.get(key) === settled) inFlight.delete(key);
     });
     settled.catch(() => undefined);
@@ -102,7 +107,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       const stale = staleEntry === undefined || staleEntry === NO_ANSWER ? null : staleEntry;
       let pending = inFlight.get(key);
       if (!pending) {
-        if (inFlight.size >= maxInFlight) return stale;
+        if (running >= maxInFlight) return stale;
         pending = startFetch(key);
       }
       return withDeadline(pending, stale);

@@ -44,6 +44,7 @@ export function serveRewriteMap(
   let overlong = false;
   let out = '';
   let ended = false;
+  let waitingForDrain = false;
   let finish: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (finish = resolve));
 
@@ -51,9 +52,16 @@ export function serveRewriteMap(
     if (out === '') return;
     const writable = output.write(out);
     out = '';
-    if (!writable && !input.isPaused()) {
+    if (!writable) {
       input.pause();
-      output.once('drain', resumeIfRoom);
+      // Whoever paused the input, a full output must always lead back to resumeIfRoom.
+      if (!waitingForDrain) {
+        waitingForDrain = true;
+        output.once('drain', () => {
+          waitingForDrain = false;
+          resumeIfRoom();
+        });
+      }
     }
   };
 
@@ -75,10 +83,10 @@ export function serveRewriteMap(
     maybeFinish();
   };
 
-  const answerLine = (key: string) => {
-    let answer: MapAnswer | Promise<MapAnswer>;
+  const answerLine = (key: string | null) => {
+    let answer: MapAnswer | Promise<MapAnswer> = null;
     try {
-      answer = answerKey(key);
+      if (key !== null) answer = answerKey(key);
     } catch {
       answer = null;
     }
@@ -107,7 +115,7 @@ export function serveRewriteMap(
 
   const endLine = (tail: Buffer) => {
     if (overlong || partialBytes + tail.length > maxLineBytes) {
-      answerLine('');
+      answerLine(null);
     } else {
       const bytes = partialBytes === 0 ? tail : Buffer.concat([...partial, tail]);
       answerLine(bytes.toString('latin1'));

@@ -1,0 +1,84 @@
+// mod_authnz_fcgi requests → AuthService checks → the status Apache acts on. Checked against Apache 2.4.71
+// (test/authd.test.ts), every check arrives on its own connection as one AUTHORIZER request whose PARAMS hold
+// the CGI variables plus:
+//   FCGI_ROLE=AUTHORIZER
+//   FCGI_APACHE_ROLE=AUTHENTICATOR   (AuthBasicProvider <name>, provider type authn): REMOTE_USER and
+//                                    REMOTE_PASSWD hold the Basic credentials, REMOTE_ADDR the client.
+//   FCGI_APACHE_ROLE=AUTHORIZER      (Require <name>, provider type authz): REMOTE_USER, no password.
+//   (absent)                         (provider type authnz, check_password): treated as AUTHENTICATOR.
+// mod_authnz_fcgi refuses arguments on the Require line ("doesn't support restrictions on providers"), so the
+// roles come from the request environment: `SetEnvIf Request_URI ^ PLEXER_ROLES=admins` in the same
+// <Location> (SetEnvIf runs before authorization; SetEnv runs later and is NOT seen).
+// Answers: 200 accept; 401 refused login; 403 refused role (Apache turns any non-200 into 401, or 403 with
+// AuthzSendForbiddenOnFailure On); 500 store unreachable or overloaded (Apache answers 500: fail closed,
+// without prompting the user to retype a password that may be right). The deadline (authn_timeout_ms)
+// answers 401, as `plexer authn` refuses when it runs out of time.
+import type { Logger } from '../log.js';
+import type { FastCgiHandler, FastCgiRequest, FastCgiResponse } from '../fastcgi/server.js';
+import { utf8 } from '../fastcgi/protocol.js';
+import type { AuthService, Outcome } from './service.js';
+
+export const ROLES_PARAM = 'PLEXER_ROLES';
+
+export interface HandlerOptions {
+  service: AuthService;
+  log: Logger;
+  deadlineMs: number;
+}
+
+const statusFor = (outcome: Outcome, refusedStatus: number): number =>
+  outcome.verdict === 'accept' ? 200 : outcome.verdict === 'refuse' ? refusedStatus : outcome.reason === 'deadline' ? 401 : 500;
+
+export function createAuthdHandler({ service, log, deadlineMs }: HandlerOptions): FastCgiHandler {
+  return async (request: FastCgiRequest): Promise<FastCgiResponse> => {
+    const { params } = request;
+    const apacheRole = params.get('FCGI_APACHE_ROLE');
+    const user = utf8(params.get('REMOTE_USER') ?? '');
+    const ip = params.get('REMOTE_ADDR');
+    const password = params.get('REMOTE_PASSWD');
+
+    if (apacheRole === 'AUTHENTICATOR' || (apacheRole === undefined && password !== undefined)) {
+      if (password === undefined || user === '') {
+        log.warn('login refused', { reason: 'bad-input', detail: 'no REMOTE_USER or REMOTE_PASSWD', ip });
+        return { status: 401 };
+      }
+      const outcome = await withDeadline(service.authenticate(user, utf8(password), ip, request.signal), deadlineMs, () => {
+        log.error('time limit reached; refusing', { user, limit_ms: deadlineMs, ip });
+      });
+      return { status: statusFor(outcome, 401) };
+    }
+
+    if (apacheRole === 'AUTHORIZER') {
+      const roleText = params.get(ROLES_PARAM);
+      if (roleText === undefined) {
+        log.error(`role check refused: no ${ROLES_PARAM} in the request; set it with SetEnvIf next to "Require"`, { user, uri: params.get('REQUEST_URI') });
+        return { status: 403 };
+      }
+      const roles = roleText.split(/[\s,]+/).filter((role) => role !== '');
+      const outcome = await withDeadline(service.authorize(user, roles, request.signal), deadlineMs, () => {
+        log.error('time limit reached; refusing', { user, limit_ms: deadlineMs });
+      });
+      return { status: statusFor(outcome, 403) };
+    }
+
+    log.warn('request refused: unknown FCGI_APACHE_ROLE', { role: apacheRole ?? '(none)', ip });
+    return { status: 401 };
+  };
+}
+
+// The check keeps running after the deadline (a bcrypt round cannot be interrupted) but its answer is no
+// longer waited for.
+async function withDeadline(check: Promise<Outcome>, ms: number, onTimeout: () => void): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<Outcome>((resolve) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      resolve({ verdict: 'error', reason: 'deadline' });
+    }, ms);
+  });
+  try {
+    return await Promise.race([check, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

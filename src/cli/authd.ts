@@ -1,0 +1,156 @@
+import { rmSync, statSync, chmodSync } from 'node:fs';
+import net from 'node:net';
+import { isAbsolute } from 'node:path';
+import { AuthService } from '../authd/service.js';
+import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
+import { loadConfig, type PlexerConfig } from '../config.js';
+import { PlexerError, UsageError } from '../errors.js';
+import { createFastCgiServer } from '../fastcgi/server.js';
+import { createLogger, setLogLevel, type Logger } from '../log.js';
+import { createClient, createPool, describeTarget } from '../store/connect.js';
+import { listenForChanges } from '../store/listener.js';
+import { changesChannel } from '../store/sql.js';
+import { parseCommand } from './args.js';
+import { print, type Command } from './command.js';
+
+const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--config FILE]
+
+A long-running FastCGI authorizer for Apache's mod_authnz_fcgi: the password and role checks of
+"plexer authn" / "plexer authz" without a process start per request, with a cache of recently verified
+credentials (HMAC digests, never passwords) emptied by the store's change notifications, at most
+authn_timeout_ms per check, and a cap on concurrent bcrypt work. Stops on SIGTERM/SIGINT.
+mod_authnz_fcgi only connects over TCP (fcgi://host:port/); a Unix socket serves other FastCGI clients.
+
+  AuthnzFcgiDefineProvider authn plexer       fcgi://127.0.0.1:9801/
+  AuthnzFcgiDefineProvider authz plexer-roles fcgi://127.0.0.1:9801/
+  <Location /app>
+    AuthType Basic
+    AuthName "plexer"
+    AuthBasicProvider plexer
+    Require valid-user
+  </Location>
+  <Location /admin>
+    # mod_authnz_fcgi takes no arguments after "Require NAME": the roles come from ${ROLES_PARAM}.
+    SetEnvIf Request_URI ^ ${ROLES_PARAM}=admins
+    Require plexer-roles
+    AuthzSendForbiddenOnFailure On
+  </Location>`;
+
+export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export function parseListen(value: string): ListenAddress {
+  if (value.startsWith('/')) {
+    if (!isAbsolute(value) || value.length > 100) throw new UsageError('--listen: a Unix socket path must be absolute and at most 100 characters');
+    return { kind: 'unix', path: value };
+  }
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:9801) or an absolute socket path, got "${value}"`);
+  }
+  return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export const command: Command = {
+  summary: 'FastCGI authorizer daemon for mod_authnz_fcgi (password and role checks, cached)',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommand(argv, { listen: { type: 'string' } });
+    if (values.help) return print(help), 0;
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    if (!values.listen) throw new UsageError('--listen is required');
+    const address = parseListen(values.listen);
+    const log = createLogger('authd');
+    let config: PlexerConfig;
+    try {
+      config = loadConfig(values.config === undefined ? {} : { path: values.config });
+    } catch (error) {
+      if (!(error instanceof PlexerError)) throw error;
+      log.error('configuration error', { error: error.message });
+      return 2;
+    }
+    setLogLevel(config.logLevel);
+    return serve(config, address, log);
+  },
+};
+
+async function serve(config: PlexerConfig, address: ListenAddress, log: Logger): Promise<number> {
+  // A long-running process: a bug in one request must not end it, but must be seen.
+  process.on('unhandledRejection', (error) => log.error('unexpected rejection', { error: String(error) }));
+
+  const db = createPool(config, {
+    applicationName: 'plexer-authd',
+    connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs),
+    queryTimeoutMs: config.authnTimeoutMs,
+  });
+  db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
+
+  let service: AuthService | undefined;
+  const listener = listenForChanges({
+    connect: () => createClient(config, { applicationName: 'plexer-authd-listen', connectTimeoutMs: 3_000 }),
+    channel: changesChannel(config.schema),
+    onChange: (payload) => service?.onChange(payload),
+    onListening: () => service?.clear(),
+    log,
+  });
+  service = new AuthService({ db, config, log, listening: () => listener.isListening() });
+
+  const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs }), log });
+  try {
+    await listen(server, address);
+  } catch (error) {
+    log.error('cannot listen', { address: describe(address), error: (error as Error).message });
+    await Promise.allSettled([listener.close(), db.end()]);
+    return 1;
+  }
+  log.info('listening', { address: describe(address), store: describeTarget(config), cache_ttl_ms: config.cacheTtlMs });
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info('stopping', { signal, ...service.stats() });
+  // Stop accepting; checks in flight finish (each is bounded by authn_timeout_ms), then the store goes.
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);
+  await Promise.allSettled([listener.close(), db.end()]);
+  if (address.kind === 'unix') rmSync(address.path, { force: true });
+  return 0;
+}
+
+function describe(address: ListenAddress): string {
+  return address.kind === 'unix' ? address.path : `${address.host}:${address.port}`;
+}
+
+async function listen(server: net.Server, address: ListenAddress): Promise<void> {
+  if (address.kind === 'unix') await removeStaleSocket(address.path);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const done = () => {
+      server.off('error', reject);
+      resolve();
+    };
+    if (address.kind === 'tcp') server.listen({ host: address.host, port: address.port }, done);
+    else server.listen(address.path, done);
+  });
+  // Owner and group only: put Apache's user in the daemon's group to connect.
+  if (address.kind === 'unix') chmodSync(address.path, 0o660);
+}
+
+// A socket file left by a killed daemon blocks listen(); one that still answers belongs to a live daemon and
+// is left alone (listen then fails with EADDRINUSE).
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket = false;
+  try {
+    isSocket = statSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => (probe.destroy(), resolve(true)));
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) rmSync(path, { force: true });
+}
