@@ -1,3 +1,4 @@
+import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { isBackend, isGroupName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
@@ -8,7 +9,7 @@ import { loadCommandConfig, withStore } from './store-session.js';
 const help = `Usage:
   plexer group add NAME [--settings MODULE] [--backend TARGET] [--capacity N] [--disabled]
   plexer group set NAME [--settings MODULE|--no-settings] [--backend TARGET|--no-backend]
-                        [--capacity N|--no-capacity] [--enable|--disable]
+                        [--capacity N|--no-capacity] [--enable|--disable] [--restart --apache-pid-file FILE]
   plexer group list [--json]
   plexer group del NAME
   plexer group restart NAME [--apache-pid-file FILE]
@@ -17,7 +18,9 @@ A daemon group is one backend instance: a mod_wsgi daemon process group (NAME), 
 it loads, and/or a mod_proxy backend TARGET (unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/).
 --capacity caps how many users "user add --group auto" puts in it. A disabled group takes no new users and
 its users get the "no instance" page. Adding a group needs one graceful Apache reload (plexer apache config
---reload) so Apache defines its daemon processes; every other change is live at once.
+--reload) so Apache defines its daemon processes; every other change is live at once. A group's processes
+load their settings module once: "set --settings M --restart" restarts that group alone so it takes effect
+(as "group restart" does); other groups keep serving.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
 const options = {
@@ -32,6 +35,7 @@ const options = {
   disabled: { type: 'boolean' },
   json: { type: 'boolean' },
   'apache-pid-file': { type: 'string' },
+  restart: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
@@ -61,6 +65,15 @@ function fieldsFrom(values: Values): accounts.GroupFields {
   return fields;
 }
 
+async function restart(config: PlexerConfig, name: string, apachePidFile: string | undefined): Promise<number> {
+  const { restartDaemonGroup } = await import('../apache/daemon-restart.js');
+  const pool = await withStore(config, async (db) => (await accounts.listGroups(db)).map((g) => g.name));
+  if (!pool.includes(name)) throw new NotFoundError(`no daemon group "${name}"`);
+  const count = await restartDaemonGroup(name, pool, apachePidFile);
+  print(`signalled ${count} daemon process(es) of ${name}; Apache starts fresh ones`);
+  return 0;
+}
+
 export const command: Command = {
   summary: 'manage daemon groups (backend instances)',
   help,
@@ -82,7 +95,8 @@ export const command: Command = {
         const fields = fieldsFrom(values);
         if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one option');
         await withStore(config, (pool) => accounts.updateGroup(pool, groupName(name), fields));
-        return 0;
+        if (!values.restart) return 0;
+        return restart(config, name, values['apache-pid-file']);
       }
       case 'list': {
         expectPositionals(rest, []);
@@ -100,12 +114,7 @@ export const command: Command = {
       }
       case 'restart': {
         const [name] = expectPositionals(rest, ['name']) as [string];
-        const { restartDaemonGroup } = await import('../apache/daemon-restart.js');
-        const pool = await withStore(config, async (db) => (await accounts.listGroups(db)).map((g) => g.name));
-        if (!pool.includes(groupName(name))) throw new NotFoundError(`no daemon group "${name}"`);
-        const count = await restartDaemonGroup(name, pool, values['apache-pid-file']);
-        print(`signalled ${count} daemon process(es) of ${name}; Apache starts fresh ones`);
-        return 0;
+        return restart(config, groupName(name), values['apache-pid-file']);
       }
       default:
         throw new UsageError(`unknown group action "${action}"; see plexer group --help`);

@@ -80,7 +80,8 @@ export function startSyncDaemon(options: SyncDaemonOptions): SyncDaemon {
   };
 
   const request = (why: string, delayMs: number) => {
-    if (!dirty) reason = why;
+    // A reconnection explains a rebuild better than the changes queued beside it.
+    if (!dirty || why !== 'change') reason = why;
     dirty = true;
     arm(delayMs);
   };

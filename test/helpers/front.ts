@@ -1,5 +1,6 @@
 // A real Apache in front of a fresh plexer store, for end-to-end tests.
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { startFront, type Front, type FrontOptions } from '../../src/apache/front.js';
 import { freePort } from '../../src/apache/httpd.js';
@@ -13,7 +14,9 @@ export interface TestFront {
   configPath: string;
   stateDir: string;
   cli: Cli;
-  get(path: string, opts?: { user?: string; password?: string; headers?: Record<string, string> }): Promise<{ status: number; body: string; json(): any }>;
+  // fresh: a new connection for this request alone, so an idle keep-alive connection that the server closes
+  // (as Apache's old children do on a graceful reload, and as HTTP allows) cannot be mistaken for a drop.
+  get(path: string, opts?: { user?: string; password?: string; headers?: Record<string, string>; fresh?: boolean }): Promise<{ status: number; body: string; json(): any }>;
   close(): Promise<void>;
 }
 
@@ -37,6 +40,7 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { 
     async get(path, o = {}) {
       const headers: Record<string, string> = { ...o.headers };
       if (o.user !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.user}:${o.password ?? 'pw'}`).toString('base64')}`;
+      if (o.fresh) return getOnNewConnection(`${api.front.httpd.url}${path}`, headers);
       const response = await fetch(`${api.front.httpd.url}${path}`, { headers, redirect: 'manual' });
       const body = await response.text();
       return { status: response.status, body, json: () => JSON.parse(body) };
@@ -47,4 +51,16 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { 
     },
   };
   return api;
+}
+
+function getOnNewConnection(url: string, headers: Record<string, string>): Promise<{ status: number; body: string; json(): any }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers, agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body, json: () => JSON.parse(body) }));
+    });
+    request.on('error', reject);
+  });
 }
