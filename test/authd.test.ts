@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 import { freshStore, PLEXER_BIN, runPlexer, type TestStore } from './helpers/plexer.js';
@@ -217,7 +218,12 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
 
   it('refuses a cached credential while the user is locked out', async () => {
     expect((await get('/private/page.txt', 'alice', 'pw-alice')).status).toBe(200);
-    await store.sql.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 100, now() + interval '1 hour')`);
+    // Its own short-lived connection: the helper's pool would be left with an idle client that the database's
+    // drop at the end terminates.
+    const client = new pg.Client({ connectionString: store.db.url, options: '-c search_path=plexer' });
+    await client.connect();
+    await client.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 100, now() + interval '1 hour')`);
+    await client.end();
     expect((await get('/private/page.txt', 'alice', 'pw-alice')).status).toBe(401);
     expect(authdLog).toMatch(/login refused reason=locked-out user=alice/);
     await plexer(['user', 'unlock', 'alice']);

@@ -437,3 +437,33 @@ describe('applyChange', () => {
     expect(resolver.size).toBe(0);
   });
 });
+
+describe('expireAll', () => {
+  it('keeps every entry as a stale fallback but refetches before serving it fresh', async () => {
+    const { createResolver } = await import('../src/lookup/resolver.js');
+    const { createLogger } = await import('../src/log.js');
+    let source = new Map([['a', 'one'], ['b', 'two']]);
+    let fail = false;
+    const calls: string[] = [];
+    const resolver = createResolver({
+      fetch: async (key) => {
+        calls.push(key);
+        if (fail) throw new Error('down');
+        return source.get(key) ?? null;
+      },
+      max: 10, ttlMs: 60_000, deadlineMs: 50, log: createLogger('test'),
+    });
+    expect(await resolver.resolve('a')).toBe('one');
+    expect(await resolver.resolve('b')).toBe('two');
+    resolver.expireAll();
+    expect(resolver.size).toBe(2);
+    await new Promise((r) => setTimeout(r, 5));
+    fail = true;
+    expect(await resolver.resolve('a')).toBe('one');
+    fail = false;
+    source = new Map([['a', 'uno'], ['b', 'two']]);
+    expect(await resolver.resolve('a')).toBe('uno');
+    expect(resolver.resolve('a')).toBe('uno');
+    expect(calls).toEqual(['a', 'b', 'a', 'a']);
+  });
+});

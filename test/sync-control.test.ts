@@ -73,18 +73,27 @@ RewriteRule ^/who/([^/]+)$ /answer/\${grp:$1|NONE} [R=302,L]
     // A separate process, so the rewrites overlap the requests (a sync call would block this event loop).
     writeFileSync(join(root, 'alpha.txt'), mapText('alpha'));
     writeFileSync(join(root, 'beta.txt'), mapText('beta'));
-    const writer = spawn('/bin/bash', ['-c', `n=0; while :; do for g in alpha beta; do : > ${map}; /usr/sbin/httxt2dbm -f GDBM -i ${root}/$g.txt -o ${map}; n=$((n+1)); echo $n > ${root}/rewrites; sleep 0.02; done; done`], { stdio: 'ignore' });
-    const answers = new Map<string, number>();
-    const until = Date.now() + 3_000;
-    for (let i = 0; Date.now() < until; i++) {
-      // A torn file can also crash the worker that reads it (gdbm on a half-written file): a reset connection.
-      const a = await ask(httpd, `/who/torn${i % N}`).catch((error: Error) => `error: ${error.message}`);
-      answers.set(a, (answers.get(a) ?? 0) + 1);
-    }
+    // Its own process group, stopped in `finally` by that group's id; the loop also ends by itself after 10 s or
+    // when the directory is gone, so it cannot outlive a crashed test worker.
+    const writer = spawn('/bin/bash', ['-c', `n=0; end=$((SECONDS + 10)); while [ $SECONDS -lt $end ] && [ -d ${root}/maps ]; do for g in alpha beta; do : > ${map}; /usr/sbin/httxt2dbm -f GDBM -i ${root}/$g.txt -o ${map}; n=$((n+1)); echo $n > ${root}/rewrites; sleep 0.02; done; done`], { stdio: 'ignore', detached: true });
     const exited = new Promise((r) => writer.once('exit', r));
-    writer.kill('SIGTERM');
-    await exited;
-    const rewrites = readFileSync(join(root, 'rewrites'), 'utf8').trim();
+    const answers = new Map<string, number>();
+    try {
+      const until = Date.now() + 3_000;
+      for (let i = 0; Date.now() < until; i++) {
+        // A torn file can also crash the worker that reads it (gdbm on a half-written file): a reset connection.
+        const a = await ask(httpd, `/who/torn${i % N}`).catch((error: Error) => `error: ${error.message}`);
+        answers.set(a, (answers.get(a) ?? 0) + 1);
+      }
+    } finally {
+      try {
+        process.kill(-writer.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+    const rewrites = readFileSync(join(root, 'rewrites'), 'utf8').trim() || '?';
     const crashes = httpd.errorLog().match(/exit signal \w+/g) ?? [];
     console.log(`control: ${rewrites} in-place rewrites, answers ${JSON.stringify(Object.fromEntries(answers))}, worker crashes: ${crashes.length} ${[...new Set(crashes)].join(', ')}`);
     expect([...answers.keys()].some((a) => a !== 'alpha' && a !== 'beta')).toBe(true);

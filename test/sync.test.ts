@@ -185,10 +185,11 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     const ms = await waitForAnswer(httpd, '/who/alice', 'beta', 3_000);
     const total = performance.now() - start;
     console.log(`propagation SQL UPDATE -> Apache answer: ${total.toFixed(0)} ms (polling from commit: ${ms.toFixed(0)} ms)`);
-    expect(total).toBeLessThan(1_000);
-    expect(sync.rebuilds()).toBeGreaterThan(before);
     await store.sql.query(`UPDATE users SET daemon_group = 'alpha' WHERE name = 'alice'`);
     await waitForAnswer(httpd, '/who/alice', 'alpha', 3_000);
+    expect(total).toBeLessThan(1_000);
+    // The log line follows the rename, so it may reach us after Apache already answers from the new file.
+    await sync.waitForRebuilds(before + 1);
   });
 
   it('a burst of 500 changes in one transaction is coalesced into few rebuilds', async () => {
@@ -217,10 +218,10 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     );
     // Some bulk so each httxt2dbm run and each file are not trivially small.
     await store.sql.query(
-      `INSERT INTO users (name, password_hash, daemon_group) SELECT 'bulk' || i, $1, 'beta' FROM generate_series(1, 20000) i`,
+      `INSERT INTO users (name, password_hash, daemon_group) SELECT 'bulk' || i, $1, 'beta' FROM generate_series(1, 10000) i`,
       [HASH],
     );
-    await waitForAnswer(httpd, '/who/bulk20000', 'beta', 5_000);
+    await waitForAnswer(httpd, '/who/bulk10000', 'beta', 5_000);
     const rebuildsBefore = sync.rebuilds();
     let writing = true;
     let flips = 0;
@@ -234,9 +235,12 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     })();
     const answers = new Map<string, number>();
     let requests = 0;
+    // At least 3 s and 8 file replacements (fewer per second when the machine is busy), at most 12 s.
+    const minUntil = Date.now() + 3_000;
+    const maxUntil = Date.now() + 12_000;
+    const more = () => Date.now() < maxUntil && (Date.now() < minUntil || sync.rebuilds() - rebuildsBefore < 8);
     const reader = async (offset: number) => {
-      const until = Date.now() + 4_000;
-      for (let i = offset; Date.now() < until; i++) {
+      for (let i = offset; more(); i++) {
         const answer = await ask(httpd, `/who/torn${i % N}`);
         answers.set(answer, (answers.get(answer) ?? 0) + 1);
         requests++;
@@ -247,7 +251,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     await writer;
     const rebuilds = sync.rebuilds() - rebuildsBefore;
     console.log(`torn-map check: ${requests} requests, ${flips} flips, ${rebuilds} file replacements, answers ${JSON.stringify(Object.fromEntries(answers))}`);
-    expect(rebuilds).toBeGreaterThanOrEqual(5);
+    expect(rebuilds).toBeGreaterThanOrEqual(8);
     for (const answer of answers.keys()) expect(['alpha', 'beta']).toContain(answer);
     expect(httpd.errorLog()).not.toMatch(/map lookup FAILED|cannot open DBM|exit signal/i);
   });
@@ -294,9 +298,14 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     const once = await runPlexer(['sync', '--once', '--dir', mapDir], { configPath: deadConfig });
     expect(once.code, once.stderr).toBe(1);
     const service = new SyncProcess(mapDir, deadConfig);
-    await sleep(1_500);
-    expect(service.child.exitCode).toBeNull();
-    expect(await service.stop('SIGTERM')).toBe(0);
+    try {
+      await sleep(1_500);
+      expect(service.child.exitCode).toBeNull();
+      expect(await service.stop('SIGTERM')).toBe(0);
+      expect(service.stderr).toMatch(/listen connection lost .*ECONNREFUSED/);
+    } finally {
+      await service.stop('SIGKILL');
+    }
     const after = statSync(join(mapDir, 'group.map'));
     expect([after.ino, after.size, after.mtimeMs]).toEqual([before.ino, before.size, before.mtimeMs]);
     expect(await ask(httpd, '/who/bob')).toBe('alpha');

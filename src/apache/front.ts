@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, chmodSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, chmodSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { createPool } from '../store/connect.js';
 import { listGroups } from '../store/accounts.js';
 import { startHttpd, type Httpd } from './httpd.js';
-import { renderApacheConfig, type ApacheConfigOptions } from './render.js';
+import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from './render.js';
 import { prepareRuntime, type Runtime } from './runtime.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
@@ -17,7 +18,23 @@ export interface FrontOptions {
   port: number;
   settingsFrom?: 'map' | 'config';
   authCacheTimeoutSeconds?: number;
+  // Modes (render.ts): default Basic + mod_wsgi. Form login gets a random session passphrase in a root-only
+  // file STATE-DIR/apache/session.key unless `extra` names one.
+  auth?: AuthMode;
+  routing?: RoutingMode;
+  sessionMaxAgeSeconds?: number;
   extra?: Partial<ApacheConfigOptions>;
+}
+
+// A session passphrase for form login: 32 random bytes, base64url, in a file only root can read (Apache's
+// parent reads it at start as root; the run user, and with it every tenant, cannot). Kept across restarts so
+// sessions survive a reload; delete the file to log everyone out.
+export function ensureSessionKeyFile(file: string): string {
+  mkdirSync(dirname(file), { recursive: true });
+  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  chownSync(file, 0, 0);
+  return file;
 }
 
 export interface Front {
@@ -51,6 +68,10 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       mapUser: 'www-data:www-data',
       tls: false,
       authCacheTimeoutSeconds: o.authCacheTimeoutSeconds ?? 60,
+      ...(o.auth ? { auth: o.auth } : {}),
+      ...(o.routing ? { routing: o.routing } : {}),
+      ...(o.sessionMaxAgeSeconds !== undefined ? { sessionMaxAgeSeconds: o.sessionMaxAgeSeconds } : {}),
+      ...(o.auth === 'form' && o.extra?.sessionPassphrase === undefined ? { sessionPassphraseFile: ensureSessionKeyFile(join(apacheDir, 'session.key')) } : {}),
       ...o.extra,
     });
   } finally {

@@ -62,7 +62,49 @@ export interface ApacheConfigOptions {
   wsgiThreads?: number; // threads per daemon process, default 4
   logLevel?: string; // Apache LogLevel, default "warn"
   modulesDir?: string; // default "/usr/lib/apache2/modules" (Debian)
+
+  // ---- Modes (defaults: Basic authentication + mod_wsgi routing, the original behaviour) -------------------
+  // 'basic': HTTP Basic via mod_authnz_external. 'form': a login page + mod_auth_form; the user and password
+  // live in an encrypted, MACed session cookie (mod_session_crypto) and are re-checked by the provider
+  // (socache, then the external authenticator) on every request. Routing is the same in both: only the
+  // authenticated REMOTE_USER, never the cookie, chooses the instance.
+  auth?: AuthMode;
+  // 'wsgi': one mod_wsgi daemon group per tenant (map group). 'proxy': mod_proxy to the group's `backend`
+  // column (map backend), e.g. unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/. 'prefix': like
+  // wsgi, but /app/x is first rewritten internally to /u/USER/app/x (distinct, cacheable URLs per user);
+  // a request for another user's prefix gets our 403.
+  routing?: RoutingMode;
+  // Form mode: exactly one of these. The file (root-only, read by Apache's root parent at start) keeps the
+  // secret out of the config, which the run user can read; the inline value is for tests.
+  sessionPassphraseFile?: string;
+  sessionPassphrase?: string;
+  sessionMaxAgeSeconds?: number; // idle lifetime of a session cookie, default 28800 (8 h)
+  loginPagesDir?: string; // directory holding login.html, default: sibling "login" of errorPagesDir
+  loginSuccessPath?: string; // where a successful login lands, default `${mountPath}/`
+  // Proxy mode: an empty directory the mount is aliased to, so the per-directory rules (which run after
+  // authentication and see REMOTE_USER) have a <Directory> to live in. Default: sibling "mount" of errorPagesDir.
+  proxyMountDir?: string;
+  proxyTimeoutSeconds?: number; // ProxyTimeout, default 60
+  // Prefix mode: the internal URL prefix, default "/u" (/app/x -> /u/USER/app/x).
+  userPrefix?: string;
 }
+
+export type AuthMode = 'basic' | 'form';
+export type RoutingMode = 'wsgi' | 'proxy' | 'prefix';
+
+// URL paths of the form-login pieces (all outside the mount, served without authentication).
+export const LOGIN_PAGE_PATH = '/_plexer/login/login.html';
+export const LOGIN_HANDLER_PATH = '/_plexer/form-login-handler';
+export const LOGOUT_PATH = '/_plexer/logout';
+export const SESSION_COOKIE_NAME = 'plexer_session';
+// The request header that tells an http:// backend who the user is (fcgi backends also get REMOTE_USER).
+export const USER_HEADER = 'X-Plexer-User';
+
+// The backend answers the proxy rule accepts (the store's CHECK allows more: https, uwsgi, scgi; those get our
+// 503 here because their modules are not loaded): unix:/socket|http://localhost or |fcgi://localhost, or
+// http:// or fcgi:// HOST[:PORT], each with an optional path. Kept in step with BACKEND_PATTERN (src/names.ts).
+export const PROXY_BACKEND_REGEX =
+  '^(unix:/[A-Za-z0-9._/-]{1,200}\\|(http|fcgi)://localhost|(http|fcgi)://([A-Za-z0-9.-]{1,253}|\\[[0-9A-Fa-f:]{2,39}\\])(:[0-9]{1,5})?)(/[A-Za-z0-9._~%/-]*)?$';
 
 // The value the group rule falls back to when the map answers NULL. It can never be a group name
 // (GROUP_NAME_PATTERN starts with a letter), so it cannot collide with a real group.
@@ -129,7 +171,42 @@ function validate(o: ApacheConfigOptions) {
   const logLevel = o.logLevel ?? 'warn';
   if (!/^[a-z_:0-9 ]+$/.test(logLevel)) throw new ApacheConfigError(`invalid logLevel ${logLevel}`);
   if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal: ${o.listenAddress}`);
+  const auth = o.auth ?? 'basic';
+  if (auth !== 'basic' && auth !== 'form') throw new ApacheConfigError(`auth must be basic or form: ${JSON.stringify(auth)}`);
+  const routing = o.routing ?? 'wsgi';
+  if (!['wsgi', 'proxy', 'prefix'].includes(routing)) throw new ApacheConfigError(`routing must be wsgi, proxy or prefix: ${JSON.stringify(routing)}`);
+  const errorPagesDir = path('errorPagesDir', o.errorPagesDir);
+  const siblingOfErrors = (name: string) => `${errorPagesDir.replace(/\/[^/]+$/, '')}/${name}`;
+  let sessionPassphrase: string | undefined;
+  let sessionPassphraseFile: string | undefined;
+  if (auth === 'form') {
+    if ((o.sessionPassphrase === undefined) === (o.sessionPassphraseFile === undefined)) {
+      throw new ApacheConfigError('form authentication needs exactly one of sessionPassphrase and sessionPassphraseFile');
+    }
+    if (o.sessionPassphrase !== undefined && !/^[A-Za-z0-9_-]{32,256}$/.test(o.sessionPassphrase)) {
+      throw new ApacheConfigError('sessionPassphrase must be 32..256 characters of [A-Za-z0-9_-]');
+    }
+    sessionPassphrase = o.sessionPassphrase;
+    if (o.sessionPassphraseFile !== undefined) sessionPassphraseFile = path('sessionPassphraseFile', o.sessionPassphraseFile);
+  }
+  const loginSuccessPath = o.loginSuccessPath ?? `${mountPath}/`;
+  if (!SAFE_URL_PATH.test(loginSuccessPath)) throw new ApacheConfigError(`invalid loginSuccessPath ${loginSuccessPath}`);
+  const userPrefix = o.userPrefix ?? '/u';
+  if (!/^\/[a-z0-9_-]+$/.test(userPrefix) || userPrefix === '/_plexer' || mountPath === userPrefix || mountPath.startsWith(userPrefix + '/')) {
+    throw new ApacheConfigError(`invalid userPrefix ${userPrefix}: one segment of [a-z0-9_-], not the mount`);
+  }
+  if (routing !== 'wsgi' && v0RoleCheck(o)) throw new ApacheConfigError('roleLocations are supported with routing wsgi only');
   return {
+    auth,
+    routing,
+    sessionPassphrase,
+    sessionPassphraseFile,
+    sessionMaxAge: positiveInt('sessionMaxAgeSeconds', o.sessionMaxAgeSeconds ?? 28800, 31 * 86400),
+    loginPagesDir: o.loginPagesDir === undefined ? siblingOfErrors('login') : path('loginPagesDir', o.loginPagesDir),
+    loginSuccessPath,
+    proxyMountDir: o.proxyMountDir === undefined ? siblingOfErrors('mount') : path('proxyMountDir', o.proxyMountDir),
+    proxyTimeout: positiveInt('proxyTimeoutSeconds', o.proxyTimeoutSeconds ?? 60, 3600),
+    userPrefix,
     listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
     serverName: word('serverName', o.serverName),
     stateDir,
@@ -157,6 +234,10 @@ function validate(o: ApacheConfigOptions) {
   };
 }
 
+function v0RoleCheck(o: ApacheConfigOptions): boolean {
+  return (o.roleLocations ?? []).length > 0;
+}
+
 function alternation(names: string[]): string {
   // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
   return `^(${names.join('|')})$`;
@@ -167,6 +248,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   const enabled = v.groups.filter((g) => g.enabled);
   const disabled = v.groups.filter((g) => !g.enabled);
   const mapped = enabled.filter((g) => g.settingsModule === null);
+  const wsgi = v.routing !== 'proxy';
   const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
   const L: string[] = [];
   const add = (...lines: string[]) => L.push(...lines);
@@ -186,11 +268,13 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `ErrorLog "${v.stateDir}/error.log"`,
     `LogLevel ${v.logLevel}`,
     '# group= shows where each request was routed ("-" before routing, e.g. 401; _none_ for a user without one).',
-    `LogFormat "%h %u %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
+    v.routing === 'proxy'
+      ? `LogFormat "%h %u %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
+      : `LogFormat "%h %u %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
     `CustomLog "${v.stateDir}/access.log" plexer`,
     '',
     '# Modules: absolute paths, only what is used. mod_log_config, mod_unixd and mod_so are compiled in.',
-    `LoadModule mpm_event_module ${v.modulesDir}/mod_mpm_event.so`,
+    `LoadModule mpm_prefork_module ${v.modulesDir}/mod_mpm_prefork.so`,
     `LoadModule authz_core_module ${v.modulesDir}/mod_authz_core.so`,
     `LoadModule authz_user_module ${v.modulesDir}/mod_authz_user.so`,
     `LoadModule authn_core_module ${v.modulesDir}/mod_authn_core.so`,
@@ -205,8 +289,28 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '# SetEnv PLEXER_DATA_DIR for the WSGI application.',
     `LoadModule env_module ${v.modulesDir}/mod_env.so`,
     `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
-    `LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`,
   );
+  if (wsgi) add(`LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`);
+  if (v.auth === 'form') {
+    add(
+      '# Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie',
+      '# (mod_session_cookie), encrypted and MACed (mod_session_crypto); mod_request keeps the POST body for it.',
+      `LoadModule request_module ${v.modulesDir}/mod_request.so`,
+      `LoadModule session_module ${v.modulesDir}/mod_session.so`,
+      `LoadModule session_cookie_module ${v.modulesDir}/mod_session_cookie.so`,
+      `LoadModule session_crypto_module ${v.modulesDir}/mod_session_crypto.so`,
+      `LoadModule auth_form_module ${v.modulesDir}/mod_auth_form.so`,
+    );
+  }
+  if (v.routing === 'proxy') {
+    add(
+      '# Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.',
+      `LoadModule proxy_module ${v.modulesDir}/mod_proxy.so`,
+      `LoadModule proxy_http_module ${v.modulesDir}/mod_proxy_http.so`,
+      `LoadModule proxy_fcgi_module ${v.modulesDir}/mod_proxy_fcgi.so`,
+      `LoadModule headers_module ${v.modulesDir}/mod_headers.so`,
+    );
+  }
   if (v.tls) add(`LoadModule ssl_module ${v.modulesDir}/mod_ssl.so`);
   add(
     '',
@@ -220,18 +324,23 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     'ServerSignature Off',
     'TraceEnable Off',
     '',
-    '# Event MPM sized for a 2-core box: 2 children x 16 threads. MaxSpareThreads >= MinSpareThreads +',
-    '# ThreadsPerChild, otherwise Apache adjusts it with a warning. The real work runs in the WSGI daemons.',
-    '<IfModule mpm_event_module>',
-    '    StartServers 1',
-    '    ServerLimit 2',
-    '    ThreadLimit 16',
-    '    ThreadsPerChild 16',
+    '# Prefork, not event or worker: mod_authnz_external 3.3.2 registers its authenticator with a pointer to a',
+    '# stack variable (apr_pool_note_subprocess(p, &proc, …)); at the end of a request APR reads that dead slot,',
+    '# finds pid 0 and, when another thread of the same child has an authenticator running, sends',
+    '# kill(0, SIGTERM) to the whole process group ("External authenticator died on signal 15", good logins',
+    '# refused, SIGKILL of the child 3 s later). A single-threaded child never has another authenticator alive',
+    '# at that moment: measured 0 kills in 5,600 requests with prefork, 1-3 per fresh start with event/worker.',
+    '# The real work runs in the WSGI daemons; these processes only authenticate, rewrite and proxy.',
+    '<IfModule mpm_prefork_module>',
+    '    StartServers 4',
+    '    MinSpareServers 2',
+    '    MaxSpareServers 8',
+    '    ServerLimit 32',
     '    MaxRequestWorkers 32',
-    '    MinSpareThreads 8',
-    '    MaxSpareThreads 32',
     '    MaxConnectionsPerChild 0',
     '</IfModule>',
+    '# Prefork holds a process per idle keep-alive connection: keep idle ones short.',
+    'KeepAliveTimeout 2',
     '',
     '# No mime.types lookup needed beyond our HTML error pages; /dev/null avoids a ServerRoot-relative default.',
     'TypesConfig /dev/null',
@@ -245,6 +354,9 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '    AllowOverride None',
     '    Require all denied',
     '</Directory>',
+  );
+  if (wsgi) {
+  add(
     '',
     '# ---- mod_wsgi: one daemon process group per tenant -------------------------------------------------',
     `# Sockets next to the pid file (default would be ServerRoot-relative). Paths must fit in 108 bytes.`,
@@ -264,6 +376,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     );
   }
   if (disabled.length > 0) add(`# Disabled (no daemon; users get 503): ${disabled.map((g) => g.name).join(' ')}`);
+  }
 
   add('', `<VirtualHost ${v.listen}>`, `    ServerName ${v.serverName}`);
   if (v.tls) {
@@ -282,21 +395,52 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '    # One program per map for the whole server, shared by all children under the global rewrite-map mutex.',
     '    # Started with an EMPTY environment, so absolute paths and --config; split on whitespace, no quoting.',
     '    # The third argument drops it to an unprivileged user (Apache >= 2.4.29).',
-    `    RewriteMap plexer_group "prg:${helper('map group')}" ${v.mapUser}`,
   );
-  if (mapped.length > 0) {
-    add(`    RewriteMap plexer_settings "prg:${helper('map settings')}" ${v.mapUser}`);
+  if (wsgi) {
+    add(`    RewriteMap plexer_group "prg:${helper('map group')}" ${v.mapUser}`);
+    if (mapped.length > 0) {
+      add(`    RewriteMap plexer_settings "prg:${helper('map settings')}" ${v.mapUser}`);
+    } else {
+      add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
+    }
   } else {
-    add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
+    add(
+      '    # user -> the backend of their daemon group (a mod_proxy URL); NULL for no user, no group, no backend.',
+      `    RewriteMap plexer_backend "prg:${helper('map backend')}" ${v.mapUser}`,
+    );
   }
   add(
     '',
-    '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
+    v.auth === 'form'
+      ? '    # ---- Authentication: a login form (mod_auth_form) checked by mod_authnz_external, cached in shared memory'
+      : '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
     '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
     '    # and Apache waits with no timeout, so the helper bounds its own run time.',
     `    DefineExternalAuth plexer pipe "${helper('authn')}"`,
     '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
     `    DefineExternalGroup plexer_roles pipe "${helper('authz')}"`,
+  );
+  if (v.auth === 'form') {
+    const secure = v.tls ? ';Secure' : '';
+    add(
+      '',
+      '    # The session (user + password, as mod_auth_form stores them) lives only in this cookie, encrypted and',
+      '    # MACed with the passphrase (aes256, mod_session_crypto): a tampered, forged or foreign-key cookie does not',
+      '    # decrypt and counts as no session (-> login page). A valid one is still only a claim: mod_auth_form',
+      '    # re-checks its user + password with the providers on every request, and only the REMOTE_USER that check',
+      '    # yields chooses the instance. The cookie is stateless: a copied cookie stays valid until it expires',
+      `    # (SessionMaxAge, refreshed on each request) or the password changes; logout replaces the browser\'s copy.`,
+      `    SessionCookieName ${SESSION_COOKIE_NAME} path=/;HttpOnly;SameSite=Lax${secure}`,
+      v.sessionPassphraseFile !== undefined
+        ? `    # Read by the root parent at start; keep it root-only (the run user, and so every tenant, can read this config).`
+        : '    # Inline passphrase (tests): anyone who can read this file can decrypt sessions. Prefer a passphrase file.',
+      v.sessionPassphraseFile !== undefined
+        ? `    SessionCryptoPassphraseFile "${v.sessionPassphraseFile}"`
+        : `    SessionCryptoPassphrase ${v.sessionPassphrase}`,
+      `    SessionMaxAge ${v.sessionMaxAge}`,
+    );
+  }
+  add(
     '',
     `    # Error pages of our own (static, no auth, outside the WSGI directory so no routing rules apply).`,
     `    Alias /_plexer/errors/ ${v.errorPagesDir}/`,
@@ -313,26 +457,189 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '    ErrorDocument 500 /_plexer/errors/500.html',
     '    ErrorDocument 503 /_plexer/errors/503.html',
     '',
-    `    WSGIScriptAlias ${v.mountPath} ${v.wsgiScript}`,
+  );
+  // Authentication lines for the section that serves the application.
+  const authLines = (indent: string): string[] => {
+    const lines =
+      v.auth === 'basic'
+        ? [
+            'AuthType Basic',
+            `AuthName "${v.authRealm}"`,
+            '# socache first: a cached success skips the fork of the external helper.',
+            'AuthBasicProvider socache external',
+          ]
+        : [
+            'AuthType form',
+            `AuthName "${v.authRealm}"`,
+            '# socache first: a cached success skips the fork of the external helper. mod_authnz_external does not',
+            '# merge per-directory settings, so every section that authenticates repeats AuthExternal.',
+            'AuthFormProvider socache external',
+          ];
+    lines.push(
+      'AuthExternal plexer',
+      'AuthExternalProvideCache On',
+      'AuthnCacheProvideFor external',
+    );
+    if (v.auth === 'form') {
+      lines.push('# One cache for the login handler and the application (the default context is the section\'s path).', 'AuthnCacheContext plexer-form');
+    }
+    lines.push(
+      '# Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
+      `# password keeps working for up to this many seconds.`,
+      `AuthnCacheTimeout ${v.authCacheTimeout}`,
+    );
+    if (v.auth === 'form') {
+      lines.push(
+        '# The session cookie carries user + password; re-checked by the providers above on every request.',
+        'Session On',
+        '# No (valid) session: redirect to the login page instead of a 401.',
+        `AuthFormLoginRequiredLocation ${LOGIN_PAGE_PATH}`,
+      );
+    }
+    lines.push('Require valid-user');
+    return lines.map((line) => indent + line);
+  };
+  if (v.auth === 'form') {
+    add(
+      '    # ---- Form login pieces: the static page, the handler it posts to, and logout ------------------------',
+      `    Alias /_plexer/login/ ${v.loginPagesDir}/`,
+      `    <Directory ${v.loginPagesDir}>`,
+      '        Options None',
+      '        Require all granted',
+      '    </Directory>',
+      '    # login.html posts httpd_username + httpd_password here. Success: a fresh session cookie and a redirect',
+      '    # to a FIXED location (the form\'s httpd_location field is ignored: no open redirect). Failure: back to',
+      '    # the login page. No Require: the handler itself authenticates the posted credentials.',
+      `    <Location ${LOGIN_HANDLER_PATH}>`,
+      '        SetHandler form-login-handler',
+      '        AuthType form',
+      `        AuthName "${v.authRealm}"`,
+      '        AuthFormProvider socache external',
+      '        AuthExternal plexer',
+      '        AuthExternalProvideCache On',
+      '        AuthnCacheProvideFor external',
+      '        AuthnCacheContext plexer-form',
+      `        AuthnCacheTimeout ${v.authCacheTimeout}`,
+      '        Session On',
+      `        AuthFormLoginRequiredLocation ${LOGIN_PAGE_PATH}?failed=1`,
+      `        AuthFormLoginSuccessLocation ${v.loginSuccessPath}`,
+      '    </Location>',
+      '    # Logout empties the session and sends it back expiring at once. AuthName is REQUIRED here: mod_auth_form',
+      '    # keys the session entries by it ("plexer-user", "plexer-pw"); without it the handler clears other keys,',
+      '    # answers 307 as if it worked and the returned cookie still logs the user in.',
+      `    <Location ${LOGOUT_PATH}>`,
+      '        SetHandler form-logout-handler',
+      '        AuthType form',
+      `        AuthName "${v.authRealm}"`,
+      '        Session On',
+      '        SessionMaxAge 1',
+      `        AuthFormLogoutLocation ${LOGIN_PAGE_PATH}?logged-out=1`,
+      '    </Location>',
+      '',
+    );
+  }
+
+  if (v.routing === 'proxy') {
+    renderProxy(v, add, authLines);
+  } else {
+    renderWsgi(v, add, authLines, { enabled, disabled, mapped });
+  }
+  add('</VirtualHost>', '');
+  return L.join('\n');
+}
+
+type Validated = ReturnType<typeof validate>;
+type Add = (...lines: string[]) => void;
+
+function renderProxy(v: Validated, add: Add, authLines: (indent: string) => string[]) {
+  const sentinel = NO_GROUP_SENTINEL;
+  add(
+    '    # ---- Routing: mod_proxy to the user\'s own backend (map backend) ----------------------------------',
+    '    # Rewrite rules inside <Location> are unsupported and vhost rules run before authentication, so the',
+    `    # mount is aliased to an empty directory whose per-directory rules run after it (REMOTE_USER is set).`,
+    `    Alias ${v.mountPath} ${v.proxyMountDir}`,
+    '    # Backends see the Host the client asked for (their redirects and absolute URLs stay on this server).',
+    '    ProxyPreserveHost On',
+    `    ProxyTimeout ${v.proxyTimeout}`,
+    `    <Directory ${v.proxyMountDir}>`,
+    '        # mod_rewrite refuses per-directory rules (403, AH00670) unless FollowSymLinks or',
+    '        # SymLinksIfOwnerMatch is on here.',
+    '        Options SymLinksIfOwnerMatch',
+    ...authLines('        '),
+    '',
+    '        RewriteEngine On',
+    '        # 1. The backend of the user\'s group, from the map only; overwrites any previous value.',
+    `        RewriteRule ^ - [E=PLEXER_BACKEND:\${plexer_backend:%{REMOTE_USER}|${sentinel}}]`,
+    '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
+    `        RewriteCond %{ENV:PLEXER_BACKEND} =${sentinel}`,
+    '        RewriteRule ^ - [F]',
+    '        # 3. Only the URL shapes we proxy to (anything else, or "" from a dead map: our 503). The store\'s',
+    '        #    CHECK constraint already limits the column; this keeps a bad value from reaching mod_proxy.',
+    `        RewriteCond %{ENV:PLEXER_BACKEND} !${PROXY_BACKEND_REGEX}`,
+    '        RewriteRule ^ - [R=503]',
+    '        # 4. Proxy: backend (trailing slash dropped) + "/" + the path below the mount; the query string is',
+    '        #    appended by mod_rewrite. The authority comes from the map answer alone, so the request path',
+    '        #    cannot change the backend. A backend that does not answer: mod_proxy\'s 503 -> our 503 page.',
+    '        RewriteCond %{ENV:PLEXER_BACKEND} ^(.*?)/?$',
+    '        RewriteRule ^(.*)$ %1/$1 [P,L]',
+    '',
+    '        # What the backend learns about the user comes from authentication only: the client\'s copies of the',
+    `        # header (also with "_" for "-", which some frameworks fold together) are dropped, ours is set.`,
+    `        RequestHeader unset ${USER_HEADER.replace(/-/g, '_')}`,
+    `        RequestHeader unset ${USER_HEADER.replace(/-(?=[^-]*$)/, '_')}`,
+    `        RequestHeader unset ${USER_HEADER.replace('-', '_')}`,
+    `        RequestHeader set ${USER_HEADER} "expr=%{REMOTE_USER}"`,
+    '        # Never forward the Basic credentials (the password) to a backend.',
+    '        RequestHeader unset Authorization',
+  );
+  if (v.auth === 'form') {
+    add(
+      '        # Nor the session cookie (it holds the encrypted password): the backend sees the other cookies only.',
+      `        RequestHeader edit* Cookie "(^|;\\s*)${SESSION_COOKIE_NAME}=[^;]*" ""`,
+    );
+  }
+  add('    </Directory>');
+}
+
+function renderWsgi(
+  v: Validated,
+  add: Add,
+  authLines: (indent: string) => string[],
+  g: { enabled: ApacheGroup[]; disabled: ApacheGroup[]; mapped: ApacheGroup[] },
+) {
+  const { enabled, disabled, mapped } = g;
+  add(`    WSGIScriptAlias ${v.mountPath} ${v.wsgiScript}`);
+  if (v.routing === 'prefix') {
+    add(
+      `    # Prefix mode: ${v.mountPath}/x is rewritten internally to ${v.userPrefix}/USER${v.mountPath}/x (below), which is served`,
+      '    # by the same script with SCRIPT_NAME ' + `${v.userPrefix}/USER${v.mountPath}: distinct, cacheable URLs per user.`,
+      `    WSGIScriptAliasMatch ^${v.userPrefix}/[A-Za-z0-9._@+-]+${v.mountPath}(?=/|$) ${v.wsgiScript}`,
+    );
+  }
+  add(
     `    <Directory ${v.wsgiDir}>`,
     '        # mod_rewrite refuses per-directory rules (403, AH00670) unless FollowSymLinks or',
     '        # SymLinksIfOwnerMatch is on here.',
     '        Options SymLinksIfOwnerMatch',
-    '        AuthType Basic',
-    `        AuthName "${v.authRealm}"`,
-    '        # socache first: a cached success skips the fork of the external helper.',
-    '        AuthBasicProvider socache external',
-    '        AuthExternal plexer',
-    '        AuthExternalProvideCache On',
-    '        AuthnCacheProvideFor external',
-    '        # Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
-    `        # password keeps working for up to this many seconds.`,
-    `        AuthnCacheTimeout ${v.authCacheTimeout}`,
-    '        Require valid-user',
+    ...authLines('        '),
     '',
     '        # Per-directory rules run in the fixup phase, AFTER authentication: REMOTE_USER is set here',
     '        # (at vhost level it is still empty; %{LA-U:REMOTE_USER} would authenticate twice).',
     '        RewriteEngine On',
+  );
+  if (v.routing === 'prefix') {
+    const m = v.mountPath.replace(/\./g, '\\.');
+    add(
+      `        # P1. ${v.mountPath}/x: internal redirect to the AUTHENTICATED user's prefix (the query string is kept).`,
+      `        RewriteCond %{REQUEST_URI} ^${m}(/.*)?$`,
+      `        RewriteRule ^ ${v.userPrefix}/%{REMOTE_USER}${v.mountPath}%1 [L]`,
+      `        # P2. ${v.userPrefix}/NAME/…, redirected or asked for directly: NAME must be the authenticated user, else our`,
+      '        #     403. Checked on the final URL, so no encoding or dot-segment trick reaches another prefix.',
+      `        RewriteCond "%{REMOTE_USER}:%{REQUEST_URI}" !^([^:/]+):${v.userPrefix}/\\1${m}(/|$)`,
+      '        RewriteRule ^ - [F]',
+    );
+  }
+  add(
     '        # 1. The user\'s group, from the map only. Overwrites any previous value; NULL -> sentinel.',
     '        #    (mod_rewrite itself answers NULL, without asking the program, for a key containing "\\n".)',
     `        RewriteRule ^ - [E=PROCESS_GROUP:\${plexer_group:%{REMOTE_USER}|${NO_GROUP_SENTINEL}}]`,
@@ -413,6 +720,4 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       '    </Location>',
     );
   }
-  add('</VirtualHost>', '');
-  return L.join('\n');
 }

@@ -1,7 +1,6 @@
-// Caps how many bcrypt checks run at once. bcryptjs is pure JavaScript: its async API yields to the event loop
-// between rounds, but every running check still takes its share of the one thread, so a flood of logins must
-// queue here instead of slowing every other request (cache hits, role checks) to a crawl. The queue is
-// bounded too: past it a check is refused at once rather than waiting for a deadline it cannot meet.
+// Caps how many bcrypt checks are handed to the worker threads at once (one per thread), so a flood of logins
+// queues here, where a waiting check can still be dropped at its deadline. The queue is bounded too: past it
+// a check is refused at once rather than waiting for a deadline it cannot meet.
 export class QueueFullError extends Error {}
 export class WaitAbortedError extends Error {}
 

@@ -2,14 +2,15 @@
 //   authenticate: only an existing, enabled user whose bcrypt password verifies; a user name that does not
 //   exist costs the same bcrypt work (dummyHash); lockout as configured; any error refuses.
 //   authorize: the user is enabled and holds one of the roles.
-// What a long-running process adds: caches emptied by the store's change notifications, a cap on concurrent
-// bcrypt work, and one verification shared by identical concurrent attempts.
+// What a long-running process adds: caches emptied by the store's change notifications, bcrypt in worker
+// threads behind a bounded queue, and one verification shared by identical concurrent attempts.
 import { createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
 import type { Logger, LogFields } from '../log.js';
 import { isRoleName, isUserName } from '../names.js';
-import { bcryptCost, dummyHash, hashPassword, verifyPassword } from '../password.js';
+import { bcryptCost, checkNewPassword, dummyHash } from '../password.js';
+import { BcryptPool } from './bcrypt-pool.js';
 import { fetchCredential, hasAnyRole, upgradePasswordHash } from '../store/credentials.js';
 import { clearFailures, ipSubject, lockedSubjects, recordFailure, userSubject, type LockoutPolicy } from '../store/login-failures.js';
 import { lockedSubjectsClearingUser } from './lockout.js';
@@ -31,7 +32,8 @@ export interface AuthServiceOptions {
   // True while the LISTEN connection is up: caches are only read and filled then, since a change made while
   // it is down would not be heard.
   listening: () => boolean;
-  bcryptConcurrency?: number;
+  // Worker threads running bcrypt (default: cores - 1, 1..4), and how many checks may wait for one.
+  bcryptThreads?: number;
   bcryptQueue?: number;
   roleCacheTtlMs?: number;
 }
@@ -66,6 +68,7 @@ export class AuthService {
   private readonly credentials: UserKeyedCache<true>;
   private readonly roles: UserKeyedCache<boolean>;
   private readonly bcrypt: Semaphore;
+  private readonly bcryptPool: BcryptPool;
   private readonly inflight = new Map<string, { epoch: number; result: Promise<Outcome> }>();
   private readonly policy: LockoutPolicy;
   private readonly counters = { credentialHits: 0, credentialMisses: 0, sharedVerifications: 0, bcryptRuns: 0, roleHits: 0, roleMisses: 0 };
@@ -80,7 +83,8 @@ export class AuthService {
       max: options.config.cacheMax,
       ttlMs: options.roleCacheTtlMs ?? Math.min(options.config.cacheTtlMs, 60_000),
     });
-    this.bcrypt = new Semaphore(options.bcryptConcurrency ?? 2, options.bcryptQueue ?? 256);
+    this.bcryptPool = new BcryptPool(options.bcryptThreads);
+    this.bcrypt = new Semaphore(this.bcryptPool.size, options.bcryptQueue ?? 256);
     this.policy = {
       maxFailures: options.config.lockoutMaxFailures,
       windowSeconds: options.config.lockoutWindowSeconds,
@@ -243,8 +247,12 @@ export class AuthService {
   private async verify(password: string, hash: string, signal: AbortSignal): Promise<boolean> {
     return this.bcrypt.run(async () => {
       this.counters.bcryptRuns++;
-      return verifyPassword(password, hash);
+      return this.bcryptPool.verify(password, hash);
     }, signal);
+  }
+
+  async close(): Promise<void> {
+    await this.bcryptPool.close();
   }
 
   // As `plexer authn`: a hash below the configured cost is replaced after a successful login. In the
@@ -254,7 +262,10 @@ export class AuthService {
     const cost = bcryptCost(hash) ?? 0;
     if (cost >= this.config.bcryptCost) return;
     void this.bcrypt
-      .run(() => hashPassword(password, this.config.bcryptCost))
+      .run(async () => {
+        checkNewPassword(password);
+        return this.bcryptPool.hash(password, this.config.bcryptCost);
+      })
       .then(async (stronger) => {
         await upgradePasswordHash(this.db, user, hash, stronger);
         this.log.info('password rehashed at the configured cost', { user, from: cost, to: this.config.bcryptCost });

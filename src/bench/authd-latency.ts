@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     const target = { host: '127.0.0.1', port };
     const check = async (user: string, password: string) => {
       const start = performance.now();
-      const answer = await authorizerRequest(target, { FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '127.0.0.1' });
+      const answer = await authorizerRequest(target, { FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '127.0.0.1' }, 120_000);
       return { ms: performance.now() - start, status: answer.status };
     };
 

@@ -1,5 +1,6 @@
 import { writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { ensureSessionKeyFile } from '../apache/front.js';
 import { renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
 import { DEFAULT_CONFIG_PATH } from '../config.js';
@@ -12,6 +13,8 @@ import { loadCommandConfig, withStore } from './store-session.js';
 const help = `Usage: plexer apache config [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
                            [--settings-from map|config] [--auth-cache-timeout SECONDS]
                            [--tls --tls-cert FILE --tls-key FILE] [--reload]
+                           [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
+                           [--routing wsgi|proxy|prefix]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
 group, WSGIRestrictEmbedded On, WSGIRestrictProcess listing exactly the pool, the RewriteMap prg: programs,
@@ -24,6 +27,14 @@ needs a reload.
                           a change then needs --reload)
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
                           disabled or deleted user can keep working for up to this long
+  --auth basic            HTTP Basic authentication (the default)
+  --auth form             a login page (/_plexer/login/login.html) and an encrypted session cookie; the
+                          passphrase is read from --session-key-file (default /etc/plexer/session.key), which is
+                          created with 32 random bytes, mode 0600, owner root, if it does not exist
+  --session-max-age       idle lifetime of a session cookie in seconds (default 28800)
+  --routing wsgi          one mod_wsgi daemon group per tenant (the default)
+  --routing proxy         mod_proxy to the group's backend column (plexer group set NAME --backend TARGET)
+  --routing prefix        like wsgi, with /app/x rewritten internally to /u/USER/app/x (see apache/MODES.md)
 Paths of the helpers are absolute (Apache starts them with an empty environment): node is ${process.execPath},
 plexer is ${PACKAGE_ROOT}/bin/plexer.`;
 
@@ -39,6 +50,10 @@ const options = {
   'tls-key': { type: 'string' },
   reload: { type: 'boolean' },
   'runtime-root': { type: 'string' },
+  auth: { type: 'string' },
+  routing: { type: 'string' },
+  'session-key-file': { type: 'string' },
+  'session-max-age': { type: 'string' },
 } as const;
 
 export const command: Command = {
@@ -54,6 +69,11 @@ export const command: Command = {
     if (!match) throw new UsageError(`--listen must be ADDRESS:PORT, got "${listen}"`);
     const settingsFrom = values['settings-from'] ?? 'map';
     if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
+    const auth = values.auth ?? 'basic';
+    if (auth !== 'basic' && auth !== 'form') throw new UsageError('--auth takes basic or form');
+    const routing = values.routing ?? 'wsgi';
+    if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
+    if (auth !== 'form' && (values['session-key-file'] || values['session-max-age'])) throw new UsageError('--session-key-file and --session-max-age need --auth form');
     if (values.reload && !values.out) throw new UsageError('--reload needs --out (the file Apache loads)');
     const configFile = resolve(values.config ?? DEFAULT_CONFIG_PATH);
     const config = loadCommandConfig(values.config);
@@ -81,6 +101,10 @@ export const command: Command = {
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
       ...(values['tls-key'] ? { tlsCertificateKeyFile: resolve(values['tls-key']) } : {}),
       authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
+      auth,
+      routing,
+      ...(auth === 'form' ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) } : {}),
+      ...(values['session-max-age'] ? { sessionMaxAgeSeconds: parseWholeNumber(values['session-max-age'], '--session-max-age') } : {}),
     } satisfies ApacheConfigOptions);
     if (!values.out) return process.stdout.write(rendered), 0;
     const out = resolve(values.out);

@@ -18,7 +18,7 @@ const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--confi
 A long-running FastCGI authorizer for Apache's mod_authnz_fcgi: the password and role checks of
 "plexer authn" / "plexer authz" without a process start per request, with a cache of recently verified
 credentials (HMAC digests, never passwords) emptied by the store's change notifications, at most
-authn_timeout_ms per check, and a cap on concurrent bcrypt work. Stops on SIGTERM/SIGINT.
+authn_timeout_ms per check, and bcrypt in worker threads (one per core but one, at most 4). Stops on SIGTERM/SIGINT.
 mod_authnz_fcgi only connects over TCP (fcgi://host:port/); a Unix socket serves other FastCGI clients.
 
   AuthnzFcgiDefineProvider authn plexer       fcgi://127.0.0.1:9801/
@@ -81,7 +81,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger):
   const db = createPool(config, {
     applicationName: 'plexer-authd',
     connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs),
-    queryTimeoutMs: config.authnTimeoutMs,
+    statementTimeoutMs: config.authnTimeoutMs,
   });
   db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
 
@@ -113,7 +113,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger):
   // Stop accepting; checks in flight finish (each is bounded by authn_timeout_ms), then the store goes.
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);
-  await Promise.allSettled([listener.close(), db.end()]);
+  await Promise.allSettled([listener.close(), db.end(), service.close()]);
   if (address.kind === 'unix') rmSync(address.path, { force: true });
   return 0;
 }

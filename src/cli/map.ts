@@ -61,8 +61,8 @@ export const command: Command = {
 async function serveFromStore(kind: MapKind, config: PlexerConfig, log: ReturnType<typeof createLogger>): Promise<number> {
   const pool = createPool(config, {
     applicationName: `plexer-map-${kind}`,
-    connectTimeoutMs: 2_000,
-    queryTimeoutMs: Math.max(1_000, config.mapDeadlineMs * 20),
+    connectTimeoutMs: 5_000,
+    statementTimeoutMs: Math.max(1_000, config.mapDeadlineMs * 20),
   });
   pool.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
   const resolver = createResolver({
@@ -76,9 +76,12 @@ async function serveFromStore(kind: MapKind, config: PlexerConfig, log: ReturnTy
     connect: () => createClient(config, { applicationName: `plexer-map-${kind}-listen`, connectTimeoutMs: 2_000 }),
     channel: changesChannel(config.schema),
     onChange: (payload) => applyChange(kind, resolver, payload),
-    onListening: () => resolver.clear(),
+    onListening: () => resolver.expireAll(),
     log,
   });
+  // Connect and prepare before Apache's first key arrives: a cold connection takes longer than the deadline,
+  // and that first lookup would otherwise be answered NULL.
+  fetchMapValue(pool, kind, '-').catch(() => undefined);
   log.info('map started', { kind, deadline_ms: config.mapDeadlineMs, cache_max: config.cacheMax });
   const stop = () => {
     void listener.close();

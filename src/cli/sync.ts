@@ -40,7 +40,7 @@ export const command: Command = {
     const log = createLogger('sync');
     const removed = removeStaleTemps(dir);
     if (removed > 0) log.info('removed temp files of an interrupted rebuild', { count: removed });
-    const connect = () => createClient(config, { applicationName: 'plexer-sync', connectTimeoutMs: 5_000 });
+    const connect = () => createClient(config, { applicationName: 'plexer-sync', connectTimeoutMs: 5_000, statementTimeoutMs: 120_000 });
 
     if (values.once) {
       const client = connect();

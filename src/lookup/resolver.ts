@@ -22,6 +22,9 @@ export interface Resolver {
   resolve(key: string): Answer | Promise<Answer>;
   evict(key: string): void;
   clear(): void;
+  // Every entry must be re-read before it is served fresh again, but stays available as the stale fallback:
+  // used after a lost LISTEN connection, when changes may have been missed but the store may still be slow.
+  expireAll(): void;
   readonly size: number;
 }
 
@@ -122,6 +125,13 @@ export function createResolver(options: ResolverOptions): Resolver {
       epoch++;
       cache.clear();
       inFlight.clear();
+    },
+    expireAll() {
+      epoch++;
+      inFlight.clear();
+      // Collected first: set() moves an entry to the front, and iterating while moving would never end.
+      const entries = [...cache.entries()];
+      for (const [key, value] of entries) cache.set(key, value, { ttl: 1 });
     },
     get size() {
       return cache.size;

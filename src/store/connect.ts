@@ -5,8 +5,10 @@ export interface ConnectOptions {
   // A short connect timeout keeps a helper's deadline meaningful when the server is down or unreachable.
   connectTimeoutMs?: number;
   applicationName?: string;
-  // Client-side cap on one query, so a statement stuck behind a lock frees its slot instead of piling up.
-  queryTimeoutMs?: number;
+  // Server-side cap on one statement: PostgreSQL cancels it and the connection stays usable. (A client-side
+  // timeout would abandon the connection while its backend still waits on the lock, and connections would
+  // pile up on the server.)
+  statementTimeoutMs?: number;
 }
 
 export function clientConfig(config: PlexerConfig, options: ConnectOptions = {}): pg.ClientConfig {
@@ -20,11 +22,10 @@ export function clientConfig(config: PlexerConfig, options: ConnectOptions = {})
     ...(c.database ? { database: c.database } : {}),
     ...(c.user ? { user: c.user } : {}),
     ...(c.password !== undefined ? { password: c.password } : {}),
-    options: `-c search_path=${config.schema}`,
+    options: `-c search_path=${config.schema}${options.statementTimeoutMs ? ` -c statement_timeout=${options.statementTimeoutMs}` : ''}`,
     application_name: options.applicationName ?? 'plexer',
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     keepAlive: true,
-    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
   };
 }
 

@@ -32,4 +32,8 @@ def whoami(request):
         'user': request.META.get('REMOTE_USER'),
         'tenant_data': _tenant_row(),
         'pid': os.getpid(),
+        'path': request.path,
+        'script_name': request.META.get('SCRIPT_NAME'),
+        # Set when Apache rewrote the request internally (prefix mode: /app/x -> /u/USER/app/x).
+        'redirect_url': request.META.get('REDIRECT_URL'),
     })
