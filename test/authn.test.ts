@@ -84,7 +84,8 @@ describe('plexer authn', () => {
     const started = Date.now();
     const result = await authn('alice\ncorrect horse\n', `${dir}/plexer.conf`);
     expect(result.code).toBe(20);
-    expect(Date.now() - started).toBeLessThan(3_000);
+    // The hard limit is authn_timeout_ms (1.5 s here); the rest is Node starting on a possibly busy machine.
+    expect(Date.now() - started).toBeLessThan(6_000);
     expect(result.stderr).toMatch(/cannot check password; refusing/);
   });
 

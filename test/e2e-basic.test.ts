@@ -1,7 +1,7 @@
 // Issue 3's scenarios against a real Apache (Debian's apache2 + mod_wsgi + mod_authnz_external + mod_authn_socache),
 // real plexer helpers and a real Django per daemon group.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, type TestFront } from './helpers/front.js';
+import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 let apachePid: number;
@@ -22,6 +22,7 @@ beforeAll(async () => {
     await ok(cli, ['user', 'disable', 'erin']);
   }, { front: { authCacheTimeoutSeconds: 3 } });
   apachePid = t.front.httpd.pid;
+  await waitUntilServed(t, 'alice', 'alice-pw');
 }, 120_000);
 
 afterAll(async () => {

@@ -2,7 +2,7 @@
 // grow the pool with one graceful reload, fill groups with --group auto.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, type TestFront } from './helpers/front.js';
+import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 
@@ -34,6 +34,7 @@ beforeAll(async () => {
     await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
     await cli(['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
   });
+  await waitUntilServed(t, 'alice', 'alice-pw');
 }, 120_000);
 
 afterAll(() => t?.close());

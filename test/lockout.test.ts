@@ -9,7 +9,7 @@ const cli = (...args: string[]) => runPlexer(args, { configPath: store.configPat
 
 beforeAll(async () => {
   store = await freshStore();
-  strict = writeConfig(store.db.url, 'lockout_max_failures = 3\nlockout_window_seconds = 60\nlockout_seconds = 2');
+  strict = writeConfig(store.db.url, 'lockout_max_failures = 3\nlockout_window_seconds = 600\nlockout_seconds = 600');
   await cli('group', 'add', 'tenant1');
   for (const user of ['alice', 'carol']) await cli('user', 'add', user, '--group', 'tenant1', '--password-stdin');
 });
@@ -22,7 +22,7 @@ describe('brute-force protection', () => {
     expect((await authn('alice', 'bad2', '10.0.0.2')).code).toBe(12);
     const third = await authn('alice', 'bad3', '10.0.0.3');
     expect(third.code).toBe(12);
-    expect(third.stderr).toMatch(/lockout started subject=user:alice failures=3 seconds=2/);
+    expect(third.stderr).toMatch(/lockout started subject=user:alice failures=3 seconds=600/);
     const locked = await authn('alice', 'right', '10.0.0.4');
     expect(locked.code).toBe(14);
     expect(locked.stderr).toMatch(/login refused reason=locked-out user=alice ip=10\.0\.0\.4 locked=user:alice/);
@@ -40,10 +40,15 @@ describe('brute-force protection', () => {
     expect((await authn('carol', 'right', '10.9.9.9')).code).toBe(0);
   });
 
-  it('lifts a lockout by itself when the cooling period ends', async () => {
+  it('locks for the configured cooling period and lifts the lockout by itself when it ends', async () => {
     for (const pw of ['a', 'b', 'c']) await authn('carol', pw, '10.1.1.1');
     expect((await authn('carol', 'right', '10.1.1.2')).code).toBe(14);
-    await new Promise((r) => setTimeout(r, 2_200));
+    const { rows } = await store.sql.query(
+      `SELECT extract(epoch FROM locked_until - now())::int AS seconds FROM login_failures WHERE subject = 'user:carol'`);
+    expect(rows[0].seconds).toBeGreaterThan(540);
+    expect(rows[0].seconds).toBeLessThanOrEqual(600);
+    // Let the cooling period end (rather than wait ten minutes): the next attempt is checked normally.
+    await store.sql.query(`UPDATE login_failures SET locked_until = now() - interval '1 second' WHERE subject = 'user:carol'`);
     expect((await authn('carol', 'right', '10.1.1.2')).code).toBe(0);
   });
 

@@ -31,7 +31,9 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { 
   const s = parsePgUrl(store.db.url);
   const configPath = join(stateDir, 'plexer.conf');
   writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
-    'bcrypt_cost = 4', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });
+    // Routing is checked here, not the deadline (test/outage.test.ts does that): a loaded CI machine must not
+    // turn a slow query into a NULL and our 403.
+    'bcrypt_cost = 4', 'map_deadline_ms = 1000', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });
   const cli: Cli = (args, input = 'pw\n') => runPlexer(args, { configPath, input });
   await seed(cli);
   const front = await startFront({ stateDir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), ...opts.front });
@@ -63,4 +65,16 @@ function getOnNewConnection(url: string, headers: Record<string, string>): Promi
     });
     request.on('error', reject);
   });
+}
+
+// A map's first lookups after Apache starts may pass their deadline while its database connection is still
+// being made (answered NULL, so our 403); wait until the user is really served before a test begins.
+export async function waitUntilServed(t: TestFront, user: string, password: string, limitMs = 15_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  for (;;) {
+    const r = await t.get('/app/whoami', { user, password, fresh: true });
+    if (r.status === 200) return;
+    if (Date.now() > until) throw new Error(`${user} still gets ${r.status} after ${limitMs} ms:\n${t.front.httpd.errorLog().slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
