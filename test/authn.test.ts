@@ -12,7 +12,7 @@ const authn = (input: string | Buffer, configPath = store.configPath) =>
 beforeAll(async () => {
   store = await freshStore();
   await runPlexer(['group', 'add', 'tenant1'], { configPath: store.configPath });
-  for (const [name, password] of [['alice', 'correct horse'], ['dora', 'pw-dora']]) {
+  for (const [name, password] of [['alice', 'correct horse'], ['dora', 'pw-dora']] as const) {
     const added = await runPlexer(['user', 'add', name, '--group', 'tenant1', '--password-stdin'], { configPath: store.configPath, input: `${password}\n` });
     expect(added.code).toBe(0);
   }

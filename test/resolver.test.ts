@@ -396,6 +396,9 @@ describe('applyChange', () => {
     clear() {
       this.events.push('clear');
     }
+    expireAll() {
+      this.events.push('expireAll');
+    }
     readonly size = 0;
   }
 
