@@ -74,6 +74,12 @@ export interface ApacheConfigOptions {
   // wsgi, but /app/x is first rewritten internally to /u/USER/app/x (distinct, cacheable URLs per user);
   // a request for another user's prefix gets our 403.
   routing?: RoutingMode;
+  // Where the maps come from. Unset: the prg: programs (`plexer map …`), live within milliseconds but one
+  // process serializing every lookup of the server. Set: Apache's own dbm: maps in this directory, kept
+  // current by `plexer sync --dir DIR` (GDBM files, replaced atomically; no lock, no helper process per lookup;
+  // changes arrive after a rebuild, ~0.2 s for thousands of users). The files must exist before Apache starts
+  // (run `plexer sync --once` first).
+  mapDir?: string;
   // Form mode: exactly one of these. The file (root-only, read by Apache's root parent at start) keeps the
   // secret out of the config, which the run user can read; the inline value is for tests.
   sessionPassphraseFile?: string;
@@ -211,6 +217,7 @@ function validate(o: ApacheConfigOptions) {
     serverName: word('serverName', o.serverName),
     stateDir,
     dataDir: o.dataDir === undefined ? `${stateDir}/data` : path('dataDir', o.dataDir),
+    mapDir: o.mapDir === undefined ? undefined : path('mapDir', o.mapDir),
     command: plexerCommand.join(' '),
     configFile: path('configFile', o.configFile),
     wsgiScript: path('wsgiScript', o.wsgiScript),
@@ -250,6 +257,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   const mapped = enabled.filter((g) => g.settingsModule === null);
   const wsgi = v.routing !== 'proxy';
   const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
+  const mapSource = (kind: 'group' | 'settings' | 'backend') =>
+    v.mapDir ? `"dbm=gdbm:${v.mapDir}/${kind}.map"` : `"prg:${helper(`map ${kind}`)}" ${v.mapUser}`;
   const L: string[] = [];
   const add = (...lines: string[]) => L.push(...lines);
 
@@ -397,16 +406,17 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '    # The third argument drops it to an unprivileged user (Apache >= 2.4.29).',
   );
   if (wsgi) {
-    add(`    RewriteMap plexer_group "prg:${helper('map group')}" ${v.mapUser}`);
+    if (v.mapDir) add('    # dbm: maps kept current by `plexer sync`: stat()ed per lookup, reopened when the file is replaced.');
+    add(`    RewriteMap plexer_group ${mapSource('group')}`);
     if (mapped.length > 0) {
-      add(`    RewriteMap plexer_settings "prg:${helper('map settings')}" ${v.mapUser}`);
+      add(`    RewriteMap plexer_settings ${mapSource('settings')}`);
     } else {
       add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
     }
   } else {
     add(
       '    # user -> the backend of their daemon group (a mod_proxy URL); NULL for no user, no group, no backend.',
-      `    RewriteMap plexer_backend "prg:${helper('map backend')}" ${v.mapUser}`,
+      `    RewriteMap plexer_backend ${mapSource('backend')}`,
     );
   }
   add(

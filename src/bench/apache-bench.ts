@@ -32,6 +32,7 @@ import pg from 'pg';
 import { freePort, startHttpd, type Httpd } from '../apache/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
 import { migrate } from '../store/migrate.js';
+import { delta, isDescendant, snapshot, type Classifier } from './cpu.js';
 import { runWrk, writeWrkScript, type WrkResult } from './wrk.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
@@ -49,6 +50,7 @@ const { values: opts } = parseArgs({
     duration: { type: 'string' },
     rounds: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    only: { type: 'string' }, // comma-separated variant ids (development); references are always kept
   },
 });
 const QUICK = opts.quick === true;
@@ -59,6 +61,8 @@ const THREADS = 2;
 const CONNECTIONS = 16;
 const WARM_USERS = QUICK ? 50 : 500; // password section: the users that are checked again and again
 const MOVES = QUICK ? 2 : 20;
+const ONLY = opts.only?.split(',');
+const selected = (vs: Variant[]) => (ONLY ? vs.filter((v, i) => i === 0 || ONLY.includes(v.id)) : vs);
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -226,7 +230,18 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
     }
   }
   L.push(...(v.server ?? []));
-  L.push(`<VirtualHost 127.0.0.1:${port}>`, '    ServerName bench', '    RewriteEngine On');
+  L.push(
+    `<VirtualHost 127.0.0.1:${port}>`,
+    '    ServerName bench',
+    // As in render.ts: mod_wsgi maps PATH_INFO under DocumentRoot with a sub-request; a denied one logs
+    // AH01630 on every request. NOT below the WSGI script's directory: its per-directory rules (and a map lookup
+    // with an empty REMOTE_USER) would then run again in that sub-request.
+    `    DocumentRoot ${env.dir}/docroot`,
+    `    <Directory ${env.dir}/docroot>`,
+    '        Require all granted',
+    '    </Directory>',
+    '    RewriteEngine On',
+  );
   if (v.map !== undefined) L.push(`    RewriteMap grp "${v.map}"${v.map.startsWith('prg:') ? ' www-data:www-data' : ''}`);
   L.push(...(v.vhost ?? []).map((l) => `    ${l}`));
   L.push(`    WSGIScriptAlias /app ${env.app}/bench.wsgi`, `    <Directory ${env.app}>`, '        Options SymLinksIfOwnerMatch');
@@ -412,7 +427,34 @@ interface Env2 extends Env {
   script: string;
 }
 
-async function wrk(env: Env2, r: Running, headerFile: string, opts2: { mode?: 'rot' | 'once'; duration?: number; threads?: number; connections?: number } = {}): Promise<WrkResult> {
+// Where the CPU goes during a run: the variant's Apache tree (children, WSGI daemons, the prg: program),
+// PostgreSQL, plexer authd and plexer sync.
+const cpuRoots: { postmaster?: number; authd?: number; sync?: number } = {};
+function classifierFor(r: Running): Classifier {
+  return (p, all) => {
+    if (isDescendant(p, r.httpd.pid, all)) {
+      if (p.cmd.includes('(wsgi:')) return 'wsgi';
+      if (/ map group | map\.py /.test(` ${p.cmd} `)) return 'map';
+      return 'apache';
+    }
+    if (cpuRoots.postmaster !== undefined && isDescendant(p, cpuRoots.postmaster, all)) return 'postgres';
+    if (p.pid === cpuRoots.authd) return 'authd';
+    if (p.pid === cpuRoots.sync) return 'sync';
+    return undefined;
+  };
+}
+export const CPU_CATEGORIES = ['apache', 'wsgi', 'map', 'postgres', 'authd', 'sync'] as const;
+// Per variant key: summed CPU ms per category and requests over the measured runs.
+const cpuTotals = new Map<string, { ms: Map<string, number>; requests: number }>();
+
+async function wrk(
+  env: Env2,
+  r: Running,
+  headerFile: string,
+  opts2: { mode?: 'rot' | 'once'; duration?: number; threads?: number; connections?: number; cpuKey?: string } = {},
+): Promise<WrkResult> {
+  const classify = classifierFor(r);
+  const before = opts2.cpuKey ? snapshot(classify) : undefined;
   const res = await runWrk({
     url: `http://127.0.0.1:${r.httpd.port}`,
     path: '/app/',
@@ -423,6 +465,13 @@ async function wrk(env: Env2, r: Running, headerFile: string, opts2: { mode?: 'r
     durationS: opts2.duration ?? DURATION,
     scriptPath: env.script,
   });
+  if (before && opts2.cpuKey) {
+    const d = delta(before, snapshot(classify));
+    const t = cpuTotals.get(opts2.cpuKey) ?? { ms: new Map<string, number>(), requests: 0 };
+    for (const [k, v] of d) t.ms.set(k, (t.ms.get(k) ?? 0) + v);
+    t.requests += res.requests;
+    cpuTotals.set(opts2.cpuKey, t);
+  }
   if (res.non2xx > 0 || res.socketErrors > 0) {
     const share = res.non2xx / Math.max(1, res.requests);
     const msg = `${r.v.id}: ${res.non2xx} non-2xx of ${res.requests} responses, ${res.socketErrors} socket errors`;
@@ -517,6 +566,7 @@ async function main(): Promise<number> {
   chmodSync(app, 0o755);
   writeFileSync(join(app, 'bench.wsgi'), WSGI_APP, { mode: 0o644 });
   writeFileSync(join(app, 'map.py'), PY_MAP, { mode: 0o644 });
+  mkdirSync(join(dir, 'docroot'), { mode: 0o755 });
   const mapDir = join(dir, 'maps');
   mkdirSync(mapDir);
   chmodSync(mapDir, 0o755);
@@ -545,6 +595,7 @@ async function main(): Promise<number> {
       await cluster.stop();
       await cluster.start();
     }
+    cpuRoots.postmaster = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const url = await createDatabase(cluster, 'bench');
     const sql = new pg.Client({ connectionString: url, options: '-c search_path=plexer' });
     sql.on('error', (e: Error) => log(`store connection: ${e.message}`));
@@ -569,6 +620,8 @@ async function main(): Promise<number> {
     // plexer sync logs at info ("maps rebuilt"): its own config file with log_level info.
     const syncConf = join(dir, 'sync.conf');
     writeFileSync(syncConf, [`database_url = ${url}`, 'log_level = info'].join('\n') + '\n', { mode: 0o644 });
+    const authdConf = join(dir, 'authd.conf');
+    writeFileSync(authdConf, readFileSync(conf, 'utf8').replace('log_level = warn', 'log_level = info'), { mode: 0o644 });
     const socket = cluster.host;
     const env: Env2 = {
       dir,
@@ -585,6 +638,7 @@ async function main(): Promise<number> {
 
     const startSync = async () => {
       sync = await startDaemon(['sync', '--dir', mapDir, '--config', syncConf], /maps rebuilt/, 'plexer sync');
+      cpuRoots.sync = sync.pid;
     };
 
     // ================= routing =================
@@ -614,17 +668,19 @@ async function main(): Promise<number> {
       notes.push(`plexer sync: first full rebuild with ${N} users took ${(performance.now() - t).toFixed(0)} ms (start to "maps rebuilt").`);
       const headers = writeHeaders(join(dir, `h-rot-${N}.txt`), shuffled(N).map((i) => `u${i}`));
 
-      running = await startVariants(env, routingVariants(env), `r${N}`);
+      running = await startVariants(env, selected(routingVariants(env)), `r${N}`);
       for (const r of running) await checkRouting(r, N);
 
       // Warm-up: every variant briefly (children, daemons, connections); the plexer map once over every user so
       // its shared cache holds them all (the steady state of users who come back).
       for (const r of running) await wrk(env, r, headers, { duration: 1 });
-      const plexer = running.find((r) => r.v.id === 'plexer')!;
-      const beforeWarm = await mapQueryCalls(sql);
-      const warm = await wrk(env, plexer, headers, { mode: 'once', duration: 600 });
-      const afterWarm = await mapQueryCalls(sql);
-      log(`plexer map warm-up: ${warm.requests} requests, ${afterWarm - beforeWarm} store queries`);
+      const plexer = running.find((r) => r.v.id === 'plexer');
+      if (plexer) {
+        const beforeWarm = await mapQueryCalls(sql);
+        const warm = await wrk(env, plexer, headers, { mode: 'once', duration: 600 });
+        const afterWarm = await mapQueryCalls(sql);
+        log(`plexer map warm-up: ${warm.requests} requests, ${afterWarm - beforeWarm} store queries`);
+      }
 
       const results = new Map<string, WrkResult[]>();
       let plexerRequests = 0;
@@ -633,7 +689,7 @@ async function main(): Promise<number> {
         const order = round % 2 === 0 ? running : [...running].reverse();
         for (const r of order) {
           const before = r.v.id === 'plexer' ? await mapQueryCalls(sql) : 0;
-          const res = await wrk(env, r, headers);
+          const res = await wrk(env, r, headers, { cpuKey: `routing ${N} ${r.v.id}` });
           if (r.v.id === 'plexer') {
             plexerMisses += (await mapQueryCalls(sql)) - before;
             plexerRequests += res.requests;
@@ -662,7 +718,7 @@ async function main(): Promise<number> {
       for (const r of running) await checkRouting(r, N);
 
       // ================= propagation (largest user count only) =================
-      if (N === maxUsers) {
+      if (N === maxUsers && ['plexer', 'dbd', 'fastdbd', 'dbm'].every((id) => running.some((r) => r.v.id === id))) {
         log('--- propagation ---');
         const byId = (id: string) => running.find((r) => r.v.id === id)!;
         // plexer sync rebuilds on every NOTIFY: stopped while the others are measured, so its rebuilds do not
@@ -743,8 +799,9 @@ async function main(): Promise<number> {
       if (coldNext > cold + 1) throw new Error('out of cold users');
       return writeHeaders(join(dir, `h-cold-${coldNext}.txt`), users);
     };
-    authd = await startDaemon(['authd', '--listen', `127.0.0.1:${env.authdPort}`, '--config', conf], / listening /, 'plexer authd');
-    running = await startVariants(env, passwordVariants(env), 'pw');
+    authd = await startDaemon(['authd', '--listen', `127.0.0.1:${env.authdPort}`, '--config', authdConf], / listening /, 'plexer authd');
+    cpuRoots.authd = authd.pid;
+    running = await startVariants(env, selected(passwordVariants(env)), 'pw');
     for (const r of running) await checkPasswords(r);
     const cached = new Set(['dbd-socache', 'ext-socache', 'authd']);
     // Warm-up: each caching variant once over the warm users.
@@ -762,12 +819,12 @@ async function main(): Promise<number> {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? running : [...running].reverse();
       for (const r of order) {
-        const res = await wrk(env, r, r.v.id === 'none' ? noHeaders : warmHeaders);
+        const res = await wrk(env, r, r.v.id === 'none' ? noHeaders : warmHeaders, { cpuKey: `passwords warm ${r.v.id}` });
         warmRes.set(r.v.id, [...(warmRes.get(r.v.id) ?? []), res]);
         log(`warm round ${round + 1} ${r.v.id.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} req/s p50 ${res.p50ms.toFixed(2)} ms p99 ${res.p99ms.toFixed(2)} ms`);
         if (cached.has(r.v.id)) {
           const n = coldPerRun[r.v.id]!;
-          const c = await wrk(env, r, coldSlice(n));
+          const c = await wrk(env, r, coldSlice(n), { cpuKey: `passwords cold ${r.v.id}` });
           if (c.requests > n) coldWrapped.push(`${r.v.id} round ${round + 1}: ${c.requests} requests over ${n} fresh users`);
           coldRes.set(r.v.id, [...(coldRes.get(r.v.id) ?? []), c]);
           log(`cold round ${round + 1} ${r.v.id.padEnd(12)} ${c.rps.toFixed(0).padStart(6)} req/s p50 ${c.p50ms.toFixed(2)} ms p99 ${c.p99ms.toFixed(2)} ms`);
@@ -856,6 +913,12 @@ async function main(): Promise<number> {
     }
     latencyTable.push(`| bcrypt verify alone, cost 5 (bcryptjs in Node, as authd) | ${fmt(bcryptP50, 2)} ms | ${fmt(pct(bcryptJs, 99), 2)} ms | |`);
 
+    const cpuTable = ['| run | ' + CPU_CATEGORIES.join(' | ') + ' | total | requests |', '|---|' + CPU_CATEGORIES.map(() => '---:|').join('') + '---:|---:|'];
+    for (const [key, t] of cpuTotals) {
+      const per = (k: string) => (1000 * (t.ms.get(k) ?? 0)) / Math.max(1, t.requests);
+      const total = CPU_CATEGORIES.reduce((a, k) => a + per(k), 0);
+      cpuTable.push(`| ${key} | ${CPU_CATEGORIES.map((k) => fmt(per(k))).join(' | ')} | ${fmt(total)} | ${t.requests} |`);
+    }
     const mapAlone = existsSync(join(ROOT, 'bench/map-results.md')) ? readFileSync(join(ROOT, 'bench/map-results.md'), 'utf8').trim() : '(bench/map-results.md missing: run npm run bench:map)';
     const cpu = cpus()[0]?.model ?? 'cpu';
     const report = [
@@ -904,6 +967,14 @@ async function main(): Promise<number> {
       '## Targets',
       '',
       targets.join('\n'),
+      '',
+      '## Where the CPU goes',
+      '',
+      'CPU time (user + system, from /proc, including reaped children such as forked authenticators) per request in',
+      'µs, summed over the measured runs: the variant\'s Apache children (`apache`), its WSGI daemons (`wsgi`), its',
+      '`prg:` program (`map`), PostgreSQL, plexer authd and plexer sync. wrk itself (same 2 cores) is not counted.',
+      '',
+      cpuTable.join('\n'),
       '',
       '## The map alone (`npm run bench:map`, bench/map-results.md)',
       '',

@@ -12,7 +12,7 @@ import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage: plexer apache config [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
                            [--settings-from map|config] [--auth-cache-timeout SECONDS]
-                           [--tls --tls-cert FILE --tls-key FILE] [--reload]
+                           [--tls --tls-cert FILE --tls-key FILE] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix]
 
@@ -25,6 +25,8 @@ needs a reload.
   --settings-from map     each request asks "plexer map settings" (live; the default)
   --settings-from config  the settings modules are written into the config (one map lookup less per request;
                           a change then needs --reload)
+  --map-dir DIR           Apache's own dbm: maps in DIR, kept current by "plexer sync --dir DIR" (no prg:
+                          process, no lock; run "plexer sync --once" before Apache starts)
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
                           disabled or deleted user can keep working for up to this long
   --auth basic            HTTP Basic authentication (the default)
@@ -50,6 +52,7 @@ const options = {
   'tls-key': { type: 'string' },
   reload: { type: 'boolean' },
   'runtime-root': { type: 'string' },
+  'map-dir': { type: 'string' },
   auth: { type: 'string' },
   routing: { type: 'string' },
   'session-key-file': { type: 'string' },
@@ -101,6 +104,7 @@ export const command: Command = {
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
       ...(values['tls-key'] ? { tlsCertificateKeyFile: resolve(values['tls-key']) } : {}),
       authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
+      ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
       auth,
       routing,
       ...(auth === 'form' ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) } : {}),

@@ -23,7 +23,14 @@ export interface TestFront {
 type Cli = (args: string[], input?: string) => ReturnType<typeof runPlexer>;
 
 // `seed` runs before Apache starts, so the groups it adds are in the rendered config.
-export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { configExtra?: string; front?: Partial<FrontOptions> } = {}): Promise<TestFront> {
+export interface TestFrontOptions {
+  configExtra?: string;
+  front?: Partial<FrontOptions>;
+  // Runs after seeding, before Apache starts; what it returns is added to the front options.
+  beforeStart?: (stateDir: string, configPath: string) => Promise<Partial<FrontOptions>>;
+}
+
+export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: TestFrontOptions = {}): Promise<TestFront> {
   const store = await freshStore();
   // Short and world-traversable: www-data reads the config, mod_wsgi's socket paths must stay under 108 bytes.
   const stateDir = mkdtempSync('/tmp/pxe-');
@@ -36,7 +43,8 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: { 
     'bcrypt_cost = 4', 'map_deadline_ms = 1000', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });
   const cli: Cli = (args, input = 'pw\n') => runPlexer(args, { configPath, input });
   await seed(cli);
-  const front = await startFront({ stateDir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), ...opts.front });
+  const late = opts.beforeStart ? await opts.beforeStart(stateDir, configPath) : {};
+  const front = await startFront({ stateDir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), ...opts.front, ...late });
   const api: TestFront = {
     store, configPath, stateDir, cli, front,
     async get(path, o = {}) {
