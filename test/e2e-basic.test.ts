@@ -1,25 +1,20 @@
 // Issue 3's scenarios against a real Apache (Debian's apache2 + mod_wsgi + mod_authnz_external + mod_authn_socache),
 // real plexer helpers and a real Django per daemon group.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 let apachePid: number;
 
-async function ok(cli: TestFront['cli'], args: string[], input?: string) {
-  const result = await cli(args, input);
-  if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed: ${result.stderr}`);
-  return result;
-}
 
 beforeAll(async () => {
   t = await startTestFront(async (cli) => {
-    for (const g of ['tenant1', 'tenant2', 'tenant3']) await ok(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
-    await ok(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await ok(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
-    await ok(cli, ['user', 'add', 'erin', '--group', 'tenant1', '--password-stdin'], 'erin-pw\n');
-    await ok(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
-    await ok(cli, ['user', 'disable', 'erin']);
+    for (const g of ['tenant1', 'tenant2', 'tenant3']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
+    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+    await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+    await cliOk(cli, ['user', 'add', 'erin', '--group', 'tenant1', '--password-stdin'], 'erin-pw\n');
+    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+    await cliOk(cli, ['user', 'disable', 'erin']);
   }, { front: { authCacheTimeoutSeconds: 3 } });
   apachePid = t.front.httpd.pid;
   await waitUntilServed(t, 'alice', 'alice-pw');
@@ -72,7 +67,7 @@ describe('real Apache: authentication and routing', () => {
 describe('real Apache: changes while it runs', () => {
   it('serves a moved user from the new group within a second', async () => {
     expect((await t.get('/app/whoami', { user: 'bob', password: 'bob-pw' })).json().group).toBe('tenant2');
-    await ok(t.cli, ['user', 'move', 'bob', '--group', 'tenant3']);
+    await cliOk(t.cli, ['user', 'move', 'bob', '--group', 'tenant3']);
     const moved = performance.now();
     let group = '';
     while (group !== 'tenant3' && performance.now() - moved < 2_000) {
@@ -85,19 +80,19 @@ describe('real Apache: changes while it runs', () => {
   });
 
   it('lets a new user log in at once', async () => {
-    await ok(t.cli, ['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');
+    await cliOk(t.cli, ['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');
     const carol = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
     expect(carol.status).toBe(200);
     expect(carol.json().group).toBe('tenant2');
   });
 
   it('cuts a deleted or disabled user off at the next request, though their password is still cached', async () => {
-    await ok(t.cli, ['user', 'add', 'frank', '--group', 'tenant1', '--password-stdin'], 'frank-pw\n');
-    await ok(t.cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
+    await cliOk(t.cli, ['user', 'add', 'frank', '--group', 'tenant1', '--password-stdin'], 'frank-pw\n');
+    await cliOk(t.cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
     expect((await t.get('/app/whoami', { user: 'frank', password: 'frank-pw' })).status).toBe(200);
     expect((await t.get('/app/whoami', { user: 'gina', password: 'gina-pw' })).status).toBe(200);
-    await ok(t.cli, ['user', 'del', 'frank']);
-    await ok(t.cli, ['user', 'disable', 'gina']);
+    await cliOk(t.cli, ['user', 'del', 'frank']);
+    await cliOk(t.cli, ['user', 'disable', 'gina']);
     await new Promise((r) => setTimeout(r, 100));
     // socache still holds the passwords, but the map no longer routes them: our 403, never a tenant.
     const frank = await t.get('/app/whoami', { user: 'frank', password: 'frank-pw' });
@@ -114,7 +109,7 @@ describe('real Apache: changes while it runs', () => {
   // the new one is refused. Documented in the README; plexer authd (mod_authnz_fcgi) has no such window.
   it('switches a changed password over when AuthnCacheTimeout has passed', async () => {
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status).toBe(200);
-    await ok(t.cli, ['user', 'passwd', 'alice', '--password-stdin'], 'alice-new\n');
+    await cliOk(t.cli, ['user', 'passwd', 'alice', '--password-stdin'], 'alice-new\n');
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status).toBe(200);
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-new' })).status).toBe(401);
     await new Promise((r) => setTimeout(r, 3_300));

@@ -2,16 +2,11 @@
 // real plexer authenticator, routed by the real group map to a real Django per daemon group.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, type TestFront } from './helpers/front.js';
+import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 const SESSION_MAX_AGE = 4;
 
-async function ok(cli: TestFront['cli'], args: string[], input?: string) {
-  const result = await cli(args, input);
-  if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed: ${result.stderr}`);
-  return result;
-}
 
 interface Answer { status: number; location: string | null; cookie: string | null; body: string; json(): any }
 
@@ -48,11 +43,11 @@ const isLoginRedirect = (r: Answer) => r.status === 302 && r.location === '/_ple
 
 beforeAll(async () => {
   t = await startTestFront(async (cli) => {
-    for (const g of ['tenant1', 'tenant2']) await ok(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
-    await ok(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await ok(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
-    await ok(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
-    await ok(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+    for (const g of ['tenant1', 'tenant2']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
+    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+    await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+    await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
+    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, { front: { auth: 'form', sessionMaxAgeSeconds: SESSION_MAX_AGE, authCacheTimeoutSeconds: 2 } });
 }, 60_000);
 
@@ -154,7 +149,7 @@ describe('form login: cookie sessions that never choose the instance', () => {
   it('cuts off a disabled user with a still valid cookie: our 403 at once, the login page once the cache expires', async () => {
     const cookie = await loggedIn('gina');
     expect((await request('/app/whoami', { cookie })).json().group).toBe('tenant1');
-    await ok(t.cli, ['user', 'disable', 'gina']);
+    await cliOk(t.cli, ['user', 'disable', 'gina']);
     await new Promise((r) => setTimeout(r, 150));
     const cut = await request('/app/whoami', { cookie });
     expect(cut.status).toBe(403);

@@ -2,15 +2,11 @@
 // grow the pool with one graceful reload, fill groups with --group auto.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 
-async function ok(args: string[], input?: string) {
-  const result = await t.cli(args, input);
-  if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result;
-}
+const ok = (args: string[], input?: string) => cliOk(t.cli, args, input);
 
 // Sequential requests for one user until stopped; every response is recorded.
 function requestStream(user: string, password: string) {

@@ -4,17 +4,12 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFcgiBackend, startHttpBackend, type Backend } from './helpers/backends.js';
-import { startTestFront, type TestFront } from './helpers/front.js';
+import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 let sockets: string;
 const backends: Record<string, Backend> = {};
 
-async function ok(cli: TestFront['cli'], args: string[], input?: string) {
-  const result = await cli(args, input);
-  if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed: ${result.stderr}`);
-  return result;
-}
 
 beforeAll(async () => {
   sockets = mkdtempSync('/tmp/pxb-');
@@ -24,17 +19,17 @@ beforeAll(async () => {
   backends.carol = await startFcgiBackend('carol-backend', join(sockets, 'carol.sock'));
   backends.dan = await startHttpBackend('dan-backend', { socketPath: join(sockets, 'dan.sock') });
   t = await startTestFront(async (cli) => {
-    await ok(cli, ['group', 'add', 'ta', '--backend', backends.alice!.target]);
-    await ok(cli, ['group', 'add', 'tb', '--backend', backends.bob!.target]);
-    await ok(cli, ['group', 'add', 'tc', '--backend', backends.carol!.target]);
-    await ok(cli, ['group', 'add', 'td', '--backend', backends.dan!.target]);
-    await ok(cli, ['group', 'add', 'tnone']);
+    await cliOk(cli, ['group', 'add', 'ta', '--backend', backends.alice!.target]);
+    await cliOk(cli, ['group', 'add', 'tb', '--backend', backends.bob!.target]);
+    await cliOk(cli, ['group', 'add', 'tc', '--backend', backends.carol!.target]);
+    await cliOk(cli, ['group', 'add', 'td', '--backend', backends.dan!.target]);
+    await cliOk(cli, ['group', 'add', 'tnone']);
     // Allowed by the store's CHECK, but not a shape the proxy rule accepts (mod_proxy_uwsgi is not loaded).
-    await ok(cli, ['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
+    await cliOk(cli, ['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
     for (const [user, group] of [['alice', 'ta'], ['bob', 'tb'], ['carol', 'tc'], ['dan', 'td'], ['nina', 'tnone'], ['bert', 'tbad']]) {
-      await ok(cli, ['user', 'add', user!, '--group', group!, '--password-stdin'], `${user}-pw\n`);
+      await cliOk(cli, ['user', 'add', user!, '--group', group!, '--password-stdin'], `${user}-pw\n`);
     }
-    await ok(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, { front: { routing: 'proxy', authCacheTimeoutSeconds: 30 } });
 }, 60_000);
 
@@ -121,12 +116,12 @@ describe('proxy routing: each user reaches only their own backend', () => {
   });
 
   it('follows a move to another group at the next request, without a reload', async () => {
-    await ok(t.cli, ['user', 'move', 'bob', '--group', 'ta']);
+    await cliOk(t.cli, ['user', 'move', 'bob', '--group', 'ta']);
     const deadline = Date.now() + 2_000;
     let tenant = '';
     while (tenant !== 'alice-backend' && Date.now() < deadline) tenant = (await as('bob', '/app/whoami')).json().tenant;
     expect(tenant).toBe('alice-backend');
-    await ok(t.cli, ['user', 'disable', 'bob']);
+    await cliOk(t.cli, ['user', 'disable', 'bob']);
     await new Promise((r) => setTimeout(r, 200));
     expect((await as('bob', '/app/whoami')).status).toBe(403);
   });

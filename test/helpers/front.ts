@@ -86,3 +86,10 @@ export async function waitUntilServed(t: TestFront, user: string, password: stri
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+// Runs a plexer command that must succeed, with its stderr in the failure message.
+export async function cliOk(cli: Cli, args: string[], input?: string): Promise<Awaited<ReturnType<Cli>>> {
+  const result = await cli(args, input);
+  if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+  return result;
+}
