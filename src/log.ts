@@ -15,6 +15,13 @@ export interface Logger {
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
 let minimumLevel: LogLevel = 'info';
+let stderrBroken = false;
+
+// When the reader of stderr is gone (Apache stopped, a test runner died), writes fail with EPIPE. That must
+// not become an error that is itself logged to stderr: once broken, logging stops.
+process.stderr.on('error', () => {
+  stderrBroken = true;
+});
 
 export function setLogLevel(level: LogLevel): void {
   minimumLevel = level;
@@ -41,7 +48,7 @@ export function formatLine(scope: string, level: LogLevel, event: string, fields
 
 export function createLogger(scope: string): Logger {
   const emit = (level: LogLevel) => (event: string, fields?: LogFields) => {
-    if (levelRank[level] < levelRank[minimumLevel]) return;
+    if (stderrBroken || levelRank[level] < levelRank[minimumLevel]) return;
     process.stderr.write(formatLine(scope, level, event, fields));
   };
   return {

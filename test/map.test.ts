@@ -108,3 +108,14 @@ describe('a map that cannot start properly', () => {
     expect(result.stderr).toMatch(/map group, map settings, map backend/);
   });
 });
+
+describe('a map whose reader of stderr is gone', () => {
+  it('keeps answering and still exits on EOF, without spinning on failed log writes', async () => {
+    const map = new MapProcess('group', store.configPath);
+    map.child.stderr.destroy();
+    expect(await map.askMany(['alice', 'bad key', 'bob'])).toEqual(['tenant1', 'NULL', 'tenant2']);
+    const started = Date.now();
+    expect(await map.close()).toBe(0);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});

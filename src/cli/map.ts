@@ -90,5 +90,7 @@ async function serveFromStore(kind: MapKind, config: PlexerConfig, log: ReturnTy
   await serveRewriteMap(process.stdin, process.stdout, createMapLookup(kind, resolver));
   log.info('stdin closed; map exiting');
   stop();
+  // EOF means Apache is gone: never linger, even if a connection is slow to close.
+  setTimeout(() => process.exit(0), 1_000).unref();
   return 0;
 }

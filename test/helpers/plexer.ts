@@ -82,6 +82,9 @@ export class MapProcess {
 
   constructor(kind: string, configPath: string) {
     this.child = spawn(process.execPath, [PLEXER_BIN, 'map', kind, '--config', configPath], { env: {}, cwd: '/' });
+    // A test that fails before close() must not leave its map behind.
+    const child = this.child;
+    process.once('exit', () => child.exitCode === null && child.kill('SIGKILL'));
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (chunk: string) => {
       this.buffered += chunk;
