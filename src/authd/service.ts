@@ -12,8 +12,8 @@ import { isRoleName, isUserName } from '../names.js';
 import { bcryptCost, checkNewPassword, dummyHash } from '../password.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { fetchCredential, hasAnyRole, upgradePasswordHash } from '../store/credentials.js';
-import { clearFailures, ipSubject, lockedSubjects, recordFailure, userSubject, type LockoutPolicy } from '../store/login-failures.js';
-import { lockedSubjectsClearingUser } from './lockout.js';
+import { clearFailures, ipSubject, lockedSubjects, lockedSubjectsClearingUser, recordFailure, userSubject, type LockoutPolicy } from '../store/login-failures.js';
+
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
 import { UserKeyedCache } from './user-cache.js';
 

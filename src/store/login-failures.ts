@@ -57,3 +57,20 @@ export async function clearFailures(db: Queryable, subject: string): Promise<boo
   const result = await db.query('DELETE FROM login_failures WHERE subject = $1', [subject]);
   return (result.rowCount ?? 0) > 0;
 }
+
+// For a credential authd verified recently: which of `subjects` are locked out now, and — only when none
+// is — the user's failure count reset, as `plexer authn` does after every successful login. One round trip;
+// the DELETE finds nothing (and writes nothing) in the usual case.
+export async function lockedSubjectsClearingUser(db: Queryable, subjects: string[], userSubject: string): Promise<string[]> {
+  const result = await db.query<{ subject: string }>({
+    name: 'plexer_authd_locked_or_clear',
+    text: `WITH locked AS (
+             SELECT subject FROM login_failures WHERE subject = ANY($1::text[]) AND locked_until > now()
+           ), cleared AS (
+             DELETE FROM login_failures WHERE subject = $2 AND NOT EXISTS (SELECT 1 FROM locked) RETURNING 1
+           )
+           SELECT subject FROM locked`,
+    values: [subjects, userSubject],
+  });
+  return result.rows.map((row) => row.subject);
+}
