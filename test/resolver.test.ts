@@ -470,3 +470,30 @@ describe('expireAll', () => {
     expect(calls).toEqual(['a', 'b', 'a', 'a']);
   });
 });
+
+describe('expireAll during a fetch', () => {
+  it('keeps the overlapping answer only as a fallback: served when the store fails, refetched otherwise', async () => {
+    const { createResolver } = await import('../src/lookup/resolver.js');
+    const { createLogger } = await import('../src/log.js');
+    let release: (value: string) => void = () => undefined;
+    let mode: 'manual' | 'fail' | 'ok' = 'manual';
+    const resolver = createResolver({
+      fetch: (key) => {
+        if (mode === 'fail') return Promise.reject(new Error('down'));
+        if (mode === 'ok') return Promise.resolve(`${key}-fresh`);
+        return new Promise((resolve) => (release = resolve));
+      },
+      max: 10, ttlMs: 60_000, deadlineMs: 20, log: createLogger('test'),
+    });
+    const first = resolver.resolve('alice');
+    resolver.expireAll();
+    release('alice-old');
+    expect(await first).toBe('alice-old');
+    await new Promise((r) => setTimeout(r, 5));
+    mode = 'fail';
+    expect(await resolver.resolve('alice')).toBe('alice-old');
+    mode = 'ok';
+    expect(await resolver.resolve('alice')).toBe('alice-fresh');
+    expect(resolver.resolve('alice')).toBe('alice-fresh');
+  });
+});

@@ -60,16 +60,24 @@ export function createResolver(options: ResolverOptions): Resolver {
   let running = 0;
   // Bumped by every eviction: a query that started before a change must not cache its (older) answer.
   let epoch = 0;
+  // Bumped by expireAll.
+  let expiries = 0;
   let failing = false;
 
   const startFetch = (key: string): Promise<Answer> => {
     const startedAt = epoch;
+    const expiredAt = expiries;
     running++;
     const pending = fetch(key).then(
       (value) => {
         if (failing) log.info('store answering again');
         failing = false;
-        if (startedAt === epoch) cache.set(key, value ?? NO_ANSWER);
+        if (startedAt === epoch) {
+          if (expiredAt === expiries) cache.set(key, value ?? NO_ANSWER);
+          // Overlapped an expireAll (a reconnect, changes possibly missed): good enough as a fallback for a
+          // key that has none, never as a fresh answer.
+          else if (cache.peek(key, { allowStale: true }) === undefined) cache.set(key, value ?? NO_ANSWER, { ttl: 1 });
+        }
         return value;
       },
       (error: Error) => {
@@ -127,7 +135,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       inFlight.clear();
     },
     expireAll() {
-      epoch++;
+      expiries++;
       inFlight.clear();
       // Collected first: set() moves an entry to the front, and iterating while moving would never end.
       const entries = [...cache.entries()];
