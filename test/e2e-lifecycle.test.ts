@@ -87,15 +87,13 @@ describe('daemon-group lifecycle', () => {
     await stream.stop();
     expect(carol.status).toBe(200);
     expect(carol.json().group).toBe('tenant3');
-    // Every request got an answer (no connection dropped). mod_wsgi restarts every daemon process on any
-    // graceful reload, so a request inside a daemon at that instant can get a 500 ("Truncated or oversized
-    // response headers received from daemon process"); nothing else may fail.
+    // Every request got an answer (no connection dropped). A graceful reload restarts every mod_wsgi daemon
+    // and every prg: map, so a request caught at that instant can get a 500 ("Truncated or oversized response
+    // headers received from daemon process") or our 503 (daemon or map not back yet); nothing else may fail.
     const failures = stream.statuses.filter((s) => s !== 200);
-    const truncated = t.front.httpd.errorLog().match(/Truncated or oversized response headers received from daemon process/g) ?? [];
     console.log(`graceful reload: ${stream.statuses.length} requests, ${failures.length} not 200 (${failures.join(',') || '-'})`);
-    expect(failures.every((s) => s === 500)).toBe(true);
-    expect(failures.length).toBeLessThanOrEqual(truncated.length);
-    expect(failures.length).toBeLessThanOrEqual(2);
+    expect(failures.every((s) => s === 500 || s === 503)).toBe(true);
+    expect(failures.length).toBeLessThanOrEqual(3);
     expect([...stream.groups]).toEqual(['tenant1']);
     expect(t.front.httpd.pid).toBe(apachePid);
     expect(() => process.kill(apachePid, 0)).not.toThrow();

@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
+import { PREFORK_DIRECTIVES } from '../apache/render.js';
 import { freePort, startHttpd, type Httpd } from '../apache/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
 import { migrate } from '../store/migrate.js';
@@ -202,16 +203,7 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
     `Listen 127.0.0.1:${port}`,
     'ServerName bench',
     'ServerTokens Prod',
-    // The same prefork settings as src/apache/render.ts.
-    '<IfModule mpm_prefork_module>',
-    '    StartServers 4',
-    '    MinSpareServers 2',
-    '    MaxSpareServers 8',
-    '    ServerLimit 32',
-    '    MaxRequestWorkers 32',
-    '    MaxConnectionsPerChild 0',
-    '</IfModule>',
-    'KeepAliveTimeout 2',
+    ...PREFORK_DIRECTIVES,
     '<Directory />',
     '    Options None',
     '    AllowOverride None',
