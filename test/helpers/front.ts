@@ -1,5 +1,5 @@
 // A real Apache in front of a fresh plexer store, for end-to-end tests.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { startFront, type Front, type FrontOptions } from '../../src/apache/front.js';
@@ -58,6 +58,7 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: Te
     async close() {
       await front.stop();
       await store.close();
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
   return api;

@@ -1,6 +1,6 @@
 // Runs plexer the way Apache does: as a child process with a config file and a bare environment.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ export interface TestStore {
 export function writeConfig(url: string, extra = ''): string {
   const s = parsePgUrl(url);
   const dir = mkdtempSync(join(tmpdir(), 'plexer-conf-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'plexer.conf');
   const lines = [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
     ...(s.password ? [`pg_password = ${s.password}`] : []), 'bcrypt_cost = 4',
