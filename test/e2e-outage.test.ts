@@ -1,0 +1,94 @@
+// PostgreSQL stops under a running Apache and comes back: users already seen keep being served (socache for
+// the password, the map's stale cache for the group), nobody new gets in, every request is answered in bounded
+// time, and everything recovers by itself, without restarting Apache.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFront, type Front } from '../src/apache/front.js';
+import { freePort } from '../src/apache/httpd.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/cluster/private-cluster.js';
+import { loadConfig } from '../src/config.js';
+import { parsePgUrl } from './helpers/database.js';
+import { runPlexer } from './helpers/plexer.js';
+
+let cluster: PrivateCluster;
+let front: Front;
+let dir: string;
+let sql: pg.Pool;
+
+async function get(user: string, password: string): Promise<{ status: number; group?: string; ms: number }> {
+  const started = performance.now();
+  const response = await fetch(`${front.httpd.url}/app/whoami`, {
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
+  });
+  const body = await response.text();
+  const ms = performance.now() - started;
+  return { status: response.status, ms, ...(response.status === 200 ? { group: JSON.parse(body).group } : {}) };
+}
+
+async function until(check: () => Promise<boolean>, limitMs: number): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > limitMs) throw new Error(`not reached within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return performance.now() - started;
+}
+
+beforeAll(async () => {
+  // A cluster of its own, so stopping it disturbs no other test file.
+  dir = mkdtempSync('/tmp/pxo-');
+  chmodSync(dir, 0o755);
+  cluster = await startPrivateCluster({ dir: join(dir, 'pg') });
+  const s = parsePgUrl(await createDatabase(cluster, 'outage'));
+  const configPath = join(dir, 'plexer.conf');
+  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
+    'bcrypt_cost = 4', 'authn_timeout_ms = 3000', ''].join('\n'), { mode: 0o644 });
+  const cli = async (args: string[], input = 'pw\n') => {
+    const result = await runPlexer(args, { configPath, input });
+    if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
+  };
+  await cli(['db', 'migrate']);
+  for (const g of ['tenant1', 'tenant2']) await cli(['group', 'add', g, '--settings', 'tenants.settings_generic']);
+  await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+  await cli(['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');
+  sql = new pg.Pool({ host: s.host, port: s.port, database: s.database, user: s.user, options: '-c search_path=plexer', max: 2 });
+  sql.on('error', () => undefined);
+  front = await startFront({ stateDir: dir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), authCacheTimeoutSeconds: 300 });
+  await until(async () => (await get('alice', 'alice-pw')).status === 200, 15_000);
+}, 120_000);
+
+afterAll(async () => {
+  await front?.stop();
+  await sql?.end().catch(() => undefined);
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('database outage under a real Apache', () => {
+  it('keeps serving known users, refuses unknown ones in bounded time, and recovers by itself', async () => {
+    const apachePid = front.httpd.pid;
+    expect((await get('alice', 'alice-pw')).group).toBe('tenant1');
+    await cluster.stop();
+
+    const during = [];
+    for (let i = 0; i < 10; i++) during.push(await get('alice', 'alice-pw'));
+    expect(during.map((r) => `${r.status} ${r.group}`)).toEqual(Array(10).fill('200 tenant1'));
+    // carol never logged in: her password cannot be checked, so she is refused (fails closed).
+    const carol = await get('carol', 'carol-pw');
+    expect(carol.status).toBe(401);
+    const worst = Math.max(...during.map((r) => r.ms), carol.ms);
+    console.log(`during the outage: alice served from caches, carol refused; slowest answer ${worst.toFixed(0)} ms`);
+    expect(worst).toBeLessThan(3_500);
+    expect(front.httpd.errorLog()).toMatch(/cannot check password; refusing/);
+
+    await cluster.start();
+    await sql.query(`UPDATE users SET daemon_group = 'tenant2' WHERE name = 'alice'`);
+    const recovered = await until(async () => (await get('alice', 'alice-pw')).group === 'tenant2', 20_000);
+    console.log(`after the restart: alice's move served ${recovered.toFixed(0)} ms after the commit`);
+    expect((await get('carol', 'carol-pw')).group).toBe('tenant2');
+    expect(front.httpd.pid).toBe(apachePid);
+    expect(() => process.kill(apachePid, 0)).not.toThrow();
+  }, 120_000);
+});
