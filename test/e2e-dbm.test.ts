@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 import { PLEXER_BIN, runPlexer } from './helpers/plexer.js';
 
 let t: TestFront;
@@ -13,10 +13,7 @@ let mapDir: string;
 
 beforeAll(async () => {
   t = await startTestFront(async (cli) => {
-    await cli(['group', 'add', 'tenant1', '--settings', 'tenants.settings_generic']);
-    await cli(['group', 'add', 'tenant2', '--settings', 'tenants.settings_generic']);
-    await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await cli(['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+    await seedTwoTenants(cli);
     await cli(['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, {
     // The maps must exist before Apache starts: build them once, as an operator's pre-start step would.

@@ -3,7 +3,7 @@
 // never a default group and never another tenant. A graceful reload starts a new map.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 
@@ -21,12 +21,7 @@ function mapProcesses(apachePid: number, kind: string): number[] {
 }
 
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    await cli(['group', 'add', 'tenant1', '--settings', 'tenants.settings_generic']);
-    await cli(['group', 'add', 'tenant2', '--settings', 'tenants.settings_generic']);
-    await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await cli(['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
-  });
+  t = await startTestFront(seedTwoTenants);
   await waitUntilServed(t, 'alice', 'alice-pw');
 }, 120_000);
 

@@ -73,7 +73,7 @@ export function serveRewriteMap(
   };
 
   function resumeIfRoom() {
-    if (pending.length < maxPending && !output.writableNeedDrain && !ended) input.resume();
+    if (input.isPaused() && pending.length < maxPending && !output.writableNeedDrain && !ended) input.resume();
   }
 
   const drainReady = () => {

@@ -94,3 +94,10 @@ export async function cliOk(cli: Cli, args: string[], input?: string): Promise<A
   if (result.code !== 0) throw new Error(`plexer ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
   return result;
 }
+
+// Two tenants with one user each (alice in tenant1, bob in tenant2), the common starting point.
+export async function seedTwoTenants(cli: Cli): Promise<void> {
+  for (const group of ['tenant1', 'tenant2']) await cliOk(cli, ['group', 'add', group, '--settings', 'tenants.settings_generic']);
+  await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+  await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+}
