@@ -2,7 +2,7 @@
 // real plexer authenticator, routed by the real group map to a real Django per daemon group.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
+import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 const SESSION_MAX_AGE = 4;
@@ -43,9 +43,7 @@ const isLoginRedirect = (r: Answer) => r.status === 302 && r.location === '/_ple
 
 beforeAll(async () => {
   t = await startTestFront(async (cli) => {
-    for (const g of ['tenant1', 'tenant2']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
-    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+    await seedTwoTenants(cli);
     await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
     await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, { front: { auth: 'form', sessionMaxAgeSeconds: SESSION_MAX_AGE, authCacheTimeoutSeconds: 2 } });

@@ -1,16 +1,14 @@
 // Prefix routing (routing: 'prefix') against a real Apache: /app/x is rewritten internally to /u/USER/app/x,
 // the prefix comes from the authenticated user only, and another user's prefix is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
+import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
 
 let t: TestFront;
 
 
 beforeAll(async () => {
   t = await startTestFront(async (cli) => {
-    for (const g of ['tenant1', 'tenant2']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
-    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+    await seedTwoTenants(cli);
     await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, { front: { routing: 'prefix', authCacheTimeoutSeconds: 30 } });
 }, 60_000);

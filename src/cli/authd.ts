@@ -63,7 +63,7 @@ export const command: Command = {
     const log = createLogger('authd');
     let config: PlexerConfig;
     try {
-      config = loadConfig(values.config === undefined ? {} : { path: values.config });
+      config = loadConfig({ path: values.config });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
       log.error('configuration error', { error: error.message });

@@ -24,7 +24,7 @@ export const command: Command = {
     const log = createLogger('authz');
     let config: PlexerConfig;
     try {
-      config = loadConfig(values.config === undefined ? {} : { path: values.config });
+      config = loadConfig({ path: values.config });
     } catch (error) {
       log.error('configuration error', { error: (error as Error).message });
       return AuthExit.StoreError;

@@ -45,7 +45,7 @@ export const command: Command = {
 
     let config: PlexerConfig;
     try {
-      config = loadConfig(values.config === undefined ? {} : { path: values.config });
+      config = loadConfig({ path: values.config });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
       // Exiting would leave Apache answering "" to every lookup; answering NULL keeps its error pages working.

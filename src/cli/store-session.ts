@@ -5,7 +5,7 @@ import { setLogLevel } from '../log.js';
 import { createPool, describeTarget } from '../store/connect.js';
 
 export function loadCommandConfig(path: string | undefined): PlexerConfig {
-  const config = loadConfig(path === undefined ? {} : { path });
+  const config = loadConfig({ path });
   setLogLevel(config.logLevel);
   return config;
 }
