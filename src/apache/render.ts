@@ -1,4 +1,5 @@
-import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, SETTINGS_MODULE_PATTERN } from '../names.js';
+import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
+import { RESYNC_KEY } from '../protocol/rewrite-map.js';
 
 // Renders one complete, standalone httpd configuration for Debian's /usr/sbin/apache2 binary: no Include of
 // /etc/apache2, no envvars, no ServerRoot-relative paths. The function is pure (no file system, no clock, no
@@ -112,9 +113,10 @@ export const USER_HEADER = 'X-Plexer-User';
 export const PROXY_BACKEND_REGEX =
   '^(unix:/[A-Za-z0-9._/-]{1,200}\\|(http|fcgi)://localhost|(http|fcgi)://([A-Za-z0-9.-]{1,253}|\\[[0-9A-Fa-f:]{2,39}\\])(:[0-9]{1,5})?)(/[A-Za-z0-9._~%/-]*)?$';
 
-// The value the group rule falls back to when the map answers NULL. It can never be a group name
-// (GROUP_NAME_PATTERN starts with a letter), so it cannot collide with a real group.
-export const NO_GROUP_SENTINEL = '_none_';
+// What PROCESS_GROUP / PLEXER_BACKEND hold until an answer for the authenticated user sets them: a dead map
+// (""), an answer to another key, anything unexpected. It can never be a group name (GROUP_NAME_PATTERN starts
+// with a letter) nor a backend, so it always ends in our 503.
+export const UNROUTED_SENTINEL = '_unrouted_';
 
 const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
 const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
@@ -259,6 +261,42 @@ function v0RoleCheck(o: ApacheConfigOptions): boolean {
   return (o.roleLocations ?? []).length > 0;
 }
 
+// Guards first: nothing but a well-formed user name is ever sent to a map. A name with "\n" would reach a prg:
+// program as two keys, one with "," or "=" could forge the key check below; both are refused before any lookup.
+function userNameGuard(): string[] {
+  return [
+    '        # 0. Only a well-formed user name is looked up (the same pattern the store enforces): our 403.',
+    `        RewriteCond %{REMOTE_USER} !${USER_NAME_PATTERN.source}`,
+    '        RewriteRule ^ - [F]',
+  ];
+}
+
+// The test string that pairs the key asked with the answer read: "alice,alice=alpha". A rule accepts the
+// answer only when it matches ^([^,]*),\1=(.*)$, i.e. the answer names the key just asked. Keys never hold ","
+// (user and group names cannot).
+function keyedAnswer(key: string, answerVar: string): string {
+  return `"${key},%{ENV:${answerVar}}"`;
+}
+
+// Looks KEY up in MAP into env ANSWER_VAR (after the given conditions). For a prg: map, an answer that names
+// another key means a worker died between writing its key and reading its answer, and the shared pipe is one
+// answer behind: read the waiting answer with RESYNC_KEY (which the program never answers) and ask again.
+// That read cannot block: our own answer is still in the pipe (src/protocol/rewrite-map.ts has the argument).
+// It runs only on a well-formed answer for another key, never on "" from a dead map or a keyless NULL. Each
+// such request heals one lost answer; until healed, the request ends in our 503, never another user's group.
+// dbm: files have no pipe to shift; a key missing from the file counts as "known, no value" (our 403).
+function keyedLookup(v: Validated, map: string, key: string, answerVar: string, conds: string[] = []): string[] {
+  if (v.mapDir) return [...conds, `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}|${key}=}]`];
+  return [
+    ...conds,
+    `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}}]`,
+    `        RewriteCond ${keyedAnswer(key, answerVar)} !^([^,]*),\\1=`,
+    `        RewriteCond %{ENV:${answerVar}} ^[^,=]*=`,
+    `        RewriteRule ^ - [C,E=PLEXER_RESYNC:\${${map}:${RESYNC_KEY}}]`,
+    `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}}]`,
+  ];
+}
+
 function alternation(names: string[]): string {
   // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
   return `^(${names.join('|')})$`;
@@ -314,6 +352,16 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
   );
   if (wsgi) add(`LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`);
+  const prgMaps = v.mapDir ? 0 : wsgi ? 1 + (mapped.length > 0 ? 1 : 0) : 1;
+  if (prgMaps > 0) {
+    add(
+      '',
+      '# mod_rewrite never restarts a prg: map that dies. Apache does restart a piped logger that dies, so the',
+      '# watchdog runs as one: it asks for a graceful reload (fresh maps) when a map is gone. Its condition is never',
+      '# true, so no log line is ever written to it.',
+      `CustomLog "|${v.command} watchdog --maps ${prgMaps}" "-" env=PLEXER_WATCHDOG_NEVER`,
+    );
+  }
   if (v.auth === 'form') {
     add(
       '# Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie',
@@ -568,7 +616,6 @@ type Validated = ReturnType<typeof validate>;
 type Add = (...lines: string[]) => void;
 
 function renderProxy(v: Validated, add: Add, authLines: (indent: string) => string[]) {
-  const sentinel = NO_GROUP_SENTINEL;
   add(
     '    # ---- Routing: mod_proxy to the user\'s own backend (map backend) ----------------------------------',
     '    # Rewrite rules inside <Location> are unsupported and vhost rules run before authentication, so the',
@@ -584,11 +631,15 @@ function renderProxy(v: Validated, add: Add, authLines: (indent: string) => stri
     ...authLines('        '),
     '',
     '        RewriteEngine On',
-    '        # 1. The backend of the user\'s group, from the map only; overwrites any previous value.',
-    `        RewriteRule ^ - [E=PLEXER_BACKEND:\${plexer_backend:%{REMOTE_USER}|${sentinel}}]`,
+    ...userNameGuard(),
+    '        # 1. The backend of the user\'s group, from the map only, and only from an answer that names this user.',
+    `        RewriteRule ^ - [E=PLEXER_BACKEND:${UNROUTED_SENTINEL}]`,
+    ...keyedLookup(v, 'plexer_backend', '%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER'),
     '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
-    `        RewriteCond %{ENV:PLEXER_BACKEND} =${sentinel}`,
+    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER')} ^([^,]*),\\1=$`,
     '        RewriteRule ^ - [F]',
+    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER')} ^([^,]*),\\1=(.+)$`,
+    '        RewriteRule ^ - [E=PLEXER_BACKEND:%2]',
     '        # 3. Only the URL shapes we proxy to (anything else, or "" from a dead map: our 503). The store\'s',
     '        #    CHECK constraint already limits the column; this keeps a bad value from reaching mod_proxy.',
     `        RewriteCond %{ENV:PLEXER_BACKEND} !${PROXY_BACKEND_REGEX}`,
@@ -642,6 +693,7 @@ function renderWsgi(
     '        # Per-directory rules run in the fixup phase, AFTER authentication: REMOTE_USER is set here',
     '        # (at vhost level it is still empty; %{LA-U:REMOTE_USER} would authenticate twice).',
     '        RewriteEngine On',
+    ...userNameGuard(),
   );
   if (v.routing === 'prefix') {
     const m = v.mountPath.replace(/\./g, '\\.');
@@ -656,12 +708,14 @@ function renderWsgi(
     );
   }
   add(
-    '        # 1. The user\'s group, from the map only. Overwrites any previous value; NULL -> sentinel.',
-    '        #    (mod_rewrite itself answers NULL, without asking the program, for a key containing "\\n".)',
-    `        RewriteRule ^ - [E=PROCESS_GROUP:\${plexer_group:%{REMOTE_USER}|${NO_GROUP_SENTINEL}}]`,
-    '        # 2. No group for this user: our 403 page.',
-    `        RewriteCond %{ENV:PROCESS_GROUP} =${NO_GROUP_SENTINEL}`,
+    '        # 1. The user\'s group, from the map only, and only from an answer that names this user ("alice=alpha").',
+    `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,
+    ...keyedLookup(v, 'plexer_group', '%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER'),
+    '        # 2. The map knows no group for this user ("alice="): our 403 page.',
+    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER')} ^([^,]*),\\1=$`,
     '        RewriteRule ^ - [F]',
+    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER')} ^([^,]*),\\1=(.+)$`,
+    '        RewriteRule ^ - [E=PROCESS_GROUP:%2]',
   );
   if (disabled.length > 0) {
     add(
@@ -687,10 +741,14 @@ function renderWsgi(
   }
   if (mapped.length > 0) {
     add(
-      '        # 6. Settings module from the settings map for the groups rendered with settingsModule null.',
+      '        # 6. Settings module from the settings map for the groups rendered with settingsModule null, only from',
+      '        #    an answer that names this group; anything else (no value, a dead map): our 503.',
+      ...keyedLookup(v, 'plexer_settings', '%{ENV:PROCESS_GROUP}', 'PLEXER_SETTINGS_ANSWER', [
+        `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
+      ]),
+      `        RewriteCond ${keyedAnswer('%{ENV:PROCESS_GROUP}', 'PLEXER_SETTINGS_ANSWER')} ^([^,]*),\\1=(.+)$`,
+      '        RewriteRule ^ - [E=PLEXER_SETTINGS:%2]',
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
-      `        RewriteRule ^ - [E=PLEXER_SETTINGS:\${plexer_settings:%{ENV:PROCESS_GROUP}|${NO_GROUP_SENTINEL}}]`,
-      `        RewriteCond %{ENV:PLEXER_SETTINGS} =${NO_GROUP_SENTINEL} [OR]`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
       '        RewriteRule ^ - [R=503]',
     );
@@ -710,7 +768,7 @@ function renderWsgi(
     enabled.length > 0
       ? `        WSGIRestrictProcess ${enabled.map((g) => g.name).join(' ')}`
       // With no group WSGIRestrictProcess still needs a name: one that no daemon can have (invalid group name).
-      : `        WSGIRestrictProcess ${NO_GROUP_SENTINEL}`,
+      : `        WSGIRestrictProcess ${UNROUTED_SENTINEL}`,
     '        # The WSGI script gets nothing the client can forge: PROCESS_GROUP/PLEXER_SETTINGS come only from',
     '        # the rules above; headers arrive as HTTP_*, cookies and query strings never become variables.',
     '    </Directory>',

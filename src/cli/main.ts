@@ -11,6 +11,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   authz: () => import('./authz.js'),
   authd: () => import('./authd.js'),
   sync: () => import('./sync.js'),
+  watchdog: () => import('./watchdog.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),
 };

@@ -100,7 +100,9 @@ function isSafeEntry(key: string, value: string): boolean {
 
 function mapText(entries: Array<[string, string]>): string {
   const lines: string[] = [];
-  for (const [key, value] of entries) if (isSafeEntry(key, value)) lines.push(`${key} ${value}\n`);
+  // The value names its key ("alice alice=alpha"), as prg: answers do, so the same rules check both: a value
+  // can only ever route the key it is stored under.
+  for (const [key, value] of entries) if (isSafeEntry(key, value)) lines.push(`${key} ${key}=${value}\n`);
   return lines.join('');
 }
 
