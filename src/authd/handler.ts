@@ -12,10 +12,13 @@
 // Answers: 200 accept; 401 refused login; 403 refused role (Apache turns any non-200 into 401, or 403 with
 // AuthzSendForbiddenOnFailure On); 500 store unreachable or overloaded (Apache answers 500: fail closed,
 // without prompting the user to retype a password that may be right). The deadline (authn_timeout_ms)
-// answers 401, as `plexer authn` refuses when it runs out of time.
+// answers 401, as `plexer authn` refuses when it runs out of time. A caller that is not Apache (gate.ts) gets
+// 500 to every request before anything is looked up or recorded: nothing in the answer or its timing depends
+// on the user, the password or the roles, and an Apache whose secret does not match fails closed and loudly.
 import type { Logger } from '../log.js';
 import type { FastCgiHandler, FastCgiRequest, FastCgiResponse } from '../fastcgi/server.js';
 import { utf8 } from '../fastcgi/protocol.js';
+import type { CallerGate } from './gate.js';
 import type { AuthService, Outcome } from './service.js';
 
 export const ROLES_PARAM = 'PLEXER_ROLES';
@@ -24,13 +27,16 @@ export interface HandlerOptions {
   service: AuthService;
   log: Logger;
   deadlineMs: number;
+  // Absent only in in-process tests of the checks themselves.
+  gate?: CallerGate;
 }
 
 const statusFor = (outcome: Outcome, refusedStatus: number): number =>
   outcome.verdict === 'accept' ? 200 : outcome.verdict === 'refuse' ? refusedStatus : outcome.reason === 'deadline' ? 401 : 500;
 
-export function createAuthdHandler({ service, log, deadlineMs }: HandlerOptions): FastCgiHandler {
+export function createAuthdHandler({ service, log, deadlineMs, gate }: HandlerOptions): FastCgiHandler {
   return async (request: FastCgiRequest): Promise<FastCgiResponse> => {
+    if (gate && (await gate.check(request)) !== undefined) return { status: 500 };
     const { params } = request;
     const apacheRole = params.get('FCGI_APACHE_ROLE');
     const user = utf8(params.get('REMOTE_USER') ?? '');

@@ -1,8 +1,11 @@
 import { rmSync, statSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { isAbsolute } from 'node:path';
+import { CallerGate } from '../authd/gate.js';
 import { AuthService } from '../authd/service.js';
 import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
+import { assertPeerLookupWorks, uidOf } from '../authd/peer.js';
+import { readSecretFile, writeNewSecretFile, type SharedSecret } from '../authd/secret.js';
 import { loadConfig, type PlexerConfig } from '../config.js';
 import { PlexerError, UsageError } from '../errors.js';
 import { createFastCgiServer } from '../fastcgi/server.js';
@@ -13,7 +16,8 @@ import { changesChannel } from '../store/sql.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
-const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--config FILE]
+const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--secret-file FILE] [--apache-user USER] [--config FILE]
+       plexer authd --new-secret FILE
 
 A long-running FastCGI authorizer for Apache's mod_authnz_fcgi: the password and role checks of
 "plexer authn" / "plexer authz" without a process start per request, with a cache of recently verified
@@ -21,6 +25,28 @@ credentials (HMAC digests, never passwords) emptied by the store's change notifi
 authn_timeout_ms per check, and bcrypt in worker threads (one per core but one, at most 4). Stops on SIGTERM/SIGINT.
 mod_authnz_fcgi only connects over TCP (fcgi://host:port/); a Unix socket serves other FastCGI clients.
 
+Only Apache may ask. Any other caller gets 500 to every request, whatever the user, password or roles, and
+nothing is recorded (no failure, no lockout); one line per refused connection is logged (rate-limited):
+  --apache-user USER  the user Apache's workers run as (default www-data; a name or a uid). Over TCP, only a
+                      connection whose client socket belongs to USER or root is answered (the socket's owner
+                      in /proc/self/net/tcp{,6}): other local users, tenants included, are refused even if
+                      they find the port. The daemon must run on the same host as Apache.
+  --secret-file FILE  every request must also carry the secret defined in FILE, so that processes running as
+                      USER without being Apache (CGI scripts, maps, cron jobs) are refused too. FILE holds one
+                      line "Define PLEXER_AUTHD_SECRET <hex>"; Apache's parent reads it as root through
+                      Include, the daemon through its group. It must not be readable by others.
+  --new-secret FILE   write a new secret file (mode 0640; never overwrites) and exit. Run it as root, then
+                      chgrp FILE to the daemon's group.
+
+  # once, as root: plexer authd --new-secret /etc/plexer/authd-secret.conf
+  #                chgrp plexer-authd /etc/plexer/authd-secret.conf
+  Include /etc/plexer/authd-secret.conf
+  # Server level (not in a <Location>): SetEnvIf runs before authentication; SetEnv would run after it.
+  # mod_authnz_fcgi sends the request's environment; a client's headers only become HTTP_* variables, so
+  # no request can carry this one.
+  SetEnvIf Request_URI ^ PLEXER_AUTHD_SECRET=\${PLEXER_AUTHD_SECRET}
+  # mod_env, after authentication: no CGI/WSGI/SSI handler and no error page sees the secret.
+  UnsetEnv PLEXER_AUTHD_SECRET REDIRECT_PLEXER_AUTHD_SECRET
   AuthnzFcgiDefineProvider authn plexer       fcgi://127.0.0.1:9801/
   AuthnzFcgiDefineProvider authz plexer-roles fcgi://127.0.0.1:9801/
   <Location /app>
@@ -55,26 +81,47 @@ export const command: Command = {
   summary: 'FastCGI authorizer daemon for mod_authnz_fcgi (password and role checks, cached)',
   help,
   async run(argv) {
-    const { values, positionals } = parseCommand(argv, { listen: { type: 'string' } });
+    const { values, positionals } = parseCommand(argv, {
+      listen: { type: 'string' },
+      'secret-file': { type: 'string' },
+      'apache-user': { type: 'string' },
+      'new-secret': { type: 'string' },
+    });
     if (values.help) return print(help), 0;
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    if (values['new-secret'] !== undefined) {
+      if (values.listen !== undefined) throw new UsageError('--new-secret writes a file and exits; it takes no --listen');
+      if (!isAbsolute(values['new-secret'])) throw new UsageError('--new-secret: give an absolute path (Apache\'s Include needs one)');
+      writeNewSecretFile(values['new-secret']);
+      print(`wrote ${values['new-secret']} (mode 0640). Next: chgrp it to plexer authd's group, Include it in Apache's ` +
+        'config and start plexer authd with --secret-file (see plexer authd --help).');
+      return 0;
+    }
     if (!values.listen) throw new UsageError('--listen is required');
     const address = parseListen(values.listen);
     const log = createLogger('authd');
     let config: PlexerConfig;
+    let gate: CallerGate;
     try {
       config = loadConfig({ path: values.config });
+      const apacheUser = values['apache-user'] ?? 'www-data';
+      // root too: Apache's parent, and an operator's own checks, run as root; root can read the secret anyway.
+      const allowedUids = new Set([0, uidOf(apacheUser)]);
+      if (address.kind === 'tcp') assertPeerLookupWorks();
+      const secret: SharedSecret | undefined = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : undefined;
+      if (!secret) log.warn('no --secret-file: any process running as the Apache user or root may ask', { apache_user: apacheUser });
+      gate = new CallerGate({ allowedUids, ...(secret ? { secret } : {}), log });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
       log.error('configuration error', { error: error.message });
       return 2;
     }
     setLogLevel(config.logLevel);
-    return serve(config, address, log);
+    return serve(config, address, log, gate);
   },
 };
 
-async function serve(config: PlexerConfig, address: ListenAddress, log: Logger): Promise<number> {
+async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, gate: CallerGate): Promise<number> {
   // A long-running process: a bug in one request must not end it, but must be seen.
   process.on('unhandledRejection', (error) => log.error('unexpected rejection', { error: String(error) }));
 
@@ -95,7 +142,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger):
   });
   service = new AuthService({ db, config, log, listening: () => listener.isListening() });
 
-  const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs }), log });
+  const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }), log });
   try {
     await listen(server, address);
   } catch (error) {
@@ -109,7 +156,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger):
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  log.info('stopping', { signal, ...service.stats() });
+  log.info('stopping', { signal, ...service.stats(), callers_refused: gate.refused });
   // Stop accepting; checks in flight finish (each is bounded by authn_timeout_ms), then the store goes.
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);

@@ -26,9 +26,20 @@ import {
   type FastCgiRecord,
 } from './protocol.js';
 
+// The two ends of the connection a request came on; one object per connection, so a handler can remember a
+// per-connection verdict (a WeakMap keyed by it). Addresses are undefined on a Unix socket.
+export interface FastCgiConnection {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+}
+
 export interface FastCgiRequest {
   requestId: number;
   role: number;
+  // Absent only in requests built by hand (tests); the server always sets it.
+  connection?: FastCgiConnection;
   // Names and values as latin1 strings, one character per byte (see protocol.ts `utf8`).
   params: Map<string, string>;
   // Aborted on ABORT_REQUEST or when the connection closes: the answer would go nowhere.
@@ -91,6 +102,12 @@ export function createFastCgiServer(options: FastCgiServerOptions): net.Server {
 function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limits: FastCgiLimits, roles: Set<number>): void {
   const { log, handler } = options;
   const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+  const connection: FastCgiConnection = Object.freeze({
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    localAddress: socket.localAddress,
+    localPort: socket.localPort,
+  });
   const decoder = new RecordDecoder();
   const requests = new Map<number, RequestState>();
   let closed = false;
@@ -145,7 +162,7 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
       return fail((error as Error).message);
     }
     state.params = [];
-    handler({ requestId, role: state.role, params, signal: state.controller.signal }).then(
+    handler({ requestId, role: state.role, connection, params, signal: state.controller.signal }).then(
       (response) => respond(requestId, state, response),
       (error: unknown) => {
         log.error('request handler failed; answering 500', { peer, error: (error as Error)?.message ?? String(error) });
