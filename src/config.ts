@@ -6,6 +6,12 @@ import { isLogLevel, type LogLevel } from './log.js';
 // the only settings source Apache's helpers can rely on. For people at a shell the standard libpq variables
 // and PLEXER_DATABASE_URL override it. Precedence, lowest first:
 //   built-in defaults < config file < PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD/PGPASSFILE < PLEXER_DATABASE_URL
+//
+// Two identities share the file. The pg_* / database_url settings are the helpers' (Apache runs them as
+// www-data, which must read this file), a role that may only read and call three functions (`plexer db
+// grant`). The admin commands (user, group, db, apache) connect as admin_pg_user instead, with its password in
+// admin_pg_passfile, a file only root reads, or none at all with peer authentication: the admin password never
+// has to be in a file www-data can read. There is deliberately no admin_pg_password.
 export const DEFAULT_CONFIG_PATH = '/etc/plexer/plexer.conf';
 
 export interface ConnectionSettings {
@@ -18,8 +24,15 @@ export interface ConnectionSettings {
   passfile?: string;
 }
 
+// Overrides of `connection` for the admin commands; empty means they use the helpers' connection.
+export interface AdminIdentity {
+  user?: string;
+  passfile?: string;
+}
+
 export interface PlexerConfig {
   connection: ConnectionSettings;
+  admin: AdminIdentity;
   schema: string;
   poolMax: number;
   cacheMax: number;
@@ -58,6 +71,8 @@ const settings: Record<string, Setter> = {
   pg_user: text((c, v) => (c.connection.user = v)),
   pg_password: text((c, v) => (c.connection.password = v)),
   pg_passfile: text((c, v) => (c.connection.passfile = v)),
+  admin_pg_user: text((c, v) => (c.admin.user = v)),
+  admin_pg_passfile: text((c, v) => (c.admin.passfile = v)),
   schema: (c, v, where) => {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) throw new ConfigError(`${where}: schema must be a lower-case SQL identifier`);
     c.schema = v;
@@ -82,6 +97,7 @@ export const CONFIG_KEYS = Object.keys(settings);
 export function defaultConfig(): PlexerConfig {
   return {
     connection: {},
+    admin: {},
     schema: 'plexer',
     poolMax: 4,
     cacheMax: 200_000,
@@ -128,6 +144,36 @@ function applyEnvironment(config: PlexerConfig, env: NodeJS.ProcessEnv): void {
   if (env.PGPASSWORD) c.password = env.PGPASSWORD;
   if (env.PGPASSFILE) c.passfile = env.PGPASSFILE;
   if (env.PLEXER_DATABASE_URL) c.connectionString = env.PLEXER_DATABASE_URL;
+  // The environment describes the connection of the command being run, whichever it is: a user or URL named
+  // there replaces admin_pg_user for admin commands too, and PGPASSFILE replaces admin_pg_passfile.
+  if (env.PGUSER || env.PLEXER_DATABASE_URL) delete config.admin.user;
+  if (env.PGPASSFILE) config.admin.passfile = env.PGPASSFILE;
+}
+
+// The config the admin commands connect with: the helpers' connection with admin_pg_user and
+// admin_pg_passfile in place of pg_user, pg_password and pg_passfile (and of any user or password inside
+// database_url). Unchanged when admin_pg_user is not set: a one-role installation keeps working.
+export function adminConfig(config: PlexerConfig): PlexerConfig {
+  const { user, passfile } = config.admin;
+  if (user === undefined) {
+    return passfile === undefined ? config : { ...config, connection: { ...config.connection, passfile } };
+  }
+  const { password: _password, passfile: _passfile, ...rest } = config.connection;
+  const connection: ConnectionSettings = { ...rest, user, ...(passfile !== undefined ? { passfile } : {}) };
+  if (connection.connectionString !== undefined) connection.connectionString = withoutCredentials(connection.connectionString);
+  return { ...config, connection };
+}
+
+// A postgres:// URL without its user and password (in the authority or as query parameters), so that the
+// separate user setting applies: node-postgres lets the URL win over separate fields.
+function withoutCredentials(url: string): string {
+  const match = /^(postgres(?:ql)?:\/\/)(?:[^@/?#]*@)?([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(url);
+  if (!match) throw new ConfigError('database_url: not a postgresql:// URL, so admin_pg_user cannot replace its user');
+  const params = new URLSearchParams(match[3] ?? '');
+  params.delete('user');
+  params.delete('password');
+  const query = params.toString();
+  return `${match[1]}${match[2]}${query ? `?${query}` : ''}${match[4] ?? ''}`;
 }
 
 export interface LoadConfigOptions {

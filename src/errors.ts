@@ -39,3 +39,11 @@ export class StoreUnavailableError extends PlexerError {
     super(message, 1);
   }
 }
+
+// PostgreSQL refused an operation for lack of a privilege (SQLSTATE 42501): a configuration matter — which role
+// connects, or a missing `plexer db grant` — not a transient outage.
+export class PermissionDeniedError extends PlexerError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}

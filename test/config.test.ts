@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_KEYS, DEFAULT_CONFIG_PATH, defaultConfig, loadConfig, parseConfigText } from '../src/config.js';
+import { adminConfig, CONFIG_KEYS, DEFAULT_CONFIG_PATH, defaultConfig, loadConfig, parseConfigText } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 
 function tempFile(content: string): string {
@@ -37,6 +37,8 @@ describe('parseConfigText', () => {
         'pg_user = www',
         'pg_password = p#ss = w0rd ',
         'pg_passfile = /etc/plexer/pgpass',
+        'admin_pg_user = plexer_admin',
+        'admin_pg_passfile = /root/.pgpass',
         'schema = tenant_routing',
         'pool_max = 7',
         'cache_max = 1000',
@@ -61,6 +63,7 @@ describe('parseConfigText', () => {
         password: 'p#ss = w0rd',
         passfile: '/etc/plexer/pgpass',
       },
+      admin: { user: 'plexer_admin', passfile: '/root/.pgpass' },
       schema: 'tenant_routing',
       poolMax: 7,
       cacheMax: 1000,
@@ -84,6 +87,7 @@ describe('parseConfigText', () => {
   it('has the documented defaults', () => {
     expect(defaultConfig()).toEqual({
       connection: {},
+      admin: {},
       schema: 'plexer',
       poolMax: 4,
       cacheMax: 200_000,
@@ -319,5 +323,51 @@ describe('loadConfig', () => {
   it('an error in the file names the file and line', () => {
     const path = tempFile('pool_max = 2\nbogus = 1\n');
     expect(() => loadConfig({ path, env: {} })).toThrow(`${path}:2: unknown setting "bogus"`);
+  });
+});
+
+// The helpers connect with pg_* (a read-only role); the admin commands with admin_pg_* in their place.
+describe('adminConfig', () => {
+  const base = ['pg_host = /run/postgresql', 'pg_port = 5433', 'pg_database = plexer', 'pg_user = plexer_helper',
+    'pg_password = helper-pw', 'pg_passfile = /etc/plexer/helper.pgpass'];
+
+  it('without admin_pg_user the admin commands use the helpers\' connection unchanged', () => {
+    const config = parseConfigText(base.join('\n'), 'f');
+    expect(adminConfig(config)).toBe(config);
+  });
+
+  it('admin_pg_user replaces the user and drops the helpers\' password and passfile', () => {
+    const config = parseConfigText([...base, 'admin_pg_user = plexer_admin', 'admin_pg_passfile = /root/plexer.pgpass'].join('\n'), 'f');
+    expect(adminConfig(config).connection).toEqual({
+      host: '/run/postgresql', port: 5433, database: 'plexer', user: 'plexer_admin', passfile: '/root/plexer.pgpass',
+    });
+    // The helpers' view is untouched.
+    expect(config.connection.user).toBe('plexer_helper');
+    expect(config.connection.password).toBe('helper-pw');
+  });
+
+  it('peer authentication: admin_pg_user alone, no password or passfile at all', () => {
+    const config = parseConfigText(['pg_host = /run/postgresql', 'pg_user = plexer_helper', 'admin_pg_user = plexer_admin'].join('\n'), 'f');
+    expect(adminConfig(config).connection).toEqual({ host: '/run/postgresql', user: 'plexer_admin' });
+  });
+
+  it('takes the user and password out of database_url so that admin_pg_user applies', () => {
+    const config = parseConfigText([
+      'database_url = postgresql://helper:secret@db:5432/plexer?sslmode=require&user=x&password=y',
+      'admin_pg_user = plexer_admin',
+    ].join('\n'), 'f');
+    expect(adminConfig(config).connection).toEqual({ connectionString: 'postgresql://db:5432/plexer?sslmode=require', user: 'plexer_admin' });
+    const socket = parseConfigText('database_url = postgresql://helper@/plexer?host=/run/postgresql\nadmin_pg_user = a', 'f');
+    expect(adminConfig(socket).connection.connectionString).toBe('postgresql:///plexer?host=%2Frun%2Fpostgresql');
+  });
+
+  it('PGUSER or PLEXER_DATABASE_URL name the user for every command, admin ones included; PGPASSFILE the passfile', () => {
+    const path = tempFile([...base, 'admin_pg_user = plexer_admin', 'admin_pg_passfile = /root/plexer.pgpass'].join('\n'));
+    expect(adminConfig(loadConfig({ path, env: { PGUSER: 'me' } })).connection.user).toBe('me');
+    expect(adminConfig(loadConfig({ path, env: { PGPASSFILE: '/me/.pgpass' } })).connection).toMatchObject({ user: 'plexer_admin', passfile: '/me/.pgpass' });
+    const url = adminConfig(loadConfig({ path, env: { PLEXER_DATABASE_URL: 'postgresql://me@h/d' } })).connection;
+    expect(url.connectionString).toBe('postgresql://me@h/d');
+    expect(url.user).toBe('plexer_helper'); // pg lets the URL's user win
+    expect(adminConfig(loadConfig({ path, env: { PGHOST: '/tmp' } })).connection).toMatchObject({ host: '/tmp', user: 'plexer_admin' });
   });
 });

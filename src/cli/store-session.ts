@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { loadConfig, type PlexerConfig } from '../config.js';
-import { StoreUnavailableError } from '../errors.js';
+import { adminConfig, loadConfig, type PlexerConfig } from '../config.js';
+import { PermissionDeniedError, StoreUnavailableError } from '../errors.js';
 import { setLogLevel } from '../log.js';
 import { createPool, describeTarget } from '../store/connect.js';
 
@@ -10,15 +10,22 @@ export function loadCommandConfig(path: string | undefined): PlexerConfig {
   return config;
 }
 
-// Admin commands open one small pool for their run and always close it, so the process exits promptly.
+// Admin commands open one small pool for their run and always close it, so the process exits promptly. They
+// connect as the admin identity (admin_pg_user), never as the helpers' read-only role.
 export async function withStore<T>(config: PlexerConfig, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = createPool(config, { max: 2, applicationName: 'plexer-cli' });
+  const admin = adminConfig(config);
+  const pool = createPool(admin, { max: 2, applicationName: 'plexer-cli' });
   pool.on('error', () => undefined);
   try {
     await pool.query('SELECT 1').catch((error: Error) => {
-      throw new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(config)}: ${error.message}`);
+      throw new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${error.message}`);
     });
-    return await work(pool);
+    return await work(pool).catch((error: unknown) => {
+      if ((error as { code?: string }).code !== '42501') throw error;
+      throw new PermissionDeniedError(`${(error as Error).message} (connected as ${describeTarget(admin)}): admin commands need the `
+        + 'role that owns plexer\'s schema; set admin_pg_user (and admin_pg_passfile, or peer authentication) in the config '
+        + '— pg_user is the helpers\' read-only role');
+    });
   } finally {
     await pool.end();
   }

@@ -27,7 +27,14 @@ export async function hasAnyRole(db: pg.ClientBase | pg.Pool, user: string, role
   return (result.rowCount ?? 0) > 0;
 }
 
-// Rehash on login: only if nobody changed the hash meanwhile.
-export async function upgradePasswordHash(db: pg.ClientBase | pg.Pool, user: string, oldHash: string, newHash: string): Promise<void> {
-  await db.query('UPDATE users SET password_hash = $3 WHERE name = $1 AND password_hash = $2', [user, oldHash, newHash]);
+// Rehash on login: only if nobody changed the hash meanwhile, and only to a stronger bcrypt hash (checked by
+// rehash_password, migration 003, the one write to users the helpers' role is granted). False when the stored
+// hash had changed.
+export async function upgradePasswordHash(db: pg.ClientBase | pg.Pool, user: string, oldHash: string, newHash: string): Promise<boolean> {
+  const result = await db.query<{ replaced: boolean }>({
+    name: 'plexer_rehash_password',
+    text: 'SELECT rehash_password($1, $2, $3) AS replaced',
+    values: [user, oldHash, newHash],
+  });
+  return result.rows[0]?.replaced === true;
 }

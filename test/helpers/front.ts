@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import { startFront, type Front, type FrontOptions } from '../../src/apache/front.js';
 import { freePort } from '../../src/apache/httpd.js';
 import { loadConfig } from '../../src/config.js';
-import { freshStore, runPlexer, type TestStore } from './plexer.js';
-import { parsePgUrl } from './database.js';
+import { connectionLines, freshStore, runPlexer, type TestStore } from './plexer.js';
 
 export interface TestFront {
   store: TestStore;
@@ -35,9 +34,9 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: Te
   // Short and world-traversable: www-data reads the config, mod_wsgi's socket paths must stay under 108 bytes.
   const stateDir = mkdtempSync('/tmp/pxe-');
   chmodSync(stateDir, 0o755);
-  const s = parsePgUrl(store.db.url);
   const configPath = join(stateDir, 'plexer.conf');
-  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
+  // The helpers (Apache's, as www-data) connect as the store's helpers' role; the CLI as the admin.
+  writeFileSync(configPath, [...connectionLines(store.db.url),
     // Routing is checked here, not the deadline (test/outage.test.ts does that): a loaded CI machine must not
     // turn a slow query into a NULL and our 403.
     'bcrypt_cost = 4', 'map_deadline_ms = 1000', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { inject } from 'vitest';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './database.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -13,18 +14,34 @@ export const PLEXER_BIN = join(REPO_ROOT, 'bin/plexer');
 export interface TestStore {
   db: FreshDatabase;
   configPath: string;
+  // The role the helpers connect as (pg_user), granted by `plexer db migrate --helper-role`; the admin commands
+  // connect as the test server's superuser (admin_pg_user).
+  helperRole: string;
   // Plain SQL access, as an operator with psql would have.
   sql: pg.Pool;
   close(): Promise<void>;
 }
 
-export function writeConfig(url: string, extra = ''): string {
+// Roles are cluster-wide: one helpers' role per test database keeps parallel test files apart.
+const helperRoles = new Map<string, string>();
+
+// The connection settings of a config file for `url`'s database: once freshStore has granted it a helpers'
+// role, the helpers connect as that role and the admin commands as the URL's (super)user, so every test runs
+// the helpers with least privilege. (A password in the URL is the admin's; the helpers' role has none, so
+// such a server is used with the one identity.)
+export function connectionLines(url: string): string[] {
   const s = parsePgUrl(url);
+  const helper = s.password ? undefined : helperRoles.get(url);
+  return [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`,
+    ...(helper ? [`pg_user = ${helper}`, `admin_pg_user = ${s.user}`] : [`pg_user = ${s.user}`]),
+    ...(s.password ? [`pg_password = ${s.password}`] : [])];
+}
+
+export function writeConfig(url: string, extra = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'plexer-conf-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'plexer.conf');
-  const lines = [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
-    ...(s.password ? [`pg_password = ${s.password}`] : []), 'bcrypt_cost = 4',
+  const lines = [...connectionLines(url), 'bcrypt_cost = 4',
     // These tests check answers, not the deadline (test/outage.test.ts does, with the default 50 ms): a loaded
     // CI machine must not turn a slow first query into a NULL.
     'map_deadline_ms = 2000', extra];
@@ -34,17 +51,25 @@ export function writeConfig(url: string, extra = ''): string {
 
 export async function freshStore(extraConfig = ''): Promise<TestStore> {
   const db = await freshDatabase();
+  const helperRole = `${db.name}_helper`;
+  helperRoles.set(db.url, helperRole);
   const configPath = writeConfig(db.url, extraConfig);
-  const migrated = await runPlexer(['db', 'migrate'], { configPath });
+  // LOGIN: the test server trusts local connections, so the role needs no password.
+  const migrated = await runPlexer(['db', 'migrate', '--helper-role', helperRole, '--login'], { configPath });
   if (migrated.code !== 0) throw new Error(`plexer db migrate failed: ${migrated.stderr}`);
   const sql = new pg.Pool({ connectionString: db.url, options: '-c search_path=plexer', max: 3 });
   // Dropping the database at close terminates idle connections; that is expected, not a test failure.
   sql.on('error', () => undefined);
   return {
-    db, configPath, sql,
+    db, configPath, sql, helperRole,
     async close() {
       await sql.end();
       await db.drop();
+      helperRoles.delete(db.url);
+      // Its grants went with the database, so nothing holds the role any more.
+      const server = new pg.Client({ connectionString: inject('pgUrl') });
+      await server.connect();
+      await server.query(`DROP ROLE IF EXISTS ${helperRole}`).finally(() => server.end());
     },
   };
 }
