@@ -143,7 +143,8 @@ describe('AuthService', () => {
 
   it('refuses (401) at the deadline, and refuses at once when the bcrypt queue is full', async () => {
     // A cost-11 hash (~0.2 s+ in bcryptjs) and a queue of one: the second and third checks cannot start.
-    await db.query('UPDATE users SET password_hash = $1 WHERE name = $2', [bcrypt.hashSync('slow', 11), 'bob']);
+    // As the operator: the service's own pool is the helpers' role, which cannot write users.
+    await store.sql.query('UPDATE users SET password_hash = $1 WHERE name = $2', [bcrypt.hashSync('slow', 11), 'bob']);
     const s = service({ bcryptQueue: 1 });
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 100 });
     const ask = (password: string) =>
