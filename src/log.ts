@@ -38,8 +38,12 @@ function formatValue(value: string | number | boolean | null): string {
   return /^[\w.:/@+-]*$/.test(text) && text !== '' ? text : JSON.stringify(text);
 }
 
-export function formatLine(scope: string, level: LogLevel, event: string, fields: LogFields = {}): string {
-  let line = `plexer[${process.pid}] ${scope} ${level}: ${event}`;
+// Under systemd (JOURNAL_STREAM is set) the journal stamps every line itself; Apache's error log does not stamp
+// what a helper writes to stderr, so there the line carries its own ISO time.
+const stampLines = process.env.JOURNAL_STREAM === undefined;
+
+export function formatLine(scope: string, level: LogLevel, event: string, fields: LogFields = {}, now = new Date()): string {
+  let line = `${stampLines ? `${now.toISOString()} ` : ''}plexer[${process.pid}] ${scope} ${level}: ${event}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value !== undefined) line += ` ${key}=${formatValue(value)}`;
   }

@@ -75,6 +75,7 @@ describe('an answer left in a prg: pipe by a dead worker', () => {
       const results = await hundredRequests();
       expect(results.filter((r) => r.wrongTenant)).toEqual([]);
       const lastWrong = results.map((r) => r.ok).lastIndexOf(false);
+      console.log(`${kind} map: ${results.filter((r) => !r.ok).length} of 100 requests not served normally; last at index ${lastWrong}`);
       expect(lastWrong, JSON.stringify(results.slice(0, 8))).toBeLessThan(5);
       // The heal really happened: the map skipped the resync line (the pipe was really shifted).
       await waitFor(() => resyncs() > before, 5_000, 'the map to log PLX0901');

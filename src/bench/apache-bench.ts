@@ -29,7 +29,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { PREFORK_DIRECTIVES } from '../apache/render.js';
+import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render.js';
+import { RESYNC_KEY } from '../protocol/rewrite-map.js';
 import { freePort, startHttpd, type Httpd } from '../apache/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
 import { migrate } from '../store/migrate.js';
@@ -139,13 +140,19 @@ with open(sys.argv[1]) as f:
     for line in f:
         k, _, v = line.rstrip('\\n').partition(' ')
         d[k] = v
+keyed = len(sys.argv) > 2
 out = sys.stdout
 inp = sys.stdin
 while True:
     line = inp.readline()
     if not line:
         break
-    out.write(d.get(line.rstrip('\\n'), 'NULL') + '\\n')
+    key = line.rstrip('\\n')
+    if keyed:
+        if key != '${RESYNC_KEY}':
+            out.write(key + '=' + d.get(key, '') + '\\n')
+    else:
+        out.write(d.get(key, 'NULL') + '\\n')
     out.flush()
 `;
 
@@ -158,6 +165,8 @@ interface Variant {
   vhost?: string[];
   // RewriteMap definition; undefined: fixed WSGIProcessGroup "pool".
   map?: string;
+  // The map answers "key=value" and the rules are the product's key-checking ones (keyedRouting).
+  keyed?: boolean;
   // Authentication lines inside <Directory>; undefined: Require all granted.
   auth?: string[];
   modules?: string[];
@@ -238,7 +247,24 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
   L.push(...(v.vhost ?? []).map((l) => `    ${l}`));
   L.push(`    WSGIScriptAlias /app ${env.app}/bench.wsgi`, `    <Directory ${env.app}>`, '        Options SymLinksIfOwnerMatch');
   L.push(...(v.auth ?? ['Require all granted']).map((l) => `        ${l}`));
-  if (v.map !== undefined) {
+  if (v.map !== undefined && v.keyed) {
+    // The product's own rules: only an answer that names the user routes (src/apache/render.ts).
+    L.push(
+      '        RewriteEngine On',
+      `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,
+      ...keyedRouting({
+        map: 'grp',
+        key: '%{REMOTE_USER}',
+        answerVar: 'PLEXER_GROUP_ANSWER',
+        target: 'PROCESS_GROUP',
+        prg: v.map.startsWith('prg:'),
+        noValue: ['        RewriteRule ^ - [F]'],
+      }),
+      `        RewriteCond %{ENV:PROCESS_GROUP} !^(${GROUPS.join('|')})$`,
+      '        RewriteRule ^ - [R=503]',
+      '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
+    );
+  } else if (v.map !== undefined) {
     L.push(
       '        RewriteEngine On',
       '        RewriteRule ^ - [E=PROCESS_GROUP:${grp:%{REMOTE_USER}|_none_}]',
@@ -286,8 +312,16 @@ function routingVariants(env: Env): Variant[] {
     { id: 'dbd', label: '`dbd:` map (mod_dbd, pgsql)', map: `dbd:${DBD_GROUP_QUERY}`, auth, modules: [...authMods, 'dbd'], server: dbdServer(env) },
     { id: 'fastdbd', label: '`fastdbd:` map (mod_dbd, pgsql)', map: `fastdbd:${DBD_GROUP_QUERY}`, auth, modules: [...authMods, 'dbd'], server: dbdServer(env) },
     { id: 'pyprg', label: 'minimal Python `prg:` (dict from a file)', map: `prg:/usr/bin/python3 ${env.app}/map.py ${env.txtMap}`, auth, modules: authMods },
-    { id: 'plexer', label: '`plexer map group` (`prg:`)', map: `prg:${NODE} ${PLEXER} map group --config ${env.conf}`, auth, modules: authMods },
-    { id: 'dbm', label: '`dbm:` kept by `plexer sync`', map: `dbm=gdbm:${env.mapDir}/group.map`, auth, modules: authMods },
+    {
+      id: 'pyprg-keyed',
+      label: 'minimal Python `prg:`, answers name their key + the key check (plexer\'s rules)',
+      map: `prg:/usr/bin/python3 ${env.app}/map.py ${env.txtMap} keyed`,
+      keyed: true,
+      auth,
+      modules: authMods,
+    },
+    { id: 'plexer', label: '`plexer map group` (`prg:`)', map: `prg:${NODE} ${PLEXER} map group --config ${env.conf}`, keyed: true, auth, modules: authMods },
+    { id: 'dbm', label: '`dbm:` kept by `plexer sync`', map: `dbm=gdbm:${env.mapDir}/group.map`, keyed: true, auth, modules: authMods },
   ];
 }
 
@@ -884,6 +918,9 @@ async function main(): Promise<number> {
       targets.push(`| plexer map ≥ 1.0× minimal Python prg: (${u} users) | ${fmt(pl)} vs ${fmt(py)} req/s = ${fmt(pl / py, 2)}× | ${verdict(pl >= py)} |`);
       targets.push(`| plexer map ≥ 1.0× dbd: (${u} users) | ${fmt(pl)} vs ${fmt(dbd)} req/s = ${fmt(pl / dbd, 2)}× | ${verdict(pl >= dbd)} |`);
       targets.push(`| dbm: with plexer sync ≥ 0.97× txt: (${u} users) | ${fmt(dbm)} vs ${fmt(txt)} req/s = ${fmt(dbm / txt, 2)}× | ${verdict(dbm >= 0.97 * txt)} |`);
+      // The same Python map with and without key-tied answers and plexer's key-checking rules: what the check costs.
+      const pyKeyed = get2('pyprg-keyed', u);
+      targets.push(`| key check costs ≤ 2 % (Python prg: keyed vs plain, ${u} users) | ${fmt(pyKeyed)} vs ${fmt(py)} req/s = ${fmt(pyKeyed / py, 3)}× | ${verdict(pyKeyed >= 0.98 * py)} |`);
     }
     const none = median(warmRes.get('none')?.map((x) => x.rps) ?? []);
     for (const id of ['dbd-socache', 'ext-socache', 'authd']) {

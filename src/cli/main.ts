@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { PlexerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Command } from './command.js';
@@ -21,12 +22,22 @@ async function usage(): Promise<string> {
   for (const [name, load] of Object.entries(commands)) {
     lines.push(`  ${name.padEnd(8)} ${(await load()).command.summary}`);
   }
-  lines.push('', 'Run "plexer COMMAND --help" for a command\'s options. Default config file: /etc/plexer/plexer.conf');
+  lines.push('', 'Run "plexer COMMAND --help" for a command\'s options, "plexer --version" for the version. Default config file: /etc/plexer/plexer.conf');
   return lines.join('\n');
+}
+
+function version(): string {
+  // dist/cli/main.js -> the package root, in a checkout and in an installed tarball alike.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`plexer ${version()}\n`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write((await usage()) + '\n');
     return name === undefined ? 2 : 0;

@@ -1,0 +1,31 @@
+// `plexer --version`, and a packed tarball that carries what the launcher needs (dist/ is built by prepack).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT, runPlexer } from './helpers/plexer.js';
+
+const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
+
+describe('plexer --version', () => {
+  it('prints the package version and exits 0', async () => {
+    for (const flag of ['--version', '-V']) {
+      const r = await runPlexer([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(`plexer ${pkg.version}`);
+    }
+  });
+});
+
+describe('npm pack', () => {
+  it('ships the launcher, the built code and the Apache side, and builds before packing', () => {
+    expect(pkg.scripts.prepack).toMatch(/build/);
+    // --ignore-scripts: the suite has built dist/ already; prepack would only build it again.
+    const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const files = (JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+    for (const needed of ['bin/plexer', 'dist/cli/main.js', 'dist/cli/map.js', 'apache/wsgi/plexer.wsgi', 'package.json', 'README.md']) {
+      expect(files, needed).toContain(needed);
+    }
+    expect(files.filter((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('.state/'))).toEqual([]);
+  });
+});
