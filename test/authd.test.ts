@@ -1,11 +1,12 @@
 // `plexer authd` behind a real Apache (Debian's apache2 + mod_authnz_fcgi), with a real store.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authorizerRequest, type AuthorizerAnswer } from '../src/fastcgi/client.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 import { freshStore, PLEXER_BIN, runPlexer, type TestStore } from './helpers/plexer.js';
 
@@ -15,6 +16,10 @@ let store: TestStore;
 let httpd: Httpd;
 let authd: ChildProcessWithoutNullStreams;
 let authdLog = '';
+let authdPort: number;
+let dir: string;
+let secretFile: string;
+let secret: string;
 
 function apacheConfig(dir: string, port: number, authdPort: number): string {
   return [
@@ -24,7 +29,7 @@ function apacheConfig(dir: string, port: number, authdPort: number): string {
     `Mutex file:${dir} default`,
     `ErrorLog "${dir}/error.log"`,
     'LogLevel warn',
-    ...['mpm_event', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'authnz_fcgi', 'setenvif'].map(
+    ...['mpm_event', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'authnz_fcgi', 'setenvif', 'rewrite', 'dir', 'include'].map(
       (m) => `LoadModule ${m}_module ${MODULES}/mod_${m}.so`,
     ),
     'User www-data',
@@ -33,12 +38,38 @@ function apacheConfig(dir: string, port: number, authdPort: number): string {
     'ServerName localhost',
     `DocumentRoot "${dir}/www"`,
     'KeepAlive On',
+    // As documented in `plexer authd --help`: the secret travels in the request's environment during
+    // authentication only.
+    `Include "${dir}/authd-secret.conf"`,
+    'SetEnvIf Request_URI ^ PLEXER_AUTHD_SECRET=${PLEXER_AUTHD_SECRET}',
+    // /private/ is answered through a sub-request (mod_dir), made after UnsetEnv has run.
+    'DirectoryIndex page.txt',
     `<Directory "${dir}/www">`,
     '  Require all granted',
+    '  Options +Includes',
+    // Per-directory rewrite rules run in the fixups, after authentication and before the handler; the error
+    // document's internal redirect carries the variable again as REDIRECT_*. (mod_env's UnsetEnv cannot
+    // do this: it only removes what SetEnv/PassEnv added.)
+    '  RewriteEngine On',
+    '  RewriteRule ^ - [E=!PLEXER_AUTHD_SECRET,E=!REDIRECT_PLEXER_AUTHD_SECRET]',
+    '  <FilesMatch "\\.shtml$">',
+    '    SetOutputFilter INCLUDES',
+    '  </FilesMatch>',
     '</Directory>',
     `AuthnzFcgiDefineProvider authn plexer fcgi://127.0.0.1:${authdPort}/`,
     `AuthnzFcgiDefineProvider authz plexer-roles fcgi://127.0.0.1:${authdPort}/`,
     '<Location /private>',
+    '  AuthType Basic',
+    '  AuthName "plexer"',
+    '  AuthBasicProvider plexer',
+    '  Require valid-user',
+    // The error page is an internal redirect: the request's variables come back as REDIRECT_*.
+    '  ErrorDocument 401 /errors/401.shtml',
+    '</Location>',
+    // A location that drops the secret before authentication (a per-directory SetEnvIf runs after the
+    // server-level one): whatever a client sends there must not stand in for it.
+    '<Location /forged>',
+    '  SetEnvIf Request_URI ^ !PLEXER_AUTHD_SECRET',
     '  AuthType Basic',
     '  AuthName "plexer"',
     '  AuthBasicProvider plexer',
@@ -72,10 +103,10 @@ interface Answer {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
-function get(path: string, user?: string, password?: string): Promise<Answer> {
+function get(path: string, user?: string, password?: string, extraHeaders: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...extraHeaders };
     if (user !== undefined) headers.authorization = `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}`;
     const request = http.get({ host: '127.0.0.1', port: httpd.port, path, headers, agent }, (response) => {
       let body = '';
@@ -107,7 +138,7 @@ const plexer = async (args: string[], input?: string) => {
 };
 
 function startAuthd(port: number): Promise<void> {
-  authd = spawn(process.execPath, [PLEXER_BIN, 'authd', '--listen', `127.0.0.1:${port}`, '--config', store.configPath], { env: {}, cwd: '/' });
+  authd = spawn(process.execPath, [PLEXER_BIN, 'authd', '--listen', `127.0.0.1:${port}`, '--secret-file', secretFile, '--config', store.configPath], { env: {}, cwd: '/' });
   authd.stdout.resume();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`authd did not start:\n${authdLog}`)), 15_000);
@@ -131,18 +162,28 @@ beforeAll(async () => {
   }
   await plexer(['user', 'disable', 'dora']);
   await plexer(['user', 'grant', 'alice', 'admins']);
+  // Only ever asked about directly, never through Apache: its failures must stay at zero.
+  await plexer(['user', 'add', 'frank', '--group', 't1', '--password-stdin'], 'pw-frank\n');
 
-  const authdPort = await freePort();
+  dir = mkdtempSync(join(tmpdir(), 'plexer-authd-httpd-'));
+  chmodSync(dir, 0o755);
+  secretFile = join(dir, 'authd-secret.conf');
+  const made = await runPlexer(['authd', '--new-secret', secretFile]);
+  expect(made.code, made.stderr).toBe(0);
+  secret = /^Define PLEXER_AUTHD_SECRET ([0-9a-f]{64})$/m.exec(readFileSync(secretFile, 'utf8'))![1]!;
+
+  authdPort = await freePort();
   await startAuthd(authdPort);
 
-  const dir = mkdtempSync(join(tmpdir(), 'plexer-authd-httpd-'));
-  chmodSync(dir, 0o755);
-  for (const sub of ['private', 'admin', 'norole']) {
+  for (const sub of ['private', 'admin', 'norole', 'forged', 'errors']) {
     mkdirSync(join(dir, 'www', sub), { recursive: true });
     writeFileSync(join(dir, 'www', sub, 'page.txt'), `${sub} content\n`);
   }
+  // Every variable the handler sees, for the checks that the secret does not reach it.
+  writeFileSync(join(dir, 'www', 'private', 'env.shtml'), 'ENV-BEGIN\n<!--#printenv -->\nENV-END\n');
+  writeFileSync(join(dir, 'www', 'errors', '401.shtml'), 'ERROR-401\n<!--#printenv -->\n');
   chmodSync(join(dir, 'www'), 0o755);
-  for (const sub of ['private', 'admin', 'norole']) chmodSync(join(dir, 'www', sub), 0o755);
+  for (const sub of ['private', 'admin', 'norole', 'forged', 'errors']) chmodSync(join(dir, 'www', sub), 0o755);
   httpd = await startHttpd({ config: apacheConfig(dir, await freePort(), authdPort), dir });
 }, 60_000);
 
@@ -155,6 +196,7 @@ afterAll(async () => {
     await exited;
   }
   await store?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('plexer authd behind mod_authnz_fcgi', () => {
@@ -243,6 +285,105 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     console.log(`Apache + authd, bcrypt_cost=4: refused (bcrypt each time) p50 ${p(cold, 0.5).toFixed(2)} ms; ` +
       `cached success p50 ${p(warm, 0.5).toFixed(2)} ms p99 ${p(warm, 0.99).toFixed(2)} ms`);
     expect(p(warm, 0.5)).toBeLessThan(50);
+  });
+
+  it('keeps the secret away from handlers: pages, sub-requests and error documents (REDIRECT_*) do not see it', async () => {
+    const page = await get('/private/env.shtml', 'alice', 'pw-alice');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('ENV-BEGIN');
+    expect(page.body).toContain('REMOTE_USER=alice');
+    expect(page.body).not.toContain(secret);
+    expect(page.body).not.toContain('PLEXER_AUTHD_SECRET');
+    // /private/ is served through mod_dir's sub-request, made after UnsetEnv: the same auth configuration is
+    // not asked again, so the missing secret does not matter there.
+    const index = await get('/private/', 'alice', 'pw-alice');
+    expect(index.status).toBe(200);
+    expect(index.body).toBe('private content\n');
+    // A refused login is answered by the 401 error document, an internal redirect that copies the request's
+    // variables as REDIRECT_*: without "E=!REDIRECT_PLEXER_AUTHD_SECRET" the page would print it.
+    const refused = await get('/private/page.txt', 'alice', 'wrong');
+    expect(refused.status).toBe(401);
+    expect(refused.body).toContain('ERROR-401');
+    expect(refused.body).toContain('REDIRECT_STATUS=401');
+    expect(refused.body).not.toContain(secret);
+    expect(refused.body).not.toContain('PLEXER_AUTHD_SECRET');
+  });
+
+  it('does not let a client header stand in for the secret', async () => {
+    const before = authdLog.length;
+    for (const name of ['PLEXER_AUTHD_SECRET', 'Plexer-Authd-Secret', 'X-Plexer-Authd-Secret']) {
+      // Apache drops header names with "_" and turns the others into HTTP_*: none can become the variable.
+      expect((await get('/forged/page.txt', 'alice', 'pw-alice', { [name]: secret })).status, name).toBe(500);
+    }
+    expect(authdLog.slice(before)).toMatch(/caller refused: not Apache reason=no-secret peer=127\.0\.0\.1:\d+/);
+    // The same request where Apache sets the secret is accepted.
+    expect((await get('/private/page.txt', 'alice', 'pw-alice', { 'Plexer-Authd-Secret': 'x' })).status).toBe(200);
+  });
+
+  const ask = (params: Record<string, string>) => authorizerRequest({ host: '127.0.0.1', port: authdPort }, params);
+  const login = (user: string, password: string, extra: Record<string, string> = {}) =>
+    ({ FCGI_ROLE: 'AUTHORIZER', FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '10.9.9.9', ...extra });
+  const failureRows = async () =>
+    (await store.sql.query<{ n: string }>(`SELECT count(*) AS n FROM login_failures WHERE subject IN ('user:frank', 'ip:10.9.9.9')`)).rows[0]!.n;
+
+  it('answers a direct caller without the secret the same 500 whatever it asks, and records nothing', async () => {
+    // Root passes the socket-owner check: only the secret is missing (or wrong).
+    const answers: AuthorizerAnswer[] = [];
+    for (const extra of [{}, { PLEXER_AUTHD_SECRET: 'not-the-secret' }, { PLEXER_AUTHD_SECRET: secret.slice(0, -1) }] as Array<Record<string, string>>) {
+      answers.push(await ask(login('frank', 'pw-frank', extra)));
+      answers.push(await ask(login('frank', 'wrong', extra)));
+      answers.push(await ask(login('nosuchuser', 'x', extra)));
+      answers.push(await ask({ FCGI_ROLE: 'AUTHORIZER', FCGI_APACHE_ROLE: 'AUTHORIZER', REMOTE_USER: 'alice', PLEXER_ROLES: 'admins', ...extra }));
+    }
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
+    expect(answers[0]!.status).toBe(500);
+    expect(await failureRows()).toBe('0');
+    expect(authdLog).toMatch(/caller refused: not Apache reason=wrong-secret peer=127\.0\.0\.1:\d+/);
+    // The control: the same direct request with the secret, from root, is answered.
+    expect((await ask(login('frank', 'pw-frank', { PLEXER_AUTHD_SECRET: secret }))).status).toBe(200);
+    expect((await ask(login('frank', 'wrong', { PLEXER_AUTHD_SECRET: secret }))).status).toBe(401);
+    await store.sql.query(`DELETE FROM login_failures WHERE subject IN ('user:frank', 'ip:10.9.9.9')`);
+  });
+
+  it('refuses another local user even with the secret: same answers, no failures recorded, no lockout', async () => {
+    // A tenant's process that learnt the secret (a WSGI daemon forked from Apache holds it in memory): it
+    // runs as its own user, here nobody (65534). 120 wrong passwords is past lockout_max_failures (100).
+    const script = join(dir, 'tenant-probe.mjs');
+    const client = new URL('../dist/fastcgi/client.js', import.meta.url).href;
+    writeFileSync(script, [
+      `import { authorizerRequest } from ${JSON.stringify(client)};`,
+      'const [port, secret] = process.argv.slice(2);',
+      'const ask = (user, password) => authorizerRequest({ host: "127.0.0.1", port: Number(port) },',
+      '  { FCGI_ROLE: "AUTHORIZER", FCGI_APACHE_ROLE: "AUTHENTICATOR", REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: "10.9.9.9", PLEXER_AUTHD_SECRET: secret });',
+      'const out = { right: await ask("frank", "pw-frank"), wrong: await ask("frank", "wrong"), unknown: await ask("nosuchuser", "x"),',
+      '  roles: await authorizerRequest({ host: "127.0.0.1", port: Number(port) }, { FCGI_APACHE_ROLE: "AUTHORIZER", REMOTE_USER: "alice", PLEXER_ROLES: "admins", PLEXER_AUTHD_SECRET: secret }) };',
+      'const many = [];',
+      'for (let i = 0; i < 120; i++) many.push((await ask("frank", `guess-${i}`)).status);',
+      'out.many = [...new Set(many)];',
+      'const plain = (a) => ({ status: a.status, headers: [...a.headers], appStatus: a.appStatus, protocolStatus: a.protocolStatus });',
+      'console.log(JSON.stringify({ right: plain(out.right), wrong: plain(out.wrong), unknown: plain(out.unknown), roles: plain(out.roles), many: out.many }));',
+    ].join('\n'));
+    chmodSync(script, 0o644);
+    const child = spawn(process.execPath, [script, String(authdPort), secret], { uid: 65534, gid: 65534, env: {}, cwd: '/' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout) as Record<string, unknown> & { right: { status: number }; many: number[] };
+    expect(result.right.status).toBe(500);
+    expect(result.wrong).toEqual(result.right);
+    expect(result.unknown).toEqual(result.right);
+    expect(result.roles).toEqual(result.right);
+    expect(result.many).toEqual([500]);
+    expect(await failureRows()).toBe('0');
+    expect(authdLog).toMatch(/caller refused: not Apache reason=peer-uid peer=127\.0\.0\.1:\d+ uid=65534/);
+    // Not locked out: through Apache frank still logs in.
+    expect((await get('/private/page.txt', 'frank', 'pw-frank')).status).toBe(200);
+    // 124 refused connections in well under the 10 s window: at most 10 lines, the rest counted.
+    const lines = authdLog.split('\n').filter((l) => l.includes('reason=peer-uid'));
+    expect(lines.length).toBeLessThanOrEqual(10);
   });
 
   it('left no errors from mod_authnz_fcgi in the error log', () => {

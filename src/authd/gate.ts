@@ -37,9 +37,8 @@ interface ConnectionVerdict {
 export class CallerGate {
   private readonly verdicts = new WeakMap<FastCgiConnection, ConnectionVerdict>();
   private readonly options: Required<Omit<CallerGateOptions, 'secret'>> & { secret?: SharedSecret };
-  private windowStart = 0;
-  private loggedInWindow = 0;
-  private suppressed = 0;
+  // Per reason: a flood of one kind of refusal must not hide another.
+  private readonly budgets = new Map<Refusal, { windowStart: number; logged: number; suppressed: number }>();
   refused = 0;
 
   constructor(options: CallerGateOptions) {
@@ -79,24 +78,25 @@ export class CallerGate {
     return { uid };
   }
 
-  // One line per refused connection, at most logLimit per window: a caller looping on the port must not be
-  // able to fill the journal.
+  // One line per refused connection, at most logLimit per reason and window: a caller looping on the port
+  // must not be able to fill the journal.
   private refuse(connection: FastCgiConnection | undefined, refusal: Refusal, verdict: ConnectionVerdict, uid?: number): Refusal {
     this.refused++;
     if (verdict.logged) return refusal;
     verdict.logged = true;
     const now = this.options.now();
-    if (now - this.windowStart >= this.options.logWindowMs) {
-      this.windowStart = now;
-      this.loggedInWindow = 0;
+    let budget = this.budgets.get(refusal);
+    if (!budget || now - budget.windowStart >= this.options.logWindowMs) {
+      budget = { windowStart: now, logged: 0, suppressed: budget?.suppressed ?? 0 };
+      this.budgets.set(refusal, budget);
     }
-    if (this.loggedInWindow >= this.options.logLimit) {
-      this.suppressed++;
+    if (budget.logged >= this.options.logLimit) {
+      budget.suppressed++;
       return refusal;
     }
-    this.loggedInWindow++;
-    const suppressed = this.suppressed;
-    this.suppressed = 0;
+    budget.logged++;
+    const suppressed = budget.suppressed;
+    budget.suppressed = 0;
     this.options.log.warn('caller refused: not Apache', {
       reason: refusal,
       peer: connection?.remoteAddress === undefined ? 'unix' : `${connection.remoteAddress}:${connection.remotePort}`,
