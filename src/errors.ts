@@ -40,6 +40,20 @@ export class StoreUnavailableError extends PlexerError {
   }
 }
 
+// A file or directory plexer must write could not be (permissions, a full disk, a missing directory).
+export class FileError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}
+
+// An OS account that cannot run a tenant (root, Apache's own user, missing, or in a privileged group).
+export class RunAsError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}
+
 // PostgreSQL refused an operation for lack of a privilege (SQLSTATE 42501): a configuration matter — which role
 // connects, or a missing `plexer db grant` — not a transient outage.
 export class PermissionDeniedError extends PlexerError {

@@ -3,7 +3,7 @@
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHtpasswd } from '../src/htpasswd.js';
-import { isBackend, isGroupName, isRoleName, isSettingsModule, isUserName } from '../src/names.js';
+import { isBackend, isGroupName, isRoleName, isRunAs, isSettingsModule, isUserName } from '../src/names.js';
 import {
   MAX_PASSWORD_BYTES,
   PasswordPolicyError,
@@ -61,6 +61,13 @@ const CANDIDATES = {
     'unix:/' + 'p'.repeat(200) + '|fcgi://localhost/', 'unix:/' + 'p'.repeat(201) + '|fcgi://localhost/',
     'http://host/é', 'http://hôst/', ' http://host/', 'http://host/ ', 'http://host/a|b', 'http://host:8001/a/b.c-d_e~f/',
   ],
+  runAs: [
+    ...COMMON,
+    'plexer-alpha', 'plexer-alpha:plexer-alpha', 'tenant1:tenants', '_svc', 'svc_', 'a:b', 'a:', ':a', 'a::b', 'a:b:c',
+    'Alice', 'alice:Staff', 'alice$', '1alice', 'alice:1staff', 'a'.repeat(32), 'a'.repeat(33),
+    `${'a'.repeat(32)}:${'b'.repeat(32)}`, `${'a'.repeat(32)}:${'b'.repeat(33)}`, 'alice:', 'alice:-x', 'alice :x',
+    'alice:x\n', 'www-data', 'root', 'root:root', 'a.b', 'a@b:c',
+  ],
 };
 
 const TS_CHECK: Record<keyof typeof CANDIDATES, (value: string) => boolean> = {
@@ -69,6 +76,7 @@ const TS_CHECK: Record<keyof typeof CANDIDATES, (value: string) => boolean> = {
   role: isRoleName,
   settingsModule: isSettingsModule,
   backend: isBackend,
+  runAs: isRunAs,
 };
 
 // One statement per kind, in a transaction rolled back after each candidate.
@@ -81,6 +89,7 @@ const INSERT: Record<keyof typeof CANDIDATES, { text: string; params: (value: st
     params: (v) => [v],
   },
   backend: { text: "INSERT INTO daemon_groups (name, backend) VALUES ('probe', $1)", params: (v) => [v] },
+  runAs: { text: "INSERT INTO daemon_groups (name, run_as) VALUES ('probe', $1)", params: (v) => [v] },
 };
 
 let store: TestStore;
@@ -134,6 +143,7 @@ describe('names: TypeScript patterns and SQL CHECK constraints agree', () => {
         role: 'role_name_valid',
         settingsModule: 'settings_module_valid',
         backend: 'backend_valid',
+        runAs: 'run_as_valid',
       }[kind];
       for (const v of verdicts.filter((x) => !x.sql)) {
         if (v.value.includes('\u0000')) expect(v.sqlError).toMatch(/^22021 /);
@@ -161,6 +171,24 @@ describe('names: TypeScript patterns and SQL CHECK constraints agree', () => {
     expect(isBackend('unix:/x|fcgi://localhost/')).toBe(true);
     expect(isBackend('http://host/"x"')).toBe(false);
     expect(isBackend('http://host/a b')).toBe(false);
+    expect(isRunAs('plexer-alpha')).toBe(true);
+    expect(isRunAs('plexer-alpha:tenants')).toBe(true);
+    expect(isRunAs('a'.repeat(33))).toBe(false);
+    expect(isRunAs('alice:')).toBe(false);
+    expect(isRunAs('Alice')).toBe(false);
+  });
+
+  it('no two daemon groups share a run-as user, whatever their groups', async () => {
+    const client = await store.sql.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("INSERT INTO daemon_groups (name, run_as) VALUES ('one', 'tenant-x'), ('two', NULL), ('three', NULL)");
+      const error = await client.query("INSERT INTO daemon_groups (name, run_as) VALUES ('four', 'tenant-x:other')").catch((e) => e);
+      expect(error).toMatchObject({ code: '23505', constraint: 'daemon_groups_run_as_user_unique' });
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 // `plexer sync` against a real PostgreSQL and a REAL Apache httpd reading the maps with `dbm=gdbm:`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -52,7 +52,12 @@ function ask(httpd: Httpd, path: string): Promise<string> {
       res.resume();
       const location = res.headers.location ?? '';
       if (res.statusCode !== 302) return reject(new Error(`${path}: status ${res.statusCode}`));
-      resolve(location.replace(/^https?:\/\/[^/]+/, '').replace(/^\/answer\//, ''));
+      // Every value names its key ("alice=alpha"); a value stored under another key would be a routing bug.
+      const value = decodeURIComponent(location.replace(/^https?:\/\/[^/]+/, '').replace(/^\/answer\//, ''));
+      const key = decodeURIComponent(path.replace(/^\/[a-z]+\//, ''));
+      if (value === 'NONE') return resolve(value);
+      if (!value.startsWith(`${key}=`)) return reject(new Error(`${path}: answer ${JSON.stringify(value)} does not name its key`));
+      resolve(value.slice(key.length + 1));
     });
     req.on('error', reject);
   });
@@ -150,10 +155,12 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('writes three GDBM files, mode 0644, and no temp files', () => {
+  it('writes three GDBM files, mode 0640 root:www-data (Apache reads them, tenants cannot), and no temp files', () => {
+    const wwwData = Number(execFileSync('id', ['-g', 'www-data'], { encoding: 'utf8' }).trim());
     for (const name of ['group.map', 'settings.map', 'backend.map']) {
       const st = statSync(join(mapDir, name));
-      expect(st.mode & 0o777, name).toBe(0o644);
+      expect(st.mode & 0o777, name).toBe(0o640);
+      expect([st.uid, st.gid], name).toEqual([0, wwwData]);
     }
     expect(readdirSync(mapDir).sort()).toEqual(['backend.map', 'group.map', 'settings.map']);
   });
@@ -282,7 +289,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     await sync.waitForRebuilds(1);
     await waitForAnswer(httpd, '/who/bob', 'alpha', 3_000);
     expect(await ask(httpd, '/who/grace')).toBe('beta');
-    expect(readdirSync(mapDir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    expect(readdirSync(mapDir).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
   it('SIGTERM ends sync with status 0', async () => {

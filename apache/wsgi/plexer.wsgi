@@ -2,7 +2,9 @@
 #
 # Apache (config from src/apache/render.ts) routes each authenticated user to their group with
 #   RewriteRule ^ - [E=PROCESS_GROUP:${plexer_group:%{REMOTE_USER}|_none_}]  +  WSGIProcessGroup %{ENV:PROCESS_GROUP}
-# and sets PLEXER_SETTINGS (the group's Django settings module) and PLEXER_DATA_DIR in the request environ.
+# and sets PLEXER_SETTINGS (the group's Django settings module) and PLEXER_DATA_ROOT in the request environ.
+# The group's own data directory is PLEXER_DATA_ROOT/GROUP (0700, owned by the group's run-as user), named
+# after the group that really runs this process, never after anything in the request.
 #
 # Django reads DJANGO_SETTINGS_MODULE once per process, at the first request, so this script pins the settings
 # module (and group) of the first request and fails closed on any request that disagrees with them, rather
@@ -16,7 +18,7 @@ import re
 import sys
 import threading
 
-# The daemons run as www-data, which cannot (and should not) write __pycache__ into the project.
+# The daemons run as www-data or the tenant's own user, neither of which may write __pycache__ into the project.
 sys.dont_write_bytecode = True
 
 _GROUP = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
@@ -37,13 +39,13 @@ def _refuse(environ, start_response, status, message):
     return [body]
 
 
-def _load(group, settings, data_dir):
+def _load(group, settings, data_root):
     # Environment for the settings module (tenants/settings_base.py reads these). Set before Django loads,
-    # overriding anything inherited from Apache's environment.
+    # overriding anything inherited from Apache's environment. `group` matched _GROUP: no "/" or "..".
     os.environ['DJANGO_SETTINGS_MODULE'] = settings
     os.environ['PLEXER_GROUP'] = group
-    if data_dir:
-        os.environ['PLEXER_DATA_DIR'] = data_dir
+    if data_root:
+        os.environ['PLEXER_DATA_DIR'] = os.path.join(data_root, group)
     from django.core.wsgi import get_wsgi_application
     return get_wsgi_application()
 
@@ -64,7 +66,7 @@ def application(environ, start_response):
         with _lock:
             if _pinned['app'] is None:
                 try:
-                    _pinned['app'] = _load(group, settings, environ.get('PLEXER_DATA_DIR', ''))
+                    _pinned['app'] = _load(group, settings, environ.get('PLEXER_DATA_ROOT', ''))
                 except Exception as exc:  # left unpinned: the next request retries
                     print('plexer.wsgi: loading %s failed: %r' % (settings, exc), file=environ['wsgi.errors'])
                     return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')

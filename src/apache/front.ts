@@ -1,10 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, chmodSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
+import { FileError, RunAsError } from '../errors.js';
+import { FileExistsError, writeFileAtomic } from '../files.js';
 import { createPool } from '../store/connect.js';
-import { listGroups } from '../store/accounts.js';
+import { listGroups, type GroupRow } from '../store/accounts.js';
+import { apacheOwner, checkTenantAccount, ensureTenantDataDir, lookupAccount, parseRunAs } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from './render.js';
 import { prepareRuntime, type Runtime } from './runtime.js';
@@ -31,7 +33,16 @@ export interface FrontOptions {
 // sessions survive a reload; delete the file to log everyone out.
 export function ensureSessionKeyFile(file: string): string {
   mkdirSync(dirname(file), { recursive: true });
-  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  if (!existsSync(file)) {
+    try {
+      // exclusive: a key another process wrote meanwhile (and Apache may already use) is kept.
+      writeFileAtomic(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, owner: { uid: 0, gid: 0 }, exclusive: true });
+    } catch (error) {
+      if (!(error instanceof FileExistsError)) throw error;
+    }
+  }
+  // chmod/chown follow symlinks: a key that is not a plain file is refused rather than given to root.
+  if (!lstatSync(file).isFile()) throw new FileError(`${file} is not a regular file; remove it and run again`);
   chmodSync(file, 0o600);
   chownSync(file, 0, 0);
   return file;
@@ -50,6 +61,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
   const pool = createPool(o.config, { max: 1 });
   try {
     const groups = await listGroups(pool);
+    prepareTenantDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), groups);
     return renderApacheConfig({
       listenAddress: '127.0.0.1',
       port: o.port,
@@ -64,6 +76,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
         name: g.name,
         settingsModule: o.settingsFrom === 'config' ? g.settings_module : null,
         enabled: g.enabled,
+        runAs: g.run_as,
       })),
       mapUser: 'www-data:www-data',
       tls: false,
@@ -79,22 +92,46 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
   }
 }
 
+// Each group's own data directory (DATA-DIR/GROUP, 0700), owned by its run-as account, or by www-data for a
+// group without one. The account must exist and pass the same checks as "plexer group --run-as".
+export function prepareTenantDirs(dataDir: string, groups: GroupRow[]): void {
+  for (const g of groups) {
+    let owner = apacheOwner();
+    if (g.run_as) {
+      const account = lookupAccount(parseRunAs(g.run_as));
+      if (!account) throw new RunAsError(`daemon group ${g.name} runs as "${g.run_as}", which does not exist on this machine: create it (plexer group set ${g.name} --run-as ${g.run_as} --create-user)`);
+      checkTenantAccount(account);
+      owner = account;
+    }
+    ensureTenantDataDir(dataDir, g.name, owner);
+  }
+}
+
+// plexer.conf holds the database credentials: Apache's helpers (www-data) read it, tenants (their own users)
+// must not. Whoever wrote it, the front end it starts gives it that shape.
+export function secureConfigFile(path: string): void {
+  if (!lstatSync(path).isFile()) throw new FileError(`${path} is not a regular file`);
+  chownSync(path, 0, apacheOwner().gid);
+  chmodSync(path, 0o640);
+}
+
 export async function startFront(o: FrontOptions): Promise<Front> {
   const apacheDir = join(o.stateDir, 'apache');
-  mkdirSync(join(apacheDir, 'data'), { recursive: true });
-  chmodSync(o.stateDir, 0o755);
-  chmodSync(apacheDir, 0o755);
-  // Each tenant's Django writes its own SQLite file here, as www-data.
-  const id = (flag: string) => Number(execFileSync('id', [flag, 'www-data'], { encoding: 'utf8' }).trim());
-  chownSync(join(apacheDir, 'data'), id('-u'), id('-g'));
-  const runtime = prepareRuntime(o.stateDir);
+  mkdirSync(apacheDir, { recursive: true });
+  // Traversable, not listable: www-data reaches the runtime copy, the wsgi sockets and the data directories by
+  // name; a tenant cannot list what is there, and every file in here is closed to it by its own mode.
+  chmodSync(o.stateDir, 0o711);
+  chmodSync(apacheDir, 0o711);
+  secureConfigFile(o.configPath);
+  // "nobody" (no groups): the code must be readable by every tenant's own user too, not only by www-data.
+  const runtime = prepareRuntime(o.stateDir, 'nobody');
   const httpd = await startHttpd({ config: await renderFromStore(o, runtime, apacheDir), dir: apacheDir });
   return {
     httpd,
     runtime,
     apacheDir,
     async reconfigure() {
-      writeFileSync(httpd.configPath, await renderFromStore(o, runtime, apacheDir));
+      writeFileAtomic(httpd.configPath, await renderFromStore(o, runtime, apacheDir), { mode: 0o600, owner: { uid: 0, gid: 0 } });
       await httpd.graceful();
     },
     stop: () => httpd.stop(),

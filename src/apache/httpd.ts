@@ -1,9 +1,10 @@
 // Start and stop a private Apache httpd (Debian's /usr/sbin/apache2) with our own config, for the demo and the tests.
 // Never touches the system apache2 service: every PID signalled is read from our own PidFile.
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../files.js';
 
 export const APACHE_BINARY = '/usr/sbin/apache2';
 
@@ -88,6 +89,17 @@ function configValue(config: string, directive: string): string | undefined {
   return m?.[1];
 }
 
+function rootOnlyLog(path: string): void {
+  // No O_EXCL: an existing log is kept. O_NOFOLLOW: a planted symlink is refused, never chowned or chmodded.
+  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  try {
+    fchownSync(fd, 0, 0);
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const { config, dir } = options;
   const listen = configValue(config, 'Listen');
@@ -100,10 +112,15 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const tls = /^\s*SSLEngine\s+on/im.test(config);
 
   mkdirSync(dir, { recursive: true });
-  // www-data must reach mod_wsgi's sockets in here (mod_wsgi chowns them, but the directory needs o+x).
-  chmodSync(dir, 0o755);
+  // www-data must reach mod_wsgi's sockets in here (mod_wsgi chowns them, but the directory needs o+x); no one
+  // but root needs to list it.
+  chmodSync(dir, 0o711);
   const configPath = join(dir, 'httpd.conf');
-  writeFileSync(configPath, config);
+  // Root's alone: Apache's parent reads it as root; it names every tenant and may hold a session passphrase.
+  writeFileAtomic(configPath, config, { mode: 0o600, owner: { uid: 0, gid: 0 } });
+  // Apache's root parent opens both logs and its children and daemons inherit the descriptors, so nobody
+  // needs to open them by name: root-only. Apache keeps the mode of an existing file.
+  for (const log of [errorLogPath, accessLogPath]) rootOnlyLog(log);
   const errorLog = () => (existsSync(errorLogPath) ? readFileSync(errorLogPath, 'utf8') : '');
   const accessLog = () => (existsSync(accessLogPath) ? readFileSync(accessLogPath, 'utf8') : '');
 

@@ -1,4 +1,4 @@
-import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
+import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
 import { RESYNC_KEY } from '../protocol/rewrite-map.js';
 
 // Renders one complete, standalone httpd configuration for Debian's /usr/sbin/apache2 binary: no Include of
@@ -23,6 +23,9 @@ export interface ApacheGroup {
   settingsModule: string | null;
   // false: no daemon is started for the group and its users get our 503 page ("temporarily unavailable").
   enabled: boolean;
+  // The group's own OS account, "user" or "user:group" (RUN_AS_PATTERN; "user" alone means group "user").
+  // Unset or null: runUser/runGroup, shared with Apache's workers and every other such group.
+  runAs?: string | null;
 }
 
 export interface RoleLocation {
@@ -39,8 +42,9 @@ export interface ApacheConfigOptions {
   // be owned by root and be traversable (o+x) by the run user (mod_wsgi sockets are chowned to it).
   // Keep it short: mod_wsgi's socket paths (DIR/wsgi.PID.GEN.N.sock) must fit in 108 bytes.
   stateDir: string;
-  // Per-tenant data directory handed to Django as PLEXER_DATA_DIR (writable by the run user).
-  // Default: `${stateDir}/data`.
+  // The root of the tenants' data directories: group G keeps its data in `${dataDir}/G` (0700, owned by G's
+  // run-as user; created by src/tenant-users.ts ensureTenantDataDir), which the WSGI script hands to Django as
+  // PLEXER_DATA_DIR (Apache passes it the root as PLEXER_DATA_ROOT). Default: `${stateDir}/data`.
   dataDir?: string;
   // Absolute program + arguments that start plexer, e.g. ["/usr/bin/node", "/opt/plexer/bin/plexer"].
   // Apache starts prg: maps with an EMPTY environment, so nothing here may rely on PATH.
@@ -167,6 +171,9 @@ function validate(o: ApacheConfigOptions) {
     if (!GROUP_NAME_PATTERN.test(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
     if (g.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(g.settingsModule)) {
       throw new ApacheConfigError(`invalid settings module ${JSON.stringify(g.settingsModule)} for group ${g.name}`);
+    }
+    if (g.runAs != null && (!RUN_AS_PATTERN.test(g.runAs) || /(^|:)root(:|$)/.test(g.runAs))) {
+      throw new ApacheConfigError(`invalid run-as ${JSON.stringify(g.runAs)} for group ${g.name}`);
     }
     return g;
   });
@@ -297,6 +304,14 @@ function keyedLookup(v: Validated, map: string, key: string, answerVar: string, 
   ];
 }
 
+// user= and group= of a daemon group. mod_wsgi's default for a missing group= is Apache's Group (www-data,
+// which reads plexer.conf), so group= is always written.
+function daemonAccount(v: Validated, g: ApacheGroup): string {
+  if (!g.runAs) return `user=${v.runUser} group=${v.runGroup}`;
+  const [user, group = user] = g.runAs.split(':');
+  return `user=${user} group=${group}`;
+}
+
 function alternation(names: string[]): string {
   // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
   return `^(${names.join('|')})$`;
@@ -347,7 +362,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `LoadModule rewrite_module ${v.modulesDir}/mod_rewrite.so`,
     `LoadModule alias_module ${v.modulesDir}/mod_alias.so`,
     `LoadModule mime_module ${v.modulesDir}/mod_mime.so`,
-    '# SetEnv PLEXER_DATA_DIR for the WSGI application.',
+    '# SetEnv PLEXER_DATA_ROOT for the WSGI application.',
     `LoadModule env_module ${v.modulesDir}/mod_env.so`,
     `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
   );
@@ -435,7 +450,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       `# Group ${g.name}: settings ${g.settingsModule ?? '(from the settings map)'}. processes=1 keeps one Django per tenant;`,
       '# display-name shows "(wsgi:NAME)" in ps; home= is the cwd; request-timeout bounds a stuck request;',
       '# startup-timeout restarts a daemon whose application does not load.',
-      `WSGIDaemonProcess ${g.name} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} user=${v.runUser} group=${v.runGroup} home=${v.pythonPath} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
+      ...(g.runAs ? ['# Runs as its own account: other tenants\' data and plexer\'s files (root:www-data) are out of its reach.'] : []),
+      `WSGIDaemonProcess ${g.name} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} ${daemonAccount(v, g)} home=${v.pythonPath} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
     );
   }
   if (disabled.length > 0) add(`# Disabled (no daemon; users get 503): ${disabled.map((g) => g.name).join(' ')}`);
@@ -754,8 +770,9 @@ function renderWsgi(
     );
   }
   add(
-    '        # Where the tenants\' databases live; reaches the WSGI environ like every subprocess_env variable.',
-    `        SetEnv PLEXER_DATA_DIR ${v.dataDir}`,
+    '        # The root of the tenants\' data directories; the WSGI script appends the group that really serves the',
+    '        # request (mod_wsgi.process_group), so a tenant\'s Django only ever opens DATA-ROOT/ITS-GROUP.',
+    `        SetEnv PLEXER_DATA_ROOT ${v.dataDir}`,
     '',
     '        # Resolved in the handler phase, after the rules above. An unset variable would be used literally',
     '        # (500 "No WSGI daemon process called …"); an empty one would mean embedded (refused above).',

@@ -1,11 +1,13 @@
-import { writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ensureSessionKeyFile } from '../apache/front.js';
+import { ensureSessionKeyFile, prepareTenantDirs } from '../apache/front.js';
 import { renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
 import { DEFAULT_CONFIG_PATH } from '../config.js';
-import { RefusedError, UsageError } from '../errors.js';
+import { RefusedError, RunAsError, UsageError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
+import { checkTenantAccount, lookupAccount, parseRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
@@ -14,7 +16,7 @@ const help = `Usage: plexer apache config [--out FILE] [--listen ADDRESS:PORT] [
                            [--settings-from map|config] [--auth-cache-timeout SECONDS]
                            [--tls --tls-cert FILE --tls-key FILE] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
-                           [--routing wsgi|proxy|prefix]
+                           [--routing wsgi|proxy|prefix] [--data-dir DIR]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
 group, WSGIRestrictEmbedded On, WSGIRestrictProcess listing exactly the pool, the RewriteMap prg: programs,
@@ -37,6 +39,11 @@ needs a reload.
   --routing wsgi          one mod_wsgi daemon group per tenant (the default)
   --routing proxy         mod_proxy to the group's backend column (plexer group set NAME --backend TARGET)
   --routing prefix        like wsgi, with /app/x rewritten internally to /u/USER/app/x (see apache/MODES.md)
+  --data-dir DIR          root of the groups' data directories (default STATE-DIR/data): group G's Django gets
+                          DIR/G. With --out, as root, DIR (root, 0711) and every DIR/G (0700, owned by G's run-as
+                          user, else www-data) are created or corrected. A group's run-as account must exist here.
+--out is written atomically, mode 0600 (owner root when run as root): it names every tenant and Apache's root
+parent is its only reader.
 Paths of the helpers are absolute (Apache starts them with an empty environment): node is ${process.execPath},
 plexer is ${PACKAGE_ROOT}/bin/plexer.`;
 
@@ -57,6 +64,7 @@ const options = {
   routing: { type: 'string' },
   'session-key-file': { type: 'string' },
   'session-max-age': { type: 'string' },
+  'data-dir': { type: 'string' },
 } as const;
 
 export const command: Command = {
@@ -83,11 +91,25 @@ export const command: Command = {
     const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
     const groups = await withStore(config, (pool) => listGroups(pool));
+    const dataDir = resolve(values['data-dir'] ?? `${stateDir}/data`);
+    const root = process.getuid?.() === 0;
+    if (values.out && root) {
+      prepareTenantDirs(dataDir, groups);
+    } else {
+      // Checked even when nothing is created: Apache refuses to start with a user= it does not know.
+      for (const g of groups) {
+        if (!g.run_as) continue;
+        const account = lookupAccount(parseRunAs(g.run_as));
+        if (!account) throw new RunAsError(`daemon group ${g.name} runs as "${g.run_as}", which does not exist on this machine: plexer group set ${g.name} --run-as ${g.run_as} --create-user`);
+        checkTenantAccount(account);
+      }
+    }
     const rendered = renderApacheConfig({
       listenAddress: match[1]!,
       port: Number(match[2]),
       serverName: values['server-name'] ?? 'localhost',
       stateDir,
+      dataDir,
       plexerCommand: runtime.plexerCommand,
       configFile,
       wsgiScript: runtime.wsgiScript,
@@ -98,6 +120,7 @@ export const command: Command = {
         // A group without a settings module is asked of the settings map even in config mode.
         settingsModule: settingsFrom === 'config' ? g.settings_module : null,
         enabled: g.enabled,
+        runAs: g.run_as,
       })),
       mapUser: 'www-data:www-data',
       tls: values.tls === true,
@@ -112,8 +135,7 @@ export const command: Command = {
     } satisfies ApacheConfigOptions);
     if (!values.out) return process.stdout.write(rendered), 0;
     const out = resolve(values.out);
-    writeFileSync(`${out}.tmp`, rendered);
-    renameSync(`${out}.tmp`, out);
+    writeFileAtomic(out, rendered, { mode: 0o600, ...(root ? { owner: { uid: 0, gid: 0 } } : {}) });
     print(`wrote ${out} (${groups.length} daemon group(s))`);
     if (!values.reload) {
       print('new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful');

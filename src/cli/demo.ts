@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { startFront } from '../apache/front.js';
@@ -10,6 +10,7 @@ import { RefusedError } from '../errors.js';
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
+import { apacheOwner, ensureTenantAccount, formatRunAs } from '../tenant-users.js';
 import { migrate } from '../store/migrate.js';
 import { parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
@@ -22,10 +23,11 @@ instance with its own SQLite database) and sample users, writes the Apache confi
 127.0.0.1:PORT (default 8080, or a free port if taken). Ctrl-C stops everything it started. Needs root (Apache
 switches to www-data).`;
 
+// Each tenant runs as its own system user (created if missing, as "plexer group add --run-as U --create-user").
 const SAMPLE_GROUPS = [
-  { name: 'alpha', settings: 'tenants.settings_alpha' },
-  { name: 'beta', settings: 'tenants.settings_beta' },
-  { name: 'gamma', settings: 'tenants.settings_generic' },
+  { name: 'alpha', settings: 'tenants.settings_alpha', runAs: 'plexer-alpha' },
+  { name: 'beta', settings: 'tenants.settings_beta', runAs: 'plexer-beta' },
+  { name: 'gamma', settings: 'tenants.settings_generic', runAs: 'plexer-gamma' },
 ];
 const SAMPLE_USERS = [
   { name: 'alice', group: 'alpha', password: 'alice-password', roles: ['admins'] },
@@ -65,11 +67,12 @@ export const command: Command = {
       await admin.end();
       if (exists.rowCount === 0) await createDatabase(cluster, 'plexer');
       const configPath = join(stateDir, 'plexer.conf');
-      writeFileSync(configPath, [
+      // 0640 root:www-data: Apache's helpers read it, the tenants (their own users) cannot.
+      writeFileAtomic(configPath, [
         '# Written by plexer demo: the private cluster on its unix socket (trust authentication, local only).',
         `pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = plexer', `pg_user = ${cluster.superuser}`,
         'cache_ttl_ms = 300000', 'map_deadline_ms = 50', '',
-      ].join('\n'), { mode: 0o644 });
+      ].join('\n'), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
       const config = loadConfig({ path: configPath });
       await seed(config);
       const front = await startFront({ stateDir, configPath, config, port, authCacheTimeoutSeconds: 30 });
@@ -101,9 +104,13 @@ async function seed(config: ReturnType<typeof loadConfig>): Promise<void> {
     } finally {
       client.release();
     }
-    const groups = new Set((await accounts.listGroups(pool)).map((g) => g.name));
+    const groups = new Map((await accounts.listGroups(pool)).map((g) => [g.name, g]));
     for (const g of SAMPLE_GROUPS) {
-      if (!groups.has(g.name)) await accounts.addGroup(pool, g.name, { settingsModule: g.settings });
+      const runAs = formatRunAs(ensureTenantAccount(g.runAs, { create: true }));
+      const existing = groups.get(g.name);
+      if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings, runAs });
+      // A demo state directory from before run_as: its groups get their users now.
+      else if (existing.run_as === null) await accounts.updateGroup(pool, g.name, { runAs });
     }
     for (const u of SAMPLE_USERS) {
       if (await accounts.userExists(pool, u.name)) continue;

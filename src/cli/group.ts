@@ -2,14 +2,17 @@ import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { isBackend, isGroupName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
+import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, table, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
   plexer group add NAME [--settings MODULE] [--backend TARGET] [--capacity N] [--disabled]
+                        [--run-as USER[:GROUP] [--create-user]]
   plexer group set NAME [--settings MODULE|--no-settings] [--backend TARGET|--no-backend]
-                        [--capacity N|--no-capacity] [--enable|--disable] [--restart --apache-pid-file FILE]
+                        [--capacity N|--no-capacity] [--enable|--disable]
+                        [--run-as USER[:GROUP] [--create-user]|--no-run-as] [--restart --apache-pid-file FILE]
   plexer group list [--json]
   plexer group del NAME
   plexer group restart NAME [--apache-pid-file FILE]
@@ -21,6 +24,12 @@ its users get the "no instance" page. Adding a group needs one graceful Apache r
 --reload) so Apache defines its daemon processes; every other change is live at once. A group's processes
 load their settings module once: "set --settings M --restart" restarts that group alone so it takes effect
 (as "group restart" does); other groups keep serving.
+--run-as runs the group's daemon processes as their own OS user (and its own group unless :GROUP is given)
+instead of Apache's www-data, so a tenant's code cannot read other tenants' data or plexer's files. The
+account must exist on this machine (--create-user creates a system user and group without a home or login
+shell); root, www-data, accounts in the www-data or root group and static system accounts are refused, and
+no two groups may share a user. It takes effect at the next "plexer apache config --reload", which also
+creates the group's data directory (DATA-DIR/NAME, mode 0700, owned by the user) when run as root.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
 const options = {
@@ -36,6 +45,9 @@ const options = {
   json: { type: 'boolean' },
   'apache-pid-file': { type: 'string' },
   restart: { type: 'boolean' },
+  'run-as': { type: 'string' },
+  'no-run-as': { type: 'boolean' },
+  'create-user': { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
@@ -62,6 +74,13 @@ function fieldsFrom(values: Values): accounts.GroupFields {
   if (values.enable && values.disable) throw new UsageError('--enable and --disable exclude each other');
   if (values.enable) fields.enabled = true;
   if (values.disable || values.disabled) fields.enabled = false;
+  if (values['run-as'] !== undefined && values['no-run-as']) throw new UsageError('--run-as and --no-run-as exclude each other');
+  if (values['create-user'] && values['run-as'] === undefined) throw new UsageError('--create-user needs --run-as USER[:GROUP]');
+  // Resolved (and created) on this machine before the store is touched, so a refused account changes nothing.
+  if (values['run-as'] !== undefined) {
+    fields.runAs = formatRunAs(ensureTenantAccount(values['run-as'], { create: values['create-user'] === true }));
+  }
+  if (values['no-run-as']) fields.runAs = null;
   return fields;
 }
 
@@ -84,17 +103,17 @@ export const command: Command = {
     const config = loadCommandConfig(values.config);
     switch (action) {
       case 'add': {
-        const [name] = expectPositionals(rest, ['name']) as [string];
+        const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
-        await withStore(config, (pool) => accounts.addGroup(pool, groupName(name), fields));
+        await withStore(config, (pool) => accounts.addGroup(pool, name, fields));
         print(`daemon group ${name} added; run "plexer apache config --reload" so Apache starts its processes`);
         return 0;
       }
       case 'set': {
-        const [name] = expectPositionals(rest, ['name']) as [string];
+        const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
         if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one option');
-        await withStore(config, (pool) => accounts.updateGroup(pool, groupName(name), fields));
+        await withStore(config, (pool) => accounts.updateGroup(pool, name, fields));
         if (!values.restart) return 0;
         return restart(config, name, values['apache-pid-file']);
       }
@@ -103,8 +122,8 @@ export const command: Command = {
         const groups = await withStore(config, (pool) => accounts.listGroups(pool));
         if (values.json) return print(JSON.stringify(groups)), 0;
         const rows = groups.map((g) => [g.name, g.enabled ? 'enabled' : 'disabled', `${g.users}/${g.capacity ?? '-'}`,
-          g.settings_module ?? '-', g.backend ?? '-']);
-        print(table([['NAME', 'STATE', 'USERS/CAP', 'SETTINGS', 'BACKEND'], ...rows]));
+          g.settings_module ?? '-', g.backend ?? '-', g.run_as ?? '-']);
+        print(table([['NAME', 'STATE', 'USERS/CAP', 'SETTINGS', 'BACKEND', 'RUN AS'], ...rows]));
         return 0;
       }
       case 'del': {

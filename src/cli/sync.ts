@@ -15,7 +15,7 @@ Keeps Apache's dbm: RewriteMap files in DIR current, so lookups never leave Apac
   ${mapFileName('group').padEnd(13)} user name  -> daemon group name
   ${mapFileName('settings').padEnd(13)} group name -> settings module
   ${mapFileName('backend').padEnd(13)} user name  -> backend target
-GDBM files written with ${HTTXT2DBM} (apache2-utils) into a temp file, fsynced, mode 0644, then renamed over
+GDBM files written with ${HTTXT2DBM} (apache2-utils) into a temp file, fsynced, mode 0640 root:www-data, then renamed over
 the old one: Apache never reads a half-written map. Disabled users and groups have no entry.
 Rebuilds everything at start, after every reconnection, and shortly after each burst of changes (LISTEN).
 When PostgreSQL is down the last good files stay in place and the store is retried with backoff.

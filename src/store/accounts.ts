@@ -10,6 +10,8 @@ export interface GroupRow {
   backend: string | null;
   capacity: number | null;
   enabled: boolean;
+  // "user" or "user:group" the group's processes run as; null: Apache's run user.
+  run_as: string | null;
   users: number;
 }
 
@@ -27,12 +29,16 @@ export interface GroupFields {
   backend?: string | null;
   capacity?: number | null;
   enabled?: boolean;
+  runAs?: string | null;
 }
 
 type Queryable = pg.Pool | pg.ClientBase;
 
 function refuseConstraint(error: unknown, what: string): never {
   const e = error as { code?: string; constraint?: string; detail?: string };
+  if (e.code === '23505' && e.constraint === 'daemon_groups_run_as_user_unique') {
+    throw new RefusedError(`${what}: its run-as user already runs another daemon group (one OS user per tenant; see plexer group list)`);
+  }
   if (e.code === '23505') throw new RefusedError(`${what} already exists`);
   if (e.code === '23503') throw new RefusedError(`${what}: ${e.detail ?? 'a referenced row is missing or still in use'}`);
   if (e.code === '23514') throw new RefusedError(`${what}: rejected by constraint ${e.constraint ?? '(unknown)'}`);
@@ -49,8 +55,8 @@ async function run<R extends pg.QueryResultRow>(db: Queryable, what: string, tex
 
 export async function addGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
   await run(db, `daemon group "${name}"`,
-    `INSERT INTO daemon_groups (name, settings_module, backend, capacity, enabled) VALUES ($1, $2, $3, $4, $5)`,
-    [name, fields.settingsModule ?? null, fields.backend ?? null, fields.capacity ?? null, fields.enabled ?? true]);
+    `INSERT INTO daemon_groups (name, settings_module, backend, capacity, enabled, run_as) VALUES ($1, $2, $3, $4, $5, $6)`,
+    [name, fields.settingsModule ?? null, fields.backend ?? null, fields.capacity ?? null, fields.enabled ?? true, fields.runAs ?? null]);
 }
 
 export async function updateGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
@@ -59,10 +65,12 @@ export async function updateGroup(db: Queryable, name: string, fields: GroupFiel
        settings_module = CASE WHEN $2 THEN $3 ELSE settings_module END,
        backend = CASE WHEN $4 THEN $5 ELSE backend END,
        capacity = CASE WHEN $6 THEN $7::integer ELSE capacity END,
-       enabled = COALESCE($8, enabled)
+       enabled = COALESCE($8, enabled),
+       run_as = CASE WHEN $9 THEN $10 ELSE run_as END
      WHERE name = $1`,
     [name, fields.settingsModule !== undefined, fields.settingsModule ?? null, fields.backend !== undefined,
-      fields.backend ?? null, fields.capacity !== undefined, fields.capacity ?? null, fields.enabled ?? null]);
+      fields.backend ?? null, fields.capacity !== undefined, fields.capacity ?? null, fields.enabled ?? null,
+      fields.runAs !== undefined, fields.runAs ?? null]);
   if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
 }
 
@@ -76,7 +84,7 @@ export async function deleteGroup(db: Queryable, name: string): Promise<void> {
 
 export async function listGroups(db: Queryable): Promise<GroupRow[]> {
   const result = await db.query<GroupRow>(
-    `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, count(u.name)::integer AS users
+    `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, g.run_as, count(u.name)::integer AS users
        FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
       GROUP BY g.name ORDER BY g.name`);
   return result.rows;

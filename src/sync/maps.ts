@@ -1,15 +1,18 @@
 // Writes the three RewriteMap files Apache reads with `dbm=gdbm:` — group.map (user → daemon group),
 // settings.map (group → settings module), backend.map (user → backend) — from one consistent snapshot of the
 // store. GDBM keeps a map in ONE file, so a rename() swaps it atomically (sdbm's .dir/.pag pair cannot be).
-// Each file is produced by Debian's httxt2dbm into a temp file in the same directory, fsynced, made 0644 and
-// renamed over the target: Apache (which stats the file on every lookup and reopens it when the mtime
-// changes) only ever opens a complete map.
+// Each file is produced by Debian's httxt2dbm inside a private temp directory in the same directory, fsynced,
+// made 0640 root:www-data (who has which group is nobody else's business, tenants included) and renamed over the
+// target: Apache (which stats the file on every lookup and reopens it when the mtime changes) only ever opens a
+// complete map.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, constants, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
+import { privateTempDir, removeTree, tempPathFor, type Owner } from '../files.js';
+import { APACHE_RUN_GROUP, groupId } from '../tenant-users.js';
 import { fetchAllMapValues, type MapKind } from '../store/map-queries.js';
 
 export const HTTXT2DBM = '/usr/sbin/httxt2dbm';
@@ -21,8 +24,19 @@ export function mapFileName(kind: MapKind): string {
   return `${kind}.map`;
 }
 
-const TEMP_PATTERN = /^\.(group|settings|backend)\.map\.(\d+)\.\d+\.tmp$/;
-let tempSequence = 0;
+// Temp files of older versions (.group.map.PID.N.tmp) and today's private temp directories (.sync.PID.XXXXXX).
+const TEMP_PATTERN = /^\.(?:(?:group|settings|backend)\.map\.(\d+)\.\d+\.tmp|sync\.(\d+)\.[A-Za-z0-9]{6})$/;
+export const MAP_FILE_MODE = 0o640;
+
+// Apache's workers read the maps through their group: www-data. Root gives the files to root:www-data; any
+// other writer must hold www-data among its groups (e.g. run sync as www-data), else Apache could not read them.
+export function mapFileOwner(): Owner | undefined {
+  const gid = groupId(APACHE_RUN_GROUP);
+  if (gid === null) throw new ConfigError(`group ${APACHE_RUN_GROUP} does not exist: is Debian's apache2 installed?`);
+  if (process.getuid?.() === 0) return { uid: 0, gid };
+  if (process.getgid?.() === gid || (process.getgroups?.() ?? []).includes(gid)) return { uid: -1, gid };
+  throw new ConfigError(`plexer sync must run as root or with group ${APACHE_RUN_GROUP}: the maps are mode 0640 and Apache's workers read them through that group`);
+}
 
 export interface RebuildResult {
   users: number;
@@ -55,7 +69,7 @@ export async function checkMapDirectory(dir: string): Promise<void> {
     throw new ConfigError(`map directory ${dir}: ${(error as Error).message}`);
   }
   if (!isDirectory) throw new ConfigError(`map directory ${dir} is not a directory`);
-  const probe = join(dir, `.plexer-sync-probe.${process.pid}.tmp`);
+  const probe = tempPathFor(join(dir, '.plexer-sync-probe'));
   try {
     const handle = await open(probe, 'wx', 0o600);
     await handle.close();
@@ -63,6 +77,8 @@ export async function checkMapDirectory(dir: string): Promise<void> {
   } catch (error) {
     throw new ConfigError(`map directory ${dir} is not writable: ${(error as Error).message}`);
   }
+  // Exit 2 at start rather than a failed rebuild later.
+  mapFileOwner();
 }
 
 // Temp files left by a sync that was killed mid-build. Only those of processes that no longer exist.
@@ -71,10 +87,10 @@ export function removeStaleTemps(dir: string): number {
   for (const name of readdirSync(dir)) {
     const match = TEMP_PATTERN.exec(name);
     if (!match) continue;
-    const pid = Number(match[2]);
+    const pid = Number(match[1] ?? match[2]);
     if (pid !== process.pid && processExists(pid)) continue;
     try {
-      unlinkSync(join(dir, name));
+      rmSync(join(dir, name), { recursive: true });
       removed++;
     } catch {
       // gone already
@@ -122,17 +138,18 @@ function runHttxt2dbm(binary: string, input: string, output: string): Promise<vo
   });
 }
 
-// Produces a complete, fsynced, 0644 temp file next to the target; the caller renames it.
-async function writeTemp(binary: string, dir: string, kind: MapKind, entries: Array<[string, string]>): Promise<string> {
-  const temp = join(dir, `.${mapFileName(kind)}.${process.pid}.${++tempSequence}.tmp`);
+// Produces a complete, fsynced map file in TEMPDIR (ours, 0700, fresh); the caller renames it into place.
+async function writeTemp(binary: string, tempDir: string, kind: MapKind, entries: Array<[string, string]>, owner: Owner | undefined): Promise<string> {
+  // httxt2dbm opens its output by name, read-write-create, following symlinks and merging into an existing
+  // file: hence a name in a directory no one else can enter, never one in the shared map directory.
+  const temp = join(tempDir, mapFileName(kind));
   try {
-    // Never an existing file: httxt2dbm opens its output read-write-create and would merge into it.
-    await unlink(temp).catch(() => undefined);
     await runHttxt2dbm(binary, mapText(entries), temp);
-    const handle = await open(temp, 'r+');
+    const handle = await open(temp, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
-      // Written with mode 0755 (APR's default); Apache's workers (www-data) only need to read it.
-      await handle.chmod(0o644);
+      if (owner) await handle.chown(owner.uid, owner.gid);
+      // Written with mode 0755 (APR's default); only Apache's workers read it, through their group.
+      await handle.chmod(MAP_FILE_MODE);
       await handle.sync();
     } finally {
       await handle.close();
@@ -174,18 +191,21 @@ export async function rebuildMapsDetailed(client: pg.ClientBase, dir: string, op
   const started = performance.now();
   const binary = options.httxt2dbm ?? HTTXT2DBM;
   const snapshot = await readSnapshot(client);
-  // The three files are built in parallel (one httxt2dbm each), then swapped in quick succession.
-  const results = await Promise.allSettled(MAP_KINDS.map((kind) => writeTemp(binary, dir, kind, snapshot[kind])));
-  const temps = new Map<MapKind, string>();
-  results.forEach((result, i) => result.status === 'fulfilled' && temps.set(MAP_KINDS[i]!, result.value));
-  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-  if (failed) {
-    // All or nothing: the old files stay, in agreement with each other.
-    await Promise.all([...temps.values()].map((temp) => unlink(temp).catch(() => undefined)));
-    throw failed.reason;
+  const owner = mapFileOwner();
+  const tempDir = privateTempDir(dir, `sync.${process.pid}`);
+  try {
+    // The three files are built in parallel (one httxt2dbm each), then swapped in quick succession.
+    const results = await Promise.allSettled(MAP_KINDS.map((kind) => writeTemp(binary, tempDir, kind, snapshot[kind], owner)));
+    const temps = new Map<MapKind, string>();
+    results.forEach((result, i) => result.status === 'fulfilled' && temps.set(MAP_KINDS[i]!, result.value));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    // All or nothing: the old files stay, in agreement with each other (the temp directory goes below).
+    if (failed) throw failed.reason;
+    for (const kind of RENAME_ORDER) await rename(temps.get(kind)!, join(dir, mapFileName(kind)));
+    await syncDirectory(dir);
+  } finally {
+    removeTree(tempDir);
   }
-  for (const kind of RENAME_ORDER) await rename(temps.get(kind)!, join(dir, mapFileName(kind)));
-  await syncDirectory(dir);
   return {
     users: snapshot.group.length,
     groups: snapshot.settings.length,

@@ -1,6 +1,7 @@
 # Shared settings of the example tenant project. The per-tenant modules (settings_alpha, settings_beta, …)
 # import this and override what differs. Each tenant gets its own SQLite database, named after the mod_wsgi
-# daemon process group that runs it, in PLEXER_DATA_DIR (writable by www-data). apache/wsgi/plexer.wsgi sets
+# daemon process group that runs it, in PLEXER_DATA_DIR: the group's own directory (DATA-ROOT/GROUP, 0700,
+# owned by the group's run-as user, so no other tenant can open it). apache/wsgi/plexer.wsgi sets
 # PLEXER_GROUP and PLEXER_DATA_DIR before Django loads; there is no fallback, so a misconfigured process fails
 # to start instead of sharing a database.
 import os
