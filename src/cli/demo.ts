@@ -4,14 +4,15 @@ import pg from 'pg';
 import { startFront } from '../apache/front.js';
 import { freePort } from '../apache/httpd.js';
 import { PACKAGE_ROOT } from '../apache/runtime.js';
-import { createDatabase, startPrivateCluster } from '../cluster/private-cluster.js';
-import { loadConfig } from '../config.js';
+import { startPrivateCluster, withDatabase } from '../cluster/private-cluster.js';
+import { adminConfig, loadConfig } from '../config.js';
 import { RefusedError } from '../errors.js';
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
 import { apacheOwner, ensureTenantAccount, formatRunAs } from '../tenant-users.js';
 import { migrate } from '../store/migrate.js';
+import { grantHelperRole } from '../store/roles.js';
 import { parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
@@ -55,22 +56,20 @@ export const command: Command = {
     const wanted = values.port ? parseWholeNumber(values.port, '--port') : 8080;
     const port = (await portIsFree(wanted)) ? wanted : await freePort();
 
-    const cluster = await startPrivateCluster({ dir: join(stateDir, 'pg') });
+    const cluster = await startPrivateCluster({ dir: join(stateDir, 'pg'), peerMap: DEMO_PEER_MAP });
     const stops: Array<() => Promise<void>> = [() => cluster.stop()];
     const stopAll = async () => {
       for (const stop of stops.reverse()) await stop().catch((error: Error) => print(`stop: ${error.message}`));
     };
     try {
-      const admin = new pg.Client({ connectionString: cluster.url });
-      await admin.connect();
-      const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = 'plexer'`);
-      await admin.end();
-      if (exists.rowCount === 0) await createDatabase(cluster, 'plexer');
+      await prepareDemoDatabase(cluster.url);
       const configPath = join(stateDir, 'plexer.conf');
       // 0640 root:www-data: Apache's helpers read it, the tenants (their own users) cannot.
       writeFileAtomic(configPath, [
-        '# Written by plexer demo: the private cluster on its unix socket (trust authentication, local only).',
-        `pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = plexer', `pg_user = ${cluster.superuser}`,
+        '# Written by plexer demo: the private cluster on its unix socket, no TCP, peer authentication through an',
+        `# ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`,
+        `pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = plexer',
+        `pg_user = ${HELPER_ROLE}`, `admin_pg_user = ${ADMIN_ROLE}`,
         'cache_ttl_ms = 300000', 'map_deadline_ms = 50', '',
       ].join('\n'), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
       const config = loadConfig({ path: configPath });
@@ -95,12 +94,63 @@ export const command: Command = {
   },
 };
 
+// Who may connect to the demo's cluster, and as which role (peer authentication on its socket, no TCP). root
+// runs the demo and the CLI: the superuser to set up roles, the admin role for everything else, and the
+// helpers' role to render Apache's config from the helpers' settings; www-data runs Apache's helpers. Every
+// other local user, the tenants' own OS users included, is refused.
+const ADMIN_ROLE = 'plexer_admin';
+const HELPER_ROLE = 'plexer_helper';
+const DEMO_PEER_MAP: Array<[string, string]> = [
+  ['postgres', 'postgres'], ['root', 'postgres'], ['root', ADMIN_ROLE], ['root', HELPER_ROLE], ['www-data', HELPER_ROLE],
+];
+
+// As the superuser: the two roles (no powers; the admin role gets none either, owning the database is enough
+// to migrate), and the database owned by the admin role. Objects of a state directory from before least
+// privilege, owned by the superuser, are handed to the admin role so the CLI can manage them.
+async function prepareDemoDatabase(superuserUrl: string): Promise<void> {
+  const su = new pg.Client({ connectionString: superuserUrl });
+  await su.connect();
+  try {
+    for (const role of [ADMIN_ROLE, HELPER_ROLE]) {
+      const found = await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+      if (found.rowCount === 0) await su.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`);
+    }
+    const exists = await su.query(`SELECT 1 FROM pg_database WHERE datname = 'plexer'`);
+    await su.query(exists.rowCount === 0 ? `CREATE DATABASE plexer OWNER ${ADMIN_ROLE}` : `ALTER DATABASE plexer OWNER TO ${ADMIN_ROLE}`);
+  } finally {
+    await su.end();
+  }
+  const db = new pg.Client({ connectionString: withDatabase(superuserUrl, 'plexer') });
+  await db.connect();
+  try {
+    await db.query(`DO $$
+      DECLARE r record;
+      BEGIN
+        FOR r IN SELECT nspname FROM pg_namespace WHERE nspname = 'plexer' AND nspowner <> '${ADMIN_ROLE}'::regrole LOOP
+          EXECUTE 'ALTER SCHEMA plexer OWNER TO ${ADMIN_ROLE}';
+        END LOOP;
+        FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'plexer' AND c.relkind IN ('r', 'p') AND c.relowner <> '${ADMIN_ROLE}'::regrole LOOP
+          EXECUTE format('ALTER TABLE plexer.%I OWNER TO ${ADMIN_ROLE}', r.relname);
+        END LOOP;
+        FOR r IN SELECT p.oid::regprocedure AS sig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE n.nspname = 'plexer' AND p.proowner <> '${ADMIN_ROLE}'::regrole LOOP
+          EXECUTE format('ALTER FUNCTION %s OWNER TO ${ADMIN_ROLE}', r.sig);
+        END LOOP;
+      END $$`);
+  } finally {
+    await db.end();
+  }
+}
+
+// As the admin role, as `plexer db migrate --helper-role` would.
 async function seed(config: ReturnType<typeof loadConfig>): Promise<void> {
-  const pool = createPool(config, { max: 2 });
+  const pool = createPool(adminConfig(config), { max: 2, applicationName: 'plexer-demo' });
   try {
     const client = await pool.connect();
     try {
       await migrate(client, config.schema);
+      await grantHelperRole(client, config.schema, HELPER_ROLE, { login: true });
     } finally {
       client.release();
     }

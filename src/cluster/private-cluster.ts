@@ -5,6 +5,12 @@
 //   data/          the cluster (PGDATA); must stay 0700, so the socket lives outside it
 //   socket/        unix socket directory, world-traversable so www-data (Apache's helpers) can connect
 //   postgres.log   server log
+//
+// No TCP listener. Authentication on the socket is trust (anyone who can reach the socket is anyone:
+// disposable test clusters only) unless `peerMap` is given: then peer authentication through that ident map,
+// so only the listed OS users get in, each only as its listed roles (what the demo uses, with tenants running
+// as OS users of their own on the same machine). Both files are rewritten at every start, so a reused
+// cluster follows the options of the current run.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -29,6 +35,8 @@ export interface StartOptions {
   dir: string;
   port?: number;
   log?: (line: string) => void;
+  /** [OS user, PostgreSQL role] pairs allowed to connect (peer authentication); absent: trust. */
+  peerMap?: Array<[osUser: string, role: string]>;
 }
 
 export class ClusterError extends Error {
@@ -42,6 +50,8 @@ const SUPERUSER = 'postgres';
 const OS_USER = 'postgres';
 // Settings we own are kept in a separate file so a reused cluster picks up changes here.
 const SETTINGS_FILE = 'plexer.conf';
+const HBA_FILE = 'plexer_hba.conf';
+const IDENT_FILE = 'plexer_ident.conf';
 
 export async function startPrivateCluster(opts: StartOptions): Promise<PrivateCluster> {
   const cluster = await prepareCluster(opts);
@@ -101,7 +111,7 @@ async function prepareCluster(opts: StartOptions): Promise<PrivateCluster & { pa
   await makeReachable(paths);
   if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) await initCluster(paths, opts.log);
   const port = opts.port ?? (await reusablePort(paths.dataDir)) ?? (await freePort());
-  await writeSettings(paths, port);
+  await writeSettings(paths, port, opts.peerMap);
   return { ...makeHandle(paths, port, opts.log), paths };
 }
 
@@ -135,8 +145,25 @@ async function initCluster(paths: ClusterPaths, log?: (line: string) => void): P
   await writeFile(conf, `${await readFile(conf, 'utf8')}\ninclude_if_exists = '${SETTINGS_FILE}'\n`);
 }
 
-async function writeSettings(paths: ClusterPaths, port: number): Promise<void> {
+const OS_OR_ROLE_NAME = /^[a-z_][a-z0-9_-]{0,62}$/;
+
+async function writeSettings(paths: ClusterPaths, port: number, peerMap?: Array<[string, string]>): Promise<void> {
+  for (const name of (peerMap ?? []).flat()) {
+    if (!OS_OR_ROLE_NAME.test(name)) throw new ClusterError(`peer map: "${name}" is not a plain user or role name`);
+  }
+  const hba = peerMap
+    ? ['# Written by plexer at every start: peer authentication through the ident map only.', 'local all all peer map=plexer']
+    : ['# Written by plexer at every start: a disposable cluster, socket only, trust.', 'local all all trust'];
+  const ident = ['# MAPNAME SYSTEM-USERNAME PG-USERNAME', ...(peerMap ?? []).map(([os, role]) => `plexer ${os} ${role}`)];
+  const hbaFile = join(paths.dataDir, HBA_FILE);
+  const identFile = join(paths.dataDir, IDENT_FILE);
+  await writeFile(hbaFile, hba.join('\n') + '\n', { mode: 0o600 });
+  await writeFile(identFile, ident.join('\n') + '\n', { mode: 0o600 });
+  await chownToPostgres(hbaFile);
+  await chownToPostgres(identFile);
   const settings = [
+    `hba_file = '${hbaFile.replace(/'/g, "''")}'`,
+    `ident_file = '${identFile.replace(/'/g, "''")}'`,
     `listen_addresses = ''`,
     `port = ${port}`,
     `unix_socket_directories = '${paths.socketDir.replace(/'/g, "''")}'`,
