@@ -1,17 +1,33 @@
 import type { Readable, Writable } from 'node:stream';
 
 // mod_rewrite's prg: protocol: Apache writes "key\n" and blocks, under a server-wide lock, until it has read
-// one line back. So: exactly one answer line per input line, in input order, written as soon as it is known;
-// "NULL" for no answer (an empty line would be taken as the value "" and the rule's |default skipped).
+// one line back. So: exactly one answer line per input line, in input order, written as soon as it is known.
+//
+// Every answer names the key it answers: "alice=alpha", or "alice=" when there is no value. mod_rewrite never
+// ties the line it reads to the key it wrote: when a worker dies between writing its key and reading the
+// answer, that answer stays in the shared pipe and the NEXT lookup, for another user, would read it. The
+// generated rules (src/apache/render.ts) accept an answer only when its key equals the key just asked.
+//
+// Healing: after such a mismatch the rules send RESYNC_KEY, which is read here and never answered, so that
+// lookup returns the answer already waiting in the pipe and the pipe is back in step. It cannot leave Apache
+// waiting: a mismatch means the line read was not the answer to the key just written, and since every other
+// line is answered exactly once and in order, that answer is still to be read. The rules send RESYNC_KEY only
+// after reading a well-formed answer for another key, and only keys that pass the user-name guard (no "|",
+// "=" or newline; at most 128 bytes, so the key and its newline reach the pipe in one atomic write).
 export type MapAnswer = string | null;
+
+// Starts with "!", which no user or group name can (src/names.ts), so no real key is ever swallowed.
+export const RESYNC_KEY = '!plexer-resync';
 export type AnswerKey = (key: string) => MapAnswer | Promise<MapAnswer>;
 
 export interface RewriteMapStreamOptions {
-  // Longer lines are answered NULL without being held in memory (a key is a name of at most a few hundred
+  // Longer lines are answered NULL (without their key) and not held in memory (a key is a name of at most a few hundred
   // bytes; anything longer is hostile or broken).
   maxLineBytes?: number;
   // Input is paused while this many answers wait, so a peer that writes without reading cannot grow memory.
   maxPendingAnswers?: number;
+  // Called for each RESYNC_KEY line: Apache found an answer to another key (a worker died mid-lookup).
+  onResync?: () => void;
 }
 
 interface PendingAnswer {
@@ -21,11 +37,17 @@ interface PendingAnswer {
 const NEWLINE = 0x0a;
 
 // Answers are single lines by construction, but the store is the operator's: never let a stored value break
-// the one-line-per-key framing.
-export function formatAnswer(answer: MapAnswer): string {
-  if (answer === null || answer === '' || /[\r\n]/.test(answer) || answer.toUpperCase() === 'NULL') return 'NULL\n';
-  return answer + '\n';
+// the one-line-per-key framing. The key is echoed byte for byte (latin1 in, latin1 out). A value with a
+// character above U+00FF has no latin1 form (Node writes only its low byte: U+010A would become "\n"), so it
+// is no value either.
+export function formatAnswer(key: string, answer: MapAnswer): string {
+  if (answer === null || /[\r\n\u0100-\uffff]/.test(answer)) return `${key}=\n`;
+  return `${key}=${answer}\n`;
 }
+
+// A line too long to hold is answered without its key: it can never match the key the rules asked with, and
+// having no "=" it never makes them resynchronise.
+const OVERLONG_ANSWER = 'NULL\n';
 
 // Splitting is done here on bytes rather than with split2: split2 fails the whole stream when a line passes its
 // maxLength, and one hostile line must cost one NULL answer, not the map. Keys are decoded as latin1 so every
@@ -50,7 +72,8 @@ export function serveRewriteMap(
 
   const flush = () => {
     if (out === '') return;
-    const writable = output.write(out);
+    // latin1 both ways: a key is echoed byte for byte whatever it holds.
+    const writable = output.write(out, 'latin1');
     out = '';
     if (!writable) {
       input.pause();
@@ -84,29 +107,34 @@ export function serveRewriteMap(
   };
 
   const answerLine = (key: string | null) => {
+    if (key === RESYNC_KEY) {
+      options.onResync?.();
+      return;
+    }
     let answer: MapAnswer | Promise<MapAnswer> = null;
     try {
       if (key !== null) answer = answerKey(key);
     } catch {
       answer = null;
     }
+    const line = (value: MapAnswer) => (key === null ? OVERLONG_ANSWER : formatAnswer(key, value));
     if (pending.length === 0 && (answer === null || typeof answer === 'string')) {
-      out += formatAnswer(answer);
+      out += line(answer);
       return;
     }
     const slot: PendingAnswer = {};
     pending.push(slot);
     if (answer === null || typeof answer === 'string') {
-      slot.line = formatAnswer(answer);
+      slot.line = line(answer);
       return;
     }
     answer.then(
       (value) => {
-        slot.line = formatAnswer(value);
+        slot.line = line(value);
         drainReady();
       },
       () => {
-        slot.line = 'NULL\n';
+        slot.line = line(null);
         drainReady();
       },
     );

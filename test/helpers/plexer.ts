@@ -43,7 +43,7 @@ export function writeConfig(url: string, extra = ''): string {
   const path = join(dir, 'plexer.conf');
   const lines = [...connectionLines(url), 'bcrypt_cost = 4',
     // These tests check answers, not the deadline (test/outage.test.ts does, with the default 50 ms): a loaded
-    // CI machine must not turn a slow first query into a NULL.
+    // CI machine must not turn a slow first query into a "no value" answer.
     'map_deadline_ms = 2000', extra];
   writeFileSync(path, lines.join('\n') + '\n');
   return path;
@@ -98,6 +98,12 @@ export function runPlexer(args: string[], opts: { configPath?: string; input?: s
   });
 }
 
+// Maps not yet exited; one exit handler for all of them (one per map passes Node's listener warning limit).
+const liveMaps = new Set<ChildProcessWithoutNullStreams>();
+process.once('exit', () => {
+  for (const child of liveMaps) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
 // A RewriteMap client: writes keys, reads answer lines, as mod_rewrite does.
 export class MapProcess {
   readonly child: ChildProcessWithoutNullStreams;
@@ -110,7 +116,8 @@ export class MapProcess {
     this.child = spawn(process.execPath, [PLEXER_BIN, 'map', kind, '--config', configPath], { env: {}, cwd: '/' });
     // A test that fails before close() must not leave its map behind.
     const child = this.child;
-    process.once('exit', () => child.exitCode === null && child.kill('SIGKILL'));
+    liveMaps.add(child);
+    child.once('exit', () => liveMaps.delete(child));
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (chunk: string) => {
       this.buffered += chunk;
@@ -130,12 +137,23 @@ export class MapProcess {
     const ready = this.lines.shift();
     if (ready !== undefined) return Promise.resolve(ready);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer line within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
-      this.waiters.push((line) => {
+      const waiter = (line: string) => {
         clearTimeout(timer);
         resolve(line);
-      });
+      };
+      const timer = setTimeout(() => {
+        // A reader that gave up must not swallow the line that comes later: it belongs to the next reader.
+        const index = this.waiters.indexOf(waiter);
+        if (index !== -1) this.waiters.splice(index, 1);
+        reject(new Error(`no answer line within ${timeoutMs} ms; stderr: ${this.stderr}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
+  }
+
+  // Answer lines received and not yet read.
+  get unreadLines(): number {
+    return this.lines.length;
   }
 
   write(data: string | Buffer): void {
@@ -164,14 +182,18 @@ export class MapProcess {
   }
 }
 
-// Polls until the map answers `expected` for `key`; returns the elapsed milliseconds.
-export async function waitForAnswer(map: MapProcess, key: string, expected: string, limitMs = 3_000): Promise<number> {
+// The answer line the map writes for `key`: the key, "=", then the value ("" for no value).
+export const answerLine = (key: string, value: string | null): string => `${key}=${value ?? ''}`;
+
+// Polls until the map answers `key=expected` for `key` (expected "" or null: no value); returns the elapsed
+// milliseconds.
+export async function waitForAnswer(map: MapProcess, key: string, expected: string | null, limitMs = 3_000): Promise<number> {
   const start = performance.now();
   for (;;) {
     const answer = await map.ask(key);
     const elapsed = performance.now() - start;
-    if (answer === expected) return elapsed;
-    if (elapsed > limitMs) throw new Error(`map still answers "${answer}" for ${key} after ${limitMs} ms (wanted "${expected}")`);
+    if (answer === answerLine(key, expected)) return elapsed;
+    if (elapsed > limitMs) throw new Error(`map still answers "${answer}" for ${key} after ${limitMs} ms (wanted "${answerLine(key, expected)}")`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }
