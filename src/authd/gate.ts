@@ -16,8 +16,9 @@ import { SECRET_PARAM, type SharedSecret } from './secret.js';
 export type Refusal = 'no-connection' | 'peer-not-local' | 'peer-uid' | 'no-secret' | 'wrong-secret';
 
 export interface CallerGateOptions {
-  // Users whose sockets may ask; checked on TCP only (a Unix socket is guarded by its file mode).
-  allowedUids: ReadonlySet<number>;
+  // Users whose sockets may ask; checked on TCP only (a Unix socket is guarded by its file mode). Absent:
+  // not checked (--peer-check off).
+  allowedUids?: ReadonlySet<number>;
   // When set, every request must carry it.
   secret?: SharedSecret;
   log: Logger;
@@ -36,7 +37,7 @@ interface ConnectionVerdict {
 
 export class CallerGate {
   private readonly verdicts = new WeakMap<FastCgiConnection, ConnectionVerdict>();
-  private readonly options: Required<Omit<CallerGateOptions, 'secret'>> & { secret?: SharedSecret };
+  private readonly options: Required<Omit<CallerGateOptions, 'secret' | 'allowedUids'>> & Pick<CallerGateOptions, 'secret' | 'allowedUids'>;
   // Per reason: a flood of one kind of refusal must not hide another.
   private readonly budgets = new Map<Refusal, { windowStart: number; logged: number; suppressed: number }>();
   refused = 0;
@@ -61,20 +62,21 @@ export class CallerGate {
       const sent = request.params.get(SECRET_PARAM);
       if (!secret.matches(sent)) return this.refuse(connection, sent === undefined ? 'no-secret' : 'wrong-secret', verdict);
     }
-    verdict.identity ??= this.identify(connection);
+    if (!this.options.allowedUids) return undefined;
+    verdict.identity ??= this.identify(connection, this.options.allowedUids);
     const { uid, refusal } = await verdict.identity;
     if (refusal) return this.refuse(connection, refusal, verdict, uid);
     return undefined;
   }
 
-  private async identify(connection: FastCgiConnection): Promise<{ uid?: number; refusal?: Refusal }> {
+  private async identify(connection: FastCgiConnection, allowedUids: ReadonlySet<number>): Promise<{ uid?: number; refusal?: Refusal }> {
     const { remoteAddress, remotePort, localAddress, localPort } = connection;
     if (remoteAddress === undefined) return {}; // Unix socket: its file mode decides who connects.
     if (remotePort === undefined || localAddress === undefined || localPort === undefined) return { refusal: 'peer-not-local' };
     const uid = await peerUid({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort }, this.options.procNet)
       .catch(() => undefined);
     if (uid === undefined) return { refusal: 'peer-not-local' };
-    if (!this.options.allowedUids.has(uid)) return { uid, refusal: 'peer-uid' };
+    if (!allowedUids.has(uid)) return { uid, refusal: 'peer-uid' };
     return { uid };
   }
 

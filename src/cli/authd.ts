@@ -16,7 +16,8 @@ import { changesChannel } from '../store/sql.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
-const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--secret-file FILE] [--apache-user USER] [--config FILE]
+const help = `Usage: plexer authd --listen 127.0.0.1:PORT|/path/to.sock [--secret-file FILE] [--apache-user USER]
+                    [--peer-check uid|off] [--config FILE]
        plexer authd --new-secret FILE
 
 A long-running FastCGI authorizer for Apache's mod_authnz_fcgi: the password and role checks of
@@ -35,18 +36,25 @@ nothing is recorded (no failure, no lockout); one line per refused connection is
                       USER without being Apache (CGI scripts, maps, cron jobs) are refused too. FILE holds one
                       line "Define PLEXER_AUTHD_SECRET <hex>"; Apache's parent reads it as root through
                       Include, the daemon through its group. It must not be readable by others.
+  --peer-check uid|off  uid (default) as above; off skips the socket-owner check (it costs ~2 ms of kernel
+                      time per check on a host with 24 GB: the kernel walks its whole connection table to list
+                      it). Only with --secret-file, and only if a firewall rule already limits who may connect.
   --new-secret FILE   write a new secret file (mode 0640; never overwrites) and exit. Run it as root, then
                       chgrp FILE to the daemon's group.
 
   # once, as root: plexer authd --new-secret /etc/plexer/authd-secret.conf
   #                chgrp plexer-authd /etc/plexer/authd-secret.conf
   Include /etc/plexer/authd-secret.conf
-  # Server level (not in a <Location>): SetEnvIf runs before authentication; SetEnv would run after it.
-  # mod_authnz_fcgi sends the request's environment; a client's headers only become HTTP_* variables, so
-  # no request can carry this one.
+  # Server level: SetEnvIf runs before authentication (SetEnv runs after it: too late). mod_authnz_fcgi
+  # sends the request's environment; a client's headers only become HTTP_* variables, so none can carry it.
   SetEnvIf Request_URI ^ PLEXER_AUTHD_SECRET=\${PLEXER_AUTHD_SECRET}
-  # mod_env, after authentication: no CGI/WSGI/SSI handler and no error page sees the secret.
-  UnsetEnv PLEXER_AUTHD_SECRET REDIRECT_PLEXER_AUTHD_SECRET
+  # The handler would get it too (CGI and WSGI environ, SSI), and error pages as REDIRECT_*. Drop it after
+  # authentication, as the FIRST rule of every <Directory> that runs code (mod_env's UnsetEnv cannot: it
+  # only removes what SetEnv/PassEnv added):
+  <Directory /srv/app>
+    RewriteEngine On
+    RewriteRule ^ - [E=!PLEXER_AUTHD_SECRET,E=!REDIRECT_PLEXER_AUTHD_SECRET]
+  </Directory>
   AuthnzFcgiDefineProvider authn plexer       fcgi://127.0.0.1:9801/
   AuthnzFcgiDefineProvider authz plexer-roles fcgi://127.0.0.1:9801/
   <Location /app>
@@ -86,6 +94,7 @@ export const command: Command = {
       'secret-file': { type: 'string' },
       'apache-user': { type: 'string' },
       'new-secret': { type: 'string' },
+      'peer-check': { type: 'string' },
     });
     if (values.help) return print(help), 0;
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
@@ -105,12 +114,17 @@ export const command: Command = {
     try {
       config = loadConfig({ path: values.config });
       const apacheUser = values['apache-user'] ?? 'www-data';
-      // root too: Apache's parent, and an operator's own checks, run as root; root can read the secret anyway.
-      const allowedUids = new Set([0, uidOf(apacheUser)]);
-      if (address.kind === 'tcp') assertPeerLookupWorks();
+      const peerCheck = values['peer-check'] ?? 'uid';
+      if (peerCheck !== 'uid' && peerCheck !== 'off') throw new UsageError(`--peer-check: expected uid or off, got "${peerCheck}"`);
       const secret: SharedSecret | undefined = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : undefined;
+      if (peerCheck === 'off' && !secret) {
+        throw new UsageError('--peer-check off needs --secret-file: without either, every local user could ask about any password');
+      }
+      // root too: Apache's parent, and an operator's own checks, run as root; root can read the secret anyway.
+      const allowedUids = peerCheck === 'uid' ? new Set([0, uidOf(apacheUser)]) : undefined;
+      if (allowedUids && address.kind === 'tcp') assertPeerLookupWorks();
       if (!secret) log.warn('no --secret-file: any process running as the Apache user or root may ask', { apache_user: apacheUser });
-      gate = new CallerGate({ allowedUids, ...(secret ? { secret } : {}), log });
+      gate = new CallerGate({ ...(allowedUids ? { allowedUids } : {}), ...(secret ? { secret } : {}), log });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
       log.error('configuration error', { error: error.message });
