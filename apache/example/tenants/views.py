@@ -32,6 +32,9 @@ def whoami(request):
         'user': request.META.get('REMOTE_USER'),
         'tenant_data': _tenant_row(),
         'pid': os.getpid(),
+        # The OS account the daemon runs as (a group's run_as user, or www-data).
+        'uid': os.getuid(),
+        'gid': os.getgid(),
         'path': request.path,
         'script_name': request.META.get('SCRIPT_NAME'),
         # Set when Apache rewrote the request internally (prefix mode: /app/x -> /u/USER/app/x).
