@@ -185,7 +185,7 @@ describe('one OS user per tenant (real Apache)', () => {
       { op: 'read', path: join(mapDir, 'settings.map') },
       { op: 'read', path: join(mapDir, 'backend.map') },
       // mod_wsgi gives the daemons' sockets to Apache's user, mode 0600: no tenant can talk to another's daemon.
-      ...sockets.map((path) => ({ op: 'connect', path })),
+      ...sockets.map((path) => ({ op: 'connect' as const, path })),
     ] as const;
     const result = await probeAs(alpha.user, [...denied]);
     expect(result).toEqual(Object.fromEntries(denied.map((c) => [`${c.op} ${c.path}`, 'EACCES'])));
