@@ -105,7 +105,16 @@ export function ensureTenantAccount(spec: string, options: { create: boolean }):
   if (existing && !spec.includes(':')) r.group = groupName(existing.gid) ?? r.group;
   let account = lookupAccount(r);
   if (!account && options.create) {
-    if (r.user === 'root' || r.user === APACHE_RUN_USER) throw new RunAsError(`run-as ${spec}: refusing to create "${r.user}"`);
+    // Checked before anything is created: a refused account must not be left behind.
+    for (const name of [r.user, r.group]) {
+      if (name === 'root' || name === APACHE_RUN_USER || name === APACHE_RUN_GROUP) {
+        throw new RunAsError(`run-as ${spec}: refusing to create an account with "${name}": a tenant needs a user and group of its own`);
+      }
+    }
+    const gid = groupId(r.group);
+    if (gid !== null && (gid === groupId(APACHE_RUN_GROUP) || gid < FIRST_DYNAMIC_ID || gid === NOBODY)) {
+      throw new RunAsError(`run-as ${spec}: group ${r.group} (gid ${gid}) is shared with the system or Apache; use a group of the tenant's own`);
+    }
     if (process.getuid?.() !== 0) throw new RunAsError(`--create-user needs root (useradd); or create ${r.user} yourself and run again without it`);
     createSystemUser(r);
     account = lookupAccount(r);
