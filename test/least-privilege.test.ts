@@ -246,6 +246,26 @@ describe('the helpers as the helpers\' role', () => {
     expect((await authn('pw-alice', '10.7.0.6')).code).toBe(0);
   });
 
+  it('a helper whose role lacks its grants says what to run', async () => {
+    const bare = `${store.db.name}_bare`;
+    await store.sql.query(`CREATE ROLE ${bare} LOGIN`);
+    try {
+      const s = parsePgUrl(store.db.url);
+      const config = writeConfig(`postgresql://${bare}@/${s.database}?host=${s.host}&port=${s.port}`);
+      const authn = () => runPlexer(['authn'], { configPath: config, input: 'alice\npw-alice\n', env: authnEnv('10.8.0.1') });
+      const unseen = await authn();
+      expect(unseen.code).toBe(20);
+      expect(unseen.stderr).toMatch(/does not exist: either pg_user lacks USAGE on plexer's schema \(as the admin run `plexer db grant --helper-role ROLE`/);
+      await store.sql.query(`GRANT USAGE ON SCHEMA plexer TO ${bare}`);
+      const denied = await authn();
+      expect(denied.code).toBe(20);
+      expect(denied.stderr).toMatch(/permission denied for table \w+: the helpers' role \(pg_user\) lacks its grants; as the admin run `plexer db grant --helper-role ROLE`/);
+    } finally {
+      await store.sql.query(`DROP OWNED BY ${bare}`);
+      await store.sql.query(`DROP ROLE ${bare}`);
+    }
+  });
+
   it('a map connects as the helpers\' role', async () => {
     const map = new MapProcess('group', store.configPath);
     try {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { rethrowExplained } from './roles.js';
 
 // What the authenticator and the role check read. One primary-key probe each.
 export interface Credential {
@@ -11,7 +12,7 @@ export async function fetchCredential(db: pg.ClientBase | pg.Pool, user: string)
     name: 'plexer_credential',
     text: 'SELECT password_hash, disabled FROM users WHERE name = $1',
     values: [user],
-  });
+  }).catch(rethrowExplained);
   const row = result.rows[0];
   return row ? { passwordHash: row.password_hash, disabled: row.disabled } : null;
 }
@@ -23,7 +24,7 @@ export async function hasAnyRole(db: pg.ClientBase | pg.Pool, user: string, role
     text: `SELECT 1 FROM users u JOIN user_roles r ON r.user_name = u.name
             WHERE u.name = $1 AND NOT u.disabled AND r.role = ANY($2::text[]) LIMIT 1`,
     values: [user, roles],
-  });
+  }).catch(rethrowExplained);
   return (result.rowCount ?? 0) > 0;
 }
 
@@ -35,6 +36,6 @@ export async function upgradePasswordHash(db: pg.ClientBase | pg.Pool, user: str
     name: 'plexer_rehash_password',
     text: 'SELECT rehash_password($1, $2, $3) AS replaced',
     values: [user, oldHash, newHash],
-  });
+  }).catch(rethrowExplained);
   return result.rows[0]?.replaced === true;
 }

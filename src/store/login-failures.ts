@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { rethrowExplained } from './roles.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 
@@ -17,7 +18,7 @@ export async function lockedSubjects(db: Queryable, subjects: string[]): Promise
     name: 'plexer_locked_subjects',
     text: 'SELECT subject FROM login_failures WHERE subject = ANY($1::text[]) AND locked_until > now()',
     values: [subjects],
-  });
+  }).catch(rethrowExplained);
   return result.rows.map((row) => row.subject);
 }
 
@@ -35,7 +36,7 @@ export async function recordFailure(db: Queryable, subjects: string[], policy: L
     name: 'plexer_record_login_failure',
     text: 'SELECT subject, failures, locked_now FROM record_login_failure($1::text[], $2, $3, $4)',
     values: [subjects, policy.windowSeconds, policy.maxFailures, policy.lockSeconds],
-  });
+  }).catch(rethrowExplained);
   return result.rows.map((row) => ({ subject: row.subject, failures: row.failures, lockedNow: row.locked_now }));
 }
 
@@ -56,6 +57,6 @@ export async function lockedSubjectsClearingUser(db: Queryable, subjects: string
     name: 'plexer_locked_or_clear',
     text: 'SELECT subject, locked FROM clear_login_failures($2::text[], $1::text[])',
     values: [subjects, [userSubject]],
-  });
+  }).catch(rethrowExplained);
   return result.rows.filter((row) => row.locked).map((row) => row.subject);
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { PermissionDeniedError, RefusedError, UsageError } from '../errors.js';
+import { ConfigError, PermissionDeniedError, RefusedError, UsageError } from '../errors.js';
 import { quoteIdentifier } from './sql.js';
 
 // What Apache's helpers (maps, authn, authz, authd, sync) read. Whole tables rather than column lists: the only
@@ -144,3 +144,27 @@ async function readRole(client: pg.ClientBase, role: string): Promise<RoleRow | 
   );
   return result.rows[0];
 }
+
+// For the helpers' queries: PostgreSQL's bare "permission denied" or "function … does not exist" tells an
+// operator reading Apache's error log nothing about the fix.
+export function explainHelperError(error: unknown): unknown {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message;
+  if (code === '42501') {
+    return new PermissionDeniedError(`${message}: the helpers' role (pg_user) lacks its grants; as the admin run `
+      + '`plexer db grant --helper-role ROLE` with ROLE = pg_user (or a role pg_user is a member of)');
+  }
+  // Without USAGE on the schema its tables are not even seen.
+  if (code === '42P01') {
+    return new ConfigError(`${message}: either pg_user lacks USAGE on plexer's schema (as the admin run \`plexer db grant `
+      + '--helper-role ROLE` with ROLE = pg_user) or the schema is not there (`plexer db migrate`; the `schema` setting)');
+  }
+  if (code === '42883' && /record_login_failure|clear_login_failures|rehash_password/.test(message)) {
+    return new ConfigError(`${message}: the schema predates migration 003; run \`plexer db migrate\` as the admin`);
+  }
+  return error;
+}
+
+export const rethrowExplained = (error: unknown): never => {
+  throw explainHelperError(error);
+};
