@@ -1,6 +1,7 @@
 // Prototype of the Apache side with a REAL Apache (Debian's apache2 + mod_wsgi + mod_authnz_external) and
 // tiny shell stand-ins for `plexer map …`, `plexer authn` and `plexer authz`. It proves the routing idiom of
 // src/apache/render.ts; the real end-to-end tests run the real plexer helpers instead.
+import { apacheOwner, ensureTenantDataDir } from '../src/tenant-users.js';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,8 +104,8 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     writeFileSync(join(bin, 'plexer'), STANDIN, { mode: 0o755 });
     writeFileSync(join(root, 'plexer.conf'), '# stand-in\n', { mode: 0o644 });
     const data = join(root, 'data');
-    mkdirSync(data, { mode: 0o755 });
-    chownSync(data, 33, 33);
+    // Each group's own 0700 directory, as the front end prepares them (www-data's: no run-as here).
+    for (const g of ['alpha', 'beta', 'gamma', 'eps', 'delta', 'zeta']) ensureTenantDataDir(data, g, apacheOwner());
     const state = join(root, 'state');
     options = {
       listenAddress: '127.0.0.1',
@@ -162,8 +163,8 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     const bob = await whoami(['bob', 'bpw']);
     expect(alice).toMatchObject({ group: 'alpha', settings: 'tenants.settings_alpha', user: 'alice', tenant_data: 'Alpha Corp' });
     expect(bob).toMatchObject({ group: 'beta', settings: 'tenants.settings_beta', user: 'bob', tenant_data: 'Beta Ltd' });
-    expect(alice.database).toBe(join(options.dataDir!, 'alpha.sqlite3'));
-    expect(bob.database).toBe(join(options.dataDir!, 'beta.sqlite3'));
+    expect(alice.database).toBe(join(options.dataDir!, 'alpha', 'alpha.sqlite3'));
+    expect(bob.database).toBe(join(options.dataDir!, 'beta', 'beta.sqlite3'));
     expect(alice.pid).not.toBe(bob.pid);
     expect(alice.pid).not.toBe(httpd.pid);
     // Each is a mod_wsgi daemon of the right name (display-name=%{GROUP}) running as www-data.
