@@ -43,13 +43,14 @@ beforeAll(async () => {
   cluster = await startPrivateCluster({ dir: join(dir, 'pg') });
   const s = parsePgUrl(await createDatabase(cluster, 'outage'));
   const configPath = join(dir, 'plexer.conf');
-  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
-    'bcrypt_cost = 4', 'authn_timeout_ms = 3000', ''].join('\n'), { mode: 0o644 });
+  // The helpers as a read-only role, the CLI as the superuser (this cluster is this file's own).
+  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, 'pg_user = plexer_helper',
+    `admin_pg_user = ${s.user}`, 'bcrypt_cost = 4', 'authn_timeout_ms = 3000', ''].join('\n'), { mode: 0o644 });
   const cli = async (args: string[], input = 'pw\n') => {
     const result = await runPlexer(args, { configPath, input });
     if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
   };
-  await cli(['db', 'migrate']);
+  await cli(['db', 'migrate', '--helper-role', 'plexer_helper', '--login']);
   for (const g of ['tenant1', 'tenant2']) await cli(['group', 'add', g, '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');

@@ -9,8 +9,7 @@ import { startFront, type Front } from '../src/apache/front.js';
 import { freePort } from '../src/apache/httpd.js';
 import { loadConfig } from '../src/config.js';
 import { childrenOf } from './helpers/churn.js';
-import { parsePgUrl } from './helpers/database.js';
-import { freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
+import { connectionLines, freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
 let configPath: string;
@@ -80,10 +79,8 @@ beforeAll(async () => {
   const stateB = mkdtempSync('/tmp/pxe-');
   for (const dir of [stateA, stateB]) chmodSync(dir, 0o755);
   // One plexer.conf for both front ends (readable by www-data), as two servers mounting the same /etc/plexer.
-  const s = parsePgUrl(store.db.url);
   configPath = join(stateA, 'plexer.conf');
-  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`,
-    'bcrypt_cost = 4', ''].join('\n'), { mode: 0o644 });
+  writeFileSync(configPath, [...connectionLines(store.db.url), 'bcrypt_cost = 4', ''].join('\n'), { mode: 0o644 });
   for (const g of ['tenant1', 'tenant2']) await cli(['group', 'add', g, '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
