@@ -2,9 +2,11 @@
 // the three SECURITY DEFINER functions of migration 003; `plexer db grant` makes it so, idempotently; and the
 // real helpers work as that role.
 import bcrypt from 'bcryptjs';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPrivateCluster } from '../src/cluster/private-cluster.js';
 import { parsePgUrl } from './helpers/database.js';
 import { freshStore, MapProcess, runPlexer, writeConfig, type TestStore } from './helpers/plexer.js';
 
@@ -275,6 +277,36 @@ describe('the helpers as the helpers\' role', () => {
       expect(rows).toEqual([{ usename: store.helperRole }]);
     } finally {
       await map.close();
+    }
+  });
+});
+
+// What `npm start` relies on: tenants run as OS users of their own on the same machine, so the demo's cluster
+// must not trust whoever reaches its socket.
+describe.runIf(process.getuid?.() === 0)('a private cluster with a peer map (the demo\'s)', () => {
+  it('lets in only the mapped OS users, each only as its roles; without the map it is trust again', async () => {
+    const dir = mkdtempSync('/tmp/pxl-');
+    let cluster = await startPrivateCluster({ dir, peerMap: [['root', 'postgres'], ['www-data', 'demo_helper']] });
+    try {
+      const su = new pg.Client({ connectionString: cluster.url });
+      await su.connect();
+      await su.query('CREATE ROLE demo_helper LOGIN');
+      await su.end();
+      const psqlAs = (osUser: string, role: string) => {
+        const r = spawnSync('runuser', ['-u', osUser, '--', 'psql', '-h', cluster.host, '-p', String(cluster.port), '-U', role,
+          '-d', 'postgres', '-AtXc', 'SELECT current_user'], { encoding: 'utf8', cwd: '/' });
+        return r.status === 0 ? r.stdout.trim() : `refused: ${r.stderr.trim()}`;
+      };
+      expect(psqlAs('www-data', 'demo_helper')).toBe('demo_helper');
+      expect(psqlAs('www-data', 'postgres')).toMatch(/refused: .*Peer authentication failed for user "postgres"/);
+      expect(psqlAs('nobody', 'demo_helper')).toMatch(/refused: .*Peer authentication failed/);
+      expect(psqlAs('nobody', 'postgres')).toMatch(/refused: .*Peer authentication failed/);
+      await cluster.stop();
+      cluster = await startPrivateCluster({ dir });
+      expect(psqlAs('nobody', 'postgres')).toBe('postgres');
+    } finally {
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
