@@ -5,8 +5,8 @@ import bcrypt from 'bcryptjs';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPrivateCluster } from '../src/cluster/private-cluster.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startPrivateCluster, withDatabase } from '../src/cluster/private-cluster.js';
 import { parsePgUrl } from './helpers/database.js';
 import { freshStore, MapProcess, runPlexer, writeConfig, type TestStore } from './helpers/plexer.js';
 
@@ -277,6 +277,38 @@ describe('the helpers as the helpers\' role', () => {
       expect(rows).toEqual([{ usename: store.helperRole }]);
     } finally {
       await map.close();
+    }
+  });
+});
+
+// The README's recipe: the schema's owner is no superuser and has no CREATEROLE; a superuser made the roles.
+describe('the Installing recipe, with an owner that is no superuser', () => {
+  it('migrates, grants, manages accounts as the owner and authenticates as the helpers\' role', async () => {
+    const server = inject('pgUrl');
+    const tag = `own_${Math.random().toString(36).slice(2, 8)}`;
+    const su = new pg.Client({ connectionString: server });
+    await su.connect();
+    try {
+      await su.query(`CREATE ROLE ${tag}_admin LOGIN`);
+      await su.query(`CREATE ROLE ${tag}_helper LOGIN`);
+      await su.query(`CREATE DATABASE ${tag} OWNER ${tag}_admin`);
+      const s = parsePgUrl(withDatabase(server, tag));
+      const config = writeConfig(`postgresql://${tag}_helper@/${tag}?host=${s.host}&port=${s.port}`, `admin_pg_user = ${tag}_admin`);
+      const run = (args: string[], input?: string) => runPlexer(args, { configPath: config, ...(input ? { input } : {}) });
+      const migrated = await run(['db', 'migrate', '--helper-role', `${tag}_helper`]);
+      expect(migrated.code, migrated.stderr).toBe(0);
+      expect((await run(['group', 'add', 'g1'])).code).toBe(0);
+      expect((await run(['user', 'add', 'ann', '--group', 'g1', '--password-stdin'], 'pw-ann\n')).code).toBe(0);
+      const authn = (password: string) => runPlexer(['authn'], { configPath: config, input: `ann\n${password}\n`, env: authnEnv('10.9.0.1') });
+      expect((await authn('wrong')).code).toBe(12);
+      expect((await authn('pw-ann')).code).toBe(0);
+      const missing = await run(['db', 'grant', '--helper-role', `${tag}_other`]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(new RegExp(`cannot create role "${tag}_other": .*create the role once as a superuser \\(psql: CREATE ROLE ${tag}_other NOLOGIN;\\)`));
+    } finally {
+      await su.query(`DROP DATABASE IF EXISTS ${tag} WITH (FORCE)`);
+      for (const role of ['helper', 'admin', 'other']) await su.query(`DROP ROLE IF EXISTS ${tag}_${role}`);
+      await su.end();
     }
   });
 });

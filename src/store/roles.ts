@@ -115,12 +115,15 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
       loginAdded = true;
     }
 
-    const database = await client.query<{ name: string }>('SELECT current_database() AS name');
+    // CONNECT usually comes from PUBLIC already; granting it needs the database's owner, who may not be the
+    // schema's, so only when it is missing.
+    const database = await client.query<{ name: string; can_connect: boolean }>(
+      `SELECT current_database() AS name, has_database_privilege($1, current_database(), 'CONNECT') AS can_connect`, [role]);
     await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${s} FROM ${r}`);
     await client.query(`REVOKE ALL ON SCHEMA ${s} FROM ${r}`);
-    await client.query(`GRANT CONNECT ON DATABASE ${quoteIdentifier(database.rows[0]!.name)} TO ${r}`);
+    if (!database.rows[0]!.can_connect) await client.query(`GRANT CONNECT ON DATABASE ${quoteIdentifier(database.rows[0]!.name)} TO ${r}`);
     await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${r}`);
     await client.query(`GRANT SELECT ON ${HELPER_TABLES.map((t) => `${s}.${t}`).join(', ')} TO ${r}`);
     await client.query(`GRANT EXECUTE ON FUNCTION ${HELPER_FUNCTIONS.map((f) => `${s}.${f}`).join(', ')} TO ${r}`);
