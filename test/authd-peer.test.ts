@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CallerGate } from '../src/authd/gate.js';
-import { peerUid, uidOf } from '../src/authd/peer.js';
+import { NetlinkOwners, peerUid, ProcOwners, selfTest, uidOf, type PeerOwners } from '../src/authd/peer.js';
 import { readSecretFile, SharedSecret, writeNewSecretFile } from '../src/authd/secret.js';
 import { ConfigError } from '../src/errors.js';
 import type { FastCgiConnection, FastCgiRequest } from '../src/fastcgi/server.js';
@@ -65,6 +65,35 @@ describe('peerUid', () => {
     const filler = Array.from({ length: 600 }, (_, i) => row(`0A000001:${(1000 + i).toString(16).toUpperCase().padStart(4, '0')}`, '0A000002:0050', '01', 1000)).join('');
     const procNet = fakeProcNet(header + filler + row('0100007F:9C40', '0100007F:2649', '01', 33));
     expect(await peerUid({ address: '127.0.0.1', port: 40000 }, { address: '127.0.0.1', port: 9801 }, procNet)).toBe(33);
+  });
+
+  it('finds the same owners through the kernel\'s sock_diag (python3 helper) as through /proc, other users\' included', async () => {
+    const netlink = new NetlinkOwners();
+    try {
+      expect(await selfTest(netlink)).toBe(true);
+      expect(await selfTest(new ProcOwners())).toBe(true);
+      expect(await selfTest(new NetlinkOwners('/nonexistent/python3'))).toBe(false);
+      for (const [listenHost, connectHost] of [['127.0.0.1', '127.0.0.1'], ['::1', '::1'], ['::', '127.0.0.1'], ['::', '::ffff:127.0.0.1']] as const) {
+        const server = net.createServer();
+        await new Promise<void>((r) => server.listen(0, listenHost, r));
+        const port = (server.address() as net.AddressInfo).port;
+        const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+        // A client owned by nobody (65534), as a tenant's process would be.
+        const child = spawn(process.execPath, ['-e', `const s = require('net').connect({ host: ${JSON.stringify(connectHost)}, port: ${port} }); s.on('error', () => {}); setTimeout(() => {}, 10000)`],
+          { uid: 65534, gid: 65534, env: {}, cwd: '/' });
+        const s = await accepted;
+        const ends = [{ address: s.remoteAddress!, port: s.remotePort! }, { address: s.localAddress!, port: s.localPort! }] as const;
+        for (const owners of [netlink, new ProcOwners()] as PeerOwners[]) {
+          expect(await owners.lookup(...ends), `${listenHost} ← ${connectHost}`).toBe(65534);
+          expect(await owners.lookup({ ...ends[0], port: ends[0].port === 65535 ? 1 : ends[0].port + 1 }, ends[1])).toBeUndefined();
+        }
+        child.kill('SIGKILL');
+        s.destroy();
+        await new Promise((r) => server.close(r));
+      }
+    } finally {
+      netlink.close();
+    }
   });
 
   it('resolves --apache-user from /etc/passwd, or refuses with what to do', () => {

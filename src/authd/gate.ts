@@ -10,7 +10,7 @@
 // recorded.
 import type { FastCgiConnection, FastCgiRequest } from '../fastcgi/server.js';
 import type { Logger } from '../log.js';
-import { peerUid, PROC_NET } from './peer.js';
+import { ProcOwners, PROC_NET, type PeerOwners } from './peer.js';
 import { SECRET_PARAM, type SharedSecret } from './secret.js';
 
 export type Refusal = 'no-connection' | 'peer-not-local' | 'peer-uid' | 'no-secret' | 'wrong-secret';
@@ -22,6 +22,8 @@ export interface CallerGateOptions {
   // When set, every request must carry it.
   secret?: SharedSecret;
   log: Logger;
+  // How socket owners are found (default: the /proc walk in procNet).
+  owners?: PeerOwners;
   procNet?: string;
   // Refusals logged per window; the rest are counted into the next line.
   logLimit?: number;
@@ -37,13 +39,15 @@ interface ConnectionVerdict {
 
 export class CallerGate {
   private readonly verdicts = new WeakMap<FastCgiConnection, ConnectionVerdict>();
-  private readonly options: Required<Omit<CallerGateOptions, 'secret' | 'allowedUids'>> & Pick<CallerGateOptions, 'secret' | 'allowedUids'>;
+  private readonly options: Required<Omit<CallerGateOptions, 'secret' | 'allowedUids' | 'owners'>> & Pick<CallerGateOptions, 'secret' | 'allowedUids'>;
+  private readonly owners: PeerOwners;
   // Per reason: a flood of one kind of refusal must not hide another.
   private readonly budgets = new Map<Refusal, { windowStart: number; logged: number; suppressed: number }>();
   refused = 0;
 
   constructor(options: CallerGateOptions) {
     this.options = { procNet: PROC_NET, logLimit: 10, logWindowMs: 10_000, now: Date.now, ...options };
+    this.owners = options.owners ?? new ProcOwners(this.options.procNet);
   }
 
   // undefined: let the request through. The secret is checked first: it costs nothing, while the socket
@@ -69,11 +73,15 @@ export class CallerGate {
     return undefined;
   }
 
+  close(): void {
+    this.owners.close();
+  }
+
   private async identify(connection: FastCgiConnection, allowedUids: ReadonlySet<number>): Promise<{ uid?: number; refusal?: Refusal }> {
     const { remoteAddress, remotePort, localAddress, localPort } = connection;
     if (remoteAddress === undefined) return {}; // Unix socket: its file mode decides who connects.
     if (remotePort === undefined || localAddress === undefined || localPort === undefined) return { refusal: 'peer-not-local' };
-    const uid = await peerUid({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort }, this.options.procNet)
+    const uid = await this.owners.lookup({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })
       .catch(() => undefined);
     if (uid === undefined) return { refusal: 'peer-not-local' };
     if (!allowedUids.has(uid)) return { uid, refusal: 'peer-uid' };

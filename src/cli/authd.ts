@@ -4,10 +4,10 @@ import { isAbsolute } from 'node:path';
 import { CallerGate } from '../authd/gate.js';
 import { AuthService } from '../authd/service.js';
 import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
-import { assertPeerLookupWorks, uidOf } from '../authd/peer.js';
+import { assertPeerLookupWorks, NetlinkOwners, ProcOwners, selfTest, uidOf, type PeerOwners } from '../authd/peer.js';
 import { readSecretFile, writeNewSecretFile, type SharedSecret } from '../authd/secret.js';
 import { loadConfig, type PlexerConfig } from '../config.js';
-import { PlexerError, UsageError } from '../errors.js';
+import { ConfigError, PlexerError, UsageError } from '../errors.js';
 import { createFastCgiServer } from '../fastcgi/server.js';
 import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createClient, createPool, describeTarget } from '../store/connect.js';
@@ -122,9 +122,9 @@ export const command: Command = {
       }
       // root too: Apache's parent, and an operator's own checks, run as root; root can read the secret anyway.
       const allowedUids = peerCheck === 'uid' ? new Set([0, uidOf(apacheUser)]) : undefined;
-      if (allowedUids && address.kind === 'tcp') assertPeerLookupWorks();
+      const owners = allowedUids && address.kind === 'tcp' ? await peerOwners(log) : undefined;
       if (!secret) log.warn('no --secret-file: any process running as the Apache user or root may ask', { apache_user: apacheUser });
-      gate = new CallerGate({ ...(allowedUids ? { allowedUids } : {}), ...(secret ? { secret } : {}), log });
+      gate = new CallerGate({ ...(allowedUids ? { allowedUids } : {}), ...(owners ? { owners } : {}), ...(secret ? { secret } : {}), log });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
       log.error('configuration error', { error: error.message });
@@ -134,6 +134,22 @@ export const command: Command = {
     return serve(config, address, log, gate);
   },
 };
+
+// The kernel's sock_diag through python3 when it works here; else the /proc walk, correct but slow under load.
+async function peerOwners(log: Logger): Promise<PeerOwners> {
+  const netlink = new NetlinkOwners();
+  if (await selfTest(netlink)) return netlink;
+  netlink.close();
+  assertPeerLookupWorks();
+  const proc = new ProcOwners();
+  if (!(await selfTest(proc))) {
+    throw new ConfigError("cannot find the owner of a loopback connection (neither through python3's AF_NETLINK sock_diag " +
+      'nor /proc/self/net/tcp): --peer-check uid cannot work here; see plexer authd --help');
+  }
+  log.warn('socket owners found through /proc/self/net/tcp, which costs milliseconds per check under load: ' +
+    'install python3 and allow AF_NETLINK (systemd: RestrictAddressFamilies) for the fast path');
+  return proc;
+}
 
 async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, gate: CallerGate): Promise<number> {
   // A long-running process: a bug in one request must not end it, but must be seen.
@@ -162,6 +178,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   } catch (error) {
     log.error('cannot listen', { address: describe(address), error: (error as Error).message });
     await Promise.allSettled([listener.close(), db.end()]);
+    gate.close();
     return 1;
   }
   log.info('listening', { address: describe(address), store: describeTarget(config), cache_ttl_ms: config.cacheTtlMs });
@@ -175,6 +192,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);
   await Promise.allSettled([listener.close(), db.end(), service.close()]);
+  gate.close();
   if (address.kind === 'unix') rmSync(address.path, { force: true });
   return 0;
 }
