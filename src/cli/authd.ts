@@ -29,16 +29,17 @@ mod_authnz_fcgi only connects over TCP (fcgi://host:port/); a Unix socket serves
 Only Apache may ask. Any other caller gets 500 to every request, whatever the user, password or roles, and
 nothing is recorded (no failure, no lockout); one line per refused connection is logged (rate-limited):
   --apache-user USER  the user Apache's workers run as (default www-data; a name or a uid). Over TCP, only a
-                      connection whose client socket belongs to USER or root is answered (the socket's owner
-                      in /proc/self/net/tcp{,6}): other local users, tenants included, are refused even if
-                      they find the port. The daemon must run on the same host as Apache.
+                      connection whose client socket belongs to USER or root is answered: other local users,
+                      tenants included, are refused even if they find the port and the secret. The owner comes
+                      from the kernel's sock_diag (a python3 helper: /usr/bin/python3 and AF_NETLINK needed,
+                      ~4 µs a check), else from /proc/self/net/tcp{,6} (milliseconds a check under load). The
+                      daemon must run on the same host as Apache.
   --secret-file FILE  every request must also carry the secret defined in FILE, so that processes running as
                       USER without being Apache (CGI scripts, maps, cron jobs) are refused too. FILE holds one
                       line "Define PLEXER_AUTHD_SECRET <hex>"; Apache's parent reads it as root through
                       Include, the daemon through its group. It must not be readable by others.
-  --peer-check uid|off  uid (default) as above; off skips the socket-owner check (it costs ~2 ms of kernel
-                      time per check on a host with 24 GB: the kernel walks its whole connection table to list
-                      it). Only with --secret-file, and only if a firewall rule already limits who may connect.
+  --peer-check uid|off  uid (default) as above; off skips the socket-owner check. Only with --secret-file,
+                      and only if a firewall rule already limits who may connect to the port.
   --new-secret FILE   write a new secret file (mode 0640; never overwrites) and exit. Run it as root, then
                       chgrp FILE to the daemon's group.
 
