@@ -26,21 +26,21 @@ case "$mode" in
   "map group")
     while IFS= read -r key; do
       case "$key" in
-        alice) echo alpha ;;
-        bob) echo beta ;;
-        carol) echo gamma ;;
-        erin) echo delta ;;
-        frank) echo zeta ;;
+        alice) echo alice=alpha ;;
+        bob) echo bob=beta ;;
+        carol) echo carol=gamma ;;
+        erin) echo erin=delta ;;
+        frank) echo frank=zeta ;;
         grace) echo ;;
-        ivan) echo eps ;;
-        *) echo NULL ;;
+        ivan) echo ivan=eps ;;
+        *) echo "$key=" ;;
       esac
     done ;;
   "map settings")
     while IFS= read -r key; do
       case "$key" in
-        gamma) echo tenants.settings_generic ;;
-        *) echo NULL ;;
+        gamma) echo gamma=tenants.settings_generic ;;
+        *) echo "$key=" ;;
       esac
     done ;;
   "authn --config")
@@ -292,7 +292,7 @@ describe('renderApacheConfig', () => {
   it('renders a safe config for zero groups', () => {
     const text = renderApacheConfig({ ...base, groups: [] });
     expect(text).not.toContain('WSGIDaemonProcess ');
-    expect(text).toContain('WSGIRestrictProcess _none_');
+    expect(text).toContain('WSGIRestrictProcess _unrouted_');
   });
 
   it('refuses options that could inject directives or split the prg: command', () => {

@@ -278,30 +278,41 @@ function userNameGuard(): string[] {
   ];
 }
 
-// The test string that pairs the key asked with the answer read: "alice,alice=alpha". A rule accepts the
-// answer only when it matches ^([^,]*),\1=(.*)$, i.e. the answer names the key just asked. Keys never hold ","
-// (user and group names cannot).
-function keyedAnswer(key: string, answerVar: string): string {
-  return `"${key},%{ENV:${answerVar}}"`;
+export interface KeyedRoutingOptions {
+  map: string; // the RewriteMap name
+  key: string; // what is looked up, e.g. %{REMOTE_USER}; never holds "," (names cannot)
+  answerVar: string; // env variable that holds the raw answer
+  target: string; // env variable set to the value, only from an answer that names `key`
+  prg: boolean; // a prg: program (a shared pipe that can shift) rather than a dbm: file
+  conds?: string[]; // conditions for the lookup (full lines)
+  noValue?: string[]; // lines for an answer that names `key` but has no value ("alice=")
+  indent?: string;
 }
 
-// Looks KEY up in MAP into env ANSWER_VAR (after the given conditions). For a prg: map, an answer that names
-// another key means a worker died between writing its key and reading its answer, and the shared pipe is one
-// answer behind: read the waiting answer with RESYNC_KEY (which the program never answers) and ask again.
-// That read cannot block: our own answer is still in the pipe (src/protocol/rewrite-map.ts has the argument).
-// It runs only on a well-formed answer for another key, never on "" from a dead map or a keyless NULL. Each
-// such request heals one lost answer; until healed, the request ends in our 503, never another user's group.
-// dbm: files have no pipe to shift; a key missing from the file counts as "known, no value" (our 403).
-function keyedLookup(v: Validated, map: string, key: string, answerVar: string, conds: string[] = []): string[] {
-  if (v.mapDir) return [...conds, `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}|${key}=}]`];
-  return [
-    ...conds,
-    `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}}]`,
-    `        RewriteCond ${keyedAnswer(key, answerVar)} !^([^,]*),\\1=`,
-    `        RewriteCond %{ENV:${answerVar}} ^[^,=]*=`,
-    `        RewriteRule ^ - [C,E=PLEXER_RESYNC:\${${map}:${RESYNC_KEY}}]`,
-    `        RewriteRule ^ - [E=${answerVar}:\${${map}:${key}}]`,
-  ];
+// Looks `key` up and sets `target` only from an answer that names that key: "alice,alice=alpha" must match
+// ^([^,]*),\1=(.+)$. For a prg: map, an answer that names another key means a worker died between writing its
+// key and reading its answer, and the shared pipe is one answer behind: read the waiting answer with
+// RESYNC_KEY (which the program never answers) and ask again. That read cannot block: our own answer is still
+// in the pipe (src/protocol/rewrite-map.ts has the argument). It runs only on a well-formed answer for another
+// key, never on "" from a dead map or a keyless NULL. Each such request heals one lost answer; until healed,
+// `target` stays unset and the request ends in our 503, never in another user's instance.
+// dbm: files have no pipe to shift; a key missing from the file counts as "known, no value".
+export function keyedRouting(o: KeyedRoutingOptions): string[] {
+  const i = o.indent ?? '        ';
+  const pair = `"${o.key},%{ENV:${o.answerVar}}"`;
+  const lookup = `${i}RewriteRule ^ - [E=${o.answerVar}:\${${o.map}:${o.key}${o.prg ? '' : `|${o.key}=`}}]`;
+  const lines = [...(o.conds ?? []), lookup];
+  if (o.prg) {
+    lines.push(
+      `${i}RewriteCond ${pair} !^([^,]*),\\1=`,
+      `${i}RewriteCond %{ENV:${o.answerVar}} ^[^,=]*=`,
+      `${i}RewriteRule ^ - [C,E=PLEXER_RESYNC:\${${o.map}:${RESYNC_KEY}}]`,
+      lookup,
+    );
+  }
+  if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),\\1=$`, ...o.noValue);
+  lines.push(`${i}RewriteCond ${pair} ^([^,]*),\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
+  return lines;
 }
 
 // user= and group= of a daemon group. mod_wsgi's default for a missing group= is Apache's Group (www-data,
@@ -343,10 +354,10 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `Mutex file:${v.stateDir} default`,
     `ErrorLog "${v.stateDir}/error.log"`,
     `LogLevel ${v.logLevel}`,
-    '# group= shows where each request was routed ("-" before routing, e.g. 401; _none_ for a user without one).',
+    '# group= shows where each request was routed ("-" before routing, e.g. 401; _unrouted_ when no answer routed it).',
     v.routing === 'proxy'
-      ? `LogFormat "%h %u %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
-      : `LogFormat "%h %u %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
+      ? `LogFormat "%h %u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
+      : `LogFormat "%h %u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
     `CustomLog "${v.stateDir}/access.log" plexer`,
     '',
     '# Modules: absolute paths, only what is used. mod_log_config, mod_unixd and mod_so are compiled in.',
@@ -650,12 +661,17 @@ function renderProxy(v: Validated, add: Add, authLines: (indent: string) => stri
     ...userNameGuard(),
     '        # 1. The backend of the user\'s group, from the map only, and only from an answer that names this user.',
     `        RewriteRule ^ - [E=PLEXER_BACKEND:${UNROUTED_SENTINEL}]`,
-    ...keyedLookup(v, 'plexer_backend', '%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER'),
-    '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
-    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER')} ^([^,]*),\\1=$`,
-    '        RewriteRule ^ - [F]',
-    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_BACKEND_ANSWER')} ^([^,]*),\\1=(.+)$`,
-    '        RewriteRule ^ - [E=PLEXER_BACKEND:%2]',
+    ...keyedRouting({
+      map: 'plexer_backend',
+      key: '%{REMOTE_USER}',
+      answerVar: 'PLEXER_BACKEND_ANSWER',
+      target: 'PLEXER_BACKEND',
+      prg: v.mapDir === undefined,
+      noValue: [
+        '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
+        '        RewriteRule ^ - [F]',
+      ],
+    }),
     '        # 3. Only the URL shapes we proxy to (anything else, or "" from a dead map: our 503). The store\'s',
     '        #    CHECK constraint already limits the column; this keeps a bad value from reaching mod_proxy.',
     `        RewriteCond %{ENV:PLEXER_BACKEND} !${PROXY_BACKEND_REGEX}`,
@@ -726,12 +742,14 @@ function renderWsgi(
   add(
     '        # 1. The user\'s group, from the map only, and only from an answer that names this user ("alice=alpha").',
     `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,
-    ...keyedLookup(v, 'plexer_group', '%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER'),
-    '        # 2. The map knows no group for this user ("alice="): our 403 page.',
-    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER')} ^([^,]*),\\1=$`,
-    '        RewriteRule ^ - [F]',
-    `        RewriteCond ${keyedAnswer('%{REMOTE_USER}', 'PLEXER_GROUP_ANSWER')} ^([^,]*),\\1=(.+)$`,
-    '        RewriteRule ^ - [E=PROCESS_GROUP:%2]',
+    ...keyedRouting({
+      map: 'plexer_group',
+      key: '%{REMOTE_USER}',
+      answerVar: 'PLEXER_GROUP_ANSWER',
+      target: 'PROCESS_GROUP',
+      prg: v.mapDir === undefined,
+      noValue: ['        # 2. The map knows no group for this user ("alice="): our 403 page.', '        RewriteRule ^ - [F]'],
+    }),
   );
   if (disabled.length > 0) {
     add(
@@ -759,11 +777,14 @@ function renderWsgi(
     add(
       '        # 6. Settings module from the settings map for the groups rendered with settingsModule null, only from',
       '        #    an answer that names this group; anything else (no value, a dead map): our 503.',
-      ...keyedLookup(v, 'plexer_settings', '%{ENV:PROCESS_GROUP}', 'PLEXER_SETTINGS_ANSWER', [
-        `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
-      ]),
-      `        RewriteCond ${keyedAnswer('%{ENV:PROCESS_GROUP}', 'PLEXER_SETTINGS_ANSWER')} ^([^,]*),\\1=(.+)$`,
-      '        RewriteRule ^ - [E=PLEXER_SETTINGS:%2]',
+      ...keyedRouting({
+        map: 'plexer_settings',
+        key: '%{ENV:PROCESS_GROUP}',
+        answerVar: 'PLEXER_SETTINGS_ANSWER',
+        target: 'PLEXER_SETTINGS',
+        prg: v.mapDir === undefined,
+        conds: [`        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`],
+      }),
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
       '        RewriteRule ^ - [R=503]',
