@@ -159,7 +159,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       for (const pid of apacheWorkers(apachePid)) process.kill(pid, 'SIGKILL');
       await lost;
       const px = get('u2', 8_000);
-      [wx] = await waitFor(() => { const w = workersWaitingOnPipe(apachePid); return w.length > 0 && w; }, 10_000, "u2's worker waiting on the stopped map");
+      [wx] = await waitFor(() => { const w = workersWaitingOnPipe(apachePid); return w.length > 0 ? w : undefined; }, 10_000, "u2's worker waiting on the stopped map");
       strace = spawn('strace', ['-qq', '-p', String(wx), '-e', 'trace=fcntl,flock', '-e', 'inject=fcntl,flock:delay_exit=1500000', '-o', '/dev/null'], { stdio: 'ignore' });
       await waitFor(() => /TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${wx}/status`, 'latin1')), 5_000, 'strace attached');
       const py = get('u3', 8_000);
