@@ -1,0 +1,118 @@
+// ATTACK on the key check and the heal with awkward user names, in prefix mode (the rules run twice: the
+// original request stops at the internal redirect before any lookup, the redirected one looks up), with both
+// prg: maps (group and settings).
+//   - names that differ only by case ("alice" / "Alice") in different groups;
+//   - names with ".", "-", "+", "@";
+//   - a name at the 128-byte limit (one atomic pipe write with its newline; echoed back byte for byte).
+// Each must be served by its own group, directly and through its own /u/NAME prefix, before and after an
+// answer is lost in each map (sequential requests: the heal is meant to work one request at a time).
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apacheWorkers, mapProcesses, workersWaitingOnPipe } from './helpers/apache-procs.js';
+import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
+
+const LONG = ('z.a-b+c@' + 'x'.repeat(200)).slice(0, 128);
+const USERS: Array<{ user: string; group: string; settings: string }> = [
+  { user: 'alice', group: 'tenant1', settings: 'tenants.settings_alpha' },
+  { user: 'Alice', group: 'tenant2', settings: 'tenants.settings_beta' },
+  { user: 'a.b-c+d@e.example', group: 'tenant2', settings: 'tenants.settings_beta' },
+  { user: LONG, group: 'tenant3', settings: 'tenants.settings_generic' },
+];
+const password = (user: string) => `pw-${user.length}-${user.charCodeAt(0)}`;
+
+let t: TestFront;
+
+beforeAll(async () => {
+  expect(Buffer.byteLength(LONG)).toBe(128);
+  t = await startTestFront(async (cli) => {
+    await cliOk(cli, ['group', 'add', 'tenant1', '--settings', 'tenants.settings_alpha']);
+    await cliOk(cli, ['group', 'add', 'tenant2', '--settings', 'tenants.settings_beta']);
+    await cliOk(cli, ['group', 'add', 'tenant3', '--settings', 'tenants.settings_generic']);
+    for (const u of USERS) await cliOk(cli, ['user', 'add', u.user, '--group', u.group, '--password-stdin'], `${password(u.user)}\n`);
+    // 129 bytes is not a user name: the store refuses it.
+    const tooLong = await cli(['user', 'add', LONG + 'x', '--group', 'tenant1', '--password-stdin'], 'pw\n');
+    expect(tooLong.code).not.toBe(0);
+  }, { front: { routing: 'prefix', settingsFrom: 'map' } });
+  for (const u of USERS) await waitUntilServed(t, u.user, password(u.user));
+}, 120_000);
+
+afterAll(() => t?.close());
+
+type Served = { status: number | 'timeout'; group?: string; user?: string; settings?: string };
+
+function get(user: string, path: string, timeoutMs = 8_000): Promise<Served> {
+  return new Promise((resolve) => {
+    const auth = Buffer.from(`${user}:${password(user)}`).toString('base64');
+    const request = http.get(`${t.front.httpd.url}${path}`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        const status = response.statusCode ?? 0;
+        resolve(status === 200 ? { status, ...(JSON.parse(body) as object) } : { status });
+      });
+    });
+    request.setTimeout(timeoutMs, () => {
+      request.destroy();
+      resolve({ status: 'timeout' });
+    });
+    request.on('error', () => resolve({ status: 'timeout' }));
+  });
+}
+
+const prefixOf = (user: string) => `/u/${encodeURIComponent(user).replace(/%40/g, '@').replace(/%2B/g, '+')}/app/whoami`;
+
+function check(u: (typeof USERS)[number], r: Served): 'ok' | 'wrong' | 'refused' {
+  if (r.status !== 200) return 'refused';
+  return r.group === u.group && r.user === u.user && r.settings === u.settings ? 'ok' : 'wrong';
+}
+
+async function loseOneAnswer(kind: 'group' | 'settings', victim: string): Promise<void> {
+  const apachePid = t.front.httpd.pid;
+  const [map] = mapProcesses(apachePid, kind);
+  expect(map, `${kind} map`).toBeDefined();
+  process.kill(map!, 'SIGSTOP');
+  try {
+    const lost = get(victim, '/app/whoami', 20_000);
+    await waitFor(() => workersWaitingOnPipe(apachePid).length > 0, 10_000, 'a worker waiting for the stopped map');
+    for (const pid of apacheWorkers(apachePid)) process.kill(pid, 'SIGKILL');
+    await lost;
+  } finally {
+    process.kill(map!, 'SIGCONT');
+  }
+}
+
+describe('awkward names in prefix mode', () => {
+  it('each is served by its own group, through /app and through its own prefix; other prefixes are refused', async () => {
+    for (const u of USERS) {
+      const direct = await get(u.user, '/app/whoami');
+      expect(check(u, direct), `${u.user} ${JSON.stringify(direct)}`).toBe('ok');
+      const own = await get(u.user, prefixOf(u.user));
+      expect(check(u, own), `${u.user} via ${prefixOf(u.user)} ${JSON.stringify(own)}`).toBe('ok');
+      for (const other of USERS.filter((o) => o.user !== u.user)) {
+        expect((await get(u.user, prefixOf(other.user))).status, `${u.user} -> ${prefixOf(other.user)}`).toBe(403);
+      }
+    }
+  }, 60_000);
+
+  for (const kind of ['group', 'settings'] as const) {
+    it(`after an answer is lost in the ${kind} map: nobody served by another's group, no request hangs`, async () => {
+      const resyncs = () => (t.front.httpd.errorLog().match(/PLX0901/g) ?? []).length;
+      const before = resyncs();
+      await loseOneAnswer(kind, 'alice');
+      const results: Array<{ user: string; outcome: string; status: Served['status'] }> = [];
+      for (let i = 0; i < 24; i++) {
+        const u = USERS[(i + 1) % USERS.length]!;
+        const r = await get(u.user, i % 2 === 0 ? '/app/whoami' : prefixOf(u.user));
+        results.push({ user: u.user.slice(0, 12), outcome: check(u, r), status: r.status });
+      }
+      console.log(`${kind}: ${JSON.stringify(results.slice(0, 6))} … not ok: ${results.filter((r) => r.outcome !== 'ok').length}/24`);
+      expect(results.filter((r) => r.outcome === 'wrong')).toEqual([]);
+      expect(results.filter((r) => r.status === 'timeout')).toEqual([]);
+      expect(results.slice(4).filter((r) => r.outcome !== 'ok')).toEqual([]);
+      // The loss was real: the map read the resync line.
+      await waitFor(() => resyncs() > before, 5_000, 'PLX0901');
+    }, 60_000);
+  }
+});
