@@ -1,0 +1,89 @@
+// ATTACK: a worker that dies while READING an answer (not only between writing its key and reading).
+//
+// mod_rewrite reads a prg: answer one byte per read(2) (lookup_map_program: apr_file_read(fpout, &c, 1) on an
+// unbuffered pipe). A worker killed after reading "ali" of "alice=tenant1\n" leaves "ce=tenant1\n" in the pipe.
+// The key check then accepts it for the user "ce": it names the key asked. Any user whose name is a proper
+// suffix of another user's name ("ce"/"alice", "bob"/"jimbob", "smith"/"j.smith") can be served by the other
+// user's group. The window is the ~14 single-byte reads of one answer, far narrower than the wait for the map,
+// but it is the same event (a worker killed mid-lookup: OOM killer, crash, admin) the design already handles.
+//
+// Made deterministic with strace: it kills the worker on its 4th read after attaching (3 bytes read).
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mapProcesses, workersWaitingOnPipe } from './helpers/apache-procs.js';
+import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
+
+// Every proper suffix of "alice" that is a valid user name, in another tenant's group.
+const SUFFIXES = ['lice', 'ice', 'ce', 'e'];
+let t: TestFront;
+
+beforeAll(async () => {
+  t = await startTestFront(async (cli) => {
+    for (const group of ['tenant1', 'tenant2']) await cliOk(cli, ['group', 'add', group, '--settings', 'tenants.settings_generic']);
+    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+    for (const u of SUFFIXES) await cliOk(cli, ['user', 'add', u, '--group', 'tenant2', '--password-stdin'], `${u}-pw\n`);
+  });
+  for (const u of ['alice', ...SUFFIXES]) await waitUntilServed(t, u, `${u}-pw`);
+}, 120_000);
+
+afterAll(() => t?.close());
+
+function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string }> {
+  return new Promise((resolve) => {
+    const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
+    const request = http.get(`${t.front.httpd.url}/app/whoami`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        const status = response.statusCode ?? 0;
+        resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
+      });
+    });
+    request.setTimeout(timeoutMs, () => {
+      request.destroy();
+      resolve({ status: 'timeout' });
+    });
+    request.on('error', () => resolve({ status: 'timeout' }));
+  });
+}
+
+describe('a worker killed in the middle of reading an answer', () => {
+  it('never lets the tail of alice\'s answer route a user whose name is a suffix of "alice"', async () => {
+    const apachePid = t.front.httpd.pid;
+    const [map] = mapProcesses(apachePid, 'group');
+    const trace = join(t.stateDir, 'partial-read.strace');
+    let strace: ReturnType<typeof spawn> | undefined;
+    process.kill(map!, 'SIGSTOP');
+    try {
+      const victim = get('alice', 10_000);
+      const [worker] = await waitFor(() => { const w = workersWaitingOnPipe(apachePid); return w.length > 0 ? w : undefined; }, 10_000, "alice's worker on the stopped map");
+      strace = spawn('strace', ['-qq', '-p', String(worker), '-e', 'trace=read', '-e', 'inject=read:signal=SIGKILL:when=4', '-o', trace], { stdio: 'ignore' });
+      await waitFor(() => /TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${worker}/status`, 'latin1')), 5_000, 'strace attached');
+      process.kill(map!, 'SIGCONT');
+      await victim;
+      await waitFor(() => { try { return readFileSync(`/proc/${worker}/status`).length === 0; } catch { return true; } }, 5_000, 'the worker gone');
+    } finally {
+      process.kill(map!, 'SIGCONT');
+      if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200)); // strace flushes its log as it exits
+    const log = readFileSync(trace, 'utf8');
+    rmSync(trace, { force: true });
+    const bytes = [...log.matchAll(/read\(\d+, "(.)", 1\) += 1/g)].map((m) => m[1]).join('');
+    const tailKey = 'alice'.slice(bytes.length);
+    console.log(`the killed worker read ${JSON.stringify(bytes)} of "alice=tenant1\\n"; left in the pipe: ${JSON.stringify(`${tailKey}=tenant1`)}\n${log.trim().split('\n').slice(-6).join('\n')}`);
+    expect(SUFFIXES, 'the kill landed inside the key part of the answer').toContain(tailKey);
+
+    // The user named like the tail asks next.
+    const r = await get(tailKey, 5_000);
+    console.log(`${tailKey} (tenant2) next: ${JSON.stringify(r)}`);
+    // Heal whatever is left for the next tests and the teardown.
+    await waitFor(async () => (await get('lice', 3_000)).group === 'tenant2' && (await get('alice', 3_000)).group === 'tenant1', 10_000, 'routing healed');
+    expect(r.group, `${tailKey} served by alice's group tenant1`).not.toBe('tenant1');
+  }, 60_000);
+});
