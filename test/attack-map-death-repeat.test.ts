@@ -2,7 +2,9 @@
 //
 // 1. A map SIGKILLed while a request is waiting on it (map stopped, a worker in pipe_read, then SIGKILL): the
 //    worker must get EOF and our 503, never hang, and the watchdog must bring the map back (held).
-// 2. The map dying again and again (an OOM killer, a crash loop, a tenant running as the map's uid killing it):
+// 2. A graceful reload (what the watchdog sends) while a lookup waits on a stopped map: the new generation
+//    serves, but the old map is never killed and the worker waiting on it stays blocked (fails until fixed).
+// 3. The map dying again and again (an OOM killer, a crash loop, a tenant running as the map's uid killing it):
 //    the watchdog is documented to wait 3 s after a reload, doubling up to 60 s while maps keep dying, which
 //    would leave everybody on 503 for longer than 5 s from the third death in a row. Held: each reload restarts
 //    the watchdog itself (a piped logger), so the backoff never applies (measured ~1.1-1.4 s every time).
@@ -80,6 +82,38 @@ describe('map deaths', () => {
     console.log(`request waiting on the map when it was killed: ${r.status}`);
     expect(r.status).toBe(503);
     await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 5_000, 'routing back within 5 s');
+  }, 30_000);
+
+  // A graceful reload does NOT replace a map that is alive but stuck (SIGSTOP here; a hung event loop alike):
+  // mod_rewrite's old map is left running, and the old-generation worker waiting on it stays blocked (with the
+  // old generation's rewrite-map lock) until the map moves again. New requests are served by the new maps.
+  it('a graceful reload while a lookup waits on a stopped map: new requests are served, the waiting one ends', async () => {
+    const apachePid = t.front.httpd.pid;
+    const [map] = mapProcesses(apachePid, 'group');
+    process.kill(map!, 'SIGSTOP');
+    const started = Date.now();
+    let served = false;
+    let waitingDone: number | undefined;
+    let r: Awaited<ReturnType<typeof get>> | undefined;
+    try {
+      const waiting = get('bob', 15_000).then((x) => ((waitingDone = Date.now() - started), (r = x)));
+      await waitFor(() => workersWaitingOnPipe(apachePid).length > 0, 10_000, 'a worker waiting on the stopped map');
+      process.kill(apachePid, 'SIGUSR1');
+      try {
+        await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 5_000, 'new requests served after the reload');
+        served = true;
+      } catch {
+        served = false;
+      }
+      // Give the old generation 6 s (twice APR's kill-after-timeout) to end the waiting request.
+      await Promise.race([waiting, new Promise((resolve) => setTimeout(resolve, Math.max(0, 6_000 - (Date.now() - started))))]);
+    } finally {
+      const oldMapLeft = mapProcesses(apachePid, 'group').includes(map!);
+      console.log(`graceful reload with a stopped map: new requests served: ${served}; the waiting request: ${r ? JSON.stringify(r) + ` after ${waitingDone} ms` : 'still waiting after 6 s'}; old map still there: ${oldMapLeft}`);
+      try { process.kill(map!, 'SIGCONT'); } catch { /* gone */ }
+    }
+    expect(served, 'requests served by the new generation').toBe(true);
+    expect(r, 'the request waiting on the old, stopped map ended within 6 s').toBeDefined();
   }, 30_000);
 
   it('comes back within 5 s after each of four deaths in a row', async () => {
