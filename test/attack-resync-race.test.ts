@@ -83,6 +83,24 @@ const procState = (pid: number) => {
   }
 };
 
+describe('subrequests into the WSGI directory', () => {
+  // /app/app/whoami: mod_wsgi computes PATH_TRANSLATED with a sub-request for PATH_INFO "/app/whoami", which
+  // maps to the WSGI script again and runs the per-directory rules (and a map lookup) inside the request.
+  // An extra, answered lookup must not shift the pipe: no resync, everyone still routed to their own group.
+  it('never shift the pipe nor route anyone elsewhere', async () => {
+    const before = (t.front.httpd.errorLog().match(/PLX0901/g) ?? []).length;
+    for (let i = 0; i < 20; i++) {
+      const u = USERS[i % USERS.length]!;
+      const auth = { authorization: `Basic ${Buffer.from(`${u}:${password(u)}`).toString('base64')}` };
+      const nested = await t.get(i % 2 === 0 ? '/app/app/whoami' : '/app/whoami/app/x', { headers: auth, fresh: true });
+      expect([200, 404], nested.body.slice(0, 200)).toContain(nested.status);
+      const plain = await get(u, 5_000);
+      expect(plain.group, u).toBe(groupOf(u));
+    }
+    expect((t.front.httpd.errorLog().match(/PLX0901/g) ?? []).length).toBe(before);
+  }, 60_000);
+});
+
 describe('resync under concurrency (one answer lost, several users at once)', () => {
   it('never leaves a worker waiting on the pipe for an answer that will not come (no server-wide hang)', async () => {
     const apachePid = t.front.httpd.pid;
