@@ -61,3 +61,11 @@ export class PermissionDeniedError extends PlexerError {
     super(message, 2);
   }
 }
+
+// A service plexer starts itself (the demo's Apache or PostgreSQL) did not come up: the reason in a few lines and
+// the log that has the rest.
+export class ServiceStartError extends PlexerError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}

@@ -1,10 +1,12 @@
 // Start and stop a private Apache httpd (Debian's /usr/sbin/apache2) with our own config, for the demo and the tests.
 // Never touches the system apache2 service: every PID signalled is read from our own PidFile.
 import { execFile } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { ServiceStartError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
+import { stopApacheTree } from './tree.js';
 
 export const APACHE_BINARY = '/usr/sbin/apache2';
 
@@ -66,15 +68,6 @@ function portAnswers(port: number): Promise<boolean> {
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function readPid(pidFile: string): number | undefined {
   try {
     const pid = Number.parseInt(readFileSync(pidFile, 'utf8').trim(), 10);
@@ -87,6 +80,37 @@ function readPid(pidFile: string): number | undefined {
 function configValue(config: string, directive: string): string | undefined {
   const m = new RegExp(`^\\s*${directive}\\s+"?([^"\\n]+?)"?\\s*$`, 'm').exec(config);
   return m?.[1];
+}
+
+function pidFileOf(config: string, dir: string): string {
+  return configValue(config, 'PidFile') ?? join(dir, 'httpd.pid');
+}
+
+function errorLogOf(config: string, dir: string): string {
+  return configValue(config, 'ErrorLog') ?? join(dir, 'error.log');
+}
+
+/**
+ * Stops what an earlier run (killed before it could stop its Apache) left of the Apache configured in
+ * DIR/httpd.conf, the whole tree, and returns how many processes that was (0: nothing was left).
+ */
+export async function stopLeftoverHttpd(dir: string): Promise<number> {
+  let config: string;
+  try {
+    config = readFileSync(join(dir, 'httpd.conf'), 'utf8');
+  } catch {
+    return 0;
+  }
+  const pid = readPid(pidFileOf(config, dir));
+  return pid === undefined ? 0 : stopApacheTree(pid, errorLogOf(config, dir));
+}
+
+// What an operator needs from a failed start: the few lines that say why, and where the rest is.
+function startFailure(what: string, output: string, errorLogPath: string): ServiceStartError {
+  const lines = output.split('\n').map((line) => line.trim()).filter(Boolean);
+  const telling = lines.filter((line) => /AH\d{5}|\[(emerg|alert|crit|error)\]|Syntax error|\(\d+\)/.test(line));
+  const reason = (telling.length > 0 ? telling : lines).slice(-3).join('\n  ');
+  return new ServiceStartError(`${what}${reason ? `:\n  ${reason}` : ''}\nApache's error log: ${errorLogPath}`);
 }
 
 function rootOnlyLog(path: string): void {
@@ -106,12 +130,16 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const port = options.port ?? Number(listen?.split(':').pop());
   if (!Number.isInteger(port) || port <= 0) throw new Error(`cannot find the port in the config (Listen ${listen})`);
   const host = listen?.replace(/:\d+$/, '') ?? '127.0.0.1';
-  const pidFile = configValue(config, 'PidFile') ?? join(dir, 'httpd.pid');
-  const errorLogPath = configValue(config, 'ErrorLog') ?? join(dir, 'error.log');
+  const pidFile = pidFileOf(config, dir);
+  const errorLogPath = errorLogOf(config, dir);
   const accessLogPath = configValue(config, 'CustomLog')?.split(/\s+/)[0]?.replace(/"/g, '') ?? join(dir, 'access.log');
   const tls = /^\s*SSLEngine\s+on/im.test(config);
 
   mkdirSync(dir, { recursive: true });
+  // An Apache left by a killed earlier run would hold the port, the maps and the WSGI sockets of this directory.
+  await stopLeftoverHttpd(dir);
+  // A killed Apache leaves its PidFile: read before the new parent writes its own, it would name the dead one.
+  rmSync(pidFile, { force: true });
   // www-data must reach mod_wsgi's sockets in here (mod_wsgi chowns them, but the directory needs o+x); no one
   // but root needs to list it.
   chmodSync(dir, 0o711);
@@ -125,10 +153,11 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const accessLog = () => (existsSync(accessLogPath) ? readFileSync(accessLogPath, 'utf8') : '');
 
   const syntax = await run(['-t', '-f', configPath], 15_000);
-  if (syntax.code !== 0) throw new Error(`apache2 -t failed (${syntax.code}):\n${syntax.stderr}${syntax.stdout}`);
+  if (syntax.code !== 0) throw startFailure(`Apache refused its configuration ${configPath}`, syntax.stderr + syntax.stdout, errorLogPath);
 
+  const logBefore = errorLog().length;
   const started = await run(['-f', configPath, '-k', 'start'], 30_000);
-  if (started.code !== 0) throw new Error(`apache2 -k start failed (${started.code}):\n${started.stderr}\n${errorLog()}`);
+  if (started.code !== 0) throw startFailure(`Apache did not start (apache2 -k start exit ${started.code})`, `${started.stderr}\n${errorLog().slice(logBefore)}`, errorLogPath);
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   let pid: number | undefined;
@@ -136,22 +165,16 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
     pid ??= readPid(pidFile);
     if (pid !== undefined && (await portAnswers(port))) break;
     if (Date.now() > deadline) {
-      if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
-      throw new Error(`httpd did not answer on port ${port}:\n${errorLog()}`);
+      if (pid !== undefined) await stopApacheTree(pid, errorLogPath);
+      throw startFailure(`Apache did not answer on port ${port} within ${options.startTimeoutMs ?? 15_000} ms`, errorLog().slice(logBefore), errorLogPath);
     }
     await sleep(50);
   }
   const parentPid = pid;
 
+  // The parent stops its children, WSGI daemons, prg: maps and piped loggers; whatever it leaves goes by force.
   const stop = async () => {
-    if (!alive(parentPid)) return;
-    // -k stop sends SIGTERM to the parent named in our PidFile; the parent then stops children, WSGI daemons
-    // and prg: maps. It can hang when a prg: map holds the rewrite-map lock, hence the deadline + SIGKILL.
-    await run(['-f', configPath, '-k', 'stop'], 10_000);
-    const until = Date.now() + 10_000;
-    while (alive(parentPid) && Date.now() < until) await sleep(50);
-    if (alive(parentPid)) process.kill(parentPid, 'SIGKILL');
-    // After SIGKILL of the parent, children exit on their own once they notice the parent is gone (pipe of death).
+    await stopApacheTree(parentPid, errorLogPath);
   };
 
   const graceful = async () => {

@@ -1,12 +1,13 @@
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files.js';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { startFront } from '../apache/front.js';
-import { freePort } from '../apache/httpd.js';
+import { freePort, stopLeftoverHttpd } from '../apache/httpd.js';
 import { PACKAGE_ROOT } from '../apache/runtime.js';
-import { startPrivateCluster, withDatabase } from '../cluster/private-cluster.js';
+import { ClusterError, startPrivateCluster, withDatabase } from '../cluster/private-cluster.js';
 import { adminConfig, loadConfig } from '../config.js';
-import { RefusedError } from '../errors.js';
+import { PlexerError, RefusedError, ServiceStartError } from '../errors.js';
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
@@ -21,8 +22,9 @@ const help = `Usage: plexer demo [--state-dir DIR] [--port N]
 The main job on one machine, for trying plexer: starts a private PostgreSQL cluster in STATE-DIR/pg (default
 ${PACKAGE_ROOT}/.state/demo), migrates it, creates three daemon groups (alpha, beta, gamma: each its own Django
 instance with its own SQLite database) and sample users, writes the Apache config and starts its own httpd on
-127.0.0.1:PORT (default 8080, or a free port if taken). Ctrl-C stops everything it started. Needs root (Apache
-switches to www-data).`;
+127.0.0.1:PORT (default 8080, or a free port if taken). It runs until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then
+stops everything it started. What a killed earlier demo left running in STATE-DIR (its Apache with every
+worker, map and WSGI daemon, its PostgreSQL) is stopped first. Needs root (Apache switches to www-data).`;
 
 // Each tenant runs as its own system user (created if missing, as "plexer group add --run-as U --create-user").
 const SAMPLE_GROUPS = [
@@ -54,12 +56,32 @@ export const command: Command = {
     if (process.getuid?.() !== 0) throw new RefusedError('the demo starts its own Apache, which needs root to switch to www-data');
     const stateDir = resolve(values['state-dir'] ?? join(PACKAGE_ROOT, '.state/demo'));
     const wanted = values.port ? parseWholeNumber(values.port, '--port') : 8080;
+    // Installed first, so a signal during the start stops what has started by then instead of killing the demo
+    // half-way and leaving it running.
+    const stopRequested = new Promise<NodeJS.Signals>((resolveStop) => {
+      for (const signal of STOP_SIGNALS) process.once(signal, () => resolveStop(signal));
+    });
+    // After SIGHUP the terminal may be gone: a failed write must not abort the stop half-way.
+    process.stdout.on('error', () => undefined);
+    claimStateDir(stateDir);
+    const leftover = await stopLeftoverHttpd(join(stateDir, 'apache'));
+    if (leftover > 0) print(`stopped ${leftover} Apache process(es) a killed earlier demo left running in ${stateDir}`);
     const port = (await portIsFree(wanted)) ? wanted : await freePort();
 
-    const cluster = await startPrivateCluster({ dir: join(stateDir, 'pg'), peerMap: DEMO_PEER_MAP });
+    const pgDir = join(stateDir, 'pg');
+    const cluster = await startPrivateCluster({ dir: pgDir, peerMap: DEMO_PEER_MAP, log: print }).catch((error: unknown) => {
+      if (!(error instanceof ClusterError)) throw error;
+      throw new ServiceStartError(`PostgreSQL did not start: ${error.message.split('\n', 1)[0]}\nPostgreSQL's log: ${join(pgDir, 'postgres.log')}`);
+    });
     const stops: Array<() => Promise<void>> = [() => cluster.stop()];
+    let failed = false;
     const stopAll = async () => {
-      for (const stop of stops.reverse()) await stop().catch((error: Error) => print(`stop: ${error.message}`));
+      for (const stop of stops.reverse()) {
+        await stop().catch((error: Error) => {
+          failed = true;
+          print(`stop: ${error.message}`);
+        });
+      }
     };
     try {
       await prepareDemoDatabase(cluster.url);
@@ -82,17 +104,96 @@ export const command: Command = {
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
       print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
       print('Ctrl-C stops Apache and PostgreSQL.');
-      await new Promise<void>((resolveStop) => {
-        process.once('SIGINT', resolveStop);
-        process.once('SIGTERM', resolveStop);
-      });
-      print('stopping…');
+      // Signal listeners alone keep no event loop alive: without a handle the demo would return at once.
+      const keepAlive = setInterval(() => undefined, 1 << 30);
+      const signal = await stopRequested;
+      clearInterval(keepAlive);
+      print(`${signal}: stopping…`);
+    } catch (error) {
+      // A short reason, not a stack: what broke is named, the logs are in the state directory.
+      if (error instanceof PlexerError) throw error;
+      throw new ServiceStartError(`the demo did not start: ${(error as Error).message}\nlogs: ${stateDir}/apache/error.log, ${pgDir}/postgres.log`);
     } finally {
       await stopAll();
     }
+    // Checked, not assumed: anything still running from the state directory is named (and left alone: it may
+    // be someone's shell).
+    const left = processesUsing(stateDir);
+    for (const p of left) print(`still running from ${stateDir}: PID ${p.pid} ${p.command}`);
+    if (failed || left.length > 0) return 1;
+    rmSync(join(stateDir, 'demo.pid'), { force: true });
+    print('stopped Apache and PostgreSQL; no process of the demo is left');
     return 0;
   },
 };
+
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+// One demo per state directory: a second one would stop the first one's Apache as a leftover. The PID file of
+// a demo that is gone (killed) is simply taken over.
+function claimStateDir(stateDir: string): void {
+  const pidFile = join(stateDir, 'demo.pid');
+  const other = Number.parseInt(readFileSyncOrEmpty(pidFile), 10);
+  if (Number.isInteger(other) && other !== process.pid && demoStateDir(other) === stateDir) {
+    throw new RefusedError(`another plexer demo (PID ${other}) runs on ${stateDir}: stop it first (kill ${other}), or give this one another --state-dir`);
+  }
+  mkdirSync(stateDir, { recursive: true });
+  writeFileAtomic(pidFile, `${process.pid}\n`, { mode: 0o644 });
+}
+
+function readFileSyncOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+// Processes other than this one whose command line, working directory or open files are in `dir`.
+function processesUsing(dir: string): Array<{ pid: number; command: string }> {
+  const inDir = (path: string) => path === dir || path.startsWith(dir + '/');
+  const found: Array<{ pid: number; command: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!/^\d+$/.test(entry) || pid === process.pid) continue;
+    const argv = readFileSyncOrEmpty(`/proc/${pid}/cmdline`).split('\0').filter(Boolean);
+    const links = [`/proc/${pid}/cwd`, ...listOrEmpty(`/proc/${pid}/fd`).map((fd) => `/proc/${pid}/fd/${fd}`)].map(readlinkOrEmpty);
+    if (argv.some((arg) => arg.includes(dir + '/') || arg.endsWith(dir)) || links.some(inDir)) found.push({ pid, command: argv.join(' ') });
+  }
+  return found;
+}
+
+function listOrEmpty(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
+
+// The state directory of the plexer demo running as PID, as it resolved it; undefined for any other process.
+function demoStateDir(pid: number): string | undefined {
+  const argv = readFileSyncOrEmpty(`/proc/${pid}/cmdline`).split('\0');
+  const at = argv.indexOf('demo');
+  if (at < 2 || !argv.slice(0, at).some((arg) => arg.endsWith('bin/plexer') || arg.endsWith('cli/main.js'))) return undefined;
+  const args = argv.slice(at + 1);
+  const flag = args.indexOf('--state-dir');
+  const given = flag >= 0 ? args[flag + 1] : args.find((arg) => arg.startsWith('--state-dir='))?.slice('--state-dir='.length);
+  if (given === undefined) return join(PACKAGE_ROOT, '.state/demo');
+  try {
+    return resolve(readlinkSync(`/proc/${pid}/cwd`), given);
+  } catch {
+    return undefined;
+  }
+}
 
 // Who may connect to the demo's cluster, and as which role (peer authentication on its socket, no TCP). root
 // runs the demo and the CLI: the superuser to set up roles, the admin role for everything else, and the
