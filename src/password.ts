@@ -41,3 +41,10 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
 export function dummyHash(cost: number): string {
   return `$2b$${String(cost).padStart(2, '0')}$CCCCCCCCCCCCCCCCCCCCC.0V3sXv7QnAbH3N3rUCf0Zq4ZyYIqHKe`;
 }
+
+// A stored hash below the configured cost (an old import) would make a wrong password for that known user
+// quicker to refuse than one for an unknown name (dummyHash at the configured cost): such a refusal also
+// pays a dummy verification at the configured cost.
+export function refusalNeedsPadding(storedHash: string, cost: number): boolean {
+  return (bcryptCost(storedHash) ?? 0) < cost;
+}

@@ -264,12 +264,34 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     // drop at the end terminates.
     const client = new pg.Client({ connectionString: store.db.url, options: '-c search_path=plexer' });
     await client.connect();
-    await client.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 100, now() + interval '1 hour')`);
+    await client.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 100, now() + interval '1 hour')
+                        ON CONFLICT (subject) DO UPDATE SET locked_until = EXCLUDED.locked_until`);
     await client.end();
-    expect((await get('/private/page.txt', 'alice', 'pw-alice')).status).toBe(401);
-    expect(authdLog).toMatch(/login refused reason=locked-out user=alice/);
+    // The warm check reads the lockout from memory, told by NOTIFY: within milliseconds.
+    await waitForStatus('/private/page.txt', 'alice', 'pw-alice', 401);
+    expect(authdLog).toMatch(/login refused reason=locked-out user=alice ip=127\.0\.0\.1 locked=user:alice/);
     await plexer(['user', 'unlock', 'alice']);
-    expect((await get('/private/page.txt', 'alice', 'pw-alice')).status).toBe(200);
+    await waitForStatus('/private/page.txt', 'alice', 'pw-alice', 200);
+  });
+
+  it('answers warm checks from memory: a table lock on login_failures does not hold them', async () => {
+    await plexer(['user', 'add', 'gina', '--group', 't1', '--password-stdin'], 'pw-gina\n');
+    expect((await get('/private/page.txt', 'gina', 'pw-gina')).status).toBe(200);
+    const holder = new pg.Client({ connectionString: store.db.url, options: '-c search_path=plexer' });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      // Every read of the table (the cold path's, and the old warm path's) now waits until ROLLBACK.
+      await holder.query('LOCK TABLE login_failures IN ACCESS EXCLUSIVE MODE');
+      for (let i = 0; i < 20; i++) {
+        const answer = await get('/private/page.txt', 'gina', 'pw-gina');
+        expect(answer.status).toBe(200);
+        expect(answer.ms).toBeLessThan(1_000);
+      }
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
   });
 
   it('measures request latency through Apache: cold (bcrypt) vs warm (cached)', async () => {

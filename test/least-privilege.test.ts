@@ -233,8 +233,8 @@ describe('the helpers as the helpers\' role', () => {
     expect((await store.sql.query(`SELECT 1 FROM login_failures WHERE subject = 'user:alice'`)).rowCount).toBe(0);
     for (const pw of ['a', 'b']) expect((await authn(pw, '10.7.0.3')).code).toBe(12);
     const third = await authn('c', '10.7.0.3');
-    expect(third.stderr).toMatch(/lockout started subject=user:alice failures=3/);
-    expect((await authn('pw-alice', '10.7.0.4')).code).toBe(14);
+    expect(third.stderr).toMatch(/lockout started subject=pair:alice\/10\.7\.0\.3 failures=3/);
+    expect((await authn('pw-alice', '10.7.0.3')).code).toBe(14);
     expect((await cli(['user', 'unlock', 'alice'])).code).toBe(0);
 
     const { rows } = await store.sql.query(`SELECT password_hash FROM users WHERE name = 'alice'`);

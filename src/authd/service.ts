@@ -9,10 +9,12 @@ import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
 import type { Logger, LogFields } from '../log.js';
 import { isRoleName, isUserName } from '../names.js';
-import { bcryptCost, checkNewPassword, dummyHash } from '../password.js';
+import { bcryptCost, checkNewPassword, dummyHash, refusalNeedsPadding } from '../password.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { fetchCredential, hasAnyRole, upgradePasswordHash } from '../store/credentials.js';
-import { clearFailures, ipSubject, lockedSubjects, lockedSubjectsClearingUser, recordFailure, userSubject, type LockoutPolicy } from '../store/login-failures.js';
+import { lockedSubjectsClearingUser } from '../store/login-failures.js';
+import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
+import type { LockMirror } from './lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
 import { UserKeyedCache } from './user-cache.js';
@@ -36,6 +38,9 @@ export interface AuthServiceOptions {
   bcryptThreads?: number;
   bcryptQueue?: number;
   roleCacheTtlMs?: number;
+  // Lockouts in memory (warm checks then read no table), trusted while `lockoutsListening()` and ready.
+  lockouts?: LockMirror;
+  lockoutsListening?: () => boolean;
 }
 
 export interface AuthStats {
@@ -70,7 +75,9 @@ export class AuthService {
   private readonly bcrypt: Semaphore;
   private readonly bcryptPool: BcryptPool;
   private readonly inflight = new Map<string, { epoch: number; result: Promise<Outcome> }>();
-  private readonly policy: LockoutPolicy;
+  private readonly throttle: Throttle;
+  private readonly lockouts: LockMirror | undefined;
+  private readonly lockoutsListening: () => boolean;
   private readonly counters = { credentialHits: 0, credentialMisses: 0, sharedVerifications: 0, bcryptRuns: 0, roleHits: 0, roleMisses: 0 };
 
   constructor(options: AuthServiceOptions) {
@@ -85,11 +92,9 @@ export class AuthService {
     });
     this.bcryptPool = new BcryptPool(options.bcryptThreads);
     this.bcrypt = new Semaphore(this.bcryptPool.size, options.bcryptQueue ?? 256);
-    this.policy = {
-      maxFailures: options.config.lockoutMaxFailures,
-      windowSeconds: options.config.lockoutWindowSeconds,
-      lockSeconds: options.config.lockoutSeconds,
-    };
+    this.throttle = throttleOf(options.config);
+    this.lockouts = options.lockouts;
+    this.lockoutsListening = options.lockoutsListening ?? (() => false);
   }
 
   // A change notification from the store: "u:<user>", "r:<user>", "g:<group>" or "*".
@@ -137,8 +142,8 @@ export class AuthService {
       await this.verify(password, dummyHash(this.config.bcryptCost), signal).catch(() => false);
       return this.refused('invalid-user-name', user, ip);
     }
-    const address = ip && /^[0-9A-Fa-f:.]{2,45}$/.test(ip) ? ip : undefined;
-    const subjects = [userSubject(user), ...(address ? [ipSubject(address)] : [])];
+    const address = clientAddress(ip);
+    const subjects = subjectsOf(user, address, this.throttle);
     const digest = this.digest(user, password);
     const useCache = this.listening();
 
@@ -199,12 +204,17 @@ export class AuthService {
     return refuse('no-role');
   }
 
-  // A credential verified recently and not changed since: only the lockout state is read, and a success
-  // resets the user's failure count as `plexer authn` does — one statement.
-  private async warm(user: string, ip: string | undefined, subjects: string[]): Promise<Outcome> {
-    if (this.policy.maxFailures === 0) return accept('cached');
+  // A credential verified recently and not changed since: only the lockout state is checked — in memory
+  // while the mirror is live (no round trip; the failure count is then reset only by the next cold success),
+  // else in the store, which also resets the count as `plexer authn` does, in one statement.
+  private async warm(user: string, ip: string | undefined, subjects: Subjects): Promise<Outcome> {
+    if (this.throttle.maxFailures === 0) return accept('cached');
+    if (this.lockouts?.ready && this.lockoutsListening()) {
+      const locked = this.lockouts.locked(subjects.all);
+      return locked.length > 0 ? this.refused('locked-out', user, ip, { locked: locked.join(' ') }) : accept('cached');
+    }
     try {
-      const locked = await lockedSubjectsClearingUser(this.db, subjects, userSubject(user));
+      const locked = await lockedSubjectsClearingUser(this.db, subjects.all, subjects.own);
       if (locked.length > 0) return this.refused('locked-out', user, ip, { locked: locked.join(' ') });
       return accept('cached');
     } catch (error) {
@@ -213,22 +223,23 @@ export class AuthService {
     }
   }
 
-  private async cold(user: string, password: string, ip: string | undefined, subjects: string[], digest: string,
+  private async cold(user: string, password: string, ip: string | undefined, subjects: Subjects, digest: string,
     epoch: number, useCache: boolean, signal: AbortSignal): Promise<Outcome> {
-    const { policy } = this;
+    const { throttle } = this;
     try {
-      if (policy.maxFailures > 0) {
-        const locked = await lockedSubjects(this.db, subjects);
-        if (locked.length > 0) return this.refused('locked-out', user, ip, { locked: locked.join(' ') });
-      }
+      const locked = await lockedNow(this.db, subjects, throttle);
+      if (locked.length > 0) return this.refused('locked-out', user, ip, { locked: locked.join(' ') });
       const credential = await fetchCredential(this.db, user);
       const verified = await this.verify(password, credential?.passwordHash ?? dummyHash(this.config.bcryptCost), signal);
       if (!credential || !verified) {
-        await this.countFailure(subjects);
+        if (credential && refusalNeedsPadding(credential.passwordHash, this.config.bcryptCost)) {
+          await this.verify(password, dummyHash(this.config.bcryptCost), signal);
+        }
+        await countFailure(this.db, subjects, throttle, this.log);
         return this.refused(credential ? 'wrong-password' : 'no-such-user', user, ip);
       }
       if (credential.disabled) return this.refused('disabled', user, ip);
-      if (policy.maxFailures > 0) await clearFailures(this.db, userSubject(user));
+      await clearOnSuccess(this.db, subjects, throttle);
       if (useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
       this.rehashIfWeak(user, password, credential.passwordHash);
       this.log.debug('login accepted', { user, ip });
@@ -271,13 +282,6 @@ export class AuthService {
         this.log.info('password rehashed at the configured cost', { user, from: cost, to: this.config.bcryptCost });
       })
       .catch((error: unknown) => this.log.warn('cannot rehash password', { user, error: (error as Error).message }));
-  }
-
-  private async countFailure(subjects: string[]): Promise<void> {
-    if (this.policy.maxFailures === 0) return;
-    for (const count of await recordFailure(this.db, subjects, this.policy)) {
-      if (count.lockedNow) this.log.warn('lockout started', { subject: count.subject, failures: count.failures, seconds: this.policy.lockSeconds });
-    }
   }
 
   private refused(reason: string, user: string, ip: string | undefined, extra: LogFields = {}): Outcome {

@@ -2,6 +2,7 @@ import { rmSync, statSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { isAbsolute } from 'node:path';
 import { CallerGate } from '../authd/gate.js';
+import { LockMirror } from '../authd/lock-mirror.js';
 import { AuthService } from '../authd/service.js';
 import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
 import { assertPeerLookupWorks, NetlinkOwners, ProcOwners, selfTest, uidOf, type PeerOwners } from '../authd/peer.js';
@@ -12,7 +13,8 @@ import { createFastCgiServer } from '../fastcgi/server.js';
 import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createClient, createPool, describeTarget } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
-import { changesChannel } from '../store/sql.js';
+import { currentLockouts } from '../store/login-failures.js';
+import { changesChannel, lockoutsChannel } from '../store/sql.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
@@ -171,14 +173,29 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
     onListening: () => service?.clear(),
     log,
   });
-  service = new AuthService({ db, config, log, listening: () => listener.isListening() });
+  const lockouts = new LockMirror();
+  const lockListener = listenForChanges({
+    connect: () => createClient(config, { applicationName: 'plexer-authd-lockouts', connectTimeoutMs: 3_000 }),
+    channel: lockoutsChannel(config.schema),
+    onChange: (payload) => lockouts.apply(payload),
+    onListening: () => {
+      lockouts.reset();
+      currentLockouts(db)
+        .then((rows) => lockouts.loaded(rows))
+        .catch((error: unknown) => log.warn('cannot read lockouts; warm checks ask the store', { error: (error as Error).message }));
+    },
+    log,
+  });
+  service = new AuthService({
+    db, config, log, listening: () => listener.isListening(), lockouts, lockoutsListening: () => lockListener.isListening(),
+  });
 
   const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }), log });
   try {
     await listen(server, address);
   } catch (error) {
     log.error('cannot listen', { address: describe(address), error: (error as Error).message });
-    await Promise.allSettled([listener.close(), db.end()]);
+    await Promise.allSettled([listener.close(), lockListener.close(), db.end()]);
     gate.close();
     return 1;
   }
@@ -192,7 +209,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   // Stop accepting; checks in flight finish (each is bounded by authn_timeout_ms), then the store goes.
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);
-  await Promise.allSettled([listener.close(), db.end(), service.close()]);
+  await Promise.allSettled([listener.close(), lockListener.close(), db.end(), service.close()]);
   gate.close();
   if (address.kind === 'unix') rmSync(address.path, { force: true });
   return 0;

@@ -1,11 +1,11 @@
 import { loadConfig, type PlexerConfig } from '../config.js';
 import { createLogger, setLogLevel, type LogFields, type Logger } from '../log.js';
 import { isUserName } from '../names.js';
-import { bcryptCost, dummyHash, hashPassword, verifyPassword } from '../password.js';
+import { bcryptCost, dummyHash, hashPassword, refusalNeedsPadding, verifyPassword } from '../password.js';
 import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
 import { createClient } from '../store/connect.js';
 import { fetchCredential, upgradePasswordHash } from '../store/credentials.js';
-import { ipSubject, lockedSubjects, recordFailure, clearFailures, userSubject, type LockoutPolicy } from '../store/login-failures.js';
+import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, throttleOf } from '../store/throttle.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
@@ -59,30 +59,27 @@ async function authenticate(config: PlexerConfig, log: Logger): Promise<number> 
     log.warn('login refused', { reason: 'invalid-user-name', ip });
     return AuthExit.BadInput;
   }
-  const policy: LockoutPolicy = {
-    maxFailures: config.lockoutMaxFailures,
-    windowSeconds: config.lockoutWindowSeconds,
-    lockSeconds: config.lockoutSeconds,
-  };
-  // The address comes from Apache (the connection's peer), never from a client header.
-  const subjects = [userSubject(user), ...(ip && /^[0-9A-Fa-f:.]{2,45}$/.test(ip) ? [ipSubject(ip)] : [])];
+  const throttle = throttleOf(config);
+  // The address comes from Apache: the connection's peer, or what mod_remoteip took from a trusted proxy.
+  const subjects = subjectsOf(user, clientAddress(ip), throttle);
   const client = createClient(config, { applicationName: 'plexer-authn', connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs) });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    if (policy.maxFailures > 0) {
-      const locked = await lockedSubjects(client, subjects);
-      if (locked.length > 0) return refuse(log, 'locked-out', user, ip, AuthExit.LockedOut, { locked: locked.join(' ') });
-    }
+    const locked = await lockedNow(client, subjects, throttle);
+    if (locked.length > 0) return refuse(log, 'locked-out', user, ip, AuthExit.LockedOut, { locked: locked.join(' ') });
     const credential = await fetchCredential(client, user);
     const verified = await verifyPassword(password, credential?.passwordHash ?? dummyHash(config.bcryptCost));
     if (!credential || !verified) {
+      if (credential && refusalNeedsPadding(credential.passwordHash, config.bcryptCost)) {
+        await verifyPassword(password, dummyHash(config.bcryptCost));
+      }
       const reason = credential ? 'wrong-password' : 'no-such-user';
-      await countFailure(client, subjects, policy, log);
+      await countFailure(client, subjects, throttle, log);
       return refuse(log, reason, user, ip, credential ? AuthExit.WrongPassword : AuthExit.NoSuchUser);
     }
     if (credential.disabled) return refuse(log, 'disabled', user, ip, AuthExit.Disabled);
-    if (policy.maxFailures > 0) await clearFailures(client, userSubject(user));
+    await clearOnSuccess(client, subjects, throttle);
     const cost = bcryptCost(credential.passwordHash) ?? 0;
     if (cost < config.bcryptCost) {
       await upgradePasswordHash(client, user, credential.passwordHash, await hashPassword(password, config.bcryptCost));
@@ -95,13 +92,6 @@ async function authenticate(config: PlexerConfig, log: Logger): Promise<number> 
     return AuthExit.StoreError;
   } finally {
     client.end().catch(() => undefined);
-  }
-}
-
-async function countFailure(client: ReturnType<typeof createClient>, subjects: string[], policy: LockoutPolicy, log: Logger): Promise<void> {
-  if (policy.maxFailures === 0) return;
-  for (const count of await recordFailure(client, subjects, policy)) {
-    if (count.lockedNow) log.warn('lockout started', { subject: count.subject, failures: count.failures, seconds: policy.lockSeconds });
   }
 }
 

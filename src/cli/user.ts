@@ -4,7 +4,7 @@ import { parseHtpasswd } from '../htpasswd.js';
 import { isGroupName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
 import * as accounts from '../store/accounts.js';
-import { clearFailures, ipSubject, userSubject } from '../store/login-failures.js';
+import { unlockSubjects } from '../store/login-failures.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, table, type Command } from './command.js';
 import { readNewPassword } from './password-input.js';
@@ -134,11 +134,11 @@ export const command: Command = {
         return 0;
       }
       case 'unlock': {
-        const subject = values.ip !== undefined
-          ? (expectPositionals(rest, []), ipSubject(values.ip))
-          : userSubject(userName((expectPositionals(rest, ['name']) as [string])[0]));
-        const cleared = await withStore(config, (pool) => clearFailures(pool, subject));
-        print(cleared ? `${subject} unlocked` : `${subject} had no failed logins`);
+        const [kind, value] = values.ip !== undefined
+          ? (expectPositionals(rest, []), ['ip', values.ip] as const)
+          : ['user', userName((expectPositionals(rest, ['name']) as [string])[0])] as const;
+        const cleared = await withStore(config, (pool) => unlockSubjects(pool, kind, value));
+        print(cleared.length > 0 ? cleared.map((subject) => `${subject} unlocked`).join('\n') : `${kind}:${value} had no failed logins`);
         return 0;
       }
       case 'list': {

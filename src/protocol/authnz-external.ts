@@ -22,7 +22,8 @@ export async function readPipeInput(input: Readable, timeoutMs: number): Promise
   if (lines.length === 3 && lines[2] === '') lines.pop();
   if (lines.length !== 2) throw new PipeInputError(`expected exactly two lines on stdin, got ${lines.length}`);
   const [first, second] = lines as [string, string];
-  return { first: first.replace(/\r$/, ''), second: second.replace(/\r$/, '') };
+  // The name is passed on as it came: "alice\r" is not alice (it fails the name pattern and is refused).
+  return { first, second: second.replace(/\r$/, '') };
 }
 
 function readBounded(input: Readable, maxBytes: number, timeoutMs: number): Promise<string> {

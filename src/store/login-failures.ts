@@ -11,6 +11,8 @@ export interface LockoutPolicy {
 
 export const userSubject = (user: string) => `user:${user}`;
 export const ipSubject = (ip: string) => `ip:${ip}`;
+// "/" is in neither a user name nor an address, so the pair splits one way only (CHECK in migration 005).
+export const pairSubject = (user: string, ip: string) => `pair:${user}/${ip}`;
 
 // The subjects (of those given) that are locked out right now.
 export async function lockedSubjects(db: Queryable, subjects: string[]): Promise<string[]> {
@@ -40,13 +42,17 @@ export async function recordFailure(db: Queryable, subjects: string[], policy: L
   return result.rows.map((row) => ({ subject: row.subject, failures: row.failures, lockedNow: row.locked_now }));
 }
 
-export async function clearFailures(db: Queryable, subject: string): Promise<boolean> {
-  const result = await db.query({
-    name: 'plexer_clear_login_failures',
-    text: 'SELECT subject FROM clear_login_failures($1::text[])',
-    values: [[subject]],
+// `plexer user unlock` (an admin command, as the schema's owner): a user name's count and lockout and those
+// of every pair of that name, or an address's and those of every pair from it. Returns the subjects cleared.
+export async function unlockSubjects(db: Queryable, kind: 'user' | 'ip', value: string): Promise<string[]> {
+  const result = await db.query<{ subject: string }>({
+    text: kind === 'user'
+      ? `DELETE FROM login_failures WHERE subject = 'user:' || $1 OR starts_with(subject, 'pair:' || $1 || '/') RETURNING subject`
+      : `DELETE FROM login_failures WHERE subject = 'ip:' || $1
+            OR (starts_with(subject, 'pair:') AND substr(subject, strpos(subject, '/') + 1) = $1) RETURNING subject`,
+    values: [value],
   });
-  return (result.rowCount ?? 0) > 0;
+  return result.rows.map((row) => row.subject).sort();
 }
 
 // For a credential authd verified recently: which of `subjects` are locked out now, and — only when none
@@ -59,4 +65,13 @@ export async function lockedSubjectsClearingUser(db: Queryable, subjects: string
     values: [subjects, [userSubject]],
   }).catch(rethrowExplained);
   return result.rows.filter((row) => row.locked).map((row) => row.subject);
+}
+
+// Every lockout in force, for authd's mirror (src/authd/lock-mirror.ts).
+export async function currentLockouts(db: Queryable): Promise<Array<{ subject: string; untilMs: number }>> {
+  const result = await db.query<{ subject: string; until_ms: string }>({
+    name: 'plexer_current_lockouts',
+    text: 'SELECT subject, floor(extract(epoch FROM locked_until) * 1000)::bigint AS until_ms FROM login_failures WHERE locked_until > now()',
+  }).catch(rethrowExplained);
+  return result.rows.map((row) => ({ subject: row.subject, untilMs: Number(row.until_ms) }));
 }

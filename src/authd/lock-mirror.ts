@@ -1,0 +1,68 @@
+// Who is locked out right now, held in memory so a warm check (a credential verified recently) reads no table.
+// Kept current by the lockouts channel (migration 005: "SUBJECT EPOCH_MS" whenever a lockout starts, is
+// extended or ends early, "*" after a TRUNCATE); expiry needs no message, the time is in the entry.
+//
+// Trusted only while `ready` (LISTEN is in place and the current lockouts have been read) and while the LISTEN
+// connection stays up (the caller checks that); otherwise the caller asks the store. A message that arrives while the
+// current lockouts are being read wins over the read (it is newer).
+export class LockMirror {
+  private readonly until = new Map<string, number>();
+  private heardDuringLoad: Set<string> | undefined;
+  private isReady = false;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  get size(): number {
+    return this.until.size;
+  }
+
+  // LISTEN is (again) in place: forget everything until `loaded`.
+  reset(): void {
+    this.isReady = false;
+    this.until.clear();
+    this.heardDuringLoad = new Set();
+  }
+
+  // The lockouts read after `reset`.
+  loaded(rows: Array<{ subject: string; untilMs: number }>): void {
+    const heard = this.heardDuringLoad ?? new Set<string>();
+    for (const { subject, untilMs } of rows) if (!heard.has(subject)) this.set(subject, untilMs);
+    this.heardDuringLoad = undefined;
+    this.isReady = true;
+  }
+
+  apply(payload: string): void {
+    if (payload === '*') {
+      this.until.clear();
+      return;
+    }
+    const space = payload.lastIndexOf(' ');
+    const untilMs = Number(payload.slice(space + 1));
+    if (space <= 0 || !Number.isFinite(untilMs)) return;
+    const subject = payload.slice(0, space);
+    this.heardDuringLoad?.add(subject);
+    this.set(subject, untilMs);
+  }
+
+  // A lockout this process caused, known before its own message comes back.
+  set(subject: string, untilMs: number): void {
+    if (untilMs > this.now()) this.until.set(subject, untilMs);
+    else this.until.delete(subject);
+  }
+
+  locked(subjects: readonly string[]): string[] {
+    const now = this.now();
+    const locked: string[] = [];
+    for (const subject of subjects) {
+      const until = this.until.get(subject);
+      if (until === undefined) continue;
+      if (until > now) locked.push(subject);
+      else this.until.delete(subject);
+    }
+    return locked;
+  }
+}
