@@ -2,6 +2,8 @@
 // The generated config fails closed on that (our 503, never a default group, never another tenant) and runs
 // `plexer watchdog` as a piped logger, which Apache itself restarts, to bring the maps back with a graceful
 // reload: routing must be right again within 5 s with nobody acting.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapProcesses, watchdogProcesses } from './helpers/apache-procs.js';
 import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
@@ -19,7 +21,15 @@ afterAll(() => t?.close());
 
 // Kills `kind`'s map and asks as alice and bob until both are served by their own group again. Every answer
 // meanwhile is our 503 or their own group. Returns the milliseconds from the kill to both served.
+// The watchdog backs off while reloads keep being needed (a crash loop must not reload Apache without end),
+// and keeps that state across its own restarts: each case starts outside the backoff window of the last.
+async function outsideReloadBackoff(): Promise<void> {
+  const stateFile = join(t.front.apacheDir, 'watchdog.state');
+  await waitFor(() => !existsSync(stateFile) || Date.now() >= (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number }).nextReloadAt, 30_000, 'the reload backoff to pass');
+}
+
 async function killMapAndWaitForRecovery(kind: 'group' | 'settings'): Promise<number> {
+  await outsideReloadBackoff();
   const apachePid = t.front.httpd.pid;
   const [map] = mapProcesses(apachePid, kind);
   expect(map).toBeDefined();
@@ -58,6 +68,21 @@ describe('a dead map comes back by itself', () => {
 
   it('does the same for the settings map', async () => {
     console.log(`settings map killed → both users served: ${await killMapAndWaitForRecovery('settings')} ms`);
+  }, 30_000);
+
+  it('kills a map that hangs while a request waits on it (mod_rewrite would wait forever), then routes again', async () => {
+    await outsideReloadBackoff();
+    const apachePid = t.front.httpd.pid;
+    const [map] = mapProcesses(apachePid, 'group');
+    process.kill(map!, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    // This request waits on the stopped map while holding the server-wide rewrite-map lock.
+    const waiting = await t.get('/app/whoami', { user: 'alice', password: 'alice-pw', fresh: true });
+    expect(waiting.status).toBe(503);
+    expect(t.front.httpd.errorLog()).toMatch(/PLX0903/);
+    await waitFor(async () => (await t.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true })).status === 200, 5_000, 'bob served again');
+    console.log(`hung map → killed and replaced, bob served: ${Date.now() - stoppedAt} ms`);
+    expect(mapProcesses(apachePid, 'group')).not.toContain(map);
   }, 30_000);
 
   it('is itself restarted by Apache when it dies, and still does its job', async () => {

@@ -1,8 +1,12 @@
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
-import { RESYNC_KEY } from '../protocol/rewrite-map.js';
+import { ANSWER_MARK } from '../protocol/rewrite-map.js';
 
-// Renders one complete, standalone httpd configuration for Debian's /usr/sbin/apache2 binary: no Include of
-// /etc/apache2, no envvars, no ServerRoot-relative paths. The function is pure (no file system, no clock, no
+// Renders one httpd configuration in one of two layouts. 'standalone' (the default; the demo, the tests, the
+// benchmark): complete for Debian's /usr/sbin/apache2 binary, no Include of /etc/apache2, no envvars, no
+// ServerRoot-relative paths. 'debian': a site for /etc/apache2/sites-available that leaves everything global to
+// Debian's apache2.conf (ServerRoot, PidFile, Mutex, User, the main ErrorLog, the modules and the MPM, which
+// a2enmod enables: apacheModules() lists them) and logs to ${APACHE_LOG_DIR}, where logrotate looks; the
+// daemon groups, the maps and the virtual host are the same in both. The function is pure (no file system, no clock, no
 // environment) so the same options always give the same text; callers write it to a file and run
 // `/usr/sbin/apache2 -f FILE -k start|graceful|stop`.
 //
@@ -35,7 +39,7 @@ export interface RoleLocation {
 }
 
 export interface ApacheConfigOptions {
-  listenAddress: string; // e.g. "127.0.0.1"
+  listenAddress: string; // e.g. "127.0.0.1", or "*" (every address)
   port: number;
   serverName: string;
   // Apache's own runtime + log directory: pid file, mutexes, mod_wsgi sockets, shmcb cache, logs. Must exist,
@@ -67,6 +71,10 @@ export interface ApacheConfigOptions {
   wsgiThreads?: number; // threads per daemon process, default 4
   logLevel?: string; // Apache LogLevel, default "warn"
   modulesDir?: string; // default "/usr/lib/apache2/modules" (Debian)
+  layout?: ApacheLayout; // default 'standalone'
+  // Debian layout: whether the site opens its own port with a Listen line (ports.conf opens 80 and 443; a
+  // second Listen on a port ports.conf already opens makes Apache fail to start). Standalone always listens.
+  listen?: boolean;
 
   // ---- Modes (defaults: Basic authentication + mod_wsgi routing, the original behaviour) -------------------
   // 'basic': HTTP Basic via mod_authnz_external. 'form': a login page + mod_auth_form; the user and password
@@ -101,6 +109,7 @@ export interface ApacheConfigOptions {
 }
 
 export type AuthMode = 'basic' | 'form';
+export type ApacheLayout = 'standalone' | 'debian';
 export type RoutingMode = 'wsgi' | 'proxy' | 'prefix';
 
 // URL paths of the form-login pieces (all outside the mount, served without authentication).
@@ -199,7 +208,9 @@ function validate(o: ApacheConfigOptions) {
   if (!/^[A-Za-z0-9 ._-]{1,64}$/.test(authRealm)) throw new ApacheConfigError(`invalid authRealm ${JSON.stringify(authRealm)}`);
   const logLevel = o.logLevel ?? 'warn';
   if (!/^[a-z_:0-9 ]+$/.test(logLevel)) throw new ApacheConfigError(`invalid logLevel ${logLevel}`);
-  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal: ${o.listenAddress}`);
+  const layout = o.layout ?? 'standalone';
+  if (layout !== 'standalone' && layout !== 'debian') throw new ApacheConfigError(`layout must be standalone or debian: ${JSON.stringify(layout)}`);
+  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$|^\*$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal or *: ${o.listenAddress}`);
   const auth = o.auth ?? 'basic';
   if (auth !== 'basic' && auth !== 'form') throw new ApacheConfigError(`auth must be basic or form: ${JSON.stringify(auth)}`);
   const routing = o.routing ?? 'wsgi';
@@ -261,6 +272,8 @@ function validate(o: ApacheConfigOptions) {
     wsgiThreads: positiveInt('wsgiThreads', o.wsgiThreads ?? 4, 64),
     logLevel,
     modulesDir: path('modulesDir', o.modulesDir ?? '/usr/lib/apache2/modules'),
+    layout,
+    ownListen: layout === 'standalone' || o.listen === true,
   };
 }
 
@@ -289,29 +302,32 @@ export interface KeyedRoutingOptions {
   indent?: string;
 }
 
-// Looks `key` up and sets `target` only from an answer that names that key: "alice,alice=alpha" must match
-// ^([^,]*),\1=(.+)$. For a prg: map, an answer that names another key means a worker died between writing its
-// key and reading its answer, and the shared pipe is one answer behind: read the waiting answer with
-// RESYNC_KEY (which the program never answers) and ask again. That read cannot block: our own answer is still
-// in the pipe (src/protocol/rewrite-map.ts has the argument). It runs only on a well-formed answer for another
-// key, never on "" from a dead map or a keyless NULL. Each such request heals one lost answer; until healed,
-// `target` stays unset and the request ends in our 503, never in another user's instance.
-// dbm: files have no pipe to shift; a key missing from the file counts as "known, no value".
+// Looks `key` up and sets `target` only from an answer that is "#" + that key + "=" + value: the test string
+// "alice,#alice=alpha" must match ^([^,]*),#\1=(.+)$ (src/protocol/rewrite-map.ts says why the mark). For a
+// prg: map, any other non-empty answer means the shared pipe is behind: a worker died between writing its key
+// and reading its answer (or mid-read), and this lookup read what was meant for an earlier one. The rules then
+// ask again, up to DESYNC_RETRIES times: every line written is answered exactly once, so a retry can never wait
+// for a line that will not come (mod_rewrite holds a server-wide lock while it waits), and after as many
+// retries as answers were lost, the answer to our own key arrives. They also set PLEXER_DESYNC, which the
+// watchdog's piped log receives: it reloads Apache gracefully a little later, which gives the maps fresh pipes
+// (until then every lookup costs one more line per lost answer). A request still unanswered after the retries,
+// or answered "" by a dead map, leaves `target` unset and ends in our 503, never in another user's instance.
+// dbm: files have no pipe to fall behind; a key missing from the file counts as "known, no value".
+export const DESYNC_RETRIES = 3;
+
 export function keyedRouting(o: KeyedRoutingOptions): string[] {
   const i = o.indent ?? '        ';
   const pair = `"${o.key},%{ENV:${o.answerVar}}"`;
-  const lookup = `${i}RewriteRule ^ - [E=${o.answerVar}:\${${o.map}:${o.key}${o.prg ? '' : `|${o.key}=`}}]`;
-  const lines = [...(o.conds ?? []), lookup];
+  const mark = ANSWER_MARK;
+  const ask = `E=${o.answerVar}:\${${o.map}:${o.key}${o.prg ? '' : `|${mark}${o.key}=`}}`;
+  const lines = [...(o.conds ?? []), `${i}RewriteRule ^ - [${ask}]`];
   if (o.prg) {
-    lines.push(
-      `${i}RewriteCond ${pair} !^([^,]*),\\1=`,
-      `${i}RewriteCond %{ENV:${o.answerVar}} ^[^,=]*=`,
-      `${i}RewriteRule ^ - [C,E=PLEXER_RESYNC:\${${o.map}:${RESYNC_KEY}}]`,
-      lookup,
-    );
+    for (let retry = 0; retry < DESYNC_RETRIES; retry++) {
+      lines.push(`${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteCond %{ENV:${o.answerVar}} .`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
+    }
   }
-  if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),\\1=$`, ...o.noValue);
-  lines.push(`${i}RewriteCond ${pair} ^([^,]*),\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
+  if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
+  lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
   return lines;
 }
 
@@ -328,18 +344,38 @@ function alternation(names: string[]): string {
   return `^(${names.join('|')})$`;
 }
 
-export function renderApacheConfig(o: ApacheConfigOptions): string {
-  const v = validate(o);
-  const enabled = v.groups.filter((g) => g.enabled);
-  const disabled = v.groups.filter((g) => !g.enabled);
-  const mapped = enabled.filter((g) => g.settingsModule === null);
-  const wsgi = v.routing !== 'proxy';
-  const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
-  const mapSource = (kind: 'group' | 'settings' | 'backend') =>
-    v.mapDir ? `"dbm=gdbm:${v.mapDir}/${kind}.map"` : `"prg:${helper(`map ${kind}`)}" ${v.mapUser}`;
-  const L: string[] = [];
-  const add = (...lines: string[]) => L.push(...lines);
+// Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
+// mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
+export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls'>): string[] {
+  const routing = o.routing ?? 'wsgi';
+  return [
+    // Prefork, not event or worker: see the comment on PREFORK_DIRECTIVES' use below.
+    'mpm_prefork',
+    'authz_core', 'authz_user', 'authn_core', 'auth_basic',
+    // The socache provider for authentication results and its shared-memory backend.
+    'socache_shmcb', 'authn_socache', 'authnz_external',
+    // env: SetEnv PLEXER_DATA_ROOT for the WSGI application.
+    'rewrite', 'alias', 'mime', 'env', 'dir',
+    ...(routing === 'proxy' ? [] : ['wsgi']),
+    // Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie
+    // (mod_session_cookie), encrypted and MACed (mod_session_crypto); mod_request keeps the POST body for it.
+    ...(o.auth === 'form' ? ['request', 'session', 'session_cookie', 'session_crypto', 'auth_form'] : []),
+    // Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.
+    ...(routing === 'proxy' ? ['proxy', 'proxy_http', 'proxy_fcgi', 'headers'] : []),
+    ...(o.tls ? ['ssl'] : []),
+  ];
+}
 
+// group= shows where each request was routed ("-" before routing, e.g. 401; _unrouted_ when no answer routed it).
+function logFormat(v: Validated): string {
+  return v.routing === 'proxy'
+    ? `LogFormat "%h %u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
+    : `LogFormat "%h %u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`;
+}
+
+// What the standalone layout sets that Debian's apache2.conf would otherwise: the server's own paths, logs,
+// modules, user, port and MPM.
+function standaloneGlobals(v: Validated, add: Add): void {
   add(
     '# Generated by plexer (src/apache/render.ts). Do not edit: re-render and run `apache2 -f THIS -k graceful`.',
     '# Standalone: it includes nothing from /etc/apache2 and needs none of Debian\'s envvars.',
@@ -354,62 +390,11 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     `Mutex file:${v.stateDir} default`,
     `ErrorLog "${v.stateDir}/error.log"`,
     `LogLevel ${v.logLevel}`,
-    '# group= shows where each request was routed ("-" before routing, e.g. 401; _unrouted_ when no answer routed it).',
-    v.routing === 'proxy'
-      ? `LogFormat "%h %u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
-      : `LogFormat "%h %u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`,
+    logFormat(v),
     `CustomLog "${v.stateDir}/access.log" plexer`,
     '',
-    '# Modules: absolute paths, only what is used. mod_log_config, mod_unixd and mod_so are compiled in.',
-    `LoadModule mpm_prefork_module ${v.modulesDir}/mod_mpm_prefork.so`,
-    `LoadModule authz_core_module ${v.modulesDir}/mod_authz_core.so`,
-    `LoadModule authz_user_module ${v.modulesDir}/mod_authz_user.so`,
-    `LoadModule authn_core_module ${v.modulesDir}/mod_authn_core.so`,
-    `LoadModule auth_basic_module ${v.modulesDir}/mod_auth_basic.so`,
-    '# socache provider for authentication results + its shared-memory backend.',
-    `LoadModule socache_shmcb_module ${v.modulesDir}/mod_socache_shmcb.so`,
-    `LoadModule authn_socache_module ${v.modulesDir}/mod_authn_socache.so`,
-    `LoadModule authnz_external_module ${v.modulesDir}/mod_authnz_external.so`,
-    `LoadModule rewrite_module ${v.modulesDir}/mod_rewrite.so`,
-    `LoadModule alias_module ${v.modulesDir}/mod_alias.so`,
-    `LoadModule mime_module ${v.modulesDir}/mod_mime.so`,
-    '# SetEnv PLEXER_DATA_ROOT for the WSGI application.',
-    `LoadModule env_module ${v.modulesDir}/mod_env.so`,
-    `LoadModule dir_module ${v.modulesDir}/mod_dir.so`,
-  );
-  if (wsgi) add(`LoadModule wsgi_module ${v.modulesDir}/mod_wsgi.so`);
-  const prgMaps = v.mapDir ? 0 : wsgi ? 1 + (mapped.length > 0 ? 1 : 0) : 1;
-  if (prgMaps > 0) {
-    add(
-      '',
-      '# mod_rewrite never restarts a prg: map that dies. Apache does restart a piped logger that dies, so the',
-      '# watchdog runs as one: it asks for a graceful reload (fresh maps) when a map is gone. Its condition is never',
-      '# true, so no log line is ever written to it.',
-      `CustomLog "|${v.command} watchdog --maps ${prgMaps}" "-" env=PLEXER_WATCHDOG_NEVER`,
-    );
-  }
-  if (v.auth === 'form') {
-    add(
-      '# Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie',
-      '# (mod_session_cookie), encrypted and MACed (mod_session_crypto); mod_request keeps the POST body for it.',
-      `LoadModule request_module ${v.modulesDir}/mod_request.so`,
-      `LoadModule session_module ${v.modulesDir}/mod_session.so`,
-      `LoadModule session_cookie_module ${v.modulesDir}/mod_session_cookie.so`,
-      `LoadModule session_crypto_module ${v.modulesDir}/mod_session_crypto.so`,
-      `LoadModule auth_form_module ${v.modulesDir}/mod_auth_form.so`,
-    );
-  }
-  if (v.routing === 'proxy') {
-    add(
-      '# Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.',
-      `LoadModule proxy_module ${v.modulesDir}/mod_proxy.so`,
-      `LoadModule proxy_http_module ${v.modulesDir}/mod_proxy_http.so`,
-      `LoadModule proxy_fcgi_module ${v.modulesDir}/mod_proxy_fcgi.so`,
-      `LoadModule headers_module ${v.modulesDir}/mod_headers.so`,
-    );
-  }
-  if (v.tls) add(`LoadModule ssl_module ${v.modulesDir}/mod_ssl.so`);
-  add(
+    '# Modules: absolute paths, only what is used (apacheModules).',
+    ...apacheModules(v).map((name) => `LoadModule ${name}_module ${v.modulesDir}/mod_${name}.so`),
     '',
     '# Workers and WSGI daemons drop to this user; everything they read (WSGI script, Django project, error',
     '# pages, plexer itself for the helpers) must be readable by it — nothing under /root.',
@@ -444,6 +429,41 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     '    Require all denied',
     '</Directory>',
   );
+}
+
+export function renderApacheConfig(o: ApacheConfigOptions): string {
+  const v = validate(o);
+  const enabled = v.groups.filter((g) => g.enabled);
+  const disabled = v.groups.filter((g) => !g.enabled);
+  const mapped = enabled.filter((g) => g.settingsModule === null);
+  const wsgi = v.routing !== 'proxy';
+  const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
+  const mapSource = (kind: 'group' | 'settings' | 'backend') =>
+    v.mapDir ? `"dbm=gdbm:${v.mapDir}/${kind}.map"` : `"prg:${helper(`map ${kind}`)}" ${v.mapUser}`;
+  const L: string[] = [];
+  const add = (...lines: string[]) => L.push(...lines);
+
+  if (v.layout === 'standalone') {
+    standaloneGlobals(v, add);
+  } else {
+    add(
+      '# Generated by plexer (src/apache/render.ts) for Debian\'s Apache layout: a site for sites-available. Do not',
+      '# edit: re-render and run `apache2ctl graceful`. Everything global (ServerRoot, PidFile, Mutex, User, the main',
+      '# ErrorLog, modules, the MPM) is apache2.conf\'s: `plexer apache modules` lists what a2enmod must enable.',
+    );
+    if (v.ownListen) add(`Listen ${v.listen}`);
+  }
+  const prgMaps = v.mapDir ? 0 : wsgi ? 1 + (mapped.length > 0 ? 1 : 0) : 1;
+  if (prgMaps > 0) {
+    add(
+      '',
+      '# mod_rewrite never restarts a prg: map that dies or hangs. Apache does restart a piped logger that dies, so',
+      '# the watchdog runs as one: it reloads Apache gracefully (fresh maps) when a map is gone, kills a map that',
+      '# keeps a worker waiting, and hears of every request that found a map\'s pipe behind (PLEXER_DESYNC, set by',
+      '# the routing rules below): only those requests are written to it.',
+      `CustomLog "|${v.command} watchdog --maps ${prgMaps} --state-file ${v.stateDir}/watchdog.state" "desync %u" env=PLEXER_DESYNC`,
+    );
+  }
   if (wsgi) {
   add(
     '',
@@ -469,6 +489,21 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   }
 
   add('', `<VirtualHost ${v.listen}>`, `    ServerName ${v.serverName}`);
+  if (v.layout === 'debian') {
+    add(
+      '    # The site\'s own logs, where /etc/logrotate.d/apache2 rotates them (${APACHE_LOG_DIR}/*.log). The maps, the',
+      '    # watchdog and the WSGI daemons write to Apache\'s main error log, next to them.',
+      '    ErrorLog ${APACHE_LOG_DIR}/plexer_error.log',
+      `    LogLevel ${v.logLevel}`,
+      `    ${logFormat(v)}`,
+      '    CustomLog ${APACHE_LOG_DIR}/plexer_access.log plexer',
+      '    ServerSignature Off',
+      '    TraceEnable Off',
+      '    AddType text/html .html',
+      '    AddDefaultCharset utf-8',
+      '    DirectoryIndex disabled',
+    );
+  }
   if (v.tls) {
     add(
       '    SSLEngine on',

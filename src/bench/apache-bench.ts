@@ -30,7 +30,6 @@ import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render.js';
-import { RESYNC_KEY } from '../protocol/rewrite-map.js';
 import { freePort, startHttpd, type Httpd } from '../apache/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
 import { migrate } from '../store/migrate.js';
@@ -149,8 +148,7 @@ while True:
         break
     key = line.rstrip('\\n')
     if keyed:
-        if key != '${RESYNC_KEY}':
-            out.write(key + '=' + d.get(key, '') + '\\n')
+        out.write('#' + key + '=' + d.get(key, '') + '\\n')
     else:
         out.write(d.get(key, 'NULL') + '\\n')
     out.flush()

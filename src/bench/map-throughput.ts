@@ -101,7 +101,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < keys.length; i += 5000) {
         const answers = await map.lookup(keys.slice(i, i + 5000));
         answers.forEach((answer, j) => {
-          if (answer !== `user${i + j + 1}=tenant${1 + ((i + j + 1) % 10)}`) throw new Error(`wrong answer for user${i + j + 1}: ${answer}`);
+          if (answer !== `#user${i + j + 1}=tenant${1 + ((i + j + 1) % 10)}`) throw new Error(`wrong answer for user${i + j + 1}: ${answer}`);
         });
         answered += answers.length;
       }
@@ -127,7 +127,7 @@ async function main(): Promise<void> {
       const target = `tenant${1 + ((i + 5) % 10)}`;
       await sql.query('UPDATE users SET daemon_group = $2 WHERE name = $1', [user, target]);
       const committed = performance.now();
-      while ((await map.lookup([user]))[0] !== `${user}=${target}`) await new Promise((r) => setImmediate(r));
+      while ((await map.lookup([user]))[0] !== `#${user}=${target}`) await new Promise((r) => setImmediate(r));
       propagation.push(performance.now() - committed);
     }
     propagation.sort((a, b) => a - b);

@@ -4,7 +4,7 @@ import { createLogger, setLogLevel } from '../log.js';
 import { applyChange } from '../lookup/invalidation.js';
 import { createMapLookup } from '../lookup/map-lookup.js';
 import { createResolver } from '../lookup/resolver.js';
-import { RESYNC_KEY, serveRewriteMap } from '../protocol/rewrite-map.js';
+import { serveRewriteMap } from '../protocol/rewrite-map.js';
 import { createClient, createPool } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
 import { fetchMapValue, type MapKind } from '../store/map-queries.js';
@@ -15,11 +15,10 @@ import { print, type Command } from './command.js';
 const help = `Usage: plexer map group|settings|backend [--config FILE]
 
 A RewriteMap prg: program for mod_rewrite. Reads one key per line on stdin and writes exactly one answer line
-per key, in order, naming the key it answers: "KEY=VALUE", or "KEY=" when there is no answer (unknown or
-disabled user, disabled group, invalid key, no value, or the store did not answer within map_deadline_ms and
-nothing is cached). The generated rules route only on an answer whose KEY is the key they asked. The line
-"${RESYNC_KEY}" is read and never answered: the rules send it to skip an answer left in the pipe by a
-worker that died mid-lookup.
+per key, in order, marked and naming the key it answers: "#KEY=VALUE", or "#KEY=" when there is no answer
+(unknown or disabled user, disabled group, invalid key, no value, or the store did not answer within
+map_deadline_ms and nothing is cached). The generated rules route only on an answer that is "#" + the key
+they asked + "=": an answer left in the pipe by a worker that died mid-lookup routes nobody.
   group     user name  -> daemon group name   (WSGIProcessGroup)
   settings  group name -> settings module     (DJANGO_SETTINGS_MODULE)
   backend   user name  -> backend target      (mod_proxy URL)
@@ -90,9 +89,7 @@ async function serveFromStore(kind: MapKind, config: PlexerConfig, log: ReturnTy
     void listener.close();
     void pool.end();
   };
-  await serveRewriteMap(process.stdin, process.stdout, createMapLookup(kind, resolver), {
-    onResync: () => log.warn('resync: Apache read an answer meant for another key (a worker died mid-lookup); one answer skipped', { log_id: 'PLX0901' }),
-  });
+  await serveRewriteMap(process.stdin, process.stdout, createMapLookup(kind, resolver));
   log.info('stdin closed; map exiting');
   stop();
   // EOF means Apache is gone: never linger, even if a connection is slow to close.

@@ -3,21 +3,17 @@ import type { Readable, Writable } from 'node:stream';
 // mod_rewrite's prg: protocol: Apache writes "key\n" and blocks, under a server-wide lock, until it has read
 // one line back. So: exactly one answer line per input line, in input order, written as soon as it is known.
 //
-// Every answer names the key it answers: "alice=alpha", or "alice=" when there is no value. mod_rewrite never
-// ties the line it reads to the key it wrote: when a worker dies between writing its key and reading the
-// answer, that answer stays in the shared pipe and the NEXT lookup, for another user, would read it. The
-// generated rules (src/apache/render.ts) accept an answer only when its key equals the key just asked.
-//
-// Healing: after such a mismatch the rules send RESYNC_KEY, which is read here and never answered, so that
-// lookup returns the answer already waiting in the pipe and the pipe is back in step. It cannot leave Apache
-// waiting: a mismatch means the line read was not the answer to the key just written, and since every other
-// line is answered exactly once and in order, that answer is still to be read. The rules send RESYNC_KEY only
-// after reading a well-formed answer for another key, and only keys that pass the user-name guard (no "|",
-// "=" or newline; at most 128 bytes, so the key and its newline reach the pipe in one atomic write).
+// Every answer names the key it answers and starts with ANSWER_MARK: "#alice=alpha", or "#alice=" when there
+// is no value. mod_rewrite never ties the line it reads to the key it wrote: when a worker dies between writing
+// its key and reading the answer, that answer stays in the shared pipe and the NEXT lookup, for another user,
+// would read it; and mod_rewrite reads an answer one byte per read(2), so a worker killed mid-read leaves the
+// TAIL of a line ("ce=tenant1" of "#alice=tenant1") that would name another key. The generated rules
+// (src/apache/render.ts keyedRouting) accept an answer only when it is "#" + the key just asked + "=": a tail
+// never starts with the mark (no key or value holds "#"), a stale answer names another key. Every line the
+// rules write is answered exactly once, so a lookup never waits for a line that will not come.
 export type MapAnswer = string | null;
 
-// Starts with "!", which no user or group name can (src/names.ts), so no real key is ever swallowed.
-export const RESYNC_KEY = '!plexer-resync';
+export const ANSWER_MARK = '#';
 export type AnswerKey = (key: string) => MapAnswer | Promise<MapAnswer>;
 
 export interface RewriteMapStreamOptions {
@@ -26,8 +22,6 @@ export interface RewriteMapStreamOptions {
   maxLineBytes?: number;
   // Input is paused while this many answers wait, so a peer that writes without reading cannot grow memory.
   maxPendingAnswers?: number;
-  // Called for each RESYNC_KEY line: Apache found an answer to another key (a worker died mid-lookup).
-  onResync?: () => void;
 }
 
 interface PendingAnswer {
@@ -40,13 +34,14 @@ const NEWLINE = 0x0a;
 // the one-line-per-key framing. The key is echoed byte for byte (latin1 in, latin1 out). A value with a
 // character above U+00FF has no latin1 form (Node writes only its low byte: U+010A would become "\n"), so it
 // is no value either.
+// A value holding the mark is no value too, so a line's only "#" is its first byte.
 export function formatAnswer(key: string, answer: MapAnswer): string {
-  if (answer === null || /[\r\n\u0100-\uffff]/.test(answer)) return `${key}=\n`;
-  return `${key}=${answer}\n`;
+  if (answer === null || /[\r\n#\u0100-\uffff]/.test(answer)) return `${ANSWER_MARK}${key}=\n`;
+  return `${ANSWER_MARK}${key}=${answer}\n`;
 }
 
-// A line too long to hold is answered without its key: it can never match the key the rules asked with, and
-// having no "=" it never makes them resynchronise.
+// A line too long to hold is answered without its key (and without the mark): it can never match the key the
+// rules asked with.
 const OVERLONG_ANSWER = 'NULL\n';
 
 // Splitting is done here on bytes rather than with split2: split2 fails the whole stream when a line passes its
@@ -107,10 +102,6 @@ export function serveRewriteMap(
   };
 
   const answerLine = (key: string | null) => {
-    if (key === RESYNC_KEY) {
-      options.onResync?.();
-      return;
-    }
     let answer: MapAnswer | Promise<MapAnswer> = null;
     try {
       if (key !== null) answer = answerKey(key);

@@ -11,6 +11,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
+import { ANSWER_MARK } from '../protocol/rewrite-map.js';
 import { privateTempDir, removeTree, tempPathFor, type Owner } from '../files.js';
 import { APACHE_RUN_GROUP, groupId } from '../tenant-users.js';
 import { fetchAllMapValues, type MapKind } from '../store/map-queries.js';
@@ -116,9 +117,9 @@ function isSafeEntry(key: string, value: string): boolean {
 
 function mapText(entries: Array<[string, string]>): string {
   const lines: string[] = [];
-  // The value names its key ("alice alice=alpha"), as prg: answers do, so the same rules check both: a value
+  // The value names its key ("alice #alice=alpha"), as prg: answers do, so the same rules check both: a value
   // can only ever route the key it is stored under.
-  for (const [key, value] of entries) if (isSafeEntry(key, value)) lines.push(`${key} ${key}=${value}\n`);
+  for (const [key, value] of entries) if (isSafeEntry(key, value)) lines.push(`${key} ${ANSWER_MARK}${key}=${value}\n`);
   return lines.join('');
 }
 
