@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ensureSessionKeyFile, prepareTenantDirs } from '../apache/front.js';
-import { renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
+import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
+import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
 import { DEFAULT_CONFIG_PATH } from '../config.js';
 import { RefusedError, RunAsError, UsageError } from '../errors.js';
@@ -12,15 +13,25 @@ import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
-const help = `Usage: plexer apache config [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
+const help = `Usage: plexer apache config [--layout standalone|debian] [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
                            [--settings-from map|config] [--auth-cache-timeout SECONDS]
                            [--tls --tls-cert FILE --tls-key FILE] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR]
+       plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
 group, WSGIRestrictEmbedded On, WSGIRestrictProcess listing exactly the pool, the RewriteMap prg: programs,
 Basic authentication through mod_authnz_external with mod_authn_socache in front, and error pages of ours.
+  --layout standalone     a whole server config for apache2 -f FILE (the default)
+  --layout debian         a site for /etc/apache2/sites-available: nothing global (ServerRoot, PidFile, Mutex,
+                          User, modules, the MPM stay apache2.conf's), its logs in \${APACHE_LOG_DIR}, no Listen
+                          unless --listen is given (without it the site serves *:80, which ports.conf opens).
+                          Refused (exit 1, nothing written) until the modules below are enabled in
+                          \$APACHE_CONFDIR (default /etc/apache2). --reload is not used: run apache2ctl graceful.
+"apache modules" prints the modules a configuration with these options needs, MPM first, for
+a2enmod -q $(plexer apache modules …); mpm_prefork needs the other MPM disabled first (a2dismod -q mpm_event
+mpm_worker): mod_authnz_external under a threaded MPM kills Apache's helpers at random.
 A new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
 whose PidFile is STATE-DIR/httpd.pid) after writing --out atomically. Moving, adding or removing users never
 needs a reload.
@@ -65,6 +76,7 @@ const options = {
   'session-key-file': { type: 'string' },
   'session-max-age': { type: 'string' },
   'data-dir': { type: 'string' },
+  layout: { type: 'string' },
 } as const;
 
 export const command: Command = {
@@ -74,16 +86,28 @@ export const command: Command = {
     const { values, positionals } = parseCommand(argv, options);
     if (values.help) return print(help), 0;
     const [action] = expectPositionals(positionals, ['action']);
-    if (action !== 'config') throw new UsageError(`unknown apache action "${action}"; see plexer apache --help`);
-    const listen = values.listen ?? '127.0.0.1:8080';
-    const match = /^([0-9.]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(listen);
-    if (!match) throw new UsageError(`--listen must be ADDRESS:PORT, got "${listen}"`);
-    const settingsFrom = values['settings-from'] ?? 'map';
-    if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
+    if (action !== 'config' && action !== 'modules') throw new UsageError(`unknown apache action "${action}"; see plexer apache --help`);
     const auth = values.auth ?? 'basic';
     if (auth !== 'basic' && auth !== 'form') throw new UsageError('--auth takes basic or form');
     const routing = values.routing ?? 'wsgi';
     if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
+    const modules = apacheModules({ auth, routing, tls: values.tls === true });
+    if (action === 'modules') return print(modules.join(' ')), 0;
+    const layout = values.layout ?? 'standalone';
+    if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
+    if (layout === 'debian') {
+      if (values.reload) throw new UsageError('--reload is for the standalone layout; with Debian\'s Apache run apache2ctl graceful');
+      const confDir = debianConfDir();
+      const fixes = debianModuleCommands(checkDebianModules(confDir, modules));
+      if (fixes.length > 0) {
+        throw new RefusedError(`${confDir} lacks what this configuration needs; as root, run:\n  ${fixes.join('\n  ')}\nthen this command again`);
+      }
+    }
+    const listen = values.listen ?? (layout === 'debian' ? '*:80' : '127.0.0.1:8080');
+    const match = /^([0-9.]+|\[[0-9a-fA-F:]+\]|\*):(\d{1,5})$/.exec(listen);
+    if (!match) throw new UsageError(`--listen must be ADDRESS:PORT, got "${listen}"`);
+    const settingsFrom = values['settings-from'] ?? 'map';
+    if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
     if (auth !== 'form' && (values['session-key-file'] || values['session-max-age'])) throw new UsageError('--session-key-file and --session-max-age need --auth form');
     if (values.reload && !values.out) throw new UsageError('--reload needs --out (the file Apache loads)');
     const configFile = resolve(values.config ?? DEFAULT_CONFIG_PATH);
@@ -107,6 +131,8 @@ export const command: Command = {
     const rendered = renderApacheConfig({
       listenAddress: match[1]!,
       port: Number(match[2]),
+      layout,
+      listen: values.listen !== undefined,
       serverName: values['server-name'] ?? 'localhost',
       stateDir,
       dataDir,
@@ -138,7 +164,9 @@ export const command: Command = {
     writeFileAtomic(out, rendered, { mode: 0o600, ...(root ? { owner: { uid: 0, gid: 0 } } : {}) });
     print(`wrote ${out} (${groups.length} daemon group(s))`);
     if (!values.reload) {
-      print('new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful');
+      print(layout === 'debian'
+        ? 'new or removed daemon groups take effect after a graceful reload: apache2ctl graceful'
+        : 'new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful');
       return 0;
     }
     const pidFile = `${stateDir}/httpd.pid`;
