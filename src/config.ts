@@ -182,8 +182,13 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+// The config file a command reads: --config, else $PLEXER_CONFIG, else the default path.
+export function configFilePath(path?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return path ?? env.PLEXER_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
 export function loadConfig({ path, env = process.env }: LoadConfigOptions = {}): PlexerConfig {
-  const file = path ?? env.PLEXER_CONFIG ?? DEFAULT_CONFIG_PATH;
+  const file = configFilePath(path, env);
   let config = defaultConfig();
   let content: string | undefined;
   try {

@@ -4,7 +4,7 @@ import { ensureSessionKeyFile, prepareTenantDirs } from '../apache/front.js';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
-import { DEFAULT_CONFIG_PATH } from '../config.js';
+import { configFilePath } from '../config.js';
 import { RefusedError, RunAsError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
@@ -110,7 +110,8 @@ export const command: Command = {
     if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
     if (auth !== 'form' && (values['session-key-file'] || values['session-max-age'])) throw new UsageError('--session-key-file and --session-max-age need --auth form');
     if (values.reload && !values.out) throw new UsageError('--reload needs --out (the file Apache loads)');
-    const configFile = resolve(values.config ?? DEFAULT_CONFIG_PATH);
+    // The helpers get the file this command read: Apache gives them no PLEXER_CONFIG.
+    const configFile = resolve(configFilePath(values.config));
     const config = loadCommandConfig(values.config);
     const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));

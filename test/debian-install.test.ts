@@ -1,0 +1,137 @@
+// The README's "Installing on a server", run line by line against a copy of Debian's /etc/apache2 (see the
+// paragraph under that block for what is moved or skipped, and why): the site must pass `apache2ctl -t` with
+// no warning, start under Debian's own apache2ctl and route each user to their own daemon group.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apacheTree, stopApacheTree } from '../src/apache/tree.js';
+import { freePort } from './helpers/httpd.js';
+import { connectionLines, freshStore, REPO_ROOT, type TestStore } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
+
+const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+
+// The first sh block of the section, continuation lines joined, comments (whole-line and trailing) dropped.
+function installLines(): string[] {
+  const section = README.slice(README.indexOf('## Installing on a server'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!block) throw new Error('README: no sh block under "Installing on a server"');
+  return block.replace(/\\\n\s*/g, '').split('\n').map((line) => line.replace(/\s+# .*$/, '').trim()).filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+// Done by bin/setup and the checkout, or by the test database's own setup (like every other test's).
+const SKIPPED = [/^apt-get /, /^git clone /, /^runuser -u postgres /, / db migrate /];
+
+const root = mkdtempSync('/tmp/pxdeb-');
+const confDir = join(root, 'apache2');
+const run = join(root, 'run');
+const logs = join(root, 'log');
+const plexerEtc = join(root, 'etc-plexer');
+const createdUsers: string[] = [];
+let store: TestStore;
+let port: number;
+let apachePid: number | undefined;
+
+const env = () => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', APACHE_CONFDIR: confDir, PLEXER_CONFIG: join(plexerEtc, 'plexer.conf') });
+
+// stdout and stderr together: apache2ctl -t says "Syntax OK" and its warnings on stderr.
+function sh(line: string, input?: string): { code: number | null; out: string } {
+  const r = spawnSync('/bin/sh', ['-c', line], { env: env(), input: input ?? '', encoding: 'utf8' });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+// Where the README's paths and port point on a real server, and where they point here.
+function localize(line: string): string {
+  return line
+    .replaceAll('/opt/plexer', REPO_ROOT.replace(/\/$/, ''))
+    .replaceAll('/etc/apache2', confDir)
+    .replaceAll('/etc/plexer', plexerEtc)
+    .replaceAll('/var/lib/plexer', join(root, 'lib'))
+    .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
+    .replace(/^systemctl restart apache2$/, 'apache2ctl start')
+    // No terminal here: the password comes on stdin.
+    .replace(/( user add \S+ --group \S+)/, '$1 --password-stdin');
+}
+
+beforeAll(async () => {
+  store = await freshStore();
+  port = await freePort();
+  chmodSync(root, 0o711);
+  execFileSync('cp', ['-a', '/etc/apache2', confDir]);
+  // Not the system's run, lock and log directories, nor its port 80.
+  const envvars = join(confDir, 'envvars');
+  writeFileSync(envvars, readFileSync(envvars, 'utf8')
+    .replace(/^export APACHE_PID_FILE=.*$/m, `export APACHE_PID_FILE=${run}/apache2.pid`)
+    .replace(/^export APACHE_RUN_DIR=.*$/m, `export APACHE_RUN_DIR=${run}`)
+    .replace(/^export APACHE_LOCK_DIR=.*$/m, `export APACHE_LOCK_DIR=${join(root, 'lock')}`)
+    .replace(/^export APACHE_LOG_DIR=.*$/m, `export APACHE_LOG_DIR=${logs}`));
+  writeFileSync(join(confDir, 'ports.conf'), '# the test listens on its own port only (the site\'s Listen)\n');
+  mkdirSync(logs);
+  for (const user of ['plexer-tenant1', 'plexer-tenant2']) if (sh(`id -u ${user}`).code !== 0) createdUsers.push(user);
+}, 60_000);
+
+afterAll(async () => {
+  if (apachePid !== undefined) await stopApacheTree(apachePid, join(logs, 'error.log'));
+  await store?.close();
+  for (const user of createdUsers) sh(`userdel ${user}`);
+  rmSync(root, { recursive: true, force: true });
+}, 60_000);
+
+async function whoami(user: string): Promise<{ status: number; group?: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}/app/whoami`, { headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}` } });
+  const body = await response.text();
+  return { status: response.status, ...(response.status === 200 ? (JSON.parse(body) as { group: string }) : {}) };
+}
+
+describe.sequential('Installing on a server (Debian layout)', () => {
+  it('the README block runs as written: apache2ctl -t says only "Syntax OK", Apache starts without a warning and routes each user to their group', async () => {
+    const lines = installLines();
+    expect(lines.some((line) => line.includes('--layout debian'))).toBe(true);
+    for (const line of lines) {
+      if (SKIPPED.some((skip) => skip.test(line))) continue;
+      const local = localize(line);
+      const user = / user add (\S+)/.exec(local)?.[1];
+      const result = sh(local, user ? `${user}-pw\n` : undefined);
+      expect(result.code, `${local}\n${result.out}`).toBe(0);
+      if (local.startsWith('apache2ctl -t')) expect(result.out.trim(), 'apache2ctl -t').toBe('Syntax OK');
+      // "then edit it": what an operator writes into the empty file, here the test database's connection.
+      if (local.includes(`/dev/null ${plexerEtc}/plexer.conf`)) {
+        writeFileSync(join(plexerEtc, 'plexer.conf'), [...connectionLines(store.db.url), 'bcrypt_cost = 4', 'map_deadline_ms = 1000', ''].join('\n'));
+      }
+    }
+
+    const site = readFileSync(join(confDir, 'sites-available/plexer.conf'), 'utf8');
+    for (const global of ['ServerRoot', 'PidFile', 'Mutex', 'User', 'Group', 'LoadModule', 'DefaultRuntimeDir', 'TypesConfig']) {
+      expect(site, global).not.toMatch(new RegExp(`^${global}\\s`, 'm'));
+    }
+    expect(existsSync(join(confDir, 'mods-enabled/mpm_prefork.load'))).toBe(true);
+    expect(existsSync(join(confDir, 'mods-enabled/mpm_event.load'))).toBe(false);
+
+    apachePid = await waitFor(() => {
+      const pidFile = join(run, 'apache2.pid');
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+      return pid > 0 ? pid : undefined;
+    }, 15_000, "Apache's pid file");
+    const alice = await waitFor(async () => ((await whoami('alice')).group ? whoami('alice') : undefined), 20_000, 'alice served');
+    expect(alice).toMatchObject({ status: 200, group: 'tenant1' });
+    expect(await whoami('bob')).toMatchObject({ status: 200, group: 'tenant2' });
+
+    // Logs where Debian's logrotate looks for them (APACHE_LOG_DIR/*.log), the access log with its time.
+    expect(readFileSync(join(logs, 'plexer_access.log'), 'utf8')).toMatch(/ alice \[\d{2}\/\w{3}\/\d{4}:[\d:]+ [+-]\d{4}\] 200 .* group=tenant1/);
+    const errorLog = readFileSync(join(logs, 'error.log'), 'utf8') + readFileSync(join(logs, 'plexer_error.log'), 'utf8');
+    expect(errorLog.split('\n').filter((line) => /:(warn|error|crit|alert|emerg)\]|AH00558|AH01574|AH00534/.test(line))).toEqual([]);
+    // (Checked before this: a refused login is logged as an error.)
+    expect((await whoami('mallory')).status).toBe(401);
+  }, 180_000);
+
+  it('apache2ctl stop leaves no process of that Apache', async () => {
+    expect(apachePid).toBeDefined();
+    const tree = apacheTree(apachePid!, join(logs, 'error.log'));
+    expect(tree.length).toBeGreaterThan(3);
+    expect(sh('apache2ctl stop').code).toBe(0);
+    await waitFor(() => apacheTree(apachePid!, join(logs, 'error.log')).length === 0, 20_000, 'every process of the Apache to exit');
+    apachePid = undefined;
+  }, 60_000);
+});
+
