@@ -85,6 +85,14 @@ async function whoami(user: string): Promise<{ status: number; group?: string }>
 }
 
 describe.sequential('Installing on a server (Debian layout)', () => {
+  it('apache config --layout debian refuses a stock layout (event MPM, modules missing), naming the lines that fix it', () => {
+    const r = sh(`node ${REPO_ROOT}/bin/plexer apache config --layout debian --out ${confDir}/sites-available/plexer.conf`);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/^\s+a2dismod -q mpm_event$/m);
+    expect(r.out).toMatch(/^\s+a2enmod -q mpm_prefork .*\brewrite\b/m);
+    expect(existsSync(join(confDir, 'sites-available/plexer.conf'))).toBe(false);
+  });
+
   it('the README block runs as written: apache2ctl -t says only "Syntax OK", Apache starts without a warning and routes each user to their group', async () => {
     const lines = installLines();
     expect(lines.some((line) => line.includes('--layout debian'))).toBe(true);

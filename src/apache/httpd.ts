@@ -108,8 +108,10 @@ export async function stopLeftoverHttpd(dir: string): Promise<number> {
 // What an operator needs from a failed start: the few lines that say why, and where the rest is.
 function startFailure(what: string, output: string, errorLogPath: string): ServiceStartError {
   const lines = output.split('\n').map((line) => line.trim()).filter(Boolean);
-  const telling = lines.filter((line) => /AH\d{5}|\[(emerg|alert|crit|error)\]|Syntax error|\(\d+\)/.test(line));
-  const reason = (telling.length > 0 ? telling : lines).slice(-3).join('\n  ');
+  // From the first line that names an error (an AHnnnnn code, an errno, a severity), which is followed by its
+  // detail ("Invalid command …" after "AH00526: Syntax error on line …").
+  const first = lines.findIndex((line) => /AH\d{5}|\[(emerg|alert|crit|error)\]|\(\d+\)/.test(line));
+  const reason = (first >= 0 ? lines.slice(first, first + 3) : lines.slice(-3)).join('\n  ');
   return new ServiceStartError(`${what}${reason ? `:\n  ${reason}` : ''}\nApache's error log: ${errorLogPath}`);
 }
 
