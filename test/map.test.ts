@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DESYNC_RETRIES } from '../src/apache/render.js';
 import { USER_NAME_PATTERN } from '../src/names.js';
-import { RESYNC_KEY } from '../src/protocol/rewrite-map.js';
 import { MapProcess, answerLine, freshStore, runPlexer, waitForAnswer, type TestStore } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
 
 let store: TestStore;
 const HASH = '$2b$04$d1zKlBqgH3WPlpi6R00EK./eQ5KVv/iKwy/jCb7F38jm4Vw85UHNu'; // bcrypt('secret', 4)
@@ -27,7 +28,7 @@ describe('plexer map group', () => {
   it('answers hits, misses, disabled users and users without a usable group', async () => {
     const map = new MapProcess('group', store.configPath);
     expect(await map.askMany(['alice', 'bob', 'nobody', 'mallory', 'nogroup', 'carl', 'alice']))
-      .toEqual(['alice=tenant1', 'bob=tenant2', 'nobody=', 'mallory=', 'nogroup=', 'carl=', 'alice=tenant1']);
+      .toEqual(['#alice=tenant1', '#bob=tenant2', '#nobody=', '#mallory=', '#nogroup=', '#carl=', '#alice=tenant1']);
     expect(await map.close()).toBe(0);
   });
 
@@ -35,41 +36,65 @@ describe('plexer map group', () => {
     const map = new MapProcess('group', store.configPath);
     const keys = ['', 'al\tice', 'a'.repeat(129), 'ali ce', '-alice', 'alice\r', 'alice'];
     expect(await map.askMany(keys))
-      .toEqual(['=', 'al\tice=', `${'a'.repeat(129)}=`, 'ali ce=', '-alice=', 'alice\r=', 'alice=tenant1']);
+      .toEqual(['#=', '#al\tice=', `#${'a'.repeat(129)}=`, '#ali ce=', '#-alice=', '#alice\r=', '#alice=tenant1']);
     // Answer lines are read as latin1: one character per byte, so these compare the bytes themselves.
     map.write(Buffer.from([0x61, 0x6c, 0xff, 0xfe, 0x0a, 0x00, 0x0a, 0x3d, 0x7c, 0x0d, 0x80, 0x0a]));
-    expect([await map.nextLine(), await map.nextLine(), await map.nextLine()]).toEqual(['al\u00ff\u00fe=', '\u0000=', '=|\r\u0080=']);
+    expect([await map.nextLine(), await map.nextLine(), await map.nextLine()]).toEqual(['#al\u00ff\u00fe=', '#\u0000=', '#=|\r\u0080=']);
     // An overlong line (over 4096 bytes) is answered NULL, without its key.
     map.write('x'.repeat(3 * 1024 * 1024) + '\nbob\n');
-    expect([await map.nextLine(), await map.nextLine()]).toEqual(['NULL', 'bob=tenant2']);
+    expect([await map.nextLine(), await map.nextLine()]).toEqual(['NULL', '#bob=tenant2']);
     await map.close();
   });
 
-  it(`reads "${RESYNC_KEY}" and never answers it, nor loses its place`, async () => {
+  it('answers every line exactly once, a former resync key and keys holding the mark included', async () => {
     const map = new MapProcess('group', store.configPath);
-    map.write(`alice\n${RESYNC_KEY}\n${RESYNC_KEY}\nbob\n${RESYNC_KEY}\nnobody\n${RESYNC_KEY}\n`);
-    expect([await map.nextLine(), await map.nextLine(), await map.nextLine()]).toEqual(['alice=tenant1', 'bob=tenant2', 'nobody=']);
-    // Only near misses are keys: each is answered (invalid, so with no value).
-    const near = [`${RESYNC_KEY}\r`, ` ${RESYNC_KEY}`, RESYNC_KEY.toUpperCase(), RESYNC_KEY.slice(0, -1)];
-    expect(await map.askMany([...near, 'carl', 'alice'])).toEqual([...near.map((k) => `${k}=`), 'carl=', 'alice=tenant1']);
+    const keys = ['alice', '!plexer-resync', '#alice', 'alice#', '!plexer-resync', 'bob'];
+    expect(await map.askMany(keys)).toEqual(['#alice=tenant1', '#!plexer-resync=', '##alice=', '#alice#=', '#!plexer-resync=', '#bob=tenant2']);
     await new Promise((r) => setTimeout(r, 50));
     expect(map.unreadLines).toBe(0);
-    expect(map.stderr.match(/PLX0901/g)).toHaveLength(4);
     expect(await map.close()).toBe(0);
+  });
+
+  it('never writes a line without the mark but "NULL" for an overlong line; a stored value holding "#" is no value', async () => {
+    // The schema keeps "#" out of settings modules; the map must not rely on it. Lift the check for one row.
+    const { rows } = await store.sql.query<{ name: string; def: string }>(
+      `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint
+        WHERE conrelid = 'daemon_groups'::regclass AND pg_get_constraintdef(oid) LIKE '%settings_module ~%'`);
+    expect(rows).toHaveLength(1);
+    const check = rows[0]!;
+    await store.sql.query(`ALTER TABLE daemon_groups DROP CONSTRAINT "${check.name}"`);
+    await store.sql.query(`INSERT INTO daemon_groups (name, settings_module) VALUES ('hashval', 'tenants.settings#x')`);
+    const map = new MapProcess('settings', store.configPath);
+    const raw: Buffer[] = [];
+    map.child.stdout.on('data', (chunk: string) => raw.push(Buffer.from(chunk, 'latin1')));
+    try {
+      const keys = ['tenant1', 'hashval', '', 'x'.repeat(5000), 'nosuch', '#', 'tenant2', 'a'.repeat(4096), 'b'.repeat(4097)];
+      expect(await map.askMany(keys)).toEqual([
+        '#tenant1=tenants.settings.tenant1', '#hashval=', '#=', 'NULL', '#nosuch=', '##=', '#tenant2=tenants.settings.tenant2', `#${'a'.repeat(4096)}=`, 'NULL',
+      ]);
+      const lines = Buffer.concat(raw).toString('latin1').split('\n');
+      expect(lines.pop()).toBe('');
+      expect(lines).toHaveLength(keys.length);
+      for (const line of lines) expect(line === 'NULL' || line.startsWith('#')).toBe(true);
+    } finally {
+      await map.close();
+      await store.sql.query(`DELETE FROM daemon_groups WHERE name = 'hashval'`);
+      await store.sql.query(`ALTER TABLE daemon_groups ADD CONSTRAINT "${check.name}" ${check.def}`);
+    }
   });
 
   it('answers many keys written in one chunk, in order', async () => {
     const map = new MapProcess('group', store.configPath);
     const keys = Array.from({ length: 2000 }, (_, i) => (i % 3 === 0 ? 'alice' : i % 3 === 1 ? 'bob' : `ghost${i}`));
     const answers = await map.askMany(keys);
-    expect(answers).toEqual(keys.map((k) => `${k}=${k === 'alice' ? 'tenant1' : k === 'bob' ? 'tenant2' : ''}`));
+    expect(answers).toEqual(keys.map((k) => `#${k}=${k === 'alice' ? 'tenant1' : k === 'bob' ? 'tenant2' : ''}`));
     await map.close();
   });
 
   it('sees a change made with plain SQL within a second, without restarting', async () => {
     const map = new MapProcess('group', store.configPath);
-    expect(await map.ask('bob')).toBe('bob=tenant2');
-    expect(await map.ask('dave')).toBe('dave=');
+    expect(await map.ask('bob')).toBe('#bob=tenant2');
+    expect(await map.ask('dave')).toBe('#dave=');
     await new Promise((r) => setTimeout(r, 300)); // let the listener connect
     await store.sql.query(`UPDATE users SET daemon_group = 'tenant1' WHERE name = 'bob'`);
     expect(await waitForAnswer(map, 'bob', 'tenant1')).toBeLessThan(1_000);
@@ -90,7 +115,7 @@ describe('plexer map group', () => {
     const map = new MapProcess('group', store.configPath);
     map.write('alice\nbob');
     const code = map.close();
-    expect([await map.nextLine(), await map.nextLine()]).toEqual(['alice=tenant1', 'bob=tenant2']);
+    expect([await map.nextLine(), await map.nextLine()]).toEqual(['#alice=tenant1', '#bob=tenant2']);
     expect(await code).toBe(0);
     expect(map.stderr).not.toMatch(/error/i);
   });
@@ -100,7 +125,7 @@ describe('plexer map settings and backend', () => {
   it('maps a group to its settings module', async () => {
     const map = new MapProcess('settings', store.configPath);
     expect(await map.askMany(['tenant1', 'tenant2', 'closed', 'nosuch', 'Tenant1', 'alice']))
-      .toEqual(['tenant1=tenants.settings.tenant1', 'tenant2=tenants.settings.tenant2', 'closed=', 'nosuch=', 'Tenant1=', 'alice=']);
+      .toEqual(['#tenant1=tenants.settings.tenant1', '#tenant2=tenants.settings.tenant2', '#closed=', '#nosuch=', '#Tenant1=', '#alice=']);
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.other' WHERE name = 'tenant1'`);
     await waitForAnswer(map, 'tenant1', 'tenants.settings.other');
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.tenant1' WHERE name = 'tenant1'`);
@@ -109,20 +134,18 @@ describe('plexer map settings and backend', () => {
 
   it('maps a user to the backend of their group, no value where the group has none', async () => {
     const map = new MapProcess('backend', store.configPath);
-    expect(await map.askMany(['alice', 'bob', 'mallory'])).toEqual(['alice=http://127.0.0.1:8001/', 'bob=', 'mallory=']);
+    expect(await map.askMany(['alice', 'bob', 'mallory'])).toEqual(['#alice=http://127.0.0.1:8001/', '#bob=', '#mallory=']);
     await map.close();
   });
 });
 
 describe('a map that cannot start properly', () => {
-  it('answers every line with no value when its config is broken, still skips resync lines, and exits on EOF', async () => {
+  it('answers every line with no value when its config is broken, and exits on EOF', async () => {
     const { writeFileSync, mkdtempSync } = await import('node:fs');
     const dir = mkdtempSync('/tmp/plexer-bad-');
     writeFileSync(`${dir}/plexer.conf`, 'pg_port = not-a-number\n');
     const map = new MapProcess('group', `${dir}/plexer.conf`);
-    expect(await map.askMany(['alice', 'bob'])).toEqual(['alice=', 'bob=']);
-    map.write(`${RESYNC_KEY}\ncarl\n`);
-    expect(await map.nextLine()).toBe('carl=');
+    expect(await map.askMany(['alice', 'bob', '!plexer-resync', 'carl'])).toEqual(['#alice=', '#bob=', '#!plexer-resync=', '#carl=']);
     expect(await map.close()).toBe(2);
     expect(map.stderr).toMatch(/configuration error.*pg_port/);
   });
@@ -138,23 +161,24 @@ describe('a map whose reader of stderr is gone', () => {
   it('keeps answering and still exits on EOF, without spinning on failed log writes', async () => {
     const map = new MapProcess('group', store.configPath);
     map.child.stderr.destroy();
-    // A resync line is logged (to the closed stderr) and not answered.
-    map.write(`${RESYNC_KEY}\n`);
-    expect(await map.askMany(['alice', 'bad key', 'bob'])).toEqual(['alice=tenant1', 'bad key=', 'bob=tenant2']);
+    // An invalid key is logged (to the closed stderr) and answered.
+    expect(await map.askMany(['alice', 'bad key', 'bob'])).toEqual(['#alice=tenant1', '#bad key=', '#bob=tenant2']);
     const started = Date.now();
     expect(await map.close()).toBe(0);
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 });
 
-// A model test of the healing scheme against the real map program. The test plays mod_rewrite and the generated
-// rules: one client at a time (the rewrite-map lock) writes "key\n" and reads one line. Some clients die after a
-// write and never read, leaving their answer in the shared pipe for the next client. A client that reads an
-// answer naming another key sends RESYNC_KEY, reads one line, asks its key again, reads one line, and routes
-// only if that answer names its key; otherwise it fails closed. Every read must arrive within 2 s: a read that
-// does not is Apache waiting forever under the global lock. The model (the keys whose answers the map still
-// owes, oldest first) predicts every line the map writes.
-describe('healing a pipe shifted by dying workers (model test against the real map)', () => {
+// A model test of the generated rules (src/apache/render.ts keyedRouting) against the real map program. The test
+// plays mod_rewrite: a lookup, under the rewrite-map lock, writes "key\n" and reads one line one byte at a time up
+// to "\n". A request routes only on "#KEY=…"; on any other non-empty line it looks up again, at most
+// DESYNC_RETRIES times, then fails closed; an empty line (what a dead map answers) fails it closed at once.
+// Several requests are in flight and the lock is taken per lookup, so their retries interleave. Workers die
+// after writing a key (never reading) or after reading a prefix of a line: the rest of that line stays in the
+// pipe and the next lookup reads it, up to "\n". A reload starts a fresh map. The model (the lines the map owes,
+// whose key each answers, and how much of the first one was read) predicts every byte read. Every read must
+// arrive within 2 s: one that does not is Apache waiting forever under the global lock.
+describe('lookups through a pipe shifted by dying workers (model test against the real map)', () => {
   const LONG = `L${'x'.repeat(126)}9`; // 128 bytes: the longest valid user name
   // name, group, disabled -> the value the map must answer ("" for none)
   const seeded: Array<[string, string | null, boolean, string]> = [
@@ -208,157 +232,247 @@ describe('healing a pipe shifted by dying workers (model test against the real m
     return started;
   }
 
-  type Death = 'none' | 'afterKey' | 'afterResync' | 'afterRekey';
-  interface Client {
-    key: string;
-    death: Death;
-  }
-  interface Outcome {
-    died: boolean;
-    mismatched: boolean; // its first read named another key
-    routed: boolean;
-  }
+  // The map's stdout as mod_rewrite sees it: bytes, read a few at a time. Attached once the warm-up is done,
+  // so it sees only what the lookups below are owed.
+  class Pipe {
+    private buffered = '';
+    private wake: (() => void) | undefined;
 
-  const keyOf = (line: string): string | null => /^([^=]*)=/.exec(line)?.[1] ?? null;
-
-  // Runs the clients against the map, one at a time, in lock-step with the model `owed` (the keys whose answers
-  // the map still owes, oldest first; updated in place); returns each client's outcome.
-  async function drive(m: MapProcess, clients: Client[], owed: string[]): Promise<Outcome[]> {
-    const write = (key: string) => {
-      m.write(`${key}\n`);
-      if (key !== RESYNC_KEY) owed.push(key);
-    };
-    const read = async (asker: string): Promise<string> => {
-      let line: string;
-      try {
-        line = await m.nextLine(2_000);
-      } catch {
-        throw new Error(`a read by ${JSON.stringify(asker)} blocked for 2 s: Apache would wait forever holding the rewrite-map lock`);
-      }
-      const due = owed.shift();
-      expect(due, `the map wrote a line nobody was owed: ${JSON.stringify(line)}`).toBeDefined();
-      expect(line).toBe(answerLine(due!, expectedValue.get(due!) ?? ''));
-      return line;
-    };
-    const route = (key: string, line: string): boolean => {
-      if (keyOf(line) !== key) return false;
-      // Never another user's answer: the value routed on is this user's own.
-      expect(line.slice(key.length + 1), `routing ${key}`).toBe(expectedValue.get(key) ?? '');
-      return true;
-    };
-    const outcomes: Outcome[] = [];
-    for (const { key, death } of clients) {
-      const outcome: Outcome = { died: false, mismatched: false, routed: false };
-      outcomes.push(outcome);
-      write(key);
-      if (death === 'afterKey') {
-        outcome.died = true;
-        continue;
-      }
-      const first = await read(key);
-      // Every line the map writes for a valid key names a key; "NULL" (no key) is only for overlong lines.
-      expect(keyOf(first)).not.toBeNull();
-      if (route(key, first)) {
-        outcome.routed = true;
-        continue;
-      }
-      outcome.mismatched = true;
-      write(RESYNC_KEY);
-      if (death === 'afterResync') {
-        outcome.died = true;
-        continue;
-      }
-      await read(RESYNC_KEY);
-      write(key);
-      if (death === 'afterRekey') {
-        outcome.died = true;
-        continue;
-      }
-      outcome.routed = route(key, await read(key));
+    constructor(readonly m: MapProcess) {
+      m.child.stdout.on('data', (chunk: string) => {
+        this.buffered += chunk;
+        this.wake?.();
+      });
     }
-    return outcomes;
+
+    get unread(): string {
+      return this.buffered;
+    }
+
+    // Waits (2 s at most) until a whole line is buffered; returns the length of the first one without its "\n".
+    async lineReady(asker: string): Promise<number> {
+      const limit = Date.now() + 2_000;
+      while (!this.buffered.includes('\n')) {
+        const left = limit - Date.now();
+        if (left <= 0) throw new Error(`a read by ${JSON.stringify(asker)} blocked for 2 s: Apache would wait forever holding the rewrite-map lock`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          this.wake = () => (clearTimeout(timer), resolve());
+        });
+        this.wake = undefined;
+      }
+      return this.buffered.indexOf('\n');
+    }
+
+    take(bytes: number): string {
+      const taken = this.buffered.slice(0, bytes);
+      this.buffered = this.buffered.slice(bytes);
+      return taken;
+    }
   }
 
-  const unknownName = fc.stringMatching(USER_NAME_PATTERN).filter((name) => !otherUsers.has(name));
-  const clientArb: fc.Arbitrary<Client> = fc.record({
-    key: fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...seededNames) }, { weight: 2, arbitrary: unknownName }),
-    death: fc.oneof(
-      { weight: 24, arbitrary: fc.constant<Death>('none') },
-      { weight: 3, arbitrary: fc.constant<Death>('afterKey') },
-      { weight: 1, arbitrary: fc.constantFrom<Death>('afterResync', 'afterRekey') },
-    ),
+  // What the map owes, oldest first: each line whole (with its "\n"), `read` bytes of the first already taken.
+  interface Owed {
+    owner: string;
+    line: string;
+    read: number;
+  }
+
+  const DEATHS = ['write', 'prefix'] as const;
+  interface Request {
+    key: string;
+    // The lookup (0 = the first) during which the worker dies, and how: right after writing its key, or after
+    // reading `prefix` % (line length) + 1 bytes of the line.
+    death?: { lookup: number; how: (typeof DEATHS)[number]; prefix: number };
+  }
+  type Step = { request: Request } | { reload: true };
+  interface Outcome {
+    key: string;
+    waiting: number; // lines in the pipe before its first lookup: answers lost since the last reload
+    lookups: number;
+    alone: boolean; // no other request's lookup ran between its first and its last
+    died: boolean;
+    routed: boolean;
+    firstLine?: string;
+  }
+
+  const unknownName = fc.stringMatching(USER_NAME_PATTERN).filter((name) => !otherUsers.has(name) && !expectedValue.has(name));
+  const deathArb = fc.record({
+    lookup: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: DESYNC_RETRIES }) }),
+    how: fc.constantFrom(...DEATHS),
+    prefix: fc.nat(),
   });
-  // Mostly single clients, sometimes several workers killed in a row (the OOM killer): shifts of more than one.
-  const scriptArb = fc
-    .array(
-      fc.oneof(
-        { weight: 12, arbitrary: clientArb.map((c) => [c]) },
-        { weight: 1, arbitrary: fc.array(clientArb.map((c): Client => ({ ...c, death: 'afterKey' })), { minLength: 2, maxLength: 5 }) },
-      ),
-      { minLength: 60, maxLength: 200 },
+  // About one worker in ten dies: a few answers are lost between reloads, sometimes more than the retries cover.
+  const requestArb: fc.Arbitrary<Request> = fc
+    .tuple(
+      fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...seededNames) }, { weight: 2, arbitrary: unknownName }),
+      fc.oneof({ weight: 9, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: deathArb }),
     )
-    .map((segments) => segments.flat());
+    .map(([key, death]) => (death ? { key, death } : { key }));
+  const scriptArb = fc.record({
+    steps: fc
+      .array(
+        fc.oneof(
+          { weight: 60, arbitrary: requestArb.map((request): Step[] => [{ request }]) },
+          // Several workers killed at once (the OOM killer): answers lost in a row.
+          { weight: 2, arbitrary: fc.array(requestArb.map((r): Step => ({ request: { key: r.key, death: { lookup: 0, how: 'write', prefix: 0 } } })), { minLength: 2, maxLength: 5 }) },
+          { weight: 1, arbitrary: fc.constant<Step[]>([{ reload: true }]) },
+        ),
+        { minLength: 40, maxLength: 120 },
+      )
+      .map((segments) => segments.flat()),
+    // How many requests are in flight at once, and which of them takes the lock next.
+    width: fc.integer({ min: 1, max: 4 }),
+    picks: fc.array(fc.nat(), { minLength: 1, maxLength: 40 }),
+  });
 
-  it('never routes a client with another user\'s answer, never blocks a read, and heals after at most one mismatch per death', async () => {
-    map = await startMap();
-    let broken = false;
-    const totals = { runs: 0, lookups: 0, deaths: 0, mismatches: 0, healedRoutes: 0, failedClosed: 0 };
+  it('never routes a request with another user\'s answer, never blocks a read, and routes while fewer than 4 answers are lost', async () => {
+    let broken = true;
+    let pipe: Pipe | undefined;
+    let owed: Owed[] = [];
+    const totals = { runs: 0, requests: 0, lookups: 0, reloads: 0, deaths: 0, prefixDeaths: 0, routedAfterRetry: 0, failedClosedOverLimit: 0, emptyTail: 0, interleavedFailedClosed: 0 };
+
+    const reload = async () => {
+      const old = map;
+      map = undefined;
+      if (old) await old.close();
+      map = await startMap();
+      pipe = new Pipe(map);
+      owed = [];
+    };
+
     await fc.assert(
-      fc.asyncProperty(scriptArb, async (script) => {
-        if (broken || !map || map.child.exitCode !== null) {
-          // A failed run leaves the pipe in an unknown state: start from a fresh map, as a graceful reload does.
-          map?.child.kill('SIGKILL');
-          map = await startMap();
-        }
+      fc.asyncProperty(scriptArb, async ({ steps, width, picks }) => {
+        // A failed run leaves the pipe in an unknown state: start from a fresh map.
+        if (broken || !map || map.child.exitCode !== null) await reload();
         broken = true;
-        const m = map;
-        const deaths = script.filter((c) => c.death !== 'none').length;
-        // After the script, clients that never die, with keys the map owes nothing for (so a stale answer
-        // cannot match by chance): enough of them to use up every shift the deaths can have left.
-        const owed: string[] = [];
-        const outcomes = await drive(m, script, owed);
-        const tail: Client[] = [];
-        for (let i = 0; i <= deaths; i++) {
-          let key = `heal-${i}`;
-          while (owed.includes(key) || otherUsers.has(key) || expectedValue.has(key)) key += 'x';
-          tail.push({ key, death: 'none' });
-        }
-        const tailOutcomes = await drive(m, tail, owed);
-        outcomes.push(...tailOutcomes);
+        let lookupNo = 0;
+        const write = (key: string) => {
+          pipe!.m.write(`${key}\n`);
+          owed.push({ owner: key, line: `${answerLine(key, expectedValue.get(key) ?? '')}\n`, read: 0 });
+        };
+        // Takes `bytes` bytes and checks them against the model; returns them and whose answer they are from.
+        const take = (bytes: number) => {
+          const head = owed[0];
+          expect(head, 'the map wrote a line nobody was owed').toBeDefined();
+          const got = pipe!.take(bytes);
+          const want = head!.line.slice(head!.read, head!.read + bytes);
+          expect(got).toBe(want);
+          const tail = head!.read > 0;
+          head!.read += bytes;
+          if (head!.read === head!.line.length) owed.shift();
+          return { got, owner: head!.owner, tail };
+        };
 
-        const lastDeath = outcomes.map((o) => o.died).lastIndexOf(true);
-        const mismatchesAfterLastDeath = outcomes.slice(lastDeath + 1).filter((o) => o.mismatched).length;
-        const mismatches = outcomes.filter((o) => o.mismatched).length;
-        expect(mismatchesAfterLastDeath).toBeLessThanOrEqual(deaths);
-        expect(mismatches).toBeLessThanOrEqual(deaths);
-        if (deaths === 0) expect(mismatches).toBe(0);
-        // Healed, and stays healed: from the first tail client that routes on its first answer, every one does;
-        // the map owes nothing more.
-        const healedAt = tailOutcomes.findIndex((o) => !o.mismatched);
-        expect(healedAt).not.toBe(-1);
-        for (const o of tailOutcomes.slice(healedAt)) expect(o).toEqual({ died: false, mismatched: false, routed: true });
-        expect(owed).toEqual([]);
+        interface Flight {
+          request: Request;
+          outcome: Outcome;
+          firstLookup: number;
+        }
+        // One lookup of `f`, under the lock; returns true when the request is over.
+        const lookup = async (f: Flight): Promise<boolean> => {
+          const { key, death } = f.request;
+          const o = f.outcome;
+          if (o.lookups === 0) {
+            f.firstLookup = lookupNo;
+            o.waiting = owed.length;
+          }
+          const mine = o.lookups++;
+          lookupNo++;
+          write(key);
+          if (death?.lookup === mine) {
+            o.died = true;
+            totals.deaths++;
+            const length = await pipe!.lineReady(key);
+            if (death.how === 'prefix' && length > 0) {
+              totals.prefixDeaths++;
+              take((death.prefix % length) + 1);
+            }
+            return true;
+          }
+          const length = await pipe!.lineReady(key);
+          const { got, owner, tail } = take(length + 1);
+          const line = got.slice(0, -1);
+          o.firstLine ??= line;
+          if (line.startsWith(`#${key}=`)) {
+            // Only ever this user's own answer (one of its own lookups, or one a dead worker made for it).
+            expect(tail).toBe(false);
+            expect(owner).toBe(key);
+            expect(line.slice(key.length + 2), `routing ${key}`).toBe(expectedValue.get(key) ?? '');
+            o.routed = true;
+            return true;
+          }
+          // A line that is not ours: a tail (never marked), or another user's answer left behind.
+          expect(tail || owner !== key).toBe(true);
+          if (line === '') return true;
+          return o.lookups > DESYNC_RETRIES;
+        };
+
+        const outcomes: Outcome[] = [];
+        const flights: Flight[] = [];
+        let pick = 0;
+        const runOne = async () => {
+          const i = picks[pick++ % picks.length]! % flights.length;
+          const f = flights[i]!;
+          if (await lookup(f)) {
+            flights.splice(i, 1);
+            f.outcome.alone = lookupNo - f.firstLookup === f.outcome.lookups;
+          }
+        };
+        for (const step of steps) {
+          if ('reload' in step) {
+            while (flights.length > 0) await runOne();
+            totals.reloads++;
+            await reload();
+            continue;
+          }
+          const outcome: Outcome = { key: step.request.key, waiting: 0, lookups: 0, alone: false, died: false, routed: false };
+          outcomes.push(outcome);
+          flights.push({ request: step.request, outcome, firstLookup: 0 });
+          while (flights.length >= width) await runOne();
+        }
+        while (flights.length > 0) await runOne();
+
+        for (const o of outcomes) {
+          expect(o.lookups).toBeLessThanOrEqual(DESYNC_RETRIES + 1);
+          if (o.died || !o.alone) continue;
+          // Fewer than DESYNC_RETRIES + 1 lines ahead: its own answer comes within its retries. The one
+          // exception fails closed: the first line read is the bare "\n" left by a worker killed just before it.
+          if (o.waiting <= DESYNC_RETRIES) expect(o.routed || o.firstLine === '', JSON.stringify(o)).toBe(true);
+          // More: it gives up after its retries, unless a dead worker left an answer for the same user (or it
+          // read a bare "\n" first).
+          else if (!o.routed && o.firstLine !== '') expect(o.lookups).toBe(DESYNC_RETRIES + 1);
+        }
+        // The map wrote exactly what the model says it owes, and nothing more. Reading it all leaves a clean
+        // pipe (as a reload would), so the next run starts with none lost.
+        const rest = owed.map((l) => l.line.slice(l.read)).join('');
+        await waitFor(() => pipe!.unread.length >= rest.length, 2_000, 'the answers the model says the map still owes', 2);
+        expect(pipe!.take(rest.length)).toBe(rest);
+        owed = [];
         await new Promise((r) => setTimeout(r, 5));
-        expect(m.unreadLines).toBe(0);
+        expect(pipe!.unread).toBe('');
 
         totals.runs++;
-        totals.lookups += outcomes.length;
-        totals.deaths += deaths;
-        totals.mismatches += mismatches;
-        totals.healedRoutes += outcomes.filter((o) => o.mismatched && o.routed).length;
-        totals.failedClosed += outcomes.filter((o) => o.mismatched && !o.routed && !o.died).length;
+        totals.requests += outcomes.length;
+        totals.lookups += lookupNo;
+        totals.routedAfterRetry += outcomes.filter((o) => o.routed && o.lookups > 1).length;
+        totals.failedClosedOverLimit += outcomes.filter((o) => !o.routed && !o.died && o.lookups === DESYNC_RETRIES + 1).length;
+        totals.emptyTail += outcomes.filter((o) => !o.routed && !o.died && o.firstLine === '').length;
+        totals.interleavedFailedClosed += outcomes.filter((o) => !o.routed && !o.died && !o.alone && o.waiting <= DESYNC_RETRIES).length;
         broken = false;
       }),
-      { numRuns: 30, interruptAfterTimeLimit: 45_000, markInterruptAsFailure: true },
+      { numRuns: 25, interruptAfterTimeLimit: 60_000, markInterruptAsFailure: true },
     );
-    console.log(`healing model: ${JSON.stringify(totals)}`);
-    // The runs really exercised the scheme: shifts happened, and were healed both ways.
-    expect(totals.runs).toBe(30);
-    expect(totals.mismatches).toBeGreaterThan(0);
-    expect(totals.healedRoutes).toBeGreaterThan(0);
-    expect(totals.failedClosed).toBeGreaterThan(0);
-    expect(map.stderr).toMatch(/PLX0901/);
-    expect(await map.close()).toBe(0);
+    console.log(`lookup model: ${JSON.stringify(totals)}`);
+    // The runs really exercised the rules: answers were lost both ways, requests routed after asking again,
+    // and some failed closed after their retries.
+    expect(totals.runs).toBe(25);
+    expect(totals.deaths).toBeGreaterThan(0);
+    expect(totals.prefixDeaths).toBeGreaterThan(0);
+    expect(totals.reloads).toBeGreaterThan(0);
+    expect(totals.routedAfterRetry).toBeGreaterThan(0);
+    expect(totals.failedClosedOverLimit).toBeGreaterThan(0);
+    expect(await map!.close()).toBe(0);
     map = undefined;
-  }, 90_000);
+  }, 120_000);
 });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { ANSWER_MARK } from '../../src/protocol/rewrite-map.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './database.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -182,8 +183,8 @@ export class MapProcess {
   }
 }
 
-// The answer line the map writes for `key`: the key, "=", then the value ("" for no value).
-export const answerLine = (key: string, value: string | null): string => `${key}=${value ?? ''}`;
+// The answer line the map writes for `key`: the mark, the key, "=", then the value ("" for no value).
+export const answerLine = (key: string, value: string | null): string => `${ANSWER_MARK}${key}=${value ?? ''}`;
 
 // Polls until the map answers `key=expected` for `key` (expected "" or null: no value); returns the elapsed
 // milliseconds.
