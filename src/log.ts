@@ -1,3 +1,6 @@
+import { writeSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
+
 // One line per event on stderr: Apache copies a helper's stderr into its error log, and a map's stdout
 // belongs to mod_rewrite alone.
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -22,6 +25,20 @@ let stderrBroken = false;
 process.stderr.on('error', () => {
   stderrBroken = true;
 });
+
+// A worker thread's process.stderr is relayed through the main thread's event loop, which the map's main
+// thread never returns to (it blocks in read(2)): a worker writes fd 2 itself.
+function writeLine(line: string): void {
+  if (isMainThread) {
+    process.stderr.write(line);
+    return;
+  }
+  try {
+    writeSync(2, line);
+  } catch {
+    stderrBroken = true;
+  }
+}
 
 export function setLogLevel(level: LogLevel): void {
   minimumLevel = level;
@@ -53,7 +70,7 @@ export function formatLine(scope: string, level: LogLevel, event: string, fields
 export function createLogger(scope: string): Logger {
   const emit = (level: LogLevel) => (event: string, fields?: LogFields) => {
     if (stderrBroken || levelRank[level] < levelRank[minimumLevel]) return;
-    process.stderr.write(formatLine(scope, level, event, fields));
+    writeLine(formatLine(scope, level, event, fields));
   };
   return {
     debug: emit('debug'),

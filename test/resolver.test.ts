@@ -332,6 +332,30 @@ describe('resolver: concurrency', () => {
     expect(resolver.resolve('alice')).toBe('new');
   });
 
+  // The map's answering thread keeps a copy of the cache built from these calls: it must see exactly what the
+  // resolver caches fresh, and nothing it refuses to cache.
+  it('onFresh reports every answer cached fresh, in order, and never one that overlapped an eviction or expireAll', async () => {
+    const fresh: Array<[string, Answer]> = [];
+    const { source, resolver } = setup({ onFresh: (key, value) => void fresh.push([key, value]) });
+    source.data.set('alice', 'tenant1');
+    await resolver.resolve('alice');
+    await resolver.resolve('nobody');
+    expect(fresh).toEqual([['alice', 'tenant1'], ['nobody', null]]);
+    source.mode = 'manual';
+    resolver.evict('alice');
+    const evicted = resolver.resolve('alice');
+    resolver.evict('alice');
+    source.release('alice', 'old');
+    expect(await evicted).toBe('old');
+    const expired = resolver.resolve('bob');
+    resolver.expireAll();
+    source.release('bob', 'tenant2');
+    expect(await expired).toBe('tenant2');
+    source.mode = 'fail';
+    expect(await resolver.resolve('carl')).toBeNull();
+    expect(fresh).toEqual([['alice', 'tenant1'], ['nobody', null]]);
+  });
+
   it('evict during a fetch with no later lookup: the next lookup asks again', async () => {
     const { source, resolver } = setup();
     source.mode = 'manual';

@@ -1,16 +1,14 @@
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { loadConfig, type PlexerConfig } from '../config.js';
 import { PlexerError, UsageError } from '../errors.js';
-import { createLogger, setLogLevel } from '../log.js';
-import { applyChange } from '../lookup/invalidation.js';
+import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createMapLookup } from '../lookup/map-lookup.js';
-import { createResolver } from '../lookup/resolver.js';
-import { serveRewriteMap } from '../protocol/rewrite-map.js';
-import { createClient, createPool } from '../store/connect.js';
-import { listenForChanges } from '../store/listener.js';
-import { fetchMapValue, type MapKind } from '../store/map-queries.js';
-import { changesChannel } from '../store/sql.js';
+import type { StoreThreadData } from '../lookup/store-thread.js';
+import { serveRewriteMapLoop } from '../protocol/rewrite-map.js';
+import type { MapKind } from '../store/map-queries.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
+import { StdoutClosedError, stdioMapIo } from './map-stdio.js';
 
 const help = `Usage: plexer map group|settings|backend [--config FILE]
 
@@ -40,59 +38,44 @@ export const command: Command = {
     // an empty answer. Whatever escapes is logged and the loop goes on.
     process.on('uncaughtException', (error) => log.error('unexpected error', { error: error.message }));
     process.on('unhandledRejection', (error) => log.error('unexpected rejection', { error: String(error) }));
-    process.stdout.on('error', (error) => {
-      log.warn('stdout closed by Apache', { error: error.message });
-      process.exit(0);
-    });
 
     let config: PlexerConfig;
     try {
       config = loadConfig({ path: values.config });
     } catch (error) {
       if (!(error instanceof PlexerError)) throw error;
-      // Exiting would leave Apache answering "" to every lookup; answering "KEY=" keeps its error pages working.
+      // Exiting would leave Apache answering "" to every lookup; answering "#KEY=" keeps its error pages working.
       log.error('configuration error: answering no value to every key until Apache restarts', { error: error.message });
-      await serveRewriteMap(process.stdin, process.stdout, () => null);
-      return 2;
+      return answerUntilEof(log, () => null) ?? 2;
     }
     setLogLevel(config.logLevel);
     return serveFromStore(kind, config, log);
   },
 };
 
-async function serveFromStore(kind: MapKind, config: PlexerConfig, log: ReturnType<typeof createLogger>): Promise<number> {
-  const pool = createPool(config, {
-    applicationName: `plexer-map-${kind}`,
-    connectTimeoutMs: 5_000,
-    statementTimeoutMs: Math.max(1_000, config.mapDeadlineMs * 20),
-  });
-  pool.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
-  const resolver = createResolver({
-    fetch: (key) => fetchMapValue(pool, kind, key),
-    max: config.cacheMax,
-    ttlMs: config.cacheTtlMs,
-    deadlineMs: config.mapDeadlineMs,
-    log,
-  });
-  const listener = listenForChanges({
-    connect: () => createClient(config, { applicationName: `plexer-map-${kind}-listen`, connectTimeoutMs: 2_000 }),
-    channel: changesChannel(config.schema),
-    onChange: (payload) => applyChange(kind, resolver, payload),
-    onListening: () => resolver.expireAll(),
-    log,
-  });
-  // Connect and prepare before Apache's first key arrives: a cold connection takes longer than the deadline,
-  // and that first lookup would otherwise be answered NULL.
-  fetchMapValue(pool, kind, '-').catch(() => undefined);
-  log.info('map started', { kind, deadline_ms: config.mapDeadlineMs, cache_max: config.cacheMax });
-  const stop = () => {
-    void listener.close();
-    void pool.end();
-  };
-  await serveRewriteMap(process.stdin, process.stdout, createMapLookup(kind, resolver));
+// Runs the blocking loop until Apache closes stdin (undefined) or stdout (0).
+function answerUntilEof(log: Logger, answerKey: (key: string) => string | null): number | undefined {
+  try {
+    serveRewriteMapLoop(stdioMapIo, answerKey);
+  } catch (error) {
+    if (!(error instanceof StdoutClosedError)) throw error;
+    log.warn('stdout closed by Apache; map exiting');
+    return 0;
+  }
   log.info('stdin closed; map exiting');
-  stop();
+  return undefined;
+}
+
+function serveFromStore(kind: MapKind, config: PlexerConfig, log: Logger): number {
+  const { port1, port2 } = new MessageChannel();
+  const signal = new Int32Array(new SharedArrayBuffer(4));
+  const data: StoreThreadData = { kind, config, port: port2, signal };
+  const store = new Worker(new URL('../lookup/store-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
+  log.info('map started', { kind, deadline_ms: config.mapDeadlineMs, cache_max: config.cacheMax });
+  const lookup = createMapLookup(kind, { link: { port: port1, signal }, max: config.cacheMax, ttlMs: config.cacheTtlMs, deadlineMs: config.mapDeadlineMs });
+  const code = answerUntilEof(log, lookup) ?? 0;
   // EOF means Apache is gone: never linger, even if a connection is slow to close.
-  setTimeout(() => process.exit(0), 1_000).unref();
-  return 0;
+  void store.terminate();
+  setTimeout(() => process.exit(code), 1_000).unref();
+  return code;
 }

@@ -4,7 +4,7 @@ import type { Resolver } from './resolver.js';
 // Which cached answers a change notification ("u:alice", "g:tenant1", "r:alice", "*") makes wrong, per map.
 // A daemon group change can alter the answer for every user in it, so user-keyed maps drop everything then:
 // groups change rarely, users often.
-export function applyChange(kind: MapKind, resolver: Resolver, payload: string): void {
+export function applyChange(kind: MapKind, resolver: Pick<Resolver, 'evict' | 'clear'>, payload: string): void {
   const colon = payload.indexOf(':');
   const table = colon === -1 ? payload : payload.slice(0, colon);
   const key = payload.slice(colon + 1);

@@ -13,6 +13,9 @@ export interface ResolverOptions {
   // Queries started and not yet settled, over all keys; past it, misses are answered at once.
   maxInFlight?: number;
   now?: () => number;
+  // Told of every answer cached fresh from the store, in the order the resolver learns them, so that a copy of
+  // the cache kept elsewhere (the map's main thread) stays the same as this one.
+  onFresh?: (key: string, value: Answer) => void;
   log: Logger;
 }
 
@@ -29,7 +32,18 @@ export interface Resolver {
 }
 
 // lru-cache cannot hold null; "" stands for a cached "no answer" (no stored value is ever empty).
-const NO_ANSWER = '';
+export const NO_ANSWER = '';
+
+// The one cache shape for map answers, here and in the map's main-thread copy.
+export function answerCacheOptions(max: number, ttlMs: number, now?: () => number): LRUCache.Options<string, string, unknown> {
+  return {
+    max,
+    ttl: ttlMs,
+    // Expired entries stay until replaced, so they can be served while the store is unreachable.
+    noDeleteOnStaleGet: true,
+    ...(now ? { perf: { now } } : {}),
+  };
+}
 
 export function validateResolverOptions(options: ResolverOptions): void {
   const positive = (name: string, value: number | undefined) => {
@@ -47,13 +61,7 @@ export function createResolver(options: ResolverOptions): Resolver {
   validateResolverOptions(options);
   const { fetch, deadlineMs, log } = options;
   const maxInFlight = options.maxInFlight ?? 64;
-  const cache = new LRUCache<string, string>({
-    max: options.max,
-    ttl: options.ttlMs,
-    // Expired entries stay until replaced, so they can be served while the store is unreachable.
-    noDeleteOnStaleGet: true,
-    ...(options.now ? { perf: { now: options.now } } : {}),
-  });
+  const cache = new LRUCache<string, string>(answerCacheOptions(options.max, options.ttlMs, options.now));
   // Queries that later lookups of the same key may join. An eviction removes a key from here, but its query
   // still runs and still counts against maxInFlight until it settles.
   const inFlight = new Map<string, Promise<Answer>>();
@@ -73,7 +81,10 @@ export function createResolver(options: ResolverOptions): Resolver {
         if (failing) log.info('store answering again');
         failing = false;
         if (startedAt === epoch) {
-          if (expiredAt === expiries) cache.set(key, value ?? NO_ANSWER);
+          if (expiredAt === expiries) {
+            cache.set(key, value ?? NO_ANSWER);
+            options.onFresh?.(key, value);
+          }
           // Overlapped an expireAll (a reconnect, changes possibly missed): good enough as a fallback for a
           // key that has none, never as a fresh answer.
           else if (cache.peek(key, { allowStale: true }) === undefined) cache.set(key, value ?? NO_ANSWER, { ttl: 1 });

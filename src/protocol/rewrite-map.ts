@@ -1,5 +1,3 @@
-import type { Readable, Writable } from 'node:stream';
-
 // mod_rewrite's prg: protocol: Apache writes "key\n" and blocks, under a server-wide lock, until it has read
 // one line back. So: exactly one answer line per input line, in input order, written as soon as it is known.
 //
@@ -14,19 +12,6 @@ import type { Readable, Writable } from 'node:stream';
 export type MapAnswer = string | null;
 
 export const ANSWER_MARK = '#';
-export type AnswerKey = (key: string) => MapAnswer | Promise<MapAnswer>;
-
-export interface RewriteMapStreamOptions {
-  // Longer lines are answered NULL (without their key) and not held in memory (a key is a name of at most a few hundred
-  // bytes; anything longer is hostile or broken).
-  maxLineBytes?: number;
-  // Input is paused while this many answers wait, so a peer that writes without reading cannot grow memory.
-  maxPendingAnswers?: number;
-}
-
-interface PendingAnswer {
-  line?: string;
-}
 
 const NEWLINE = 0x0a;
 
@@ -44,138 +29,71 @@ export function formatAnswer(key: string, answer: MapAnswer): string {
 // rules asked with.
 const OVERLONG_ANSWER = 'NULL\n';
 
-// Splitting is done here on bytes rather than with split2: split2 fails the whole stream when a line passes its
-// maxLength, and one hostile line must cost one NULL answer, not the map. Keys are decoded as latin1 so every
-// byte maps to one character and non-ASCII input simply fails name validation.
-export function serveRewriteMap(
-  input: Readable,
-  output: Writable,
-  answerKey: AnswerKey,
-  options: RewriteMapStreamOptions = {},
-): Promise<void> {
+export interface MapIo {
+  // Fills the buffer from the start with what is available (blocking until something is); 0 at end of input.
+  read(buffer: Buffer): number;
+  // Writes every byte of the text, latin1, before returning.
+  write(text: string): void;
+}
+
+export interface RewriteMapLoopOptions {
+  // Longer lines are answered NULL (without their key) and not held in memory (a key is a name of at most a
+  // few hundred bytes; anything longer is hostile or broken).
+  maxLineBytes?: number;
+  readBufferBytes?: number;
+}
+
+// The hot loop: read what Apache wrote, answer every complete line in order, write the answers of one read
+// with one write, block in read again. Nothing here yields to an event loop: a prg: lookup costs one read(2)
+// and one write(2), which is what lets a Node map keep up with a minimal Python one (an event-loop wake-up per
+// line cost more than the lookup). answerKey is synchronous: whatever waiting a miss needs happens inside it.
+// Returns at end of input, after answering an unterminated last line (the peer may be waiting for it).
+export function serveRewriteMapLoop(io: MapIo, answerKey: (key: string) => MapAnswer, options: RewriteMapLoopOptions = {}): void {
   const maxLineBytes = options.maxLineBytes ?? 4096;
-  const maxPending = options.maxPendingAnswers ?? 1024;
-  const pending: PendingAnswer[] = [];
+  const buffer = Buffer.allocUnsafe(options.readBufferBytes ?? 65_536);
+  // The start of a line that spans reads, copied out of the reused buffer; past the limit only its length is
+  // kept, so an overlong line costs no memory however long it grows.
   let partial: Buffer[] = [];
   let partialBytes = 0;
-  let overlong = false;
-  let out = '';
-  let ended = false;
-  let waitingForDrain = false;
-  let finish: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (finish = resolve));
 
-  const flush = () => {
-    if (out === '') return;
-    // latin1 both ways: a key is echoed byte for byte whatever it holds.
-    const writable = output.write(out, 'latin1');
-    out = '';
-    if (!writable) {
-      input.pause();
-      // Whoever paused the input, a full output must always lead back to resumeIfRoom.
-      if (!waitingForDrain) {
-        waitingForDrain = true;
-        output.once('drain', () => {
-          waitingForDrain = false;
-          resumeIfRoom();
-        });
-      }
-    }
-  };
-
-  const maybeFinish = () => {
-    if (ended && pending.length === 0) {
-      flush();
-      finish();
-    }
-  };
-
-  function resumeIfRoom() {
-    if (input.isPaused() && pending.length < maxPending && !output.writableNeedDrain && !ended) input.resume();
-  }
-
-  const drainReady = () => {
-    while (pending.length > 0 && pending[0]!.line !== undefined) out += pending.shift()!.line;
-    flush();
-    resumeIfRoom();
-    maybeFinish();
-  };
-
-  const answerLine = (key: string | null) => {
-    let answer: MapAnswer | Promise<MapAnswer> = null;
+  const answer = (key: string): string => {
     try {
-      if (key !== null) answer = answerKey(key);
+      return formatAnswer(key, answerKey(key));
     } catch {
-      answer = null;
+      return formatAnswer(key, null);
     }
-    const line = (value: MapAnswer) => (key === null ? OVERLONG_ANSWER : formatAnswer(key, value));
-    if (pending.length === 0 && (answer === null || typeof answer === 'string')) {
-      out += line(answer);
-      return;
-    }
-    const slot: PendingAnswer = {};
-    pending.push(slot);
-    if (answer === null || typeof answer === 'string') {
-      slot.line = line(answer);
-      return;
-    }
-    answer.then(
-      (value) => {
-        slot.line = line(value);
-        drainReady();
-      },
-      () => {
-        slot.line = line(null);
-        drainReady();
-      },
-    );
-    if (pending.length >= maxPending) input.pause();
   };
-
-  const endLine = (tail: Buffer) => {
-    if (overlong || partialBytes + tail.length > maxLineBytes) {
-      answerLine(null);
-    } else {
-      const bytes = partialBytes === 0 ? tail : Buffer.concat([...partial, tail]);
-      answerLine(bytes.toString('latin1'));
-    }
+  const keep = (bytes: Buffer) => {
+    if (partialBytes + bytes.length <= maxLineBytes) partial.push(Buffer.from(bytes));
+    else partial = [];
+    partialBytes += bytes.length;
+  };
+  const answerPartial = (): string => {
+    const line = partialBytes > maxLineBytes ? OVERLONG_ANSWER : answer(Buffer.concat(partial).toString('latin1'));
     partial = [];
     partialBytes = 0;
-    overlong = false;
+    return line;
   };
 
-  input.on('data', (chunk: Buffer) => {
+  for (;;) {
+    const length = io.read(buffer);
+    if (length === 0) break;
+    const chunk = length === buffer.length ? buffer : buffer.subarray(0, length);
+    let out = '';
     let start = 0;
-    let newline = chunk.indexOf(NEWLINE, start);
+    let newline = chunk.indexOf(NEWLINE);
     while (newline !== -1) {
-      endLine(chunk.subarray(start, newline));
+      if (partialBytes === 0) {
+        out += newline - start > maxLineBytes ? OVERLONG_ANSWER : answer(chunk.toString('latin1', start, newline));
+      } else {
+        keep(chunk.subarray(start, newline));
+        out += answerPartial();
+      }
       start = newline + 1;
       newline = chunk.indexOf(NEWLINE, start);
     }
-    if (start < chunk.length) {
-      const rest = chunk.subarray(start);
-      if (overlong || partialBytes + rest.length > maxLineBytes) {
-        overlong = true;
-        partial = [];
-      } else {
-        partial.push(rest);
-      }
-      partialBytes += rest.length;
-    }
-    drainReady();
-  });
-
-  input.on('end', () => {
-    // A last line without its newline still gets its answer: the peer may be waiting for it.
-    if (partialBytes > 0 || overlong) endLine(Buffer.alloc(0));
-    ended = true;
-    drainReady();
-  });
-
-  input.on('error', () => {
-    ended = true;
-    drainReady();
-  });
-
-  return done;
+    if (start < length) keep(chunk.subarray(start));
+    if (out !== '') io.write(out);
+  }
+  if (partialBytes > 0) io.write(answerPartial());
 }
