@@ -1,5 +1,5 @@
 import { isUserName } from './names.js';
-import { isBcryptHash } from './password.js';
+import { isStorableHash } from './password.js';
 
 export interface HtpasswdEntry {
   line: number;
@@ -13,9 +13,10 @@ export interface HtpasswdRejection {
   reason: string;
 }
 
-// Only bcrypt entries are imported: plexer's authenticator verifies bcrypt and nothing else, and an MD5 ($apr1$),
-// SHA-1 ({SHA}) or crypt() hash is too weak to keep. Each refused line is reported with the reason, so the
-// operator can reset those passwords with `plexer user passwd`.
+// bcrypt entries are imported as they are; htpasswd's MD5 ($apr1$, its default) and SHA-1 ({SHA}) too, since
+// the first successful login replaces them with bcrypt (a forced reset of every password would stop a migration).
+// crypt() and plain text are refused: authn verifies neither. Each refused line is reported with the reason, so
+// the operator can reset those passwords with `plexer user passwd`.
 export function parseHtpasswd(text: string): { entries: HtpasswdEntry[]; rejected: HtpasswdRejection[] } {
   const entries: HtpasswdEntry[] = [];
   const rejected: HtpasswdRejection[] = [];
@@ -30,15 +31,15 @@ export function parseHtpasswd(text: string): { entries: HtpasswdEntry[]; rejecte
     if (!isUserName(user)) return void rejected.push({ line, user: null, reason: 'invalid user name' });
     if (seen.has(user)) return void rejected.push({ line, user, reason: 'duplicate user name' });
     seen.add(user);
-    if (isBcryptHash(hash)) return void entries.push({ line, user, hash });
+    if (isStorableHash(hash)) return void entries.push({ line, user, hash });
     rejected.push({ line, user, reason: describeUnsupportedHash(hash) });
   });
   return { entries, rejected };
 }
 
 function describeUnsupportedHash(hash: string): string {
-  if (hash.startsWith('$apr1$')) return 'MD5 ($apr1$) hash: not imported (weak); set a new password with plexer user passwd';
-  if (hash.startsWith('{SHA}')) return 'SHA-1 ({SHA}) hash: not imported (weak, unsalted); set a new password with plexer user passwd';
+  if (hash.startsWith('$apr1$')) return 'malformed MD5 ($apr1$) hash';
+  if (hash.startsWith('{SHA}')) return 'malformed SHA-1 ({SHA}) hash';
   if (/^\$[156]\$/.test(hash)) return 'crypt() hash: not imported; set a new password with plexer user passwd';
   if (/^\$2[aby]\$/.test(hash)) return 'malformed bcrypt hash';
   if (/^[./A-Za-z0-9]{13}$/.test(hash)) return 'DES crypt() hash: not imported (weak); set a new password with plexer user passwd';

@@ -1,5 +1,10 @@
 import bcrypt from 'bcryptjs';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+// CommonJS (module.exports = function); its bundled typings declare an ES default export, which is not what Node
+// hands an ES module.
+const aprMd5 = createRequire(import.meta.url)('apache-md5') as (password: string, salt: string) => string;
 
 // bcrypt reads at most 72 bytes; a longer password would be silently truncated, so it is refused instead.
 export const MAX_PASSWORD_BYTES = 72;
@@ -26,12 +31,27 @@ export function bcryptCost(hash: string): number | null {
 
 export const isBcryptHash = (hash: string): boolean => /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/.test(hash);
 
+// htpasswd's MD5 ($apr1$, its default) and unsalted SHA-1 ({SHA}) hashes, kept only until the user's first
+// successful login replaces them with bcrypt (rehash_password, migration 007). The same patterns are the
+// users.password_hash CHECK constraint.
+export const isApr1Hash = (hash: string): boolean => /^\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}$/.test(hash);
+export const isSha1Hash = (hash: string): boolean => /^\{SHA\}[A-Za-z0-9+/]{27}=$/.test(hash);
+export const isLegacyHash = (hash: string): boolean => isApr1Hash(hash) || isSha1Hash(hash);
+export const isStorableHash = (hash: string): boolean => isBcryptHash(hash) || isLegacyHash(hash);
+
+function legacyDigest(password: string, hash: string): string {
+  return isApr1Hash(hash) ? aprMd5(password, hash) : `{SHA}${createHash('sha1').update(password, 'utf8').digest('base64')}`;
+}
+
 // bcryptjs compares its own result internally with a plain loop; comparing the recomputed hash ourselves with
-// timingSafeEqual keeps the comparison constant-time whatever the library does.
+// timingSafeEqual keeps the comparison constant-time whatever the library does. A legacy hash is checked here
+// too, so authn accepts it; it costs far less than bcrypt, which refusalNeedsPadding makes up for.
 export async function verifyPassword(password: string, hash: string): Promise<boolean> {
-  if (!isBcryptHash(hash) || Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) return false;
-  const salt = hash.slice(0, 29);
-  const computed = Buffer.from(await bcrypt.hash(password, salt));
+  if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) return false;
+  let computed: Buffer;
+  if (isBcryptHash(hash)) computed = Buffer.from(await bcrypt.hash(password, hash.slice(0, 29)));
+  else if (isLegacyHash(hash)) computed = Buffer.from(legacyDigest(password, hash));
+  else return false;
   const expected = Buffer.from(hash);
   return computed.length === expected.length && timingSafeEqual(computed, expected);
 }
@@ -42,7 +62,7 @@ export function dummyHash(cost: number): string {
   return `$2b$${String(cost).padStart(2, '0')}$CCCCCCCCCCCCCCCCCCCCC.0V3sXv7QnAbH3N3rUCf0Zq4ZyYIqHKe`;
 }
 
-// A stored hash below the configured cost (an old import) would make a wrong password for that known user
+// A stored hash below the configured cost (an old import, or an $apr1$/{SHA} one, which has no bcrypt cost) would make a wrong password for that known user
 // quicker to refuse than one for an unknown name (dummyHash at the configured cost): such a refusal also
 // pays a dummy verification at the configured cost.
 export function refusalNeedsPadding(storedHash: string, cost: number): boolean {

@@ -269,16 +269,26 @@ describe('schema guarantees', () => {
   it.each([
     'secret',
     '',
-    '$apr1$abcdefgh$0123456789abcdefghijkl',
+    '$apr1$abcdefgh$0123456789abcdefghijk',
+    '$apr1$abcdefghi$0123456789abcdefghijkl',
+    '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g',
+    '{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=',
+    '$1$abcdefgh$0123456789abcdefghijkl',
     HASH.replace('$04$', '$03$'),
     HASH.slice(0, -1),
     HASH + '\n',
-  ])('refuses password_hash %j (CHECK password_hash_is_bcrypt)', async (hash) => {
+  ])('refuses password_hash %j (CHECK password_hash_format)', async (hash) => {
     await expect(q("INSERT INTO users (name, password_hash) VALUES ('hashcheck', $1)", [hash])).rejects.toMatchObject({
       code: '23514',
-      constraint: 'password_hash_is_bcrypt',
+      constraint: 'password_hash_format',
     });
   });
+
+  it.each([HASH, '$apr1$abcdefgh$0123456789abcdefghijkl', '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g='])(
+    'accepts password_hash %j (bcrypt, or htpasswd MD5/SHA-1 until the first login rehashes it)', async (hash) => {
+      await q("INSERT INTO users (name, password_hash) VALUES ('hashok', $1)", [hash]);
+      await q("DELETE FROM users WHERE name = 'hashok'");
+    });
 
   it('refuses a non-positive capacity', async () => {
     await expect(q("INSERT INTO daemon_groups (name, capacity) VALUES ('cap', 0)")).rejects.toMatchObject({

@@ -1,6 +1,7 @@
 // What a valid name is: src/names.ts and the CHECK constraints in the schema must agree exactly, and the
 // htpasswd import and password helpers built on them.
 import bcrypt from 'bcryptjs';
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHtpasswd } from '../src/htpasswd.js';
 import { isBackend, isGroupName, isRoleName, isRunAs, isSettingsModule, isUserName } from '../src/names.js';
@@ -11,6 +12,8 @@ import {
   checkNewPassword,
   dummyHash,
   isBcryptHash,
+  isStorableHash,
+  refusalNeedsPadding,
   verifyPassword,
 } from '../src/password.js';
 import { freshStore, type TestStore } from './helpers/plexer.js';
@@ -208,10 +211,10 @@ describe('parseHtpasswd', () => {
     });
   });
 
-  it('refuses weak or unknown hashes, bad names, duplicates and malformed lines, each with its line number', () => {
+  it('refuses crypt(), plain and unknown hashes, bad names, duplicates and malformed lines, each with its line number', () => {
     const text = [
-      'md5:$apr1$abcdefgh$0123456789abcdefghijkl', // 1
-      'sha:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=', // 2
+      'md5:$apr1$abcdefgh$0123456789abcdefghijk', // 1
+      'sha:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g', // 2
       'sha512:$6$salt$hash', // 3
       'des:abJnggxhB/yWI', // 4
       'plain:secret', // 5
@@ -227,8 +230,8 @@ describe('parseHtpasswd', () => {
     const result = parseHtpasswd(text);
     expect(result.entries).toEqual([{ line: 7, user: 'ok', hash: HASH }]);
     expect(result.rejected).toEqual([
-      { line: 1, user: 'md5', reason: 'MD5 ($apr1$) hash: not imported (weak); set a new password with plexer user passwd' },
-      { line: 2, user: 'sha', reason: 'SHA-1 ({SHA}) hash: not imported (weak, unsalted); set a new password with plexer user passwd' },
+      { line: 1, user: 'md5', reason: 'malformed MD5 ($apr1$) hash' },
+      { line: 2, user: 'sha', reason: 'malformed SHA-1 ({SHA}) hash' },
       { line: 3, user: 'sha512', reason: 'crypt() hash: not imported; set a new password with plexer user passwd' },
       { line: 4, user: 'des', reason: 'DES crypt() hash: not imported (weak); set a new password with plexer user passwd' },
       { line: 5, user: 'plain', reason: 'plain text or unknown hash format: not imported' },
@@ -239,6 +242,15 @@ describe('parseHtpasswd', () => {
       { line: 11, user: 'short', reason: 'malformed bcrypt hash' },
       { line: 12, user: null, reason: 'invalid user name' },
     ]);
+  });
+
+  it('imports htpasswd MD5 ($apr1$) and SHA-1 ({SHA}) entries as they are', () => {
+    const md5 = '$apr1$abcdefgh$0123456789abcdefghijkl';
+    const sha = '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=';
+    expect(parseHtpasswd(`m:${md5}\ns:${sha}\n`)).toEqual({
+      entries: [{ line: 1, user: 'm', hash: md5 }, { line: 2, user: 's', hash: sha }],
+      rejected: [],
+    });
   });
 
   it('an empty file imports nothing', () => {
@@ -260,6 +272,20 @@ describe('passwords', () => {
     expect(await verifyPassword('secret', 'secret')).toBe(false);
     expect(await verifyPassword('secret', HASH.slice(0, -1))).toBe(false);
     expect(await verifyPassword('secret', '$apr1$abcdefgh$0123456789abcdefghijkl')).toBe(false);
+    expect(await verifyPassword('secret', '$apr1$abcdefgh$')).toBe(false);
+  });
+
+  it('verifyPassword checks htpasswd $apr1$ and {SHA} hashes (as made by htpasswd -m and -s)', async () => {
+    const md5 = execFileSync('htpasswd', ['-nbm', 'alice', 'secret'], { encoding: 'utf8' }).trim().split(':')[1]!;
+    const sha = execFileSync('htpasswd', ['-nbs', 'alice', 'secret'], { encoding: 'utf8' }).trim().split(':')[1]!;
+    expect(md5).toMatch(/^\$apr1\$/);
+    expect(sha).toBe('{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=');
+    for (const hash of [md5, sha]) {
+      expect(await verifyPassword('secret', hash)).toBe(true);
+      expect(await verifyPassword('Secret', hash)).toBe(false);
+      expect(await verifyPassword('', hash)).toBe(false);
+      expect(refusalNeedsPadding(hash, 4)).toBe(true);
+    }
   });
 
   it('verifyPassword refuses passwords over 72 bytes even when bcrypt would match their first 72', async () => {
@@ -306,7 +332,7 @@ describe('passwords', () => {
     await expect(bcrypt.compare('secret', hash)).resolves.toBe(false);
   });
 
-  it('the schema accepts exactly the hashes isBcryptHash accepts', async () => {
+  it('the schema accepts exactly the hashes isStorableHash accepts', async () => {
     const candidates = [
       HASH,
       HASH.replace('$2b$', '$2y$'),
@@ -320,6 +346,12 @@ describe('passwords', () => {
       HASH + '\n',
       dummyHash(10),
       '$apr1$abcdefgh$0123456789abcdefghijkl',
+      '$apr1$a$0123456789abcdefghijkl',
+      '$apr1$abcdefghi$0123456789abcdefghijkl',
+      '$apr1$abcdefgh$0123456789abcdefghijk',
+      '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=',
+      '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g',
+      '{sha}W6ph5Mm5Pz8GgiULbPgzG37mj9g=',
       'secret',
       '',
     ];
@@ -336,7 +368,7 @@ describe('passwords', () => {
         await client.query('ROLLBACK');
         client.release();
       }
-      if (ok !== isBcryptHash(hash)) disagreements.push([hash, ok, isBcryptHash(hash)]);
+      if (ok !== isStorableHash(hash)) disagreements.push([hash, ok, isStorableHash(hash)]);
     }
     expect(disagreements).toEqual([]);
   });

@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { RefusedError, UsageError } from '../errors.js';
+import { FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { parseHtpasswd } from '../htpasswd.js';
 import { isGroupName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
 import * as accounts from '../store/accounts.js';
-import { unlockSubjects } from '../store/login-failures.js';
+import { unlockSubjects, userLockouts } from '../store/login-failures.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, table, type Command } from './command.js';
 import { readNewPassword } from './password-input.js';
+import { startProgress } from './progress.js';
 import { inTransaction, loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
@@ -18,12 +19,14 @@ const help = `Usage:
   plexer user grant NAME ROLE | revoke NAME ROLE
   plexer user unlock NAME | unlock --ip ADDRESS
   plexer user list [--group GROUP] [--json]
-  plexer user import-htpasswd FILE --group GROUP
+  plexer user import-htpasswd FILE --group GROUP|none [--skip-existing|--update]
 
 Passwords are read from a terminal without echo, or as one line on stdin with --password-stdin; never from
 the command line. "--group auto" picks the enabled group with the fewest users that has room (exit 1 when the
-pool is full); "--group none" leaves the user without an instance. import-htpasswd takes bcrypt entries
-($2y$, $2a$, $2b$) as they are and lists every other line with the reason it was refused. unlock clears the
+pool is full); "--group none" leaves the user without an instance. import-htpasswd takes bcrypt ($2y$, $2a$,
+$2b$), MD5 ($apr1$) and SHA-1 ({SHA}) entries as they are (MD5 and SHA-1 become bcrypt at the user's first
+login) and lists every other line with its number and the reason it was refused; a user that already exists is
+refused too, unless --skip-existing (left as it is) or --update (its hash and group replaced). unlock clears the
 failed-login count and lockout of a user name or a client address (lockout_* settings in the config file).
 Exit status: 0 done, 1 refused or not found, 2 usage or configuration error.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
@@ -33,7 +36,11 @@ const options = {
   'password-stdin': { type: 'boolean' },
   json: { type: 'boolean' },
   ip: { type: 'string' },
+  'skip-existing': { type: 'boolean' },
+  update: { type: 'boolean' },
 } as const;
+
+const IMPORT_BATCH = 1_000;
 
 function userName(name: string): string {
   if (!isUserName(name)) throw new UsageError(`invalid user name "${name}": letters, digits and . _ @ + -, starting with a letter or digit, at most 128`);
@@ -46,6 +53,14 @@ function groupChoice(value: string | undefined): string | null | 'auto' {
   if (value === 'none') return null;
   if (!isGroupName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
   return value;
+}
+
+function readTextFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new FileError(`cannot read ${what} ${path}: ${(error as Error).message}`);
+  }
 }
 
 async function newPasswordHash(fromStdin: boolean, cost: number): Promise<string> {
@@ -145,22 +160,45 @@ export const command: Command = {
         expectPositionals(rest, []);
         const group = values.group === undefined ? undefined : groupChoice(values.group);
         if (group === 'auto') throw new UsageError('--group auto makes no sense for list');
-        const users = await withStore(config, (pool) => accounts.listUsers(pool, group ?? undefined));
-        if (values.json) return print(JSON.stringify(users)), 0;
-        const rows = users.map((u) => [u.name, u.daemon_group ?? '-', u.disabled ? 'disabled' : 'enabled', u.roles.join(',') || '-']);
-        print(table([['NAME', 'GROUP', 'STATE', 'ROLES'], ...rows]));
+        const [users, lockouts] = await withStore(config, (pool) => Promise.all([accounts.listUsers(pool, group ?? undefined), userLockouts(pool)]));
+        const lockedOf = (name: string) => lockouts.filter((l) => l.user === name).map(({ address, until }) => ({ address, until }));
+        if (values.json) return print(JSON.stringify(users.map((u) => ({ ...u, lockouts: lockedOf(u.name) })))), 0;
+        // "from everywhere" is the name's own lockout (many addresses); "from ADDR" only that address's guesses.
+        const locked = (name: string) => lockedOf(name).map(({ address, until }) => `${address === null ? 'everywhere' : `from ${address}`} until ${until.toISOString()}`).join('; ') || '-';
+        const rows = users.map((u) => [u.name, u.daemon_group ?? '-', u.disabled ? 'disabled' : 'enabled', u.roles.join(',') || '-', locked(u.name)]);
+        print(table([['NAME', 'GROUP', 'STATE', 'ROLES', 'LOCKED OUT'], ...rows]));
         return 0;
       }
       case 'import-htpasswd': {
         const [file] = expectPositionals(rest, ['file']) as [string];
         const choice = groupChoice(values.group);
         if (choice === 'auto') throw new UsageError('import-htpasswd needs a named group or none');
-        const { entries, rejected } = parseHtpasswd(readFileSync(file, 'utf8'));
-        for (const r of rejected) process.stderr.write(`${file}:${r.line}: ${r.user ?? '(no user)'}: ${r.reason}\n`);
-        await withStore(config, (pool) => inTransaction(pool, async (client) => {
-          for (const entry of entries) await accounts.addUser(client, entry.user, entry.hash, choice);
+        if (values['skip-existing'] && values.update) throw new UsageError('--skip-existing and --update exclude each other');
+        const existing: accounts.ExistingUsers = values.update ? 'update' : values['skip-existing'] ? 'skip' : 'refuse';
+        const { entries, rejected } = parseHtpasswd(readTextFile(file, 'htpasswd file'));
+        const lineOf = new Map(entries.map((entry) => [entry.user, entry.line]));
+        const left = await withStore(config, (pool) => inTransaction(pool, async (client) => {
+          if (choice !== null && !(await accounts.groupExists(client, choice))) {
+            throw new NotFoundError(`no daemon group "${choice}"; create it with \`plexer group add ${choice}\` first (nothing imported)`);
+          }
+          const progress = startProgress(`importing ${file}`, entries.length);
+          const names: string[] = [];
+          for (let i = 0; i < entries.length; i += IMPORT_BATCH) {
+            const batch = entries.slice(i, i + IMPORT_BATCH);
+            names.push(...await accounts.importUsers(client, batch, choice, existing));
+            progress.advance(batch.length);
+          }
+          progress.done();
+          return names;
         }));
-        print(`imported ${entries.length} user(s); refused ${rejected.length} line(s)`);
+        if (existing === 'refuse') {
+          for (const user of left) rejected.push({ line: lineOf.get(user)!, user, reason: 'user already exists (--skip-existing leaves it, --update replaces its hash and group)' });
+        }
+        rejected.sort((a, b) => a.line - b.line);
+        for (const r of rejected) process.stderr.write(`${file}:${r.line}: ${r.user ?? '(no user)'}: ${r.reason}\n`);
+        const skipped = existing === 'skip' ? `; left ${left.length} existing user(s) as they were` : '';
+        const imported = entries.length - (existing === 'update' ? 0 : left.length);
+        print(`imported ${imported} user(s)${skipped}; refused ${rejected.length} line(s)`);
         return rejected.length > 0 ? 1 : 0;
       }
       default:

@@ -40,6 +40,10 @@ function refuseConstraint(error: unknown, what: string): never {
     throw new RefusedError(`${what}: its run-as user already runs another daemon group (one OS user per tenant; see plexer group list)`);
   }
   if (e.code === '23505') throw new RefusedError(`${what} already exists`);
+  if (e.code === '23503' && e.constraint === 'users_daemon_group_fkey') {
+    const group = /\(daemon_group\)=\((.*)\)/.exec(e.detail ?? '')?.[1] ?? '?';
+    throw new NotFoundError(`${what}: no daemon group "${group}"; create it with \`plexer group add ${group}\` (see \`plexer group list\`)`);
+  }
   if (e.code === '23503') throw new RefusedError(`${what}: ${e.detail ?? 'a referenced row is missing or still in use'}`);
   if (e.code === '23514') throw new RefusedError(`${what}: rejected by constraint ${e.constraint ?? '(unknown)'}`);
   throw error;
@@ -149,5 +153,34 @@ export async function listUsers(db: Queryable, group?: string): Promise<UserRow[
 
 export async function userExists(db: Queryable, name: string): Promise<boolean> {
   const result = await db.query('SELECT 1 FROM users WHERE name = $1', [name]);
+  return (result.rowCount ?? 0) > 0;
+}
+
+// What to do with a name that already exists: report it (the line is refused), leave it, or replace its hash
+// and group.
+export type ExistingUsers = 'refuse' | 'skip' | 'update';
+
+export interface ImportEntry {
+  user: string;
+  hash: string;
+}
+
+// One INSERT per batch (not one per user): 20,000 lines in a few round trips. Returns the names that already
+// existed and were left as they are ('refuse' and 'skip').
+export async function importUsers(db: Queryable, entries: ImportEntry[], group: string | null, existing: ExistingUsers): Promise<string[]> {
+  const onConflict = existing === 'update'
+    ? 'DO UPDATE SET password_hash = EXCLUDED.password_hash, daemon_group = EXCLUDED.daemon_group'
+    : 'DO NOTHING';
+  const result = await run<{ name: string }>(db, `importing into daemon group "${group ?? 'none'}"`,
+    `INSERT INTO users (name, password_hash, daemon_group)
+     SELECT n, h, $3 FROM unnest($1::text[], $2::text[]) AS t(n, h)
+     ON CONFLICT (name) ${onConflict} RETURNING name`,
+    [entries.map((e) => e.user), entries.map((e) => e.hash), group]);
+  const written = new Set(result.rows.map((row) => row.name));
+  return entries.filter((e) => !written.has(e.user)).map((e) => e.user);
+}
+
+export async function groupExists(db: Queryable, name: string): Promise<boolean> {
+  const result = await db.query('SELECT 1 FROM daemon_groups WHERE name = $1', [name]);
   return (result.rowCount ?? 0) > 0;
 }
