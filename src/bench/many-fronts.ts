@@ -1,4 +1,5 @@
-// npm run bench:fronts [-- --fronts N --rate R --seconds S --users U --traffic T --no-sync --quick --json FILE]
+// npm run bench:fronts [-- --fronts N --rate R --seconds S --users U --traffic T --settings-every K --no-sync
+//                         --max-connections M --quick --json FILE]
 // Many front ends on one PostgreSQL, without Apache: each simulated front end runs what a real one would run
 // against the store — `plexer map group`, `plexer map settings`, `plexer sync` and `plexer authd` — all as
 // separate processes started the way Apache and systemd start them (bare environment, a config file). The maps
@@ -34,9 +35,6 @@ const GROUPS = 20;
 const PASSWORD = 'bench-password';
 const POLL_MS = 1;
 const MISS_AFTER_MS = 10_000;
-// Every tenth change is a settings change: it empties every group map's cache (src/lookup/invalidation.ts), so
-// rarer than user moves, as in real life.
-const SETTINGS_EVERY = 10;
 
 const { values: opts } = parseArgs({
   options: {
@@ -46,6 +44,8 @@ const { values: opts } = parseArgs({
     seconds: { type: 'string' },
     users: { type: 'string' },
     traffic: { type: 'string' },
+    'settings-every': { type: 'string' },
+    'max-connections': { type: 'string' },
     'no-sync': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -58,10 +58,20 @@ const USERS = positiveInt('users', opts.users ?? (quick ? '200' : '1000'));
 // Background lookups per front end per second (random users), so that cache refills after invalidations cost
 // what they cost under real traffic.
 const TRAFFIC = positiveInt('traffic', opts.traffic ?? '50');
+// Every Kth change is a settings change (0: none). One empties every group map's cache (src/lookup/invalidation.ts),
+// so they are rarer than user moves, as in real life.
+const SETTINGS_EVERY = opts['settings-every'] === '0' ? 0 : positiveInt('settings-every', opts['settings-every'] ?? '10');
 const BASELINE_SECONDS = quick ? 1 : 10;
+const POOL_MAX = 4;
 const WITH_SYNC = !opts['no-sync'];
 const HELPER_KINDS = ['map group', 'map settings', ...(WITH_SYNC ? ['sync'] : []), 'authd'] as const;
 type HelperKind = (typeof HELPER_KINDS)[number];
+// The most a front end may hold (README "Many front ends"): each map its pool and a LISTEN, sync a LISTEN and a
+// rebuild connection, authd its pool and two LISTENs (changes, lockouts).
+const BUDGET_PER_FRONT = 2 * (POOL_MAX + 1) + (WITH_SYNC ? 2 : 0) + POOL_MAX + 2;
+// Room for the budget of every front end, the bench's own connections and superuser_reserved_connections (3),
+// unless told otherwise: too few slots and the maps' reads fail (they answer stale), which --max-connections shows.
+const MAX_CONNECTIONS = positiveInt('max-connections', opts['max-connections'] ?? String(FRONTS * BUDGET_PER_FRONT + 10));
 
 function positiveInt(name: string, text: string): number {
   const n = Number(text);
@@ -273,10 +283,17 @@ async function main(): Promise<void> {
     await Promise.all(exits);
   };
   try {
+    // postgresql.auto.conf is read after the private cluster's own settings file, so this wins; needs a restart.
+    const superuser = new pg.Client({ connectionString: cluster.url });
+    await superuser.connect();
+    await superuser.query(`ALTER SYSTEM SET max_connections = ${MAX_CONNECTIONS}`);
+    await superuser.end();
+    await cluster.stop();
+    await cluster.start();
     const url = await createDatabase(cluster, 'bench');
     const configPath = join(dir, 'plexer.conf');
     // The helpers connect as a read-only role, as installed (README "Least privilege in PostgreSQL").
-    writeFileSync(configPath, [`pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = bench', 'pg_user = plexer_helper', `admin_pg_user = ${cluster.superuser}`, 'pool_max = 4', 'bcrypt_cost = 4'].join('\n') + '\n', { mode: 0o644 });
+    writeFileSync(configPath, [`pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = bench', 'pg_user = plexer_helper', `admin_pg_user = ${cluster.superuser}`, `pool_max = ${POOL_MAX}`, 'bcrypt_cost = 4'].join('\n') + '\n', { mode: 0o644 });
     await runPlexer(['db', 'migrate', '--helper-role', 'plexer_helper', '--login', '--config', configPath]);
 
     const sql = new pg.Pool({ connectionString: url, options: '-c search_path=plexer', max: 3, application_name: 'bench-driver' });
@@ -361,7 +378,7 @@ async function main(): Promise<void> {
     await sleep(BASELINE_SECONDS * 1000);
     const baseEnd = sampleCpu(cluster, fronts);
 
-    log(`churn: ${RATE} changes/s for ${SECONDS} s (every ${SETTINGS_EVERY}th a settings change, the others user moves)`);
+    log(`churn: ${RATE} changes/s for ${SECONDS} s (${SETTINGS_EVERY > 0 ? `every ${SETTINGS_EVERY}th a settings change, the others user moves` : 'user moves only'})`);
     const changes: Change[] = [];
     const pending = new Set<string>();
     const watches: Array<Promise<void>> = [];
@@ -388,7 +405,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < RATE * SECONDS; i++) {
       await sleep(Math.max(0, churnStart.at + (i * 1000) / RATE - performance.now()));
       let change: Change;
-      if (i % SETTINGS_EVERY === SETTINGS_EVERY - 1) {
+      if (SETTINGS_EVERY > 0 && i % SETTINGS_EVERY === SETTINGS_EVERY - 1) {
         const group = await pick([...settingsOf.keys()]);
         const value = `tenants.${group.replace('tenant', 't')}.v${i + 1}`;
         settingsOf.set(group, value);
@@ -445,7 +462,8 @@ async function main(): Promise<void> {
     const rebuilds = fronts.reduce((n, f) => n + (readFileSync(f.logs.sync, 'utf8').match(/ maps rebuilt /g) ?? []).length, 0);
     const problems = fronts.flatMap((f) => Object.values(f.logs).flatMap((path) => readFileSync(path, 'utf8').split('\n').filter((l) => / (warn|error): /.test(l))));
     const plexerApps = [...peaks.keys()].filter((app) => app.startsWith('plexer')).sort();
-    const fmt = (xs: number[]) => `${percentile(xs, 50).toFixed(1)} ms / ${percentile(xs, 99).toFixed(1)} ms / ${(xs.at(-1) ?? NaN).toFixed(1)} ms`;
+    const fmt = (xs: number[]) =>
+      xs.length === 0 ? 'none' : `${percentile(xs, 50).toFixed(1)} ms / ${percentile(xs, 99).toFixed(1)} ms / ${xs.at(-1)!.toFixed(1)} ms`;
     const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
     const rssRow = (kind: string) => {
       const xs = rss.get(kind) ?? [];
@@ -461,7 +479,7 @@ async function main(): Promise<void> {
       ['… user moves (group map)', fmt(byKind('group'))],
       ['… settings changes (settings map)', fmt(byKind('settings'))],
       ...plexerApps.map((app): [string, string] => [`connections held by \`${app}\`, peak (at end)`, `${peaks.get(app)} (${lastCounts.get(app) ?? 0})`]),
-      ['connections held by plexer, peak total (per front end)', `${peakTotal} (${(peakTotal / FRONTS).toFixed(1)})`],
+      ['connections held by plexer, peak total (per front end; budget per front end)', `${peakTotal} (${(peakTotal / FRONTS).toFixed(1)}; ${BUDGET_PER_FRONT})`],
       ['PostgreSQL CPU, baseline (traffic, no changes)', `${pgBaselineMsPerS.toFixed(1)} ms/s`],
       ['PostgreSQL CPU per change (baseline subtracted)', `${(pgNetMs / changes.length).toFixed(2)} ms (raw ${(pgChurnMs / changes.length).toFixed(2)} ms)`],
       ...[...pgByApp].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]).map(([app, ms]): [string, string] => [`… in \`${app}\` backends (raw)`, `${(ms / changes.length).toFixed(2)} ms`]),
@@ -477,7 +495,8 @@ async function main(): Promise<void> {
       '',
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, every process on the same cores${quick ? ', --quick' : ''}. ` +
         `${RATE} changes/s for ${SECONDS} s after a ${BASELINE_SECONDS} s baseline; ${TRAFFIC} background lookups/s and 1 authd check/s per front end; ` +
-        `each changed key polled on every front end's map every ~${POLL_MS} ms. pool_max = 4. Reproduce: \`npm run bench:fronts\`.`,
+        `each changed key polled on every front end's map every ~${POLL_MS} ms. pool_max = ${POOL_MAX}, max_connections = ${MAX_CONNECTIONS}. ` +
+        `Reproduce: \`npm run bench:fronts${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`.`,
       '',
       '| measure | result |',
       '|---|---|',
