@@ -32,6 +32,12 @@ describe('brute-force protection', () => {
     expect((await authn('alice', 'right', '10.0.0.4')).code).toBe(0);
     const rows = await store.sql.query(`SELECT subject, failures FROM login_failures WHERE subject LIKE 'pair:%' ORDER BY subject`);
     expect(rows.rows).toContainEqual({ subject: 'pair:alice/10.0.0.1', failures: 3 });
+    const listed = (await cli('user', 'list')).stdout;
+    expect(listed).toMatch(/LOCKED OUT/);
+    expect(listed).toMatch(/^alice .* from 10\.0\.0\.1 until 20\d\d-\d\d-\d\dT/m);
+    expect(listed).toMatch(/^carol .* -$/m);
+    const json = JSON.parse((await cli('user', 'list', '--json')).stdout) as Array<{ name: string; lockouts: Array<{ address: string }> }>;
+    expect(json.find((u) => u.name === 'alice')?.lockouts).toEqual([expect.objectContaining({ address: '10.0.0.1' })]);
     expect((await cli('user', 'unlock', 'alice')).stdout).toMatch(/pair:alice\/10\.0\.0\.1 unlocked/);
     expect((await authn('alice', 'right', '10.0.0.1')).code).toBe(0);
   });

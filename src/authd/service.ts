@@ -14,7 +14,7 @@ import { BcryptPool } from './bcrypt-pool.js';
 import { fetchCredential, hasAnyRole, upgradePasswordHash } from '../store/credentials.js';
 import { lockedSubjectsClearingUser } from '../store/login-failures.js';
 import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
-import type { LockMirror } from './lock-mirror.js';
+import type { LockMirror } from '../lockout/lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
 import { UserKeyedCache } from './user-cache.js';
@@ -38,9 +38,9 @@ export interface AuthServiceOptions {
   bcryptThreads?: number;
   bcryptQueue?: number;
   roleCacheTtlMs?: number;
-  // Lockouts in memory (warm checks then read no table), trusted while `lockoutsListening()` and ready.
+  // Lockouts in memory (warm checks then read no table), trusted while `lockoutsLive()`.
   lockouts?: LockMirror;
-  lockoutsListening?: () => boolean;
+  lockoutsLive?: () => boolean;
 }
 
 export interface AuthStats {
@@ -77,7 +77,7 @@ export class AuthService {
   private readonly inflight = new Map<string, { epoch: number; result: Promise<Outcome> }>();
   private readonly throttle: Throttle;
   private readonly lockouts: LockMirror | undefined;
-  private readonly lockoutsListening: () => boolean;
+  private readonly lockoutsLive: () => boolean;
   private readonly counters = { credentialHits: 0, credentialMisses: 0, sharedVerifications: 0, bcryptRuns: 0, roleHits: 0, roleMisses: 0 };
 
   constructor(options: AuthServiceOptions) {
@@ -94,7 +94,7 @@ export class AuthService {
     this.bcrypt = new Semaphore(this.bcryptPool.size, options.bcryptQueue ?? 256);
     this.throttle = throttleOf(options.config);
     this.lockouts = options.lockouts;
-    this.lockoutsListening = options.lockoutsListening ?? (() => false);
+    this.lockoutsLive = options.lockoutsLive ?? (() => false);
   }
 
   // A change notification from the store: "u:<user>", "r:<user>", "g:<group>" or "*".
@@ -209,7 +209,7 @@ export class AuthService {
   // else in the store, which also resets the count as `plexer authn` does, in one statement.
   private async warm(user: string, ip: string | undefined, subjects: Subjects): Promise<Outcome> {
     if (this.throttle.maxFailures === 0) return accept('cached');
-    if (this.lockouts?.ready && this.lockoutsListening()) {
+    if (this.lockouts && this.lockoutsLive()) {
       const locked = this.lockouts.locked(subjects.all);
       return locked.length > 0 ? this.refused('locked-out', user, ip, { locked: locked.join(' ') }) : accept('cached');
     }

@@ -2,7 +2,7 @@ import { rmSync, statSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { isAbsolute } from 'node:path';
 import { CallerGate } from '../authd/gate.js';
-import { LockMirror } from '../authd/lock-mirror.js';
+import { followLockouts } from '../lockout/follow.js';
 import { AuthService } from '../authd/service.js';
 import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
 import { assertPeerLookupWorks, NetlinkOwners, ProcOwners, selfTest, uidOf, type PeerOwners } from '../authd/peer.js';
@@ -13,8 +13,7 @@ import { createFastCgiServer } from '../fastcgi/server.js';
 import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createClient, createPool, describeTarget } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
-import { currentLockouts } from '../store/login-failures.js';
-import { changesChannel, lockoutsChannel } from '../store/sql.js';
+import { changesChannel } from '../store/sql.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
@@ -173,21 +172,10 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
     onListening: () => service?.clear(),
     log,
   });
-  const lockouts = new LockMirror();
-  const lockListener = listenForChanges({
-    connect: () => createClient(config, { applicationName: 'plexer-authd-lockouts', connectTimeoutMs: 3_000 }),
-    channel: lockoutsChannel(config.schema),
-    onChange: (payload) => lockouts.apply(payload),
-    onListening: () => {
-      lockouts.reset();
-      currentLockouts(db)
-        .then((rows) => lockouts.loaded(rows))
-        .catch((error: unknown) => log.warn('cannot read lockouts; warm checks ask the store', { error: (error as Error).message }));
-    },
-    log,
-  });
+  const lockouts = followLockouts(config, db, log);
+  const lockListener = lockouts.listener;
   service = new AuthService({
-    db, config, log, listening: () => listener.isListening(), lockouts, lockoutsListening: () => lockListener.isListening(),
+    db, config, log, listening: () => listener.isListening(), lockouts: lockouts.mirror, lockoutsLive: lockouts.live,
   });
 
   const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }), log });

@@ -10,19 +10,21 @@ import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
 
-const help = `Usage: plexer authn [--config FILE]
+const help = `Usage: plexer authn [--counted-by-log] [--config FILE]
 
 mod_authnz_external authenticator ("pipe" method): reads the user name and the password, one line each, on
 stdin. Exit status (Apache logs it as "Failed (N)"):
   0 accepted   ${AuthExit.BadInput} malformed input   ${AuthExit.NoSuchUser} no such user   ${AuthExit.WrongPassword} wrong password
   ${AuthExit.Disabled} user disabled   ${AuthExit.LockedOut} locked out after too many failures   ${AuthExit.StoreError} store unreachable or internal error   ${AuthExit.TimedOut} own time limit (authn_timeout_ms) reached
-  DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"`;
+  DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"
+--counted-by-log: a refusal is not counted here, because \`plexer lockout\` counts every 401 from Apache's log
+(the generated config runs both); lockouts are still checked.`;
 
 export const command: Command = {
   summary: 'mod_authnz_external password check (pipe)',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, {});
+    const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' } });
     if (values.help) return print(help), 0;
     const log = createLogger('authn');
     let config: PlexerConfig;
@@ -38,12 +40,12 @@ export const command: Command = {
       log.error('time limit reached; refusing', { limit_ms: config.authnTimeoutMs });
       process.exit(AuthExit.TimedOut);
     }, config.authnTimeoutMs).unref();
-    const code = await authenticate(config, log);
+    const code = await authenticate(config, log, values['counted-by-log'] === true);
     process.exit(code);
   },
 };
 
-async function authenticate(config: PlexerConfig, log: Logger): Promise<number> {
+async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boolean): Promise<number> {
   const ip = process.env.IP;
   let user: string;
   let password: string;
@@ -75,7 +77,7 @@ async function authenticate(config: PlexerConfig, log: Logger): Promise<number> 
         await verifyPassword(password, dummyHash(config.bcryptCost));
       }
       const reason = credential ? 'wrong-password' : 'no-such-user';
-      await countFailure(client, subjects, throttle, log);
+      if (!countedByLog) await countFailure(client, subjects, throttle, log);
       return refuse(log, reason, user, ip, credential ? AuthExit.WrongPassword : AuthExit.NoSuchUser);
     }
     if (credential.disabled) return refuse(log, 'disabled', user, ip, AuthExit.Disabled);

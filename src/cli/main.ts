@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   authd: () => import('./authd.js'),
   sync: () => import('./sync.js'),
   watchdog: () => import('./watchdog.js'),
+  lockout: () => import('./lockout.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),
 };

@@ -54,6 +54,11 @@ export class LockMirror {
     else this.until.delete(subject);
   }
 
+  // Every subject locked now (expired entries dropped).
+  lockedNow(): string[] {
+    return this.locked([...this.until.keys()]);
+  }
+
   locked(subjects: readonly string[]): string[] {
     const now = this.now();
     const locked: string[] = [];

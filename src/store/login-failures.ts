@@ -75,3 +75,21 @@ export async function currentLockouts(db: Queryable): Promise<Array<{ subject: s
   }).catch(rethrowExplained);
   return result.rows.map((row) => ({ subject: row.subject, untilMs: Number(row.until_ms) }));
 }
+
+export interface UserLockout {
+  user: string;
+  // The address the lockout holds for, or null: the name from everywhere.
+  address: string | null;
+  until: Date;
+}
+
+// The lockouts in force on user names (alone, or from one address), for `plexer user list`.
+export async function userLockouts(db: Queryable): Promise<UserLockout[]> {
+  const result = await db.query<{ user_name: string; address: string | null; locked_until: Date }>(
+    `SELECT CASE WHEN starts_with(subject, 'user:') THEN substr(subject, 6) ELSE split_part(substr(subject, 6), '/', 1) END AS user_name,
+            CASE WHEN starts_with(subject, 'pair:') THEN split_part(subject, '/', 2) END AS address, locked_until
+       FROM login_failures
+      WHERE locked_until > now() AND (starts_with(subject, 'user:') OR starts_with(subject, 'pair:'))
+      ORDER BY locked_until`);
+  return result.rows.map((row) => ({ user: row.user_name, address: row.address, until: row.locked_until }));
+}

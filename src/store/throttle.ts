@@ -58,24 +58,36 @@ export function subjectsOf(user: string, address: string | undefined, throttle: 
   };
 }
 
+// A refused login whose user name is not one (it never reaches the store): only the address counts.
+export function addressOnly(address: string, throttle: Throttle): Subjects {
+  const ip = ipSubject(address);
+  return { user: ip, own: ip, all: [ip], limits: [{ subjects: [ip], maxFailures: throttle.maxFailures * ADDRESS_FACTOR }] };
+}
+
 // The subjects locked right now; none when throttling is off.
 export async function lockedNow(db: Queryable, subjects: Subjects, throttle: Throttle): Promise<string[]> {
   return throttle.maxFailures === 0 ? [] : lockedSubjects(db, subjects.all);
 }
 
 // One failure against every subject, each with its own limit (record_login_failure, one statement per limit).
-export async function countFailure(db: Queryable, subjects: Subjects, throttle: Throttle, log: Logger): Promise<void> {
-  if (throttle.maxFailures === 0) return;
+// Returns the subjects this failure locked; `counted` hears every subject's count.
+export async function countFailure(db: Queryable, subjects: Subjects, throttle: Throttle, log: Logger,
+  counted: (subject: string, failures: number) => void = () => undefined): Promise<string[]> {
+  if (throttle.maxFailures === 0) return [];
   const counts = await Promise.all(subjects.limits.map(({ subjects: group, maxFailures }) =>
     recordFailure(db, group, { ...throttle, maxFailures } satisfies LockoutPolicy)));
+  for (const count of counts.flat()) counted(count.subject, count.failures);
+  const locked: string[] = [];
   for (const count of counts.flat()) {
     if (!count.lockedNow) continue;
+    locked.push(count.subject);
     if (count.subject === subjects.user && subjects.own !== subjects.user) {
       log.error('account locked: failed logins from many addresses', { subject: count.subject, failures: count.failures, seconds: throttle.lockSeconds });
     } else {
       log.warn('lockout started', { subject: count.subject, failures: count.failures, seconds: throttle.lockSeconds });
     }
   }
+  return locked;
 }
 
 // After a successful login: that user's count from that address (and the name's own, as before) restart.

@@ -23,7 +23,9 @@ BEGIN
     END IF;
     RETURN OLD;
   END IF;
-  IF TG_OP = 'INSERT' OR NEW.locked_until IS DISTINCT FROM OLD.locked_until THEN
+  -- A first failure that locks nothing says nothing: a late "0" would only undo a lockout a reader set early.
+  IF (TG_OP = 'INSERT' AND NEW.locked_until IS NOT NULL)
+     OR (TG_OP = 'UPDATE' AND NEW.locked_until IS DISTINCT FROM OLD.locked_until) THEN
     PERFORM pg_notify(channel, NEW.subject || ' ' ||
       coalesce(floor(extract(epoch FROM NEW.locked_until) * 1000)::bigint, 0)::text);
   END IF;

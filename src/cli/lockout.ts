@@ -1,0 +1,128 @@
+import { chownSync, mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { loadConfig } from '../config.js';
+import { UsageError } from '../errors.js';
+import { createLogger, setLogLevel } from '../log.js';
+import { FailureEstimate } from '../lockout/estimate.js';
+import { followLockouts } from '../lockout/follow.js';
+import { syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
+import { isUserName } from '../names.js';
+import { createPool } from '../store/connect.js';
+import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf } from '../store/throttle.js';
+import { uidOf } from '../authd/peer.js';
+import { parseCommand } from './args.js';
+import { print, type Command } from './command.js';
+
+const help = `Usage: plexer lockout --lock-dir DIR [--user USER] [--config FILE]
+
+Counts the failed logins Apache refuses itself and keeps lockouts where Apache can see them. mod_authn_socache
+answers a wrong password for a user it has cached without asking plexer, so those guesses would never count.
+This runs as one of Apache's piped loggers (Apache starts it as root and restarts it if it dies), fed one line
+"USER ADDRESS" per 401 answer that carried a user name, and:
+  - counts each as a failed login (the same limits as plexer authn: the user from that address, the address,
+    the user name at a much higher count), through the helpers' role;
+  - keeps one empty file per lockout in force in DIR (DIR/user/NAME, DIR/ip/ADDRESS, DIR/pair/ADDRESS/NAME),
+    from the store's lockouts channel, so every front end and \`plexer user unlock\` count; the generated config
+    refuses a request whose file exists, even when the cache would accept its password.
+After creating DIR it runs as USER (default www-data). It exits when Apache closes the pipe. The generated
+config starts it:
+  CustomLog "|/usr/bin/node /opt/plexer/bin/plexer lockout --lock-dir /run/plexer/locks --config …" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
+
+// Lines waiting for the store; beyond this a flood is dropped (and said so) rather than let the pipe fill,
+// which would stall Apache's workers as they log.
+const MAX_PENDING = 1_000;
+
+export const command: Command = {
+  summary: 'counts failed logins Apache refused itself and keeps lock files (run by Apache as a piped logger)',
+  help,
+  async run(argv) {
+    const { values } = parseCommand(argv, { 'lock-dir': { type: 'string' }, user: { type: 'string' } });
+    if (values.help) return print(help), 0;
+    const lockDir = values['lock-dir'];
+    if (!lockDir?.startsWith('/')) throw new UsageError('--lock-dir DIR (absolute) is required');
+    const log = createLogger('lockout');
+    const config = loadConfig({ path: values.config });
+    setLogLevel(config.logLevel);
+    const throttle = throttleOf(config);
+
+    mkdirSync(lockDir, { recursive: true, mode: 0o711 });
+    // Root only for the directory: counting and the files need no more than Apache's user.
+    if (process.getuid?.() === 0 && process.setuid && process.setgid) {
+      const user = values.user ?? 'www-data';
+      const uid = uidOf(user);
+      chownSync(lockDir, uid, -1);
+      process.setgid(user);
+      process.setuid(uid);
+    }
+
+    const db = createPool(config, { applicationName: 'plexer-lockout', connectTimeoutMs: 3_000, max: 4 });
+    db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
+    let syncQueued = false;
+    const sync = () => {
+      if (syncQueued) return;
+      syncQueued = true;
+      setImmediate(() => {
+        syncQueued = false;
+        try {
+          syncLockFiles(lockDir, lockouts.mirror.lockedNow());
+        } catch (error) {
+          log.error('cannot update lock files', { dir: lockDir, error: (error as Error).message });
+        }
+      });
+    };
+    const lockouts = followLockouts(config, db, log, sync);
+    const estimate = new FailureEstimate();
+    // Lockouts end by themselves: their files go within a second.
+    const expiry = setInterval(sync, 1_000);
+
+    let pending = 0;
+    let dropped = 0;
+    // Written here and now, not at the next sync: the guesser's next request is already on its way.
+    const lockNow = (subjects: string[]) => {
+      for (const subject of subjects) {
+        lockouts.mirror.set(subject, Date.now() + throttle.lockSeconds * 1_000);
+        try {
+          writeLockFile(lockDir, subject);
+        } catch (error) {
+          log.error('cannot write a lock file', { subject, error: (error as Error).message });
+        }
+      }
+    };
+    const count = async (user: string, address: string) => {
+      const subjects = isUserName(user) ? subjectsOf(user, address, throttle) : addressOnly(address, throttle);
+      // As authn: a refusal while locked out is not another guess (the lockout answered it, not a password).
+      if (lockouts.mirror.locked(subjects.all).length > 0) return;
+      // A guesser's next request arrives before the store has answered for this one: the file is made as
+      // soon as the count this process expects reaches a limit, and the store's count corrects the guess.
+      lockNow(estimate.add(subjects));
+      const answered = new Set<string>();
+      try {
+        lockNow(await countFailure(db, subjects, throttle, log, (subject, failures) => {
+          estimate.counted(subject, failures);
+          answered.add(subject);
+        }));
+      } finally {
+        estimate.settle(subjects.all.filter((subject) => !answered.has(subject)));
+      }
+    };
+    log.info('counting refused logins', { lock_dir: lockDir });
+    for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+      if (throttle.maxFailures === 0) continue;
+      const space = line.lastIndexOf(' ');
+      const user = line.slice(0, space);
+      const address = clientAddress(line.slice(space + 1));
+      if (space <= 0 || user === '-' || address === undefined) continue;
+      if (pending >= MAX_PENDING) {
+        if (dropped++ % 1_000 === 0) log.error('too many refused logins waiting for the store; not counting some', { dropped });
+        continue;
+      }
+      pending++;
+      count(user, address)
+        .catch((error: unknown) => log.error('cannot count a refused login', { user: isUserName(user) ? user : undefined, ip: address, error: (error as Error).message }))
+        .finally(() => pending--);
+    }
+    clearInterval(expiry);
+    await Promise.allSettled([lockouts.listener.close(), db.end()]);
+    return 0;
+  },
+};

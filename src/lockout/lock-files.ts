@@ -1,0 +1,105 @@
+// Lockouts as empty files that Apache can test per request without asking anyone: the generated config
+// refuses a request whose user, address or pair has one (`Require expr "!-f …"`, see lockFileChecks), so a
+// user locked by failures that mod_authn_socache refused itself (plexer never saw the password) is refused
+// even when the cache would accept the right password. One stat() per file per request, no lock, no helper.
+//
+//   user:NAME       DIR/user/NAME
+//   ip:ADDR         DIR/ip/ADDR
+//   pair:NAME/ADDR  DIR/pair/ADDR/NAME
+// Only a valid user name and a real IP literal become a path component, so no subject, however it was
+// written into login_failures, can name a file outside DIR.
+import { mkdirSync, readdirSync, rmSync, writeFileSync, rmdirSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { isUserName } from '../names.js';
+
+export function lockFileOf(dir: string, subject: string): string | undefined {
+  const colon = subject.indexOf(':');
+  const kind = subject.slice(0, colon);
+  const rest = subject.slice(colon + 1);
+  if (kind === 'user') return isUserName(rest) ? join(dir, 'user', rest) : undefined;
+  if (kind === 'ip') return isIP(rest) ? join(dir, 'ip', rest) : undefined;
+  if (kind === 'pair') {
+    const slash = rest.indexOf('/');
+    const user = rest.slice(0, slash);
+    const address = rest.slice(slash + 1);
+    return slash > 0 && isUserName(user) && isIP(address) ? join(dir, 'pair', address, user) : undefined;
+  }
+  return undefined;
+}
+
+// The expression the generated config tests: true when none of the request's lock files exists.
+export function lockFileChecks(dir: string): string {
+  return [`${dir}/user/%{REMOTE_USER}`, `${dir}/ip/%{REMOTE_ADDR}`, `${dir}/pair/%{REMOTE_ADDR}/%{REMOTE_USER}`]
+    .map((path) => `!-f '${path}'`)
+    .join(' && ');
+}
+
+// Makes the files in DIR exactly those of `subjects` (the lockouts in force); returns how many it changed.
+export function syncLockFiles(dir: string, subjects: Iterable<string>): number {
+  const wanted = new Set<string>();
+  for (const subject of subjects) {
+    const file = lockFileOf(dir, subject);
+    if (file !== undefined) wanted.add(file);
+  }
+  const present = new Set(listFiles(dir));
+  let changed = 0;
+  for (const file of wanted) {
+    if (present.has(file)) continue;
+    createFile(file);
+    changed++;
+  }
+  for (const file of present) {
+    if (wanted.has(file)) continue;
+    rmSync(file, { force: true });
+    changed++;
+  }
+  pruneEmptyPairDirs(dir);
+  return changed;
+}
+
+// One lockout's file, at once (the next sync keeps it while the lockout holds).
+export function writeLockFile(dir: string, subject: string): void {
+  const file = lockFileOf(dir, subject);
+  if (file !== undefined) createFile(file);
+}
+
+function createFile(file: string): void {
+  mkdirSync(join(file, '..'), { recursive: true, mode: 0o711 });
+  writeFileSync(file, '', { mode: 0o644 });
+}
+
+function listFiles(dir: string): string[] {
+  const files: string[] = [];
+  const walk = (path: string) => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else files.push(full);
+    }
+  };
+  for (const kind of ['user', 'ip', 'pair']) {
+    try {
+      walk(join(dir, kind));
+    } catch {
+      // Not made yet.
+    }
+  }
+  return files;
+}
+
+function pruneEmptyPairDirs(dir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(join(dir, 'pair'));
+  } catch {
+    return;
+  }
+  for (const address of entries) {
+    try {
+      rmdirSync(join(dir, 'pair', address));
+    } catch {
+      // Not empty: still holds a lock.
+    }
+  }
+}
