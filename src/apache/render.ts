@@ -93,6 +93,11 @@ export interface ApacheConfigOptions {
   // changes arrive after a rebuild, ~0.2 s for thousands of users). The files must exist before Apache starts
   // (run `plexer sync --once` first).
   mapDir?: string;
+  // wsgi/prefix routing with groups that take their settings from the map (settingsModule null), prg: maps:
+  // one `plexer map route` lookup answers the group and its settings together ("#alice=alpha tenants.alpha"),
+  // one trip through the server-wide map lock per request. true: `plexer map group`, then `plexer map
+  // settings` for the group, two lookups. dbm: maps are always the two files (a lookup there takes no lock).
+  twoMaps?: boolean;
   // Form mode: exactly one of these. The file (root-only, read by Apache's root parent at start) keeps the
   // secret out of the config, which the run user can read; the inline value is for tests.
   sessionPassphraseFile?: string;
@@ -296,6 +301,9 @@ export interface KeyedRoutingOptions {
   key: string; // what is looked up, e.g. %{REMOTE_USER}; never holds "," (names cannot)
   answerVar: string; // env variable that holds the raw answer
   target: string; // env variable set to the value, only from an answer that names `key`
+  // A route answer "GROUP SETTINGS": `target` gets the part before the first space, this the rest ("" if none;
+  // \s in the rules: Apache's config parser would split a literal space).
+  settingsTarget?: string;
   prg: boolean; // a prg: program (a shared pipe that can shift) rather than a dbm: file
   conds?: string[]; // conditions for the lookup (full lines)
   noValue?: string[]; // lines for an answer that names `key` but has no value ("alice=")
@@ -327,7 +335,11 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
     }
   }
   if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
-  lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
+  if (o.settingsTarget) {
+    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(\\S+)\\s?(.*)$`, `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.settingsTarget}:%3]`);
+  } else {
+    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
+  }
   return lines;
 }
 
@@ -438,7 +450,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   const mapped = enabled.filter((g) => g.settingsModule === null);
   const wsgi = v.routing !== 'proxy';
   const helper = (args: string) => `${v.command} ${args} --config ${v.configFile}`;
-  const mapSource = (kind: 'group' | 'settings' | 'backend') =>
+  const routeMap = wsgi && !v.mapDir && mapped.length > 0 && o.twoMaps !== true;
+  const mapSource = (kind: 'group' | 'settings' | 'backend' | 'route') =>
     v.mapDir ? `"dbm=gdbm:${v.mapDir}/${kind}.map"` : `"prg:${helper(`map ${kind}`)}" ${v.mapUser}`;
   const L: string[] = [];
   const add = (...lines: string[]) => L.push(...lines);
@@ -453,7 +466,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     );
     if (v.ownListen) add(`Listen ${v.listen}`);
   }
-  const prgMaps = v.mapDir ? 0 : wsgi ? 1 + (mapped.length > 0 ? 1 : 0) : 1;
+  const prgMaps = v.mapDir ? 0 : wsgi && !routeMap ? 1 + (mapped.length > 0 ? 1 : 0) : 1;
   if (prgMaps > 0) {
     add(
       '',
@@ -523,9 +536,13 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   );
   if (wsgi) {
     if (v.mapDir) add('    # dbm: maps kept current by `plexer sync`: stat()ed per lookup, reopened when the file is replaced.');
-    add(`    RewriteMap plexer_group ${mapSource('group')}`);
-    if (mapped.length > 0) {
-      add(`    RewriteMap plexer_settings ${mapSource('settings')}`);
+    if (routeMap) {
+      add(
+        '    # user -> "GROUP SETTINGS": the group and its settings module in one lookup (the two-map form: twoMaps).',
+        `    RewriteMap plexer_route ${mapSource('route')}`,
+      );
+    } else if (mapped.length > 0) {
+      add(`    RewriteMap plexer_group ${mapSource('group')}`, `    RewriteMap plexer_settings ${mapSource('settings')}`);
     } else {
       add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
     }
@@ -668,7 +685,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   if (v.routing === 'proxy') {
     renderProxy(v, add, authLines);
   } else {
-    renderWsgi(v, add, authLines, { enabled, disabled, mapped });
+    renderWsgi(v, add, authLines, { enabled, disabled, mapped, routeMap });
   }
   add('</VirtualHost>', '');
   return L.join('\n');
@@ -739,9 +756,9 @@ function renderWsgi(
   v: Validated,
   add: Add,
   authLines: (indent: string) => string[],
-  g: { enabled: ApacheGroup[]; disabled: ApacheGroup[]; mapped: ApacheGroup[] },
+  g: { enabled: ApacheGroup[]; disabled: ApacheGroup[]; mapped: ApacheGroup[]; routeMap: boolean },
 ) {
-  const { enabled, disabled, mapped } = g;
+  const { enabled, disabled, mapped, routeMap } = g;
   add(`    WSGIScriptAlias ${v.mountPath} ${v.wsgiScript}`);
   if (v.routing === 'prefix') {
     add(
@@ -778,10 +795,11 @@ function renderWsgi(
     '        # 1. The user\'s group, from the map only, and only from an answer that names this user ("alice=alpha").',
     `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,
     ...keyedRouting({
-      map: 'plexer_group',
+      map: routeMap ? 'plexer_route' : 'plexer_group',
       key: '%{REMOTE_USER}',
       answerVar: 'PLEXER_GROUP_ANSWER',
       target: 'PROCESS_GROUP',
+      ...(routeMap ? { settingsTarget: 'PLEXER_SETTINGS' } : {}),
       prg: v.mapDir === undefined,
       noValue: ['        # 2. The map knows no group for this user ("alice="): our 403 page.', '        RewriteRule ^ - [F]'],
     }),
@@ -808,7 +826,14 @@ function renderWsgi(
   for (const g of fixed) {
     add(`        RewriteCond %{ENV:PROCESS_GROUP} =${g.name}`, `        RewriteRule ^ - [E=PLEXER_SETTINGS:${g.settingsModule}]`);
   }
-  if (mapped.length > 0) {
+  if (mapped.length > 0 && routeMap) {
+    add(
+      '        # 6. The groups rendered with settingsModule null take it from the route answer (step 1); none there: our 503.',
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
+      `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
+      '        RewriteRule ^ - [R=503]',
+    );
+  } else if (mapped.length > 0) {
     add(
       '        # 6. Settings module from the settings map for the groups rendered with settingsModule null, only from',
       '        #    an answer that names this group; anything else (no value, a dead map): our 503.',

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { adminConfig, loadConfig, type PlexerConfig } from '../config.js';
 import { PermissionDeniedError, StoreUnavailableError } from '../errors.js';
 import { setLogLevel } from '../log.js';
-import { createPool, describeTarget } from '../store/connect.js';
+import { createClient, createPool, describeTarget } from '../store/connect.js';
+import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 
 export function loadCommandConfig(path: string | undefined): PlexerConfig {
   const config = loadConfig({ path });
@@ -14,13 +15,13 @@ export function loadCommandConfig(path: string | undefined): PlexerConfig {
 // connect as the admin identity (admin_pg_user), never as the helpers' read-only role.
 export async function withStore<T>(config: PlexerConfig, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const admin = adminConfig(config);
+  await probe(config, admin);
   const pool = createPool(admin, { max: 2, applicationName: 'plexer-cli' });
   pool.on('error', () => undefined);
   try {
-    await pool.query('SELECT 1').catch((error: Error) => {
-      throw new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${error.message}`);
-    });
     return await work(pool).catch((error: unknown) => {
+      const schema = explainSchemaError(error, config);
+      if (schema) throw schema;
       if ((error as { code?: string }).code !== '42501') throw error;
       throw new PermissionDeniedError(`${(error as Error).message} (connected as ${describeTarget(admin)}): admin commands need the `
         + 'role that owns plexer\'s schema; set admin_pg_user (and admin_pg_passfile, or peer authentication) in the config '
@@ -28,6 +29,22 @@ export async function withStore<T>(config: PlexerConfig, work: (pool: pg.Pool) =
     });
   } finally {
     await pool.end();
+  }
+}
+
+// A lone client, not the pool: a login the server refuses half-way (a scram exchange without a password) leaves
+// the pool's socket open and the command would never exit; Client.end() closes it.
+async function probe(config: PlexerConfig, admin: PlexerConfig): Promise<void> {
+  const client = createClient(admin, { applicationName: 'plexer-cli' });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } catch (error) {
+    throw explainConnectError(error, config, admin)
+      ?? new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${(error as Error).message}`);
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }
 

@@ -11,13 +11,19 @@ export interface ConnectOptions {
   statementTimeoutMs?: number;
 }
 
+// What psql (Debian's libpq) dials when no host is set: the local socket, not node-postgres's localhost:5432.
+export const DEFAULT_PG_HOST = '/var/run/postgresql';
+
+const hostOf = (c: PlexerConfig['connection']): string | undefined => c.host ?? (c.connectionString ? undefined : DEFAULT_PG_HOST);
+
 export function clientConfig(config: PlexerConfig, options: ConnectOptions = {}): pg.ClientConfig {
   const c = config.connection;
+  const host = hostOf(c);
   // pg reads a passfile only through the PGPASSFILE variable; the config file has no other way to reach it.
   if (c.passfile) process.env.PGPASSFILE = c.passfile;
   return {
     ...(c.connectionString ? { connectionString: c.connectionString } : {}),
-    ...(c.host ? { host: c.host } : {}),
+    ...(host ? { host } : {}),
     ...(c.port ? { port: c.port } : {}),
     ...(c.database ? { database: c.database } : {}),
     ...(c.user ? { user: c.user } : {}),
@@ -49,5 +55,5 @@ export function describeTarget(config: PlexerConfig): string {
       return '(unparseable database_url)';
     }
   }
-  return `host=${c.host ?? '(default)'} port=${c.port ?? 5432} database=${c.database ?? '(default)'} user=${c.user ?? '(default)'}`;
+  return `host=${hostOf(c)} port=${c.port ?? 5432} database=${c.database ?? '(default)'} user=${c.user ?? '(default)'}`;
 }
