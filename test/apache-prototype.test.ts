@@ -126,6 +126,8 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
         { name: 'delta', settingsModule: 'tenants.settings_generic', enabled: false },
       ],
       mapUser: 'www-data:www-data',
+      // The stub plexer below answers the two-map form (a group map, then a settings map).
+      twoMaps: true,
       tls: false,
       authCacheTimeoutSeconds: 60,
       roleLocations: [{ path: '/app/admin', roles: ['admin', 'ops'] }],

@@ -106,9 +106,9 @@ describe.sequential('plexer demo', () => {
     const port = await freePort();
     const first = await startDemo(port);
     expect((await whoami(first.url, 'alice')).group).toBe('alpha');
-    // What a killed demo leaves behind: Apache's parent and workers, both maps, the watchdog (a piped logger,
+    // What a killed demo leaves behind: Apache's parent and workers, the route map, the watchdog (a piped logger,
     // restarted by Apache whenever it exits), a daemon per group, and PostgreSQL.
-    const parts = [' map group ', ' map settings ', ' watchdog ', '(wsgi:alpha)', '(wsgi:beta)', '(wsgi:gamma)', 'postgres'];
+    const parts = [' map route ', ' watchdog ', '(wsgi:alpha)', '(wsgi:beta)', '(wsgi:gamma)', 'postgres'];
     const before = await waitFor(() => {
       const found = processesOfStateDir();
       const commands = [...found.values()];

@@ -11,14 +11,6 @@ import { waitFor } from './helpers/wait.js';
 
 let t: TestFront;
 
-beforeAll(async () => {
-  t = await startTestFront(seedTwoTenants);
-  await waitUntilServed(t, 'alice', 'alice-pw');
-  await waitUntilServed(t, 'bob', 'bob-pw');
-}, 120_000);
-
-afterAll(() => t?.close());
-
 // Kills `kind`'s map and asks as alice and bob until both are served by their own group again. Every answer
 // meanwhile is our 503 or their own group. Returns the milliseconds from the kill to both served.
 // The watchdog backs off while reloads keep being needed (a crash loop must not reload Apache without end),
@@ -28,7 +20,7 @@ async function outsideReloadBackoff(): Promise<void> {
   await waitFor(() => !existsSync(stateFile) || Date.now() >= (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number }).nextReloadAt, 30_000, 'the reload backoff to pass');
 }
 
-async function killMapAndWaitForRecovery(kind: 'group' | 'settings'): Promise<number> {
+async function killMapAndWaitForRecovery(kind: 'group' | 'settings' | 'route'): Promise<number> {
   await outsideReloadBackoff();
   const apachePid = t.front.httpd.pid;
   const [map] = mapProcesses(apachePid, kind);
@@ -61,19 +53,35 @@ async function killMapAndWaitForRecovery(kind: 'group' | 'settings'): Promise<nu
   return ms;
 }
 
-describe('a dead map comes back by itself', () => {
-  it('routes correctly again within 5 s after the group map is SIGKILLed, failing closed meanwhile', async () => {
-    console.log(`group map killed → both users served: ${await killMapAndWaitForRecovery('group')} ms`);
-  }, 30_000);
+// The default config asks one route map (group and settings together); the two-map form, a group map then a
+// settings map. Each form runs on its own Apache; the watchdog's --maps count is the rendered one in both.
+const forms = [
+  { name: 'the route map (default)', twoMaps: false, kinds: ['route'] },
+  { name: 'the two-map form', twoMaps: true, kinds: ['group', 'settings'] },
+] as const;
 
-  it('does the same for the settings map', async () => {
-    console.log(`settings map killed → both users served: ${await killMapAndWaitForRecovery('settings')} ms`);
+describe.each(forms)('a dead map comes back by itself: $name', ({ twoMaps, kinds }) => {
+  beforeAll(async () => {
+    t = await startTestFront(seedTwoTenants, { front: { extra: { twoMaps } } });
+    await waitUntilServed(t, 'alice', 'alice-pw');
+    await waitUntilServed(t, 'bob', 'bob-pw');
+    const rendered = readFileSync(t.front.httpd.configPath, 'utf8');
+    expect(rendered).toContain(`watchdog --maps ${kinds.length} `);
+    for (const kind of ['group', 'settings', 'route']) {
+      expect(mapProcesses(t.front.httpd.pid, kind)).toHaveLength((kinds as readonly string[]).includes(kind) ? 1 : 0);
+    }
+  }, 120_000);
+
+  afterAll(() => t?.close());
+
+  it.each(kinds)('routes correctly again within 5 s after the %s map is SIGKILLed, failing closed meanwhile', async (kind) => {
+    console.log(`${kind} map killed → both users served: ${await killMapAndWaitForRecovery(kind)} ms`);
   }, 30_000);
 
   it('kills a map that hangs while a request waits on it (mod_rewrite would wait forever), then routes again', async () => {
     await outsideReloadBackoff();
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, kinds[0]);
     process.kill(map!, 'SIGSTOP');
     const stoppedAt = Date.now();
     // This request waits on the stopped map while holding the server-wide rewrite-map lock.
@@ -82,7 +90,7 @@ describe('a dead map comes back by itself', () => {
     expect(t.front.httpd.errorLog()).toMatch(/PLX0903/);
     await waitFor(async () => (await t.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true })).status === 200, 5_000, 'bob served again');
     console.log(`hung map → killed and replaced, bob served: ${Date.now() - stoppedAt} ms`);
-    expect(mapProcesses(apachePid, 'group')).not.toContain(map);
+    expect(mapProcesses(apachePid, kinds[0])).not.toContain(map);
   }, 30_000);
 
   it('is itself restarted by Apache when it dies, and still does its job', async () => {
@@ -91,6 +99,6 @@ describe('a dead map comes back by itself', () => {
     expect(watchdog).toBeDefined();
     process.kill(watchdog!, 'SIGKILL');
     await waitFor(() => watchdogProcesses(apachePid).some((pid) => pid !== watchdog), 10_000, 'Apache to start a new watchdog');
-    await killMapAndWaitForRecovery('group');
+    await killMapAndWaitForRecovery(kinds[0]);
   }, 30_000);
 });

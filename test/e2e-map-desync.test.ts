@@ -18,23 +18,21 @@ const password = (user: string) => `${user}-pw`;
 
 let t: TestFront;
 
-beforeAll(async () => {
+async function startFront(twoMaps: boolean): Promise<void> {
   t = await startTestFront(async (cli) => {
     for (const x of TENANTS) {
       await cliOk(cli, ['group', 'add', x.group, '--settings', x.settings]);
       await cliOk(cli, ['user', 'add', x.user, '--group', x.group, '--password-stdin'], `${password(x.user)}\n`);
     }
     await cliOk(cli, ['user', 'add', NO_GROUP, '--group', 'none', '--password-stdin'], `${password(NO_GROUP)}\n`);
-  });
+  }, { front: { extra: { twoMaps } } });
   for (const x of TENANTS) await waitUntilServed(t, x.user, password(x.user));
-}, 120_000);
-
-afterAll(() => t?.close());
+}
 
 // Stops `kind`'s map, sends one request as `victim` and waits until a worker is blocked on the map's pipe (the
 // key is written, the answer not read), SIGKILLs every worker and resumes the map: its answer to the victim's
 // key is now waiting in the pipe for whichever lookup comes next.
-async function loseOneAnswer(kind: 'group' | 'settings', victim: string): Promise<void> {
+async function loseOneAnswer(kind: 'group' | 'settings' | 'route', victim: string): Promise<void> {
   const apachePid = t.front.httpd.pid;
   const [map] = mapProcesses(apachePid, kind);
   expect(map, `${kind} map`).toBeDefined();
@@ -69,8 +67,18 @@ async function hundredRequests(): Promise<Array<{ user: string; ok: boolean; wro
 
 const logged = (id: string) => (t.front.httpd.errorLog().match(new RegExp(id, 'g')) ?? []).length;
 
-describe('an answer left in a prg: pipe by a dead worker', () => {
-  for (const kind of ['group', 'settings'] as const) {
+// The default config asks one route map (group and settings together); the two-map form, a group map then a
+// settings map. Each form runs on its own Apache.
+const forms = [
+  { name: 'the route map (default)', twoMaps: false, kinds: ['route'] },
+  { name: 'the two-map form', twoMaps: true, kinds: ['group', 'settings'] },
+] as const;
+
+describe.each(forms)('an answer left in a prg: pipe by a dead worker: $name', ({ twoMaps, kinds }) => {
+  beforeAll(() => startFront(twoMaps), 120_000);
+  afterAll(() => t?.close());
+
+  for (const kind of kinds) {
     it(`never routes another user with it, and heals within 5 requests (${kind} map)`, async () => {
       const [desyncsBefore, reloadsBefore] = [logged('PLX0905'), logged('PLX0904')];
       await loseOneAnswer(kind, 'alice');

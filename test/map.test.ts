@@ -132,6 +132,24 @@ describe('plexer map settings and backend', () => {
     await map.close();
   });
 
+  it('route: maps a user to their group and its settings module in one answer, and hears changes to either', async () => {
+    const map = new MapProcess('route', store.configPath);
+    expect(await map.askMany(['alice', 'bob', 'mallory', 'nogroup', 'nobody', 'tenant1', 'bad key']))
+      .toEqual(['#alice=tenant1 tenants.settings.tenant1', '#bob=tenant2 tenants.settings.tenant2', '#mallory=', '#nogroup=', '#nobody=', '#tenant1=', '#bad key=']);
+    await new Promise((r) => setTimeout(r, 300)); // let the listener connect
+    // A group change (g:) reaches every user of the group.
+    await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.other' WHERE name = 'tenant1'`);
+    await waitForAnswer(map, 'alice', 'tenant1 tenants.settings.other');
+    await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.tenant1' WHERE name = 'tenant1'`);
+    await waitForAnswer(map, 'alice', 'tenant1 tenants.settings.tenant1');
+    // A user change (u:) moves one user.
+    await store.sql.query(`UPDATE users SET daemon_group = 'tenant2' WHERE name = 'alice'`);
+    await waitForAnswer(map, 'alice', 'tenant2 tenants.settings.tenant2');
+    await store.sql.query(`UPDATE users SET daemon_group = 'tenant1' WHERE name = 'alice'`);
+    await waitForAnswer(map, 'alice', 'tenant1 tenants.settings.tenant1');
+    expect(await map.close()).toBe(0);
+  });
+
   it('maps a user to the backend of their group, no value where the group has none', async () => {
     const map = new MapProcess('backend', store.configPath);
     expect(await map.askMany(['alice', 'bob', 'mallory'])).toEqual(['#alice=http://127.0.0.1:8001/', '#bob=', '#mallory=']);

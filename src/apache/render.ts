@@ -544,7 +544,10 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     } else if (mapped.length > 0) {
       add(`    RewriteMap plexer_group ${mapSource('group')}`, `    RewriteMap plexer_settings ${mapSource('settings')}`);
     } else {
-      add('    # No group takes its settings from the map, so `plexer map settings` is not started.');
+      add(
+        `    RewriteMap plexer_group ${mapSource('group')}`,
+        '    # No group takes its settings from the map, so `plexer map settings` is not started.',
+      );
     }
   } else {
     add(

@@ -5,12 +5,12 @@ import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createMapLookup } from '../lookup/map-lookup.js';
 import type { StoreThreadData } from '../lookup/store-thread.js';
 import { serveRewriteMapLoop } from '../protocol/rewrite-map.js';
-import type { MapKind } from '../store/map-queries.js';
+import type { PrgMapKind } from '../store/map-queries.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { StdoutClosedError, stdioMapIo } from './map-stdio.js';
 
-const help = `Usage: plexer map group|settings|backend [--config FILE]
+const help = `Usage: plexer map group|settings|backend|route [--config FILE]
 
 A RewriteMap prg: program for mod_rewrite. Reads one key per line on stdin and writes exactly one answer line
 per key, in order, marked and naming the key it answers: "#KEY=VALUE", or "#KEY=" when there is no answer
@@ -20,19 +20,21 @@ they asked + "=": an answer left in the pipe by a worker that died mid-lookup ro
   group     user name  -> daemon group name   (WSGIProcessGroup)
   settings  group name -> settings module     (DJANGO_SETTINGS_MODULE)
   backend   user name  -> backend target      (mod_proxy URL)
+  route     user name  -> "GROUP SETTINGS"    (both for one request in one lookup; "GROUP" alone when the
+                                               group has no settings module)
 Apache starts it with an empty environment: give --config with an absolute path. It exits when stdin closes.
   RewriteMap plexergroup "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data`;
 
-const kinds: readonly MapKind[] = ['group', 'settings', 'backend'];
+const kinds: readonly PrgMapKind[] = ['group', 'settings', 'backend', 'route'];
 
 export const command: Command = {
-  summary: 'RewriteMap prg: program (group, settings or backend)',
+  summary: 'RewriteMap prg: program (group, settings, backend or route)',
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, {});
     if (values.help) return print(help), 0;
-    const kind = positionals[0] as MapKind;
-    if (positionals.length !== 1 || !kinds.includes(kind)) throw new UsageError('expected one of: map group, map settings, map backend');
+    const kind = positionals[0] as PrgMapKind;
+    if (positionals.length !== 1 || !kinds.includes(kind)) throw new UsageError('expected one of: map group, map settings, map backend, map route');
     const log = createLogger(`map.${kind}`);
     // The map must never exit on its own: mod_rewrite does not restart it, and every later lookup would get
     // an empty answer. Whatever escapes is logged and the loop goes on.
@@ -66,7 +68,7 @@ function answerUntilEof(log: Logger, answerKey: (key: string) => string | null):
   return undefined;
 }
 
-function serveFromStore(kind: MapKind, config: PlexerConfig, log: Logger): number {
+function serveFromStore(kind: PrgMapKind, config: PlexerConfig, log: Logger): number {
   const { port1, port2 } = new MessageChannel();
   const signal = new Int32Array(new SharedArrayBuffer(4));
   const data: StoreThreadData = { kind, config, port: port2, signal };

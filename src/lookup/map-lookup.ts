@@ -1,13 +1,13 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
 import { isGroupName, isUserName } from '../names.js';
-import type { MapKind } from '../store/map-queries.js';
+import type { PrgMapKind } from '../store/map-queries.js';
 import { applyChange } from './invalidation.js';
 import { NO_ANSWER, answerCacheOptions, type Answer } from './resolver.js';
 
 // An invalid key (empty, control characters, spaces, too long, non-ASCII) is answered with no value here and
 // never reaches the cache, the store thread or SQL.
-export function keyValidator(kind: MapKind): (key: string) => boolean {
+export function keyValidator(kind: PrgMapKind): (key: string) => boolean {
   return kind === 'settings' ? isGroupName : isUserName;
 }
 
@@ -47,7 +47,7 @@ export interface MapLookupOptions {
 // a fresh cached answer costs one Atomics.load and a cache get, nothing is woken. A miss asks the store thread,
 // whose resolver brings single-flight, bounded queries and stale-if-error, and sleeps in Atomics.wait until an
 // answer comes back or deadlineMs pass; then the stale entry, or no value.
-export function createMapLookup(kind: MapKind, options: MapLookupOptions): (key: string) => Answer {
+export function createMapLookup(kind: PrgMapKind, options: MapLookupOptions): (key: string) => Answer {
   const { link, deadlineMs } = options;
   const isValidKey = keyValidator(kind);
   // ttlResolution 0: lru-cache otherwise keeps reading a cached clock until a 1 ms timer clears it, and this

@@ -6,14 +6,14 @@ import type { PlexerConfig } from '../config.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { createClient, createPool } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
-import { fetchMapValue, type MapKind } from '../store/map-queries.js';
+import { fetchMapValue, type PrgMapKind } from '../store/map-queries.js';
 import { changesChannel } from '../store/sql.js';
 import { applyChange } from './invalidation.js';
 import { postStoreEvent, type LookupRequest, type StoreLink } from './map-lookup.js';
 import { createResolver } from './resolver.js';
 
 export interface StoreThreadData {
-  kind: MapKind;
+  kind: PrgMapKind;
   config: PlexerConfig;
   port: MessagePort;
   signal: Int32Array;

@@ -1,10 +1,14 @@
 import type pg from 'pg';
 
-// The three RewriteMap lookups. Named statements are prepared once per connection; every one is a primary-key
+// The RewriteMap lookups. Named statements are prepared once per connection; every one is a primary-key
 // probe. A disabled user or a disabled daemon group has no answer, so Apache shows the "no instance" page.
 export type MapKind = 'group' | 'settings' | 'backend';
+// What `plexer map` answers: the three, and route: "GROUP SETTINGS" (or "GROUP" for a group without a settings
+// module), both for one request in one lookup (group and settings names never hold a space). dbm: files are
+// written for the two-map form only (see ApacheConfigOptions.twoMaps).
+export type PrgMapKind = MapKind | 'route';
 
-const statements: Record<MapKind, pg.QueryConfig> = {
+const statements: Record<PrgMapKind, pg.QueryConfig> = {
   group: {
     name: 'plexer_map_group',
     text: `SELECT g.name AS value FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
@@ -14,6 +18,12 @@ const statements: Record<MapKind, pg.QueryConfig> = {
     name: 'plexer_map_settings',
     text: 'SELECT settings_module AS value FROM daemon_groups WHERE name = $1 AND enabled',
   },
+  route: {
+    name: 'plexer_map_route',
+    text: `SELECT g.name || coalesce(' ' || g.settings_module, '') AS value
+             FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
+           WHERE u.name = $1 AND NOT u.disabled AND g.enabled`,
+  },
   backend: {
     name: 'plexer_map_backend',
     text: `SELECT g.backend AS value FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
@@ -21,7 +31,7 @@ const statements: Record<MapKind, pg.QueryConfig> = {
   },
 };
 
-export async function fetchMapValue(pool: pg.Pool, kind: MapKind, key: string): Promise<string | null> {
+export async function fetchMapValue(pool: pg.Pool, kind: PrgMapKind, key: string): Promise<string | null> {
   const result = await pool.query<{ value: string | null }>({ ...statements[kind], values: [key] });
   return result.rows[0]?.value ?? null;
 }
