@@ -43,7 +43,7 @@ case "$mode" in
         *) echo "$key=" ;;
       esac
     done ;;
-  "authn --config")
+  "authn --counted-by-log")
     IFS= read -r user || exit 2
     IFS= read -r pass || exit 2
     # Exactly two lines: a user name with a newline in it would otherwise shift the password into line 2.
@@ -59,6 +59,9 @@ case "$mode" in
       case "$user:$role" in alice:admin) exit 0 ;; esac
     done
     exit 1 ;;
+  "lockout --lock-dir")
+    # Counts nothing, locks nobody: routing is what this prototype checks.
+    exec cat > /dev/null ;;
 esac
 exit 9
 `;
@@ -285,10 +288,20 @@ describe('renderApacheConfig', () => {
     const text = renderApacheConfig(base);
     expect(renderApacheConfig(base)).toBe(text);
     expect(text).toContain('RewriteMap plexer_group "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data');
-    expect(text).toContain('DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"');
+    expect(text).toContain('DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --counted-by-log --config /etc/plexer/plexer.conf"');
+    // Every 401 goes to plexer lockout, and every authenticated request checks its lock files.
+    expect(text).toMatch(/^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \S+\/locks --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m);
+    expect(text).toMatch(/<RequireAll>\n\s+Require valid-user\n\s+Require expr "!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' && /);
+    expect(text).not.toContain('RemoteIP');
     expect(text).toContain('WSGIRestrictProcess alpha\n');
     expect(text).not.toContain('plexer_settings'); // no group needs the settings map
     expect(text).toMatch(/^    RewriteEngine On$/m); // vhost level
+  });
+
+  it('takes the client address from X-Forwarded-For only from --trusted-proxy addresses', () => {
+    const text = renderApacheConfig({ ...base, trustedProxies: ['127.0.0.1', '10.0.0.0/8', 'fd00::/8'] });
+    expect(text).toContain('LoadModule remoteip_module');
+    expect(text).toMatch(/RemoteIPHeader X-Forwarded-For\n\s+RemoteIPInternalProxy 127\.0\.0\.1\n\s+RemoteIPInternalProxy 10\.0\.0\.0\/8\n\s+RemoteIPInternalProxy fd00::\/8\n/);
   });
 
   it('renders a safe config for zero groups', () => {
@@ -311,6 +324,9 @@ describe('renderApacheConfig', () => {
       { mapUser: 'root' },
       { tls: true },
       { roleLocations: [{ path: '/elsewhere', roles: ['admin'] }] },
+      { trustedProxies: ['proxy.example'] },
+      { trustedProxies: ['10.0.0.0/33'] },
+      { trustedProxies: ['10.0.0.1\nRequire all granted'] },
     ];
     for (const b of bad) expect(() => renderApacheConfig({ ...base, ...b }), JSON.stringify(b)).toThrow(ApacheConfigError);
   });

@@ -1,5 +1,7 @@
+import { isIP } from 'node:net';
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
 import { ANSWER_MARK } from '../protocol/rewrite-map.js';
+import { lockFileChecks } from '../lockout/lock-files.js';
 
 // Renders one httpd configuration in one of two layouts. 'standalone' (the default; the demo, the tests, the
 // benchmark): complete for Debian's /usr/sbin/apache2 binary, no Include of /etc/apache2, no envvars, no
@@ -66,6 +68,8 @@ export interface ApacheConfigOptions {
   tlsCertificateFile?: string; // required when tls
   tlsCertificateKeyFile?: string; // required when tls
   authCacheTimeoutSeconds: number; // AuthnCacheTimeout: how long a revoked password keeps working
+  // Proxies (IP or CIDR) whose X-Forwarded-For names the client (mod_remoteip); from anyone else it is ignored.
+  trustedProxies?: string[];
   authRealm?: string; // default "plexer"
   roleLocations?: RoleLocation[];
   wsgiThreads?: number; // threads per daemon process, default 4
@@ -174,6 +178,17 @@ function word(label: string, value: string | undefined): string {
   return value;
 }
 
+// An IP literal or a CIDR block, the forms RemoteIPInternalProxy takes.
+function cidr(value: string): string {
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address ?? '');
+  const maxBits = family === 6 ? 128 : 32;
+  if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits))) {
+    throw new ApacheConfigError(`trusted proxy must be an IP address or a CIDR block: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 function positiveInt(label: string, value: number, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max) throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
   return value;
@@ -272,6 +287,7 @@ function validate(o: ApacheConfigOptions) {
     cert: o.tls ? path('tlsCertificateFile', o.tlsCertificateFile) : undefined,
     key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
     authCacheTimeout: positiveInt('authCacheTimeoutSeconds', o.authCacheTimeoutSeconds, 86400),
+    trustedProxies: (o.trustedProxies ?? []).map(cidr),
     authRealm,
     roleLocations,
     wsgiThreads: positiveInt('wsgiThreads', o.wsgiThreads ?? 4, 64),
@@ -351,6 +367,19 @@ function daemonAccount(v: Validated, g: ApacheGroup): string {
   return `user=${user} group=${group}`;
 }
 
+const lockDir = (v: Validated) => `${v.stateDir}/locks`;
+
+// `requirement`, and no lockout in force for this user, address or pair (files kept by `plexer lockout`).
+function requireUnlocked(v: Validated, requirement: string): string[] {
+  return [
+    '# Refused while a lockout holds for this user, address or pair (files kept by `plexer lockout`): a stat each.',
+    '<RequireAll>',
+    `    Require ${requirement}`,
+    `    Require expr "${lockFileChecks(lockDir(v))}"`,
+    '</RequireAll>',
+  ];
+}
+
 function alternation(names: string[]): string {
   // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
   return `^(${names.join('|')})$`;
@@ -358,7 +387,7 @@ function alternation(names: string[]): string {
 
 // Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
 // mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
-export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls'>): string[] {
+export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies'>): string[] {
   const routing = o.routing ?? 'wsgi';
   return [
     // Prefork, not event or worker: see the comment on PREFORK_DIRECTIVES' use below.
@@ -375,6 +404,8 @@ export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 
     // Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.
     ...(routing === 'proxy' ? ['proxy', 'proxy_http', 'proxy_fcgi', 'headers'] : []),
     ...(o.tls ? ['ssl'] : []),
+    // The client's own address from a trusted proxy's X-Forwarded-For.
+    ...((o.trustedProxies ?? []).length > 0 ? ['remoteip'] : []),
   ];
 }
 
@@ -477,6 +508,14 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       `CustomLog "|${v.command} watchdog --maps ${prgMaps} --state-file ${v.stateDir}/watchdog.state" "desync %u" env=PLEXER_DESYNC`,
     );
   }
+  // mod_authn_socache refuses a wrong password for a cached user itself: plexer never sees that guess. Every
+  // 401 that carried a user name goes to `plexer lockout` (%<u: the ErrorDocument's internal redirect has no
+  // user, the original request has), which counts it as authn would and keeps one file
+  // per lockout in force; the Require below refuses a request whose user, address or pair has one, even when
+  // the cache accepts its password. Apache restarts it if it dies. (A vhost with its own CustomLog, as in the
+  // Debian layout, inherits no server-level log: there it goes inside the vhost.)
+  const lockoutLog = `CustomLog "|${helper(`lockout --lock-dir ${lockDir(v)}`)}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
+  if (v.layout === 'standalone') add('', '# Failed logins, wherever Apache refused them: counted, lockouts kept as files (plexer lockout --help).', lockoutLog);
   if (wsgi) {
   add(
     '',
@@ -562,10 +601,22 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       : '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
     '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
     '    # and Apache waits with no timeout, so the helper bounds its own run time.',
-    `    DefineExternalAuth plexer pipe "${helper('authn')}"`,
+    '    # --counted-by-log: its refusals are 401s (Basic, and the login handler\'s), which `plexer lockout` counts',
+    '    # along with the cache\'s own.',
+    `    DefineExternalAuth plexer pipe "${helper('authn --counted-by-log')}"`,
     '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
     `    DefineExternalGroup plexer_roles pipe "${helper('authz')}"`,
   );
+  if (v.trustedProxies.length > 0) {
+    add(
+      '    # The client address (lockouts, logs, REMOTE_ADDR/IP for the helpers) comes from X-Forwarded-For only when',
+      '    # the connection is from one of these proxies; from anyone else the header is ignored. InternalProxy, not',
+      '    # TrustedProxy: the latter refuses private (intranet) client addresses in the header.',
+      '    RemoteIPHeader X-Forwarded-For',
+      ...v.trustedProxies.map((cidr) => `    RemoteIPInternalProxy ${cidr}`),
+    );
+  }
+  if (v.layout === 'debian') add(`    ${lockoutLog}`);
   if (v.auth === 'form') {
     const secure = v.tls ? ';Secure' : '';
     add(
@@ -642,7 +693,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
         `AuthFormLoginRequiredLocation ${LOGIN_PAGE_PATH}`,
       );
     }
-    lines.push('Require valid-user');
+    lines.push(...requireUnlocked(v, 'valid-user'));
     return lines.map((line) => indent + line);
   };
   if (v.auth === 'form') {
@@ -889,7 +940,7 @@ function renderWsgi(
       '        AuthExternal plexer',
       '        AuthExternalProvideCache On',
       '        GroupExternal plexer_roles',
-      `        Require external-group ${r.roles.join(' ')}`,
+      ...requireUnlocked(v, `external-group ${r.roles.join(' ')}`).map((line) => `        ${line}`),
       '        # Without this an authenticated user lacking the role gets 401 (Basic re-prompt), not our 403.',
       '        AuthzSendForbiddenOnFailure On',
       '    </Location>',

@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
+import { lockFileChecks } from '../lockout/lock-files.js';
 import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render.js';
 import { freePort, startHttpd, type Httpd } from '../apache/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
@@ -385,6 +386,30 @@ function passwordVariants(env: Env): Variant[] {
         'AuthnCacheProvideFor external',
         'AuthnCacheTimeout 3600',
         'Require valid-user',
+      ],
+    },
+    {
+      // What `plexer apache config` renders by default: the above, plus `plexer lockout` counting the 401s and
+      // a lock-file check on every authenticated request (src/apache/render.ts requireUnlocked).
+      id: 'ext-socache-lockout',
+      label: 'plexer authn + socache + plexer lockout (the generated default)',
+      modules: ['authnz_external', 'socache_shmcb', 'authn_socache'],
+      server: [
+        ...shmcb('extl'),
+        `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.dir}/locks --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,
+      ],
+      vhost: [`DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`],
+      auth: [
+        ...basicLines,
+        'AuthBasicProvider socache external',
+        'AuthExternal plexer',
+        'AuthExternalProvideCache On',
+        'AuthnCacheProvideFor external',
+        'AuthnCacheTimeout 3600',
+        '<RequireAll>',
+        'Require valid-user',
+        `Require expr "${lockFileChecks(`${env.dir}/locks`)}"`,
+        '</RequireAll>',
       ],
     },
     {
@@ -841,7 +866,7 @@ async function main(): Promise<number> {
     cpuRoots.authd = authd.pid;
     running = await startVariants(env, selected(passwordVariants(env)), 'pw');
     for (const r of running) await checkPasswords(r);
-    const cached = new Set(['dbd-socache', 'ext-socache', 'authd']);
+    const cached = new Set(['dbd-socache', 'ext-socache', 'ext-socache-lockout', 'authd']);
     // Warm-up: each caching variant once over the warm users.
     for (const r of running) {
       if (cached.has(r.v.id)) await wrk(env, r, warmHeaders, { mode: 'once', duration: 600 });
@@ -852,8 +877,8 @@ async function main(): Promise<number> {
     const coldWrapped: string[] = [];
     // Users per cold run: enough that no user is asked twice within a run at the expected rate.
     const coldPerRun: Record<string, number> = QUICK
-      ? { 'dbd-socache': 800, 'ext-socache': 100, authd: 800 }
-      : { 'dbd-socache': 14_000, 'ext-socache': 1_500, authd: 12_000 };
+      ? { 'dbd-socache': 800, 'ext-socache': 100, 'ext-socache-lockout': 100, authd: 800 }
+      : { 'dbd-socache': 14_000, 'ext-socache': 1_500, 'ext-socache-lockout': 1_500, authd: 12_000 };
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? running : [...running].reverse();
       for (const r of order) {
@@ -873,7 +898,7 @@ async function main(): Promise<number> {
     const coldLatency = new Map<string, WrkResult>();
     for (const r of running) {
       if (!cached.has(r.v.id)) continue;
-      const n = r.v.id === 'ext-socache' ? 200 : QUICK ? 500 : 3_000;
+      const n = r.v.id.startsWith('ext-socache') ? 200 : QUICK ? 500 : 3_000;
       const c = await wrk(env, r, coldSlice(n), { threads: 1, connections: 1, duration: QUICK ? 2 : 4 });
       if (c.requests > n) coldWrapped.push(`${r.v.id} latency run: ${c.requests} requests over ${n} fresh users`);
       coldLatency.set(r.v.id, c);
@@ -937,9 +962,10 @@ async function main(): Promise<number> {
       targets.push(`| key check costs ≤ 2 % (Python prg: keyed vs plain, ${u} users) | ${fmt(pyKeyed)} vs ${fmt(py)} req/s = ${fmt(pyKeyed / py, 3)}× | ${verdict(pyKeyed >= 0.98 * py)} |`);
     }
     const none = median(warmRes.get('none')?.map((x) => x.rps) ?? []);
-    for (const id of ['dbd-socache', 'ext-socache', 'authd']) {
+    // Issue 10's targets: the generated default's warm path ≥ 0.85× no auth, authd's ≥ 0.8×.
+    for (const [id, target] of [['dbd-socache', 0.9], ['ext-socache', 0.9], ['ext-socache-lockout', 0.85], ['authd', 0.8]] as const) {
       const w = median(warmRes.get(id)?.map((x) => x.rps) ?? []);
-      targets.push(`| warm ${id} ≥ 0.9× no auth | ${fmt(w)} vs ${fmt(none)} req/s = ${fmt(w / none, 2)}× | ${verdict(w >= 0.9 * none)} |`);
+      targets.push(`| warm ${id} ≥ ${target}× no auth | ${fmt(w)} vs ${fmt(none)} req/s = ${fmt(w / none, 2)}× | ${verdict(w >= target * none)} |`);
     }
     const authdCold = coldLatency.get('authd')?.p50ms ?? Number.NaN;
     const bcryptP50 = pct(bcryptJs, 50);

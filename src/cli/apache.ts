@@ -14,7 +14,7 @@ import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage: plexer apache config [--layout standalone|debian] [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
-                           [--settings-from map|config] [--auth-cache-timeout SECONDS]
+                           [--settings-from map|config] [--auth-cache-timeout SECONDS] [--trusted-proxy CIDR]…
                            [--tls --tls-cert FILE --tls-key FILE] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR]
@@ -42,6 +42,9 @@ needs a reload.
                           process, no lock; run "plexer sync --once" before Apache starts)
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
                           disabled or deleted user can keep working for up to this long
+  --trusted-proxy CIDR    a proxy (IP or CIDR block; repeat for more) whose X-Forwarded-For names the client
+                          (mod_remoteip): lockouts then count the client's address, not the proxy's. From any
+                          other peer the header is ignored
   --auth basic            HTTP Basic authentication (the default)
   --auth form             a login page (/_plexer/login/login.html) and an encrypted session cookie; the
                           passphrase is read from --session-key-file (default /etc/plexer/session.key), which is
@@ -77,6 +80,7 @@ const options = {
   'session-max-age': { type: 'string' },
   'data-dir': { type: 'string' },
   layout: { type: 'string' },
+  'trusted-proxy': { type: 'string', multiple: true },
 } as const;
 
 export const command: Command = {
@@ -91,7 +95,8 @@ export const command: Command = {
     if (auth !== 'basic' && auth !== 'form') throw new UsageError('--auth takes basic or form');
     const routing = values.routing ?? 'wsgi';
     if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
-    const modules = apacheModules({ auth, routing, tls: values.tls === true });
+    const trustedProxies = ([] as string[]).concat(values['trusted-proxy'] ?? []);
+    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies });
     if (action === 'modules') return print(modules.join(' ')), 0;
     const layout = values.layout ?? 'standalone';
     if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
@@ -154,6 +159,7 @@ export const command: Command = {
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
       ...(values['tls-key'] ? { tlsCertificateKeyFile: resolve(values['tls-key']) } : {}),
       authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
+      trustedProxies,
       ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
       auth,
       routing,
