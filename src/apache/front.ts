@@ -9,6 +9,7 @@ import { listGroups, type GroupRow } from '../store/accounts.js';
 import { apacheOwner, checkTenantAccount, ensureTenantDataDir, lookupAccount, parseRunAs } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from './render.js';
+import { sessionDatabaseFrom } from './session-dbd.js';
 import { prepareRuntime, type Runtime } from './runtime.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
@@ -85,6 +86,8 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       ...(o.routing ? { routing: o.routing } : {}),
       ...(o.sessionMaxAgeSeconds !== undefined ? { sessionMaxAgeSeconds: o.sessionMaxAgeSeconds } : {}),
       ...(o.auth === 'form' && o.extra?.sessionPassphrase === undefined ? { sessionPassphraseFile: ensureSessionKeyFile(join(apacheDir, 'session.key')) } : {}),
+      // Server-side sessions, so logout ends every copy of one (o.extra may choose the cookie store).
+      ...(o.auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(o.config) } : {}),
       ...o.extra,
     });
   } finally {

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN, USER_NAME_PATTERN } from '../names.js';
 import { ANSWER_MARK } from '../protocol/rewrite-map.js';
 import { lockFileChecks } from '../lockout/lock-files.js';
+import type { SessionDatabase } from './session-dbd.js';
 
 // Renders one httpd configuration in one of two layouts. 'standalone' (the default; the demo, the tests, the
 // benchmark): complete for Debian's /usr/sbin/apache2 binary, no Include of /etc/apache2, no envvars, no
@@ -107,6 +108,13 @@ export interface ApacheConfigOptions {
   sessionPassphraseFile?: string;
   sessionPassphrase?: string;
   sessionMaxAgeSeconds?: number; // idle lifetime of a session cookie, default 28800 (8 h)
+  // Form mode: set, sessions live server-side in plexer's PostgreSQL (mod_session_dbd; the cookie holds a key
+  // only), so logout ends every copy of a session. Unset: the whole (encrypted) session is the cookie, and a
+  // copy keeps working until it expires.
+  sessionDatabase?: SessionDatabase;
+  // A TLS-terminating proxy is in front (Apache itself speaks http): cookies get Secure and the login's
+  // Origin check expects https://, as with tls.
+  tlsProxy?: boolean;
   loginPagesDir?: string; // directory holding login.html, default: sibling "login" of errorPagesDir
   loginSuccessPath?: string; // where a successful login lands, default `${mountPath}/`
   // Proxy mode: an empty directory the mount is aliased to, so the per-directory rules (which run after
@@ -189,6 +197,11 @@ function cidr(value: string): string {
   return value;
 }
 
+function sessionDatabase(d: SessionDatabase): SessionDatabase {
+  if (!/^[^"\\$\x00-\x1f\x7f]{1,2000}$/.test(d.conninfo)) throw new ApacheConfigError('sessionDatabase.conninfo may not hold quotes, backslashes, $ or control characters');
+  return { conninfo: d.conninfo, schema: word('sessionDatabase.schema', d.schema) };
+}
+
 function positiveInt(label: string, value: number, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max) throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
   return value;
@@ -262,6 +275,8 @@ function validate(o: ApacheConfigOptions) {
     sessionPassphrase,
     sessionPassphraseFile,
     sessionMaxAge: positiveInt('sessionMaxAgeSeconds', o.sessionMaxAgeSeconds ?? 28800, 31 * 86400),
+    sessionDatabase: o.sessionDatabase === undefined ? undefined : sessionDatabase(o.sessionDatabase),
+    httpsToClient: o.tls || o.tlsProxy === true,
     loginPagesDir: o.loginPagesDir === undefined ? siblingOfErrors('login') : path('loginPagesDir', o.loginPagesDir),
     loginSuccessPath,
     proxyMountDir: o.proxyMountDir === undefined ? siblingOfErrors('mount') : path('proxyMountDir', o.proxyMountDir),
@@ -400,9 +415,11 @@ export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 
     ...(routing === 'proxy' ? [] : ['wsgi']),
     // Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie
     // (mod_session_cookie), encrypted and MACed (mod_session_crypto); mod_request keeps the POST body for it.
-    ...(o.auth === 'form' ? ['request', 'session', 'session_cookie', 'session_crypto', 'auth_form'] : []),
+    // Server-side sessions (mod_session_dbd over mod_dbd, PostgreSQL driver from libaprutil1-dbd-pgsql);
+    // mod_headers forbids framing our pages.
+    ...(o.auth === 'form' ? ['request', 'session', 'session_cookie', 'session_dbd', 'dbd', 'session_crypto', 'auth_form', 'headers'] : []),
     // Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.
-    ...(routing === 'proxy' ? ['proxy', 'proxy_http', 'proxy_fcgi', 'headers'] : []),
+    ...(routing === 'proxy' ? ['proxy', 'proxy_http', 'proxy_fcgi', ...(o.auth === 'form' ? [] : ['headers'])] : []),
     ...(o.tls ? ['ssl'] : []),
     // The client's own address from a trusted proxy's X-Forwarded-For.
     ...((o.trustedProxies ?? []).length > 0 ? ['remoteip'] : []),
@@ -618,16 +635,8 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   }
   if (v.layout === 'debian') add(`    ${lockoutLog}`);
   if (v.auth === 'form') {
-    const secure = v.tls ? ';Secure' : '';
+    add('', ...sessionStoreLines(v));
     add(
-      '',
-      '    # The session (user + password, as mod_auth_form stores them) lives only in this cookie, encrypted and',
-      '    # MACed with the passphrase (aes256, mod_session_crypto): a tampered, forged or foreign-key cookie does not',
-      '    # decrypt and counts as no session (-> login page). A valid one is still only a claim: mod_auth_form',
-      '    # re-checks its user + password with the providers on every request, and only the REMOTE_USER that check',
-      '    # yields chooses the instance. The cookie is stateless: a copied cookie stays valid until it expires',
-      `    # (SessionMaxAge, refreshed on each request) or the password changes; logout replaces the browser\'s copy.`,
-      `    SessionCookieName ${SESSION_COOKIE_NAME} path=/;HttpOnly;SameSite=Lax${secure}`,
       v.sessionPassphraseFile !== undefined
         ? `    # Read by the root parent at start; keep it root-only (the run user, and so every tenant, can read this config).`
         : '    # Inline passphrase (tests): anyone who can read this file can decrypt sessions. Prefer a passphrase file.',
@@ -697,6 +706,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     return lines.map((line) => indent + line);
   };
   if (v.auth === 'form') {
+    const clientScheme = v.httpsToClient ? 'https' : 'http';
     add(
       '    # ---- Form login pieces: the static page, the handler it posts to, and logout ------------------------',
       `    Alias /_plexer/login/ ${v.loginPagesDir}/`,
@@ -704,9 +714,21 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       '        Options None',
       '        Require all granted',
       '    </Directory>',
-      '    # login.html posts httpd_username + httpd_password here. Success: a fresh session cookie and a redirect',
-      '    # to a FIXED location (the form\'s httpd_location field is ignored: no open redirect). Failure: back to',
-      '    # the login page. No Require: the handler itself authenticates the posted credentials.',
+      '    # Our pages refuse to be framed (clickjacking the login form).',
+      '    <LocationMatch "^/_plexer/">',
+      '        Header always set X-Frame-Options DENY',
+      '        Header always set Content-Security-Policy "frame-ancestors \'none\'"',
+      '    </LocationMatch>',
+      '    # Login CSRF: a post to the handler from another site (a form that would log the victim in as the',
+      '    # attacker) is refused with our 403. Browsers say where a request comes from in Sec-Fetch-Site and, on',
+      '    # POST, Origin; neither can be set by a page. A client sending neither (curl, old browsers) is let through:',
+      '    # it is no victim\'s browser. Checked before any other phase, so the handler never sees the post.',
+      `    RewriteCond %{REQUEST_URI} ^${LOGIN_HANDLER_PATH}(/|$)`,
+      `    RewriteCond expr "%{HTTP:Sec-Fetch-Site} in {'cross-site', 'same-site'} || (-n %{HTTP:Origin} && %{HTTP:Origin} != '${clientScheme}://%{HTTP_HOST}')"`,
+      '    RewriteRule ^ - [F]',
+      '    # login.html posts httpd_username + httpd_password here. Success: a fresh session and a redirect to a',
+      '    # FIXED location. Failure: back to the login page. No Require: the handler itself authenticates the posted',
+      '    # credentials.',
       `    <Location ${LOGIN_HANDLER_PATH}>`,
       '        SetHandler form-login-handler',
       '        AuthType form',
@@ -718,8 +740,14 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       '        AuthnCacheContext plexer-form',
       `        AuthnCacheTimeout ${v.authCacheTimeout}`,
       '        Session On',
-      `        AuthFormLoginRequiredLocation ${LOGIN_PAGE_PATH}?failed=1`,
+      '        # mod_auth_form redirects a success to the form\'s httpd_location field when one is posted, even to another',
+      '        # site (an open redirect), and no directive turns that off; mod_headers cannot reach the Location of a',
+      '        # redirect Apache answers as an error. So every 302 of the handler becomes a redirect to OUR fixed,',
+      '        # absolute URL (an ErrorDocument URL replaces the Location), and a failure is no redirect at all: a 401',
+      '        # (no AuthFormLoginRequiredLocation here) answered with the login page, which then says it failed.',
       `        AuthFormLoginSuccessLocation ${v.loginSuccessPath}`,
+      `        ErrorDocument 302 ${clientScheme}://%{HTTP_HOST}${v.loginSuccessPath}`,
+      `        ErrorDocument 401 ${LOGIN_PAGE_PATH}`,
       '    </Location>',
       '    # Logout empties the session and sends it back expiring at once. AuthName is REQUIRED here: mod_auth_form',
       '    # keys the session entries by it ("plexer-user", "plexer-pw"); without it the handler clears other keys,',
@@ -746,6 +774,42 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
 }
 
 type Validated = ReturnType<typeof validate>;
+
+// The session (user + password, as mod_auth_form stores them) is encrypted and MACed with the passphrase
+// (aes256, mod_session_crypto) wherever it is kept: a tampered, forged or foreign-key session does not decrypt
+// and counts as none (-> login page). A valid one is still only a claim: mod_auth_form re-checks its user +
+// password with the providers on every request, and only the REMOTE_USER that check yields chooses the instance.
+function sessionStoreLines(v: Validated): string[] {
+  // Secure whenever the browser talks https to us, directly or through a declared TLS proxy.
+  const attributes = `path=/;HttpOnly;SameSite=Lax${v.httpsToClient ? ';Secure' : ''}`;
+  const d = v.sessionDatabase;
+  if (d === undefined) {
+    return [
+      '    # Cookie store: the cookie is the whole session. A copied cookie stays valid until it expires',
+      `    # (SessionMaxAge, refreshed on each request) or the password changes; logout replaces the browser's copy only.`,
+      `    SessionCookieName ${SESSION_COOKIE_NAME} ${attributes}`,
+    ];
+  }
+  const fn = (name: string) => `${d.schema}.${name}`;
+  return [
+    '    # Database store (mod_session_dbd): the cookie holds a random key, the session row lives in PostgreSQL',
+    '    # (only a SHA-256 of the key is stored). Logout deletes the row, which ends every copy of the cookie.',
+    '    # mod_dbd keeps one connection per child process, as the helpers\' role, which may call the session',
+    '    # functions of migration 006 and nothing else that writes. The connection string is in this file,',
+    '    # which the run user can read: prefer pg_passfile to pg_password.',
+    '    DBDriver pgsql',
+    `    DBDParams "${d.conninfo}"`,
+    `    DBDPrepareSQL "SELECT ${fn('session_load')}(%s, %lld)" plexer_session_select`,
+    `    DBDPrepareSQL "SELECT * FROM ${fn('session_update')}(%s, %lld, %s, %s)" plexer_session_update`,
+    `    DBDPrepareSQL "SELECT * FROM ${fn('session_insert')}(%s, %lld, %s)" plexer_session_insert`,
+    `    DBDPrepareSQL "SELECT * FROM ${fn('session_delete')}(%s)" plexer_session_delete`,
+    `    SessionDBDCookieName ${SESSION_COOKIE_NAME} ${attributes}`,
+    '    SessionDBDSelectLabel plexer_session_select',
+    '    SessionDBDUpdateLabel plexer_session_update',
+    '    SessionDBDInsertLabel plexer_session_insert',
+    '    SessionDBDDeleteLabel plexer_session_delete',
+  ];
+}
 type Add = (...lines: string[]) => void;
 
 function renderProxy(v: Validated, add: Add, authLines: (indent: string) => string[]) {

@@ -12,6 +12,11 @@ export const HELPER_FUNCTIONS = [
   'record_login_failure(text[], integer, integer, integer)',
   'clear_login_failures(text[], text[])',
   'rehash_password(text, text, text)',
+  // mod_session_dbd's statements (migration 006): Apache's children connect as the helpers' role.
+  'session_load(text, bigint)',
+  'session_insert(text, bigint, text)',
+  'session_update(text, bigint, text, text)',
+  'session_delete(text)',
 ] as const;
 
 const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
