@@ -175,3 +175,12 @@ export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner
   chmodSync(dir, 0o700);
   return dir;
 }
+
+// Who a daemon group's processes run as: its checked run-as account, else Apache's user (a group without one).
+export function daemonOwner(group: string, runAs: string | null): Owner {
+  if (!runAs) return apacheOwner();
+  const account = lookupAccount(parseRunAs(runAs));
+  if (!account) throw new RunAsError(`daemon group ${group} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${group} --run-as ${runAs} --create-user)`);
+  checkTenantAccount(account);
+  return account;
+}

@@ -24,13 +24,18 @@ beforeAll(async () => {
     await cliOk(cli, ['group', 'add', 'tc', '--backend', backends.carol!.target]);
     await cliOk(cli, ['group', 'add', 'td', '--backend', backends.dan!.target]);
     await cliOk(cli, ['group', 'add', 'tnone']);
-    // Allowed by the store's CHECK, but not a shape the proxy rule accepts (mod_proxy_uwsgi is not loaded).
-    await cliOk(cli, ['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
+    // Not a shape the proxy rule accepts (mod_proxy_uwsgi is not loaded): the CLI refuses it, and a row written
+    // with psql (the store's CHECK allows the scheme) is answered 503 — set below.
+    const refused = await cli(['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/unsupported backend "uwsgi:\/\/127\.0\.0\.1:9\/".*route no other scheme/);
+    await cliOk(cli, ['group', 'add', 'tbad']);
     for (const [user, group] of [['alice', 'ta'], ['bob', 'tb'], ['carol', 'tc'], ['dan', 'td'], ['nina', 'tnone'], ['bert', 'tbad']]) {
       await cliOk(cli, ['user', 'add', user!, '--group', group!, '--password-stdin'], `${user}-pw\n`);
     }
     await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
   }, { front: { routing: 'proxy', authCacheTimeoutSeconds: 30 } });
+  await t.store.sql.query("UPDATE daemon_groups SET backend = 'uwsgi://127.0.0.1:9/' WHERE name = 'tbad'");
 }, 60_000);
 
 afterAll(async () => {

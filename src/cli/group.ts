@@ -1,10 +1,12 @@
 import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
+import { PROXY_BACKEND_REGEX } from '../apache/render.js';
 import { isBackend, isGroupName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
 import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, table, type Command } from './command.js';
+import { DEFAULT_DATA_DIR, DEFAULT_PYTHON_PATH, execInGroups } from './group-exec.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
@@ -16,6 +18,7 @@ const help = `Usage:
   plexer group list [--json]
   plexer group del NAME
   plexer group restart NAME [--apache-pid-file FILE]
+  plexer group exec NAME|--all [--jobs N] [--data-dir DIR] [--python-path DIR] -- COMMAND [ARG]…
 
 A daemon group is one backend instance: a mod_wsgi daemon process group (NAME), the Django settings module
 it loads, and/or a mod_proxy backend TARGET (unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/).
@@ -30,9 +33,19 @@ account must exist on this machine (--create-user creates a system user and grou
 shell); root, www-data, accounts in the www-data or root group and static system accounts are refused, and
 no two groups may share a user. It takes effect at the next "plexer apache config --reload", which also
 creates the group's data directory (DATA-DIR/NAME, mode 0700, owned by the user) when run as root.
+exec runs COMMAND (e.g. python3 manage.py migrate) once per group (every enabled group with --all) as that
+group's daemons run: as its run-as user (www-data without one), in --python-path (default the example project,
+${DEFAULT_PYTHON_PATH}), with DJANGO_SETTINGS_MODULE, PLEXER_GROUP, PLEXER_DATA_DIR (DATA-DIR/NAME, created
+0700 for the user; DATA-DIR default ${DEFAULT_DATA_DIR}, as apache config's) and PYTHONPATH, nothing else of
+the caller's environment; --jobs groups at a time (default 4). Output lines are prefixed [NAME]; a line per group
+says how it ended; exit 1 if any group's command failed. Run it as root.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
 const options = {
+  all: { type: 'boolean' },
+  jobs: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'python-path': { type: 'string' },
   settings: { type: 'string' },
   'no-settings': { type: 'boolean' },
   backend: { type: 'string' },
@@ -65,7 +78,11 @@ function fieldsFrom(values: Values): accounts.GroupFields {
   }
   if (values['no-settings']) fields.settingsModule = null;
   if (values.backend !== undefined) {
-    if (!isBackend(values.backend)) throw new UsageError(`invalid backend "${values.backend}": expected unix:/path|fcgi://localhost/, http://HOST:PORT/ or fcgi://HOST:PORT/`);
+    // The generated proxy rules route only what PROXY_BACKEND_REGEX matches; anything else would answer 503.
+    if (!isBackend(values.backend) || !new RegExp(PROXY_BACKEND_REGEX).test(values.backend)) {
+      throw new UsageError(`invalid or unsupported backend "${values.backend}": expected unix:/path|http://localhost/, `
+        + 'unix:/path|fcgi://localhost/, http://HOST:PORT/ or fcgi://HOST:PORT/ (the generated proxy rules route no other scheme)');
+    }
     fields.backend = values.backend;
   }
   if (values['no-backend']) fields.backend = null;
@@ -96,7 +113,11 @@ async function restart(config: PlexerConfig, name: string, apachePidFile: string
 export const command: Command = {
   summary: 'manage daemon groups (backend instances)',
   help,
-  async run(argv) {
+  async run(argvWithCommand) {
+    // exec's COMMAND follows "--" and keeps its own options.
+    const dashes = argvWithCommand.indexOf('--');
+    const argv = dashes === -1 ? argvWithCommand : argvWithCommand.slice(0, dashes);
+    const execCommand = dashes === -1 ? [] : argvWithCommand.slice(dashes + 1);
     const { values, positionals } = parseCommand(argv, options);
     if (values.help || positionals.length === 0) return print(help), values.help ? 0 : 2;
     const [action, ...rest] = positionals as [string, ...string[]];
@@ -134,6 +155,18 @@ export const command: Command = {
       case 'restart': {
         const [name] = expectPositionals(rest, ['name']) as [string];
         return restart(config, groupName(name), values['apache-pid-file']);
+      }
+      case 'exec': {
+        if (process.getuid?.() !== 0) throw new UsageError('group exec switches to each group\'s run-as user: run it as root');
+        const names = values.all ? (expectPositionals(rest, []), null) : [groupName((expectPositionals(rest, ['name']) as [string])[0])];
+        const all = await withStore(config, (pool) => accounts.listGroups(pool));
+        const groups = names === null ? all.filter((g) => g.enabled) : all.filter((g) => g.name === names[0]);
+        if (names !== null && groups.length === 0) throw new NotFoundError(`no daemon group "${names[0]}"`);
+        return execInGroups(groups, execCommand, {
+          dataDir: values['data-dir'] ?? DEFAULT_DATA_DIR,
+          pythonPath: values['python-path'] ?? DEFAULT_PYTHON_PATH,
+          jobs: values.jobs === undefined ? 4 : parseWholeNumber(values.jobs, '--jobs'),
+        });
       }
       default:
         throw new UsageError(`unknown group action "${action}"; see plexer group --help`);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { parseHtpasswd } from '../htpasswd.js';
 import { isGroupName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
@@ -14,7 +15,7 @@ import { inTransaction, loadCommandConfig, withStore } from './store-session.js'
 const help = `Usage:
   plexer user add NAME --group GROUP|auto|none [--password-stdin]
   plexer user passwd NAME [--password-stdin]
-  plexer user move NAME --group GROUP|auto|none
+  plexer user move NAME --group GROUP|auto|none [--apache-config FILE]
   plexer user disable NAME | enable NAME | del NAME
   plexer user grant NAME ROLE | revoke NAME ROLE
   plexer user unlock NAME | unlock --ip ADDRESS
@@ -28,6 +29,7 @@ $2b$), MD5 ($apr1$) and SHA-1 ({SHA}) entries as they are (MD5 and SHA-1 become 
 login) and lists every other line with its number and the reason it was refused; a user that already exists is
 refused too, unless --skip-existing (left as it is) or --update (its hash and group replaced). unlock clears the
 failed-login count and lockout of a user name or a client address (lockout_* settings in the config file).
+move warns when the group is not in Apache's config (--apache-config, default ${DEFAULT_APACHE_CONFIG}).
 Exit status: 0 done, 1 refused or not found, 2 usage or configuration error.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
@@ -37,6 +39,7 @@ const options = {
   json: { type: 'boolean' },
   ip: { type: 'string' },
   'skip-existing': { type: 'boolean' },
+  'apache-config': { type: 'string' },
   update: { type: 'boolean' },
 } as const;
 
@@ -122,6 +125,11 @@ export const command: Command = {
           return chosen;
         }));
         print(`user ${name} moved to ${group ?? 'no daemon group'}`);
+        const running = group === null ? null : readApacheConfigGroups(values['apache-config']);
+        if (group !== null && running?.groups && !running.groups.has(group)) {
+          process.stderr.write(`warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 `
+            + 'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n');
+        }
         return 0;
       }
       case 'disable':

@@ -1,0 +1,86 @@
+// `plexer group exec`: a command run once per daemon group the way that group's WSGI daemon runs — its user,
+// its settings module, its data directory, the environment plexer.wsgi gives Django — for the chores every
+// tenant needs (python3 manage.py migrate). Groups run in parallel, a few at a time; each one's output is
+// prefixed with its name, and each gets its own exit status.
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../apache/runtime.js';
+import { UsageError } from '../errors.js';
+import type { GroupRow } from '../store/accounts.js';
+import { daemonOwner, ensureTenantDataDir } from '../tenant-users.js';
+import { print } from './command.js';
+
+export interface ExecOptions {
+  dataDir: string;
+  pythonPath: string;
+  jobs: number;
+}
+
+export const DEFAULT_DATA_DIR = '/var/lib/plexer/apache/data';
+export const DEFAULT_PYTHON_PATH = join(PACKAGE_ROOT, 'apache/example');
+
+// What plexer.wsgi and the WSGIDaemonProcess line give Django, and nothing of the caller's own environment
+// (root's variables have no business in a tenant's process).
+export function groupEnvironment(group: GroupRow, o: ExecOptions): NodeJS.ProcessEnv {
+  return {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    HOME: join(o.dataDir, group.name),
+    PLEXER_GROUP: group.name,
+    PLEXER_DATA_DIR: join(o.dataDir, group.name),
+    PYTHONPATH: o.pythonPath,
+    ...(group.settings_module ? { DJANGO_SETTINGS_MODULE: group.settings_module } : {}),
+  };
+}
+
+function runOne(group: GroupRow, command: string[], o: ExecOptions): Promise<number> {
+  const owner = daemonOwner(group.name, group.run_as);
+  ensureTenantDataDir(o.dataDir, group.name, owner);
+  return new Promise((done) => {
+    const child = spawn(command[0]!, command.slice(1), {
+      cwd: o.pythonPath, env: groupEnvironment(group, o), uid: owner.uid, gid: owner.gid, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const relay = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) => {
+      let partial = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) out.write(`[${group.name}] ${line}\n`);
+      });
+      stream.on('end', () => partial && out.write(`[${group.name}] ${partial}\n`));
+    };
+    relay(child.stdout, process.stdout);
+    relay(child.stderr, process.stderr);
+    child.on('error', (error) => {
+      process.stderr.write(`[${group.name}] cannot run ${command[0]}: ${error.message}\n`);
+      done(127);
+    });
+    child.on('close', (code, signal) => done(code ?? (signal ? 128 : 1)));
+  });
+}
+
+// Exit 0 when every group's command did, else 1; one summary line per group, in name order.
+export async function execInGroups(groups: GroupRow[], command: string[], o: ExecOptions): Promise<number> {
+  if (command.length === 0) throw new UsageError('nothing to run: give the command after "--"');
+  if (groups.length === 0) throw new UsageError('no daemon group to run in');
+  const dataDir = resolve(o.dataDir);
+  const options = { ...o, dataDir, pythonPath: resolve(o.pythonPath) };
+  const results = new Map<string, number>();
+  const queue = [...groups];
+  let finished = 0;
+  const worker = async () => {
+    for (let g = queue.shift(); g; g = queue.shift()) {
+      const code = await runOne(g, command, options).catch((error: Error) => {
+        process.stderr.write(`[${g!.name}] ${error.message}\n`);
+        return 126;
+      });
+      results.set(g.name, code);
+      finished++;
+      process.stderr.write(`plexer group exec: ${g.name} exited ${code} (${finished}/${groups.length} done)\n`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.jobs, groups.length) }, worker));
+  for (const g of groups) print(`${g.name}: ${results.get(g.name) === 0 ? 'ok' : `failed (exit ${results.get(g.name)})`}`);
+  return [...results.values()].every((code) => code === 0) ? 0 : 1;
+}
