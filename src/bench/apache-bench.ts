@@ -989,6 +989,8 @@ async function main(): Promise<number> {
       cpuTable.push(`| ${key} | ${CPU_CATEGORIES.map((k) => fmt(per(k))).join(' | ')} | ${fmt(total)} | ${t.requests} |`);
     }
     const mapAlone = existsSync(join(ROOT, 'bench/map-results.md')) ? readFileSync(join(ROOT, 'bench/map-results.md'), 'utf8').trim() : '(bench/map-results.md missing: run npm run bench:map)';
+    // Written by hand from `npm run bench:fronts` runs (long, and not part of this one): kept, never rewritten here.
+    const fronts = existsSync(join(ROOT, 'bench/fronts-results.md')) ? readFileSync(join(ROOT, 'bench/fronts-results.md'), 'utf8').trim() : '(bench/fronts-results.md missing: run npm run bench:fronts)';
     const cpu = cpus()[0]?.model ?? 'cpu';
     const report = [
       `# Apache benchmark (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC)${QUICK ? ' — --quick (not representative)' : ''}`,
@@ -1048,6 +1050,10 @@ async function main(): Promise<number> {
       '## The map alone (`npm run bench:map`, bench/map-results.md)',
       '',
       mapAlone.replace(/^# /m, '### '),
+      '',
+      '## Many front ends (`npm run bench:fronts`, bench/fronts-results.md)',
+      '',
+      fronts.replace(/^# .*\n/, ''),
       '',
     ].join('\n');
 
