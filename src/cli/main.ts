@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   lockout: () => import('./lockout.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),
+  doctor: () => import('./doctor.js'),
 };
 
 async function usage(): Promise<string> {

@@ -1,0 +1,157 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
+import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
+import { PlexerError } from '../errors.js';
+import { listGroups } from '../store/accounts.js';
+import { createClient } from '../store/connect.js';
+import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
+import { userLockouts } from '../store/login-failures.js';
+import { readMigrations } from '../store/migrate.js';
+import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
+import { expectPositionals, parseCommand } from './args.js';
+import { print, type Command } from './command.js';
+import { withStore } from './store-session.js';
+
+const help = `Usage: plexer doctor [--apache-config FILE] [--config FILE]
+
+Checks an installation, one line per check ("ok", "warn" or "FAIL" and what to do): the config file parses
+and ${APACHE_RUN_USER} (Apache's helpers) can read it; the database answers the helpers' role; the schema is at
+this plexer's version; every enabled group in the database is defined in Apache's config (--apache-config,
+default ${DEFAULT_APACHE_CONFIG}); which users are locked out (warn); "plexer map" and, with dbm: maps,
+"plexer sync" processes for this config file are running. Exit 0 when nothing failed, else 1. Run it as root.`;
+
+type Status = 'ok' | 'warn' | 'FAIL';
+interface Check {
+  status: Status;
+  name: string;
+  detail: string;
+}
+
+const messageOf = (error: unknown): string => (error instanceof PlexerError ? error.message : (error as Error).message);
+
+// As www-data itself (test -r follows every parent directory's permissions too); only root can switch users.
+function configCheck(file: string): Check {
+  if (process.getuid?.() !== 0) return { status: 'warn', name: 'config', detail: `${file} parses; run doctor as root to check that ${APACHE_RUN_USER} can read it` };
+  const owner = apacheOwner();
+  const readable = spawnSync('test', ['-r', file], { uid: owner.uid, gid: owner.gid, env: { PATH: '/usr/bin:/bin' } }).status === 0;
+  if (!readable) {
+    return { status: 'FAIL', name: 'config', detail: `${APACHE_RUN_USER} cannot read ${file}, so every helper fails: chgrp ${APACHE_RUN_USER} ${file} && chmod 640 ${file} (and let it traverse the directories)` };
+  }
+  return { status: 'ok', name: 'config', detail: `${file} parses and ${APACHE_RUN_USER} can read it` };
+}
+
+async function helperCheck(config: PlexerConfig): Promise<Check> {
+  const client = createClient(config, { applicationName: 'plexer-doctor', connectTimeoutMs: 5_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1 FROM users LIMIT 1');
+    return { status: 'ok', name: 'database', detail: 'reachable; the helpers\' role reads users' };
+  } catch (error) {
+    const explained = explainConnectError(error, config, config) ?? explainSchemaError(error, config);
+    return { status: 'FAIL', name: 'database', detail: `as the helpers' role: ${explained?.message ?? messageOf(error)}` };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+// The plexer processes running with this config file: Apache starts them as `… bin/plexer map KIND --config FILE`.
+function helperProcesses(configFile: string): { maps: number; syncs: number } {
+  let maps = 0;
+  let syncs = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const at = argv.findIndex((arg) => arg.endsWith('/bin/plexer'));
+    if (at === -1 || !argv.some((arg, i) => arg === configFile && argv[i - 1] === '--config')) continue;
+    if (argv[at + 1] === 'map') maps++;
+    if (argv[at + 1] === 'sync') syncs++;
+  }
+  return { maps, syncs };
+}
+
+function processCheck(configFile: string, apacheText: string | null): Check[] {
+  const { maps, syncs } = helperProcesses(configFile);
+  const usesPrg = apacheText === null || /RewriteMap\s+\S+\s+"?prg:/.test(apacheText);
+  const usesDbm = apacheText !== null && /RewriteMap\s+\S+\s+"?dbm/.test(apacheText);
+  const checks: Check[] = [];
+  if (usesPrg) {
+    checks.push(maps > 0
+      ? { status: 'ok', name: 'maps', detail: `${maps} "plexer map" process(es) running for ${configFile}` }
+      : { status: 'FAIL', name: 'maps', detail: `no "plexer map" process runs with --config ${configFile}: is Apache running this site? (apache2ctl -S; the error log says why a map died)` });
+  }
+  if (usesDbm) {
+    checks.push(syncs > 0
+      ? { status: 'ok', name: 'sync', detail: `"plexer sync" running for ${configFile}` }
+      : { status: 'FAIL', name: 'sync', detail: `Apache reads dbm: maps but no "plexer sync" runs with --config ${configFile}: systemctl start plexer-sync (the maps stop following changes)` });
+  }
+  return checks;
+}
+
+async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<Check[]> {
+  return withStore(config, async (pool) => {
+    const checks: Check[] = [];
+    const latest = Math.max(...readMigrations().map((m) => m.id));
+    const applied = (await pool.query<{ id: number | null }>('SELECT max(id) AS id FROM migrations')).rows[0]?.id ?? 0;
+    checks.push(applied >= latest
+      ? { status: 'ok', name: 'schema', detail: `at version ${applied}` }
+      : { status: 'FAIL', name: 'schema', detail: `at version ${applied}, this plexer needs ${latest}: run \`plexer db migrate\`` });
+    const groups = (await listGroups(pool)).filter((g) => g.enabled).map((g) => g.name);
+    const running = readApacheConfigGroups(apacheConfig);
+    if (!running) {
+      checks.push({ status: 'warn', name: 'apache groups', detail: `cannot read ${apacheConfig}: give --apache-config FILE to compare its groups with the database` });
+    } else if (running.groups === null) {
+      checks.push({ status: 'ok', name: 'apache groups', detail: `${apacheConfig} routes through backends (no daemon per group)` });
+    } else {
+      const missing = groups.filter((g) => !running.groups!.has(g));
+      checks.push(missing.length === 0
+        ? { status: 'ok', name: 'apache groups', detail: `all ${groups.length} enabled group(s) are in ${apacheConfig}` }
+        : { status: 'FAIL', name: 'apache groups', detail: `${missing.join(', ')} in the database but not in ${apacheConfig} (their users get 503): plexer apache config … --out ${apacheConfig}, then apache2ctl graceful` });
+    }
+    const locked = await userLockouts(pool);
+    checks.push(locked.length === 0
+      ? { status: 'ok', name: 'lockouts', detail: 'no user is locked out' }
+      : { status: 'warn', name: 'lockouts', detail: locked.map((l) => `${l.user}${l.address ? ` from ${l.address}` : ''} until ${l.until.toISOString()}`).join('; ') + ' (plexer user unlock NAME)' });
+    return checks;
+  });
+}
+
+export const command: Command = {
+  summary: 'check the installation (config, database, schema, Apache groups, lockouts, helpers)',
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommand(argv, { 'apache-config': { type: 'string' } });
+    if (values.help) return print(help), 0;
+    expectPositionals(positionals, []);
+    const file = resolve(configFilePath(values.config));
+    const apacheConfig = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
+    const checks: Check[] = [];
+    let config: PlexerConfig | null = null;
+    try {
+      config = loadConfig({ path: values.config });
+      checks.push(configCheck(file));
+    } catch (error) {
+      checks.push({ status: 'FAIL', name: 'config', detail: messageOf(error) });
+    }
+    if (config) {
+      checks.push(await helperCheck(config));
+      checks.push(...await storeChecks(config, apacheConfig).catch((error: unknown) => [{ status: 'FAIL' as const, name: 'store', detail: messageOf(error) }]));
+    }
+    let apacheText: string | null = null;
+    try {
+      apacheText = readFileSync(apacheConfig, 'utf8');
+    } catch {
+      // Reported by the apache groups check; the map check then assumes the default prg: maps.
+    }
+    checks.push(...processCheck(file, apacheText));
+    for (const c of checks) print(`${c.status.padEnd(4)}  ${c.name}: ${c.detail}`);
+    return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
+  },
+};
