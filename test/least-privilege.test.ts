@@ -151,7 +151,9 @@ describe('plexer db grant', () => {
     const before = await privileges(store.helperRole);
     expect(before).toEqual([
       'clear_login_failures:EXECUTE', 'daemon_groups:SELECT', 'login_failures:SELECT', 'record_login_failure:EXECUTE',
-      'rehash_password:EXECUTE', 'schema:USAGE', 'user_roles:SELECT', 'users:SELECT',
+      'rehash_password:EXECUTE', 'schema:USAGE',
+      'session_delete:EXECUTE', 'session_insert:EXECUTE', 'session_load:EXECUTE', 'session_update:EXECUTE',
+      'user_roles:SELECT', 'users:SELECT',
     ]);
     await store.sql.query(`GRANT INSERT, UPDATE ON users TO ${store.helperRole}`);
     await store.sql.query(`GRANT SELECT ON migrations TO ${store.helperRole}`);

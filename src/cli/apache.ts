@@ -4,6 +4,7 @@ import { ensureSessionKeyFile, prepareTenantDirs } from '../apache/front.js';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
+import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
 import { RefusedError, RunAsError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
@@ -15,7 +16,7 @@ import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage: plexer apache config [--layout standalone|debian] [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
                            [--settings-from map|config] [--auth-cache-timeout SECONDS] [--trusted-proxy CIDR]…
-                           [--tls --tls-cert FILE --tls-key FILE] [--map-dir DIR] [--reload]
+                           [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR]
        plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls]
@@ -46,9 +47,13 @@ needs a reload.
                           (mod_remoteip): lockouts then count the client's address, not the proxy's. From any
                           other peer the header is ignored
   --auth basic            HTTP Basic authentication (the default)
-  --auth form             a login page (/_plexer/login/login.html) and an encrypted session cookie; the
-                          passphrase is read from --session-key-file (default /etc/plexer/session.key), which is
-                          created with 32 random bytes, mode 0600, owner root, if it does not exist
+  --auth form             a login page (/_plexer/login/login.html) and server-side sessions in plexer's database
+                          (mod_session_dbd as the helpers' role, pg_* settings of the config; logout ends every
+                          copy of a session), encrypted with the passphrase read from --session-key-file (default
+                          /etc/plexer/session.key), which is created with 32 random bytes, mode 0600, owner root,
+                          if it does not exist
+  --tls-proxy             a TLS-terminating proxy is in front: session cookies get Secure, the login page's
+                          Origin check expects https://
   --session-max-age       idle lifetime of a session cookie in seconds (default 28800)
   --routing wsgi          one mod_wsgi daemon group per tenant (the default)
   --routing proxy         mod_proxy to the group's backend column (plexer group set NAME --backend TARGET)
@@ -69,6 +74,7 @@ const options = {
   'settings-from': { type: 'string' },
   'auth-cache-timeout': { type: 'string' },
   tls: { type: 'boolean' },
+  'tls-proxy': { type: 'boolean' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   reload: { type: 'boolean' },
@@ -164,6 +170,8 @@ export const command: Command = {
       auth,
       routing,
       ...(auth === 'form' ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) } : {}),
+      ...(auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(config) } : {}),
+      ...(values['tls-proxy'] ? { tlsProxy: true } : {}),
       ...(values['session-max-age'] ? { sessionMaxAgeSeconds: parseWholeNumber(values['session-max-age'], '--session-max-age') } : {}),
     } satisfies ApacheConfigOptions);
     if (!values.out) return process.stdout.write(rendered), 0;
