@@ -54,7 +54,7 @@ function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeo
 describe('a worker killed in the middle of reading an answer', () => {
   it('never lets the tail of alice\'s answer route a user whose name is a suffix of "alice"', async () => {
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, 'route');
     const trace = join(t.stateDir, 'partial-read.strace');
     let strace: ReturnType<typeof spawn> | undefined;
     process.kill(map!, 'SIGSTOP');
@@ -75,7 +75,7 @@ describe('a worker killed in the middle of reading an answer', () => {
     rmSync(trace, { force: true });
     const bytes = [...log.matchAll(/read\(\d+, "(.)", 1\) += 1/g)].map((m) => m[1]).join('');
     const tailKey = '#alice'.slice(bytes.length);
-    console.log(`the killed worker read ${JSON.stringify(bytes)} of "#alice=tenant1\\n"; left in the pipe: ${JSON.stringify(`${tailKey}=tenant1`)}\n${log.trim().split('\n').slice(-6).join('\n')}`);
+    console.log(`the killed worker read ${JSON.stringify(bytes)} of "#alice=tenant1 …"; left in the pipe: ${JSON.stringify(`${tailKey}=tenant1`)}\n${log.trim().split('\n').slice(-6).join('\n')}`);
     expect(SUFFIXES, 'the kill landed inside the key part of the answer').toContain(tailKey);
 
     // The user named like the tail asks next: the tail is no answer, the rules ask again and route by its own.

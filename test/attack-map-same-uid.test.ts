@@ -51,7 +51,7 @@ function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeo
 
 describe("the map's pipes and signals from a tenant's uid", () => {
   it('a tenant under its own uid can neither write into the answer pipe nor signal the map', () => {
-    const [map] = mapProcesses(t.front.httpd.pid, 'group');
+    const [map] = mapProcesses(t.front.httpd.pid, 'route');
     const write = asUid(OTHER_UID, `printf '#bob=tenant1\\n' > /proc/${map}/fd/1`);
     expect(write.status, write.stderr).not.toBe(0);
     const signal = asUid(OTHER_UID, `kill -STOP ${map}`);
@@ -59,7 +59,7 @@ describe("the map's pipes and signals from a tenant's uid", () => {
   });
 
   it('a daemon without --run-as (www-data, like the map) cannot forge an answer that routes bob into its group', async () => {
-    const [map] = mapProcesses(t.front.httpd.pid, 'group');
+    const [map] = mapProcesses(t.front.httpd.pid, 'route');
     const write = asUid(WWW_DATA, `printf '#bob=tenant1\\n' > /proc/${map}/fd/1`);
     console.log(`write into /proc/${map}/fd/1 as www-data: exit ${write.status} ${write.stderr.trim()}`);
     expect(write.status, 'the answer pipe is root\'s, 0600').not.toBe(0);
@@ -72,7 +72,7 @@ describe("the map's pipes and signals from a tenant's uid", () => {
   // ptrace of the map as www-data (a group without --run-as is Apache itself) is a documented limit: README "Threat model".
 
   it('a daemon without --run-as that stops the map (SIGSTOP) stalls no request: the watchdog kills the map', async () => {
-    const [map] = mapProcesses(t.front.httpd.pid, 'group');
+    const [map] = mapProcesses(t.front.httpd.pid, 'route');
     const signal = asUid(WWW_DATA, `kill -STOP ${map}`);
     console.log(`kill -STOP ${map} as www-data: exit ${signal.status} ${signal.stderr.trim()}`);
     let results: Array<{ status: number | 'timeout'; group?: string }> = [];
@@ -85,7 +85,7 @@ describe("the map's pipes and signals from a tenant's uid", () => {
     console.log(`with the map stopped: ${JSON.stringify(results)}`);
     // The stopped map kept a worker waiting: the watchdog killed it, the waiting requests got our 503.
     expect(t.front.httpd.errorLog()).toMatch(/PLX0903/);
-    expect(mapProcesses(t.front.httpd.pid, 'group')).not.toContain(map);
+    expect(mapProcesses(t.front.httpd.pid, 'route')).not.toContain(map);
     expect(results.map((r) => r.status)).not.toContain('timeout');
     for (const [i, r] of results.entries()) if (r.status === 200) expect(r.group).toBe(i === 0 ? 'tenant1' : 'tenant2');
     await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 15_000, 'served again by fresh maps');
