@@ -1,10 +1,13 @@
 // The login page in a real browser (Debian's chromium driven by playwright-core) against a real Apache and
 // PostgreSQL: where a login lands, what a foreign redirect target, a cross-site post and a frame get, and which
 // copies of a session logout, disable and a password change end. Sessions are server-side (mod_session_dbd).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './helpers/plexer.js';
 import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -152,6 +155,35 @@ describe('the login page in a real browser', () => {
     expect(copy.status).toBe(302);
     expect(copy.location).toBe('/_plexer/login/login.html');
     await context.close();
+  });
+
+  it('writes one audit line per login success and failure, which the README\'s fail2ban filter matches', async () => {
+    const logFile = `${t.front.apacheDir}/login.log`;
+    const refused = await fetch(`${front()}/_plexer/form-login-handler`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ httpd_username: 'alice', httpd_password: 'wrong' }).toString(),
+    });
+    expect(refused.status).toBe(401);
+    // A hostile user name cannot forge an address: Apache escapes its quotes, the address comes first.
+    const forged = 'x" ip=203.0.113.9 user="y';
+    await fetch(`${front()}/_plexer/form-login-handler`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ httpd_username: forged, httpd_password: 'wrong' }).toString(),
+    });
+    const lines = await waitFor(() => {
+      const text = readFileSync(logFile, 'utf8');
+      return text.includes('plexer-login failed ip=127.0.0.1 user="alice"') && text.includes('203.0.113.9') ? text.trim().split('\n') : null;
+    }, 5_000, 'the failed logins in the audit log');
+    const line = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} plexer-login (ok|failed) ip=127\.0\.0\.1 user="(.*)"$/;
+    for (const l of lines) expect(l).toMatch(line);
+    const outcomes = lines.map((l) => `${line.exec(l)![1]} ${line.exec(l)![2]}`);
+    // The earlier tests' logins through the page (ok) and the two refusals here (failed); hank logged in once,
+    // from our page: the cross-site post was refused before any login.
+    expect(outcomes).toEqual(expect.arrayContaining(['ok alice', 'ok bob', 'failed alice']));
+    expect(outcomes.filter((o) => o.startsWith('failed'))).toHaveLength(2);
+    expect(outcomes.filter((o) => o === 'ok hank')).toHaveLength(1);
+    const matched = execFileSync('fail2ban-regex', ['--out', 'ip', logFile, `${REPO_ROOT}/apache/fail2ban/plexer-login.conf`], { encoding: 'utf8' });
+    expect(matched.trim().split('\n')).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
   it('ends a copied session when the user is disabled, and when the password changes', async () => {

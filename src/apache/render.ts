@@ -533,6 +533,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   // Debian layout, inherits no server-level log: there it goes inside the vhost.)
   const lockoutLog = `CustomLog "|${helper(`lockout --lock-dir ${lockDir(v)}`)}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
   if (v.layout === 'standalone') add('', '# Failed logins, wherever Apache refused them: counted, lockouts kept as files (plexer lockout --help).', lockoutLog);
+  if (v.layout === 'standalone') add(...loginAuditLog(v, `${v.stateDir}/login.log`));
   if (wsgi) {
   add(
     '',
@@ -633,7 +634,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
       ...v.trustedProxies.map((cidr) => `    RemoteIPInternalProxy ${cidr}`),
     );
   }
-  if (v.layout === 'debian') add(`    ${lockoutLog}`);
+  if (v.layout === 'debian') add(`    ${lockoutLog}`, ...loginAuditLog(v, '${APACHE_LOG_DIR}/plexer_login.log').map((line) => `    ${line}`));
   if (v.auth === 'form') {
     add('', ...sessionStoreLines(v));
     add(
@@ -774,6 +775,22 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
 }
 
 type Validated = ReturnType<typeof validate>;
+
+// One line per login event for people and fail2ban (README: "Login audit"): the time with its zone, the
+// outcome, then the client address before the user name, so no user name (quoted and escaped by Apache) can
+// put another address where a filter looks. A failure is any 401 that carried a user name, wherever it was
+// refused (the cache, the authenticator, a lockout); a success is a login through the form (Basic has no
+// login event: every request carries the password).
+function loginAuditLog(v: Validated, file: string): string[] {
+  const stamp = '%{%Y-%m-%dT%H:%M:%S%z}t';
+  return [
+    '# Login audit: successes (form) and failures, one line each.',
+    `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=%{REQUEST_STATUS} == 401 && -n %{REMOTE_USER}"`,
+    ...(v.auth === 'form'
+      ? [`CustomLog "${file}" "${stamp} plexer-login ok ip=%a user=\\"%u\\"" "expr=%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302"`]
+      : []),
+  ];
+}
 
 // The session (user + password, as mod_auth_form stores them) is encrypted and MACed with the passphrase
 // (aes256, mod_session_crypto) wherever it is kept: a tampered, forged or foreign-key session does not decrypt
