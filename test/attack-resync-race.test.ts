@@ -31,7 +31,7 @@ async function awaitFreshPipes(): Promise<void> {
   await waitFor(() => count('PLX0904') > reloadsBefore, 30_000, 'the watchdog\'s reload for the desync (PLX0904)');
   // The old generation's map is gone (stopping it would stop nothing), and every password is back in the
   // socache (a graceful reload empties it): the worker waiting on a pipe below is one waiting on the map.
-  await waitFor(() => mapProcesses(t.front.httpd.pid, 'group').length === 1, 10_000, 'only the new group map');
+  await waitFor(() => mapProcesses(t.front.httpd.pid, 'route').length === 1, 10_000, 'only the new route map');
   for (const u of ['alice', ...USERS]) await waitUntilServed(t, u, u === 'alice' ? 'alice-pw' : password(u));
 }
 
@@ -124,7 +124,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
   // Statistical (who wins the lock between lookups): hung in 2 of 5 runs with the old resync.
   it('never leaves a worker waiting on the pipe for an answer that will not come (no server-wide hang)', async () => {
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, 'route');
     expect(map).toBeDefined();
     const [reportsBefore, reloadsBefore] = [count('PLX0905'), count('PLX0904')];
 
@@ -155,7 +155,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       process.kill(map!, 'SIGCONT');
     }
     const mapState = procState(map!);
-    console.log(JSON.stringify({ outcomes, probe, stuckWorkers: stuck, mapState, mapAlive: mapProcesses(apachePid, 'group').includes(map!) }));
+    console.log(JSON.stringify({ outcomes, probe, stuckWorkers: stuck, mapState, mapAlive: mapProcesses(apachePid, 'route').includes(map!) }));
 
     // Whatever happened, never another user's group.
     for (const o of [...outcomes, ...(probe ? [probe] : [])]) if (o.status === 200) expect(o.group, o.user).toBe(groupOf(o.user));
@@ -171,7 +171,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       desyncLeft = reloadsBefore;
     } finally {
       // Recovery for the teardown: a map that dies gives the blocked worker EOF; the watchdog then reloads.
-      if (stuck.length > 0 && mapProcesses(apachePid, 'group').includes(map!)) {
+      if (stuck.length > 0 && mapProcesses(apachePid, 'route').includes(map!)) {
         process.kill(map!, 'SIGKILL');
         await waitFor(async () => (await get('u1', 3_000)).status === 200, 20_000, 'recovery after killing the map');
       }
@@ -188,7 +188,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
   it('deterministic: a slowed retry and a second user in between leave nobody waiting', async () => {
     await awaitFreshPipes();
     const apachePid = t.front.httpd.pid;
-    const [map] = mapProcesses(apachePid, 'group');
+    const [map] = mapProcesses(apachePid, 'route');
     expect(map).toBeDefined();
     process.kill(map!, 'SIGSTOP');
     let strace: ReturnType<typeof spawn> | undefined;
@@ -214,6 +214,9 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       process.kill(map!, 'SIGCONT');
       const py = get('u3', 20_000);
       [x, y] = await Promise.all([px, py]);
+      // Detached first: the slowed worker also holds prefork's accept mutex 1.5 s at a time.
+      if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
+      await waitFor(() => { try { return !/TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${wx}/status`, 'latin1')); } catch { return true; } }, 5_000, 'strace detached');
       probe = await get('u0', 4_000);
       stuck = workersWaitingOnPipe(apachePid);
     } finally {
@@ -223,7 +226,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
     }
     // On a slow machine the setup can keep u2's worker waiting on the stopped map past the watchdog's 2 s: the
     // map is then killed (PLX0903) and both get our 503 instead of asking again.
-    const mapKilled = !mapProcesses(apachePid, 'group').includes(map!);
+    const mapKilled = !mapProcesses(apachePid, 'route').includes(map!);
     console.log(JSON.stringify({ slowed: { worker: wx, ...x }, between: y, probe, stuckWorkers: stuck, mapState: procState(map!), mapKilled }));
     for (const o of [x, y, probe]) if (o?.status === 200) expect(o.group, o.user).toBe(groupOf(o.user));
     try {
@@ -233,7 +236,7 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       if (!mapKilled) expect([x, y]).toEqual([{ user: 'u2', status: 200, group: 'tenant1' }, { user: 'u3', status: 200, group: 'tenant2' }]);
       expect(probe?.status, 'a fresh request after the race').not.toBe('timeout');
     } finally {
-      if (stuck.length > 0 && mapProcesses(apachePid, 'group').includes(map!)) {
+      if (stuck.length > 0 && mapProcesses(apachePid, 'route').includes(map!)) {
         process.kill(map!, 'SIGKILL');
         await waitFor(async () => (await get('u1', 3_000)).status === 200, 20_000, 'recovery after killing the map');
       }
