@@ -343,14 +343,15 @@ export interface KeyedRoutingOptions {
 
 // Looks `key` up and sets `target` only from an answer that is "#" + that key + "=" + value: the test string
 // "alice,#alice=alpha" must match ^([^,]*),#\1=(.+)$ (src/protocol/rewrite-map.ts says why the mark). For a
-// prg: map, any other non-empty answer means the shared pipe is behind: a worker died between writing its key
-// and reading its answer (or mid-read), and this lookup read what was meant for an earlier one. The rules then
+// prg: map, any other answer means the shared pipe is behind: a worker died between writing its key and
+// reading its answer (or mid-read: even an empty answer can be the bare end of a line), and this lookup read
+// what was meant for an earlier one; or the map is dead, and every lookup returns "" at once. The rules then
 // ask again, up to DESYNC_RETRIES times: every line written is answered exactly once, so a retry can never wait
 // for a line that will not come (mod_rewrite holds a server-wide lock while it waits), and after as many
 // retries as answers were lost, the answer to our own key arrives. They also set PLEXER_DESYNC, which the
 // watchdog's piped log receives: it reloads Apache gracefully a little later, which gives the maps fresh pipes
 // (until then every lookup costs one more line per lost answer). A request still unanswered after the retries,
-// or answered "" by a dead map, leaves `target` unset and ends in our 503, never in another user's instance.
+// or by a dead map, leaves `target` unset and ends in our 503, never in another user's instance.
 // dbm: files have no pipe to fall behind; a key missing from the file counts as "known, no value".
 export const DESYNC_RETRIES = 3;
 
@@ -362,7 +363,7 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
   const lines = [...(o.conds ?? []), `${i}RewriteRule ^ - [${ask}]`];
   if (o.prg) {
     for (let retry = 0; retry < DESYNC_RETRIES; retry++) {
-      lines.push(`${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteCond %{ENV:${o.answerVar}} .`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
+      lines.push(`${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
     }
   }
   if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
