@@ -25,6 +25,8 @@ they asked + "=": an answer left in the pipe by a worker that died mid-lookup ro
 Apache starts it with an empty environment: give --config with an absolute path. It exits when stdin closes.
   RewriteMap plexergroup "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data`;
 
+const STARTUP_WAIT_MS = 1_000;
+
 const kinds: readonly PrgMapKind[] = ['group', 'settings', 'backend', 'route'];
 
 export const command: Command = {
@@ -74,6 +76,10 @@ function serveFromStore(kind: PrgMapKind, config: PlexerConfig, log: Logger): nu
   const data: StoreThreadData = { kind, config, port: port2, signal };
   const store = new Worker(new URL('../lookup/store-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
   log.info('map started', { kind, deadline_ms: config.mapDeadlineMs, cache_max: config.cacheMax });
+  // Apache's first keys would otherwise meet a store thread still booting and connecting (longer than the
+  // deadline on a busy machine) and be answered with no value: wait for its first word, briefly. Keys wait in
+  // the pipe meanwhile; well under the 2 s after which the watchdog kills a map that keeps a worker waiting.
+  Atomics.wait(signal, 0, 0, STARTUP_WAIT_MS);
   const lookup = createMapLookup(kind, { link: { port: port1, signal }, max: config.cacheMax, ttlMs: config.cacheTtlMs, deadlineMs: config.mapDeadlineMs });
   const code = answerUntilEof(log, lookup) ?? 0;
   // EOF means Apache is gone: never linger, even if a connection is slow to close.

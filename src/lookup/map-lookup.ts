@@ -17,6 +17,8 @@ export type StoreEvent =
   | { type: 'fresh'; key: string; value: Answer }
   | { type: 'change'; payload: string }
   | { type: 'listening' }
+  // The store thread's first query has settled (connected and prepared, or failed).
+  | { type: 'ready' }
   | { type: 'answer'; id: number; value: Answer };
 
 export interface LookupRequest {
@@ -72,7 +74,7 @@ export function createMapLookup(kind: PrgMapKind, options: MapLookupOptions): (k
         // Changes may have been missed: keep every entry as a stale fallback only, as the resolver does.
         const entries = [...cache.entries()];
         for (const [key, value] of entries) cache.set(key, value, { ttl: 1 });
-      } else if (event.id === id) answer = event.value;
+      } else if (event.type === 'answer' && event.id === id) answer = event.value;
     }
     return answer;
   };

@@ -64,4 +64,6 @@ port.on('message', ({ id, key }: LookupRequest) => {
 
 // Connect and prepare before Apache's first key arrives: a cold connection takes longer than the deadline,
 // and that first lookup would otherwise be answered with no value.
-fetchMapValue(pool, kind, '-').catch(() => undefined);
+fetchMapValue(pool, kind, '-')
+  .catch(() => undefined)
+  .finally(() => postStoreEvent(link, { type: 'ready' }));
