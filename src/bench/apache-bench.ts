@@ -497,7 +497,7 @@ function classifierFor(r: Running): Classifier {
   return (p, all) => {
     if (isDescendant(p, r.httpd.pid, all)) {
       if (p.cmd.includes('(wsgi:')) return 'wsgi';
-      if (/ map group |\/map\.py /.test(` ${p.cmd} `)) return 'map';
+      if (/ map (group|route) |\/map\.py /.test(` ${p.cmd} `)) return 'map';
       return 'apache';
     }
     if (cpuRoots.postmaster !== undefined && isDescendant(p, cpuRoots.postmaster, all)) return 'postgres';
