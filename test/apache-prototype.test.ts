@@ -26,21 +26,21 @@ case "$mode" in
   "map group")
     while IFS= read -r key; do
       case "$key" in
-        alice) echo alice=alpha ;;
-        bob) echo bob=beta ;;
-        carol) echo carol=gamma ;;
-        erin) echo erin=delta ;;
-        frank) echo frank=zeta ;;
+        alice) echo "#alice=alpha" ;;
+        bob) echo "#bob=beta" ;;
+        carol) echo "#carol=gamma" ;;
+        erin) echo "#erin=delta" ;;
+        frank) echo "#frank=zeta" ;;
         grace) echo ;;
-        ivan) echo ivan=eps ;;
-        *) echo "$key=" ;;
+        ivan) echo "#ivan=eps" ;;
+        *) echo "#$key=" ;;
       esac
     done ;;
   "map settings")
     while IFS= read -r key; do
       case "$key" in
-        gamma) echo gamma=tenants.settings_generic ;;
-        *) echo "$key=" ;;
+        gamma) echo "#gamma=tenants.settings_generic" ;;
+        *) echo "#$key=" ;;
       esac
     done ;;
   "authn --counted-by-log")
