@@ -1,0 +1,99 @@
+// The rendered Apache configuration for every mode, pinned byte for byte in test/golden/*.conf. A change to the
+// renderer that changes any of them shows up as a diff of the config Apache would load: review it, then accept
+// it with `npx vitest run test/render-golden.test.ts -u` and commit the golden files with the change.
+// The inputs are fixed (no clock, no free port, no temp dir) so the same source always gives the same text.
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { renderApacheConfig, type ApacheConfigOptions, type ApacheGroup } from '../src/apache/render.js';
+
+const GOLDEN_DIR = fileURLToPath(new URL('./golden/', import.meta.url));
+
+// alpha takes its settings from the map, beta has them rendered in and its own account, gamma is disabled.
+const GROUPS: ApacheGroup[] = [
+  { name: 'alpha', settingsModule: null, enabled: true },
+  { name: 'beta', settingsModule: 'tenants.settings_beta', enabled: true, runAs: 'tenant-beta:tenants' },
+  { name: 'gamma', settingsModule: null, enabled: false },
+];
+
+const BASE: ApacheConfigOptions = {
+  listenAddress: '127.0.0.1',
+  port: 8080,
+  serverName: 'plexer.example',
+  stateDir: '/var/lib/plexer/apache',
+  plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
+  configFile: '/etc/plexer/plexer.conf',
+  wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
+  pythonPath: '/opt/plexer/apache/example',
+  errorPagesDir: '/opt/plexer/apache/errors',
+  groups: GROUPS,
+  mapUser: 'www-data:www-data',
+  tls: false,
+  authCacheTimeoutSeconds: 60,
+};
+
+const FORM: Partial<ApacheConfigOptions> = { auth: 'form', sessionPassphraseFile: '/etc/plexer/session.key' };
+const DBM: Partial<ApacheConfigOptions> = { mapDir: '/var/lib/plexer/maps' };
+const SESSIONS_IN_DB: Partial<ApacheConfigOptions> = {
+  sessionDatabase: { conninfo: 'host=/var/run/postgresql dbname=plexer user=plexer_helper application_name=plexer-sessions', schema: 'plexer' },
+};
+
+// Golden file name -> the options that differ from BASE.
+const CASES: Record<string, Partial<ApacheConfigOptions>> = {};
+for (const auth of ['basic', 'form'] as const) {
+  for (const routing of ['wsgi', 'proxy', 'prefix'] as const) {
+    for (const maps of ['prg', 'dbm'] as const) {
+      CASES[`${auth}-${routing}-${maps}`] = { ...(auth === 'form' ? FORM : {}), routing, ...(maps === 'dbm' ? DBM : {}) };
+    }
+  }
+}
+Object.assign(CASES, {
+  // prg: maps: one route map (the default) against the group + settings maps, and no settings map at all when
+  // every group has its settings rendered in (`--settings-from config`).
+  'basic-wsgi-prg-two-maps': { twoMaps: true },
+  'basic-prefix-prg-two-maps': { routing: 'prefix', twoMaps: true },
+  'basic-wsgi-prg-settings-in-config': { groups: GROUPS.map((g) => ({ ...g, settingsModule: g.settingsModule ?? `tenants.settings_${g.name}` })) },
+  'basic-wsgi-no-groups': { groups: [] },
+  'basic-wsgi-tls': {
+    tls: true,
+    tlsCertificateFile: '/etc/ssl/certs/plexer.pem',
+    tlsCertificateKeyFile: '/etc/ssl/private/plexer.key',
+    trustedProxies: ['10.0.0.0/8', 'fd00::/8'],
+  },
+  'basic-wsgi-roles': {
+    roleLocations: [
+      { path: '/app/admin', roles: ['admin'] },
+      { path: '/app/reports', roles: ['auditor', 'admin'] },
+    ],
+  },
+  'form-wsgi-sessions-db': { ...FORM, ...SESSIONS_IN_DB, sessionMaxAgeSeconds: 3600 },
+  'form-proxy-tls-proxy': { ...FORM, ...SESSIONS_IN_DB, routing: 'proxy', tlsProxy: true, trustedProxies: ['127.0.0.1'] },
+  'form-wsgi-tls': {
+    ...FORM,
+    tls: true,
+    tlsCertificateFile: '/etc/ssl/certs/plexer.pem',
+    tlsCertificateKeyFile: '/etc/ssl/private/plexer.key',
+    loginSuccessPath: '/app/home',
+  },
+  'form-wsgi-inline-passphrase': { auth: 'form', sessionPassphrase: 'golden-passphrase-golden-passphrase-0123' },
+  'debian-basic-wsgi': { layout: 'debian', listenAddress: '*', port: 80 },
+  'debian-form-proxy-listen': { ...FORM, ...SESSIONS_IN_DB, layout: 'debian', routing: 'proxy', listenAddress: '*', port: 8443, listen: true },
+  'debian-basic-prefix-dbm': { ...DBM, layout: 'debian', routing: 'prefix', listenAddress: '*', port: 80 },
+} satisfies Record<string, Partial<ApacheConfigOptions>>);
+
+// Taken before any snapshot runs: vitest writes a missing file snapshot instead of failing (outside CI).
+const committed = new Set(readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.conf')));
+
+describe('rendered config, golden files', () => {
+  for (const [name, options] of Object.entries(CASES)) {
+    it(name, async () => {
+      await expect(renderApacheConfig({ ...BASE, ...options })).toMatchFileSnapshot(`golden/${name}.conf`);
+    });
+  }
+
+  it('has a committed golden file for every case and none for a case that is gone', () => {
+    const expected = Object.keys(CASES).map((name) => `${name}.conf`).sort();
+    // A first run for a new case writes its file and fails here: review the file, commit it, run again.
+    expect([...committed].sort()).toEqual(expected);
+  });
+});
