@@ -63,7 +63,7 @@ function text(apply: (config: PlexerConfig, v: string) => void): Setter {
   return (config, value) => apply(config, value);
 }
 
-const settings: Record<string, Setter> = {
+const settings = {
   database_url: text((c, v) => (c.connection.connectionString = v)),
   pg_host: text((c, v) => (c.connection.host = v)),
   pg_port: integer(1, 65535, (c, n) => (c.connection.port = n)),
@@ -90,9 +90,13 @@ const settings: Record<string, Setter> = {
     if (!isLogLevel(v)) throw new ConfigError(`${where}: log_level must be debug, info, warn or error`);
     c.logLevel = v;
   },
-};
+} satisfies Record<string, Setter>;
 
-export const CONFIG_KEYS = Object.keys(settings);
+export type ConfigKey = keyof typeof settings;
+export const CONFIG_KEYS = Object.keys(settings) as ConfigKey[];
+
+// What formatConfig writes: the file's own keys and their values, in the order given.
+export type ConfigValues = Partial<Record<ConfigKey, string | number>>;
 
 export function defaultConfig(): PlexerConfig {
   return {
@@ -125,12 +129,30 @@ export function parseConfigText(textContent: string, fileName: string, config = 
     if (eq <= 0) throw new ConfigError(`${where}: expected "key = value"`);
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    const set = Object.hasOwn(settings, key) ? settings[key] : undefined;
+    const set = Object.hasOwn(settings, key) ? settings[key as ConfigKey] : undefined;
     if (!set) throw new ConfigError(`${where}: unknown setting "${key}" (known: ${CONFIG_KEYS.join(', ')})`);
     set(config, value, `${where} ${key}`);
   });
   config.source = fileName;
   return config;
+}
+
+// The text parseConfigText reads back as exactly `values`, with `comment` as leading `#` lines. A value the
+// parser would read differently (a line break ends it, blanks at its edges are trimmed) is refused rather
+// than altered, and so is one the parser would refuse: a written config never fails only when loaded.
+export function formatConfig(values: ConfigValues, comment = ''): string {
+  const lines = comment === '' ? [] : comment.split('\n').map((line) => `# ${line}`.trimEnd());
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    const text = String(value);
+    if (/[\r\n]/.test(text) || text !== text.trim()) {
+      throw new ConfigError(`${key}: a value with a line break or blanks at either end cannot be written to a config file`);
+    }
+    lines.push(`${key} = ${text}`);
+  }
+  const content = lines.join('\n') + '\n';
+  parseConfigText(content, 'the config being written');
+  return content;
 }
 
 function applyEnvironment(config: PlexerConfig, env: NodeJS.ProcessEnv): void {

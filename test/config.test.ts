@@ -2,8 +2,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { adminConfig, CONFIG_KEYS, DEFAULT_CONFIG_PATH, defaultConfig, loadConfig, parseConfigText } from '../src/config.js';
+import {
+  adminConfig, CONFIG_KEYS, DEFAULT_CONFIG_PATH, defaultConfig, formatConfig, loadConfig, parseConfigText,
+  type ConfigKey, type ConfigValues, type PlexerConfig,
+} from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 
 function tempFile(content: string): string {
@@ -206,6 +210,64 @@ describe('parseConfigText', () => {
       expect(parseError(`${key} = 1`).message).toMatch(new RegExp(`^/etc/p\\.conf:1: unknown setting "${key}"`));
     },
   );
+});
+
+// Each file key, the field it sets and the values it accepts: the writer's round trip is checked against this
+// table, written from the README's, not derived from the parser.
+const text = fc.string({ unit: 'grapheme', maxLength: 40 }).filter((v) => v === v.trim() && !/[\r\n]/.test(v));
+const field: Record<ConfigKey, [(c: PlexerConfig) => unknown, fc.Arbitrary<string | number>]> = {
+  database_url: [(c) => c.connection.connectionString, text],
+  pg_host: [(c) => c.connection.host, text],
+  pg_port: [(c) => c.connection.port, fc.integer({ min: 1, max: 65535 })],
+  pg_database: [(c) => c.connection.database, text],
+  pg_user: [(c) => c.connection.user, text],
+  pg_password: [(c) => c.connection.password, text],
+  pg_passfile: [(c) => c.connection.passfile, text],
+  admin_pg_user: [(c) => c.admin.user, text],
+  admin_pg_passfile: [(c) => c.admin.passfile, text],
+  schema: [(c) => c.schema, fc.stringMatching(/^[a-z_][a-z0-9_]{0,62}$/)],
+  pool_max: [(c) => c.poolMax, fc.integer({ min: 1, max: 100 })],
+  cache_max: [(c) => c.cacheMax, fc.integer({ min: 1, max: 50_000_000 })],
+  cache_ttl_ms: [(c) => c.cacheTtlMs, fc.integer({ min: 1, max: 86_400_000 })],
+  map_deadline_ms: [(c) => c.mapDeadlineMs, fc.integer({ min: 1, max: 10_000 })],
+  authn_timeout_ms: [(c) => c.authnTimeoutMs, fc.integer({ min: 100, max: 60_000 })],
+  bcrypt_cost: [(c) => c.bcryptCost, fc.integer({ min: 4, max: 15 })],
+  lockout_max_failures: [(c) => c.lockoutMaxFailures, fc.integer({ min: 0, max: 1_000_000 })],
+  lockout_window_seconds: [(c) => c.lockoutWindowSeconds, fc.integer({ min: 1, max: 86_400 * 30 })],
+  lockout_seconds: [(c) => c.lockoutSeconds, fc.integer({ min: 1, max: 86_400 * 30 })],
+  log_level: [(c) => c.logLevel, fc.constantFrom('debug', 'info', 'warn', 'error')],
+};
+const anyValues: fc.Arbitrary<ConfigValues> = fc.record(
+  Object.fromEntries(CONFIG_KEYS.map((key) => [key, field[key][1]])) as Record<ConfigKey, fc.Arbitrary<string | number>>,
+  { requiredKeys: [] },
+);
+
+describe('formatConfig', () => {
+  it('writes a file the parser reads back as exactly the values given, comment lines skipped', () => {
+    fc.assert(fc.property(anyValues, fc.string({ maxLength: 60 }), (values, comment) => {
+      const config = parseConfigText(formatConfig(values, comment), 'f');
+      for (const key of CONFIG_KEYS) {
+        const expected = values[key] ?? field[key][0](defaultConfig());
+        expect(field[key][0](config), key).toBe(expected);
+      }
+    }), { numRuns: 300 });
+  });
+
+  it('one `key = value` line per value given, in order, after the comment', () => {
+    expect(formatConfig({ pg_host: '/run/pg', pg_port: 5433, log_level: 'warn' }, 'Written by a test.\nSecond line.'))
+      .toBe('# Written by a test.\n# Second line.\npg_host = /run/pg\npg_port = 5433\nlog_level = warn\n');
+    expect(formatConfig({})).toBe('\n');
+  });
+
+  it.each([
+    [{ pg_password: 'a\nb' }, 'pg_password: a value with a line break or blanks at either end cannot be written to a config file'],
+    [{ pg_password: 'a\rb' }, 'pg_password: a value with a line break or blanks at either end cannot be written to a config file'],
+    [{ pg_password: ' secret' }, 'pg_password: a value with a line break or blanks at either end cannot be written to a config file'],
+    [{ pg_port: 70000 }, 'the config being written:1 pg_port: 70000 is outside 1..65535'],
+    [{ schema: 'Bad' }, 'the config being written:1 schema: schema must be a lower-case SQL identifier'],
+  ] as [ConfigValues, string][])('refuses %j, the parser would read it otherwise or not at all', (values, message) => {
+    expect(() => formatConfig(values)).toThrow(new ConfigError(message));
+  });
 });
 
 describe('loadConfig', () => {
