@@ -5,6 +5,7 @@ import { UsageError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
+import { LockMirror } from '../lockout/lock-mirror.js';
 import { syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
@@ -64,23 +65,31 @@ export const command: Command = {
       setImmediate(() => {
         syncQueued = false;
         try {
-          syncLockFiles(lockDir, lockouts.mirror.lockedNow());
+          syncLockFiles(lockDir, [...lockouts.mirror.lockedNow(), ...early.lockedNow()]);
         } catch (error) {
           log.error('cannot update lock files', { dir: lockDir, error: (error as Error).message });
         }
       });
     };
-    const lockouts = followLockouts(config, db, log, sync);
+    // Lockouts this process started itself, before the store's message confirms them: kept apart from the
+    // mirror, which forgets everything at each reconnection until it has read the store again. Only a message
+    // (an unlock, a TRUNCATE) or their end removes them.
+    const early = new LockMirror();
+    const lockouts = followLockouts(config, db, log, (payload) => {
+      if (payload !== undefined) early.apply(payload);
+      sync();
+    });
     const estimate = new FailureEstimate();
     // Lockouts end by themselves: their files go within a second.
     const expiry = setInterval(sync, 1_000);
 
     let pending = 0;
     let dropped = 0;
+    let storeQueue: Promise<void> = Promise.resolve();
     // Written here and now, not at the next sync: the guesser's next request is already on its way.
     const lockNow = (subjects: string[]) => {
       for (const subject of subjects) {
-        lockouts.mirror.set(subject, Date.now() + throttle.lockSeconds * 1_000);
+        early.set(subject, Date.now() + throttle.lockSeconds * 1_000);
         try {
           writeLockFile(lockDir, subject);
         } catch (error) {
@@ -91,16 +100,20 @@ export const command: Command = {
     const count = async (user: string, address: string) => {
       const subjects = isUserName(user) ? subjectsOf(user, address, throttle) : addressOnly(address, throttle);
       // As authn: a refusal while locked out is not another guess (the lockout answered it, not a password).
-      if (lockouts.mirror.locked(subjects.all).length > 0) return;
+      if (lockouts.mirror.locked(subjects.all).length > 0 || early.locked(subjects.all).length > 0) return;
       // A guesser's next request arrives before the store has answered for this one: the file is made as
       // soon as the count this process expects reaches a limit, and the store's count corrects the guess.
       lockNow(estimate.add(subjects));
+      // One failure at a time to the store: a burst of guesses must not also become a burst of queries that
+      // takes the CPU this process needs to read the next lines at once.
       const answered = new Set<string>();
+      const stored = storeQueue.then(() => countFailure(db, subjects, throttle, log, (subject, failures) => {
+        estimate.counted(subject, failures);
+        answered.add(subject);
+      }));
+      storeQueue = stored.then(() => undefined, () => undefined);
       try {
-        lockNow(await countFailure(db, subjects, throttle, log, (subject, failures) => {
-          estimate.counted(subject, failures);
-          answered.add(subject);
-        }));
+        lockNow(await stored);
       } finally {
         estimate.settle(subjects.all.filter((subject) => !answered.has(subject)));
       }

@@ -15,15 +15,15 @@ export interface FollowedLockouts {
 }
 
 // The lockouts in force, in memory, from the store's lockouts channel (migration 005). `onChange` runs after
-// every change the mirror takes in (a message, or the full read after each (re)connection).
-export function followLockouts(config: PlexerConfig, db: pg.Pool, log: Logger, onChange: () => void = () => undefined): FollowedLockouts {
+// every change the mirror takes in: a message (given), or the full read after each (re)connection.
+export function followLockouts(config: PlexerConfig, db: pg.Pool, log: Logger, onChange: (payload?: string) => void = () => undefined): FollowedLockouts {
   const mirror = new LockMirror();
   const listener = listenForChanges({
     connect: () => createClient(config, { applicationName: 'plexer-lockouts', connectTimeoutMs: 3_000 }),
     channel: lockoutsChannel(config.schema),
     onChange: (payload) => {
       mirror.apply(payload);
-      onChange();
+      onChange(payload);
     },
     onListening: () => {
       mirror.reset();
