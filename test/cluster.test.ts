@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { openPrivateCluster, startPrivateCluster, type PrivateCluster } from '../src/cluster/private-cluster.js';
+import { openPrivateCluster, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
 import { freshDatabase, parsePgUrl } from './helpers/database.js';
 
 async function queryOnce(config: string | pg.ClientConfig, sql: string): Promise<pg.QueryResult> {

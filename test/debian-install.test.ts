@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apacheTree, stopApacheTree } from '../src/apache/tree.js';
+import { apacheTree, stopApacheTree } from '../src/demo/tree.js';
 import { freePort } from './helpers/httpd.js';
 import { connectionLines, freshStore, REPO_ROOT, type TestStore } from './helpers/plexer.js';
 import { waitFor } from './helpers/wait.js';

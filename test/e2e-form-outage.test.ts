@@ -3,9 +3,9 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFront, type Front } from '../src/apache/front.js';
-import { freePort } from '../src/apache/httpd.js';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/cluster/private-cluster.js';
+import { startFront, type Front } from '../src/demo/front.js';
+import { freePort } from '../src/demo/httpd.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
 import { loadConfig } from '../src/config.js';
 import { parsePgUrl } from './helpers/database.js';
 import { runPlexer } from './helpers/plexer.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPrivateCluster, type PrivateCluster } from '../src/cluster/private-cluster.js';
+import { startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './helpers/database.js';
 import { freshStore, PLEXER_BIN, runPlexer, type TestStore } from './helpers/plexer.js';
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startPrivateCluster } from '../src/cluster/private-cluster.js';
+import { startPrivateCluster } from '../src/demo/private-cluster.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startPrivateCluster, withDatabase } from '../src/cluster/private-cluster.js';
+import { startPrivateCluster, withDatabase } from '../src/demo/private-cluster.js';
 import { parsePgUrl } from './helpers/database.js';
 import { freshStore, MapProcess, runPlexer, writeConfig, type TestStore } from './helpers/plexer.js';
 

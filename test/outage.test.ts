@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/cluster/private-cluster.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
 import { MapProcess, answerLine, runPlexer, waitForAnswer } from './helpers/plexer.js';
 
 let cluster: PrivateCluster;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { createDatabase, startPrivateCluster } from '../cluster/private-cluster.js';
+import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
 import { authorizerRequest } from '../fastcgi/client.js';
 import { verifyPassword } from '../password.js';
 

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../cluster/private-cluster.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
 import { SECRET_PARAM } from '../authd/secret.js';
 import { authorizerRequest } from '../fastcgi/client.js';
 import { ANSWER_MARK } from '../protocol/rewrite-map.js';

@@ -7,7 +7,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createDatabase, startPrivateCluster } from '../cluster/private-cluster.js';
+import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);

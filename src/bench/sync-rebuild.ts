@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { createDatabase, startPrivateCluster } from '../cluster/private-cluster.js';
+import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
 import { migrate } from '../store/migrate.js';
 import { rebuildMaps, readSnapshot } from '../sync/maps.js';
 

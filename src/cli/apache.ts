@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ensureSessionKeyFile, prepareTenantDirs } from '../apache/front.js';
+import { ensureSessionKeyFile, prepareTenantDirs } from '../demo/front.js';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
-import { runtimeAt, PACKAGE_ROOT } from '../apache/runtime.js';
+import { runtimeAt, PACKAGE_ROOT } from '../demo/runtime.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
 import { RefusedError, RunAsError, UsageError } from '../errors.js';

@@ -2,10 +2,10 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node
 import { writeFileAtomic } from '../files.js';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { startFront } from '../apache/front.js';
-import { freePort, stopLeftoverHttpd } from '../apache/httpd.js';
-import { PACKAGE_ROOT } from '../apache/runtime.js';
-import { ClusterError, startPrivateCluster, withDatabase } from '../cluster/private-cluster.js';
+import { startFront } from '../demo/front.js';
+import { freePort, stopLeftoverHttpd } from '../demo/httpd.js';
+import { PACKAGE_ROOT } from '../demo/runtime.js';
+import { ClusterError, startPrivateCluster, withDatabase } from '../demo/private-cluster.js';
 import { adminConfig, loadConfig } from '../config.js';
 import { PlexerError, RefusedError, ServiceStartError } from '../errors.js';
 import { hashPassword } from '../password.js';

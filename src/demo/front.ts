@@ -8,8 +8,8 @@ import { createPool } from '../store/connect.js';
 import { listGroups, type GroupRow } from '../store/accounts.js';
 import { apacheOwner, checkTenantAccount, ensureTenantDataDir, lookupAccount, parseRunAs } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
-import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from './render.js';
-import { sessionDatabaseFrom } from './session-dbd.js';
+import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render.js';
+import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime, type Runtime } from './runtime.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo

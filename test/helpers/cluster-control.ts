@@ -1,7 +1,7 @@
 // Stop and restart the shared test server, for outage tests. Every test file running at the same
 // time loses its database too: keep such tests in a file whose other tests tolerate it.
 import { inject } from 'vitest';
-import { openPrivateCluster, type PrivateCluster } from '../../src/cluster/private-cluster.js';
+import { openPrivateCluster, type PrivateCluster } from '../../src/demo/private-cluster.js';
 
 export async function stopTestCluster(): Promise<void> {
   await (await testCluster()).stop();

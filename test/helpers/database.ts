@@ -1,7 +1,7 @@
 // Each test file (or test) gets a fresh, real database on the shared test server.
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { createDatabase, dropDatabase } from '../../src/cluster/private-cluster.js';
+import { createDatabase, dropDatabase } from '../../src/demo/private-cluster.js';
 
 export interface FreshDatabase {
   url: string;

@@ -2,8 +2,8 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { startFront, type Front, type FrontOptions } from '../../src/apache/front.js';
-import { freePort } from '../../src/apache/httpd.js';
+import { startFront, type Front, type FrontOptions } from '../../src/demo/front.js';
+import { freePort } from '../../src/demo/httpd.js';
 import { loadConfig } from '../../src/config.js';
 import { connectionLines, freshStore, runPlexer, type TestStore } from './plexer.js';
 

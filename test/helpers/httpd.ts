@@ -1,1 +1,1 @@
-export { APACHE_BINARY, freePort, startHttpd, type Httpd, type StartHttpdOptions } from '../../src/apache/httpd.js';
+export { APACHE_BINARY, freePort, startHttpd, type Httpd, type StartHttpdOptions } from '../../src/demo/httpd.js';
