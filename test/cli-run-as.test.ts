@@ -128,9 +128,22 @@ describe('plexer group --run-as', () => {
     }
   });
 
+  it('apache config looks routes up with one map by default, two with --two-maps', async () => {
+    const one = await cli(['apache', 'config', '--state-dir', join(outDir, 'state1')]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/RewriteMap plexer_route "prg:.* map route /);
+    expect(one.stdout).not.toMatch(/map group|map settings/);
+    expect(one.stdout).toMatch(/watchdog --maps 1 /);
+    const two = await cli(['apache', 'config', '--two-maps', '--state-dir', join(outDir, 'state2')]);
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout).toMatch(/RewriteMap plexer_group "prg:.* map group /);
+    expect(two.stdout).toMatch(/RewriteMap plexer_settings "prg:.* map settings /);
+    expect(two.stdout).toMatch(/watchdog --maps 2 /);
+  });
+
   it('apache config refuses a run-as account that does not exist on this machine, naming the fix', async () => {
     await store.sql.query(`INSERT INTO daemon_groups (name, run_as) VALUES ('tenant4', $1)`, [MISSING]);
     const r = await cli(['apache', 'config']);
-    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/daemon group tenant4 runs as "plexer-cli-missing", which does not exist on this machine: plexer group set tenant4 --run-as plexer-cli-missing --create-user/)]);
+    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/daemon group tenant4 runs as "plexer-cli-missing", which does not exist on this machine: create it \(plexer group set tenant4 --run-as plexer-cli-missing --create-user\)/)]);
   });
 });

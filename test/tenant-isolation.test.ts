@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureSessionKeyFile } from '../src/demo/front.js';
+import { ensureSessionKeyFile } from '../src/apache/session-key.js';
 import { renderApacheConfig } from '../src/apache/render.js';
 import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 

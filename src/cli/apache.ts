@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ensureSessionKeyFile, prepareTenantDirs } from '../demo/front.js';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
-import { runtimeAt, PACKAGE_ROOT } from '../demo/runtime.js';
+import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
+import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
+import { ensureSessionKeyFile } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
-import { RefusedError, RunAsError, UsageError } from '../errors.js';
+import { RefusedError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
-import { checkTenantAccount, lookupAccount, parseRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
@@ -39,6 +39,8 @@ needs a reload.
   --settings-from map     each request asks "plexer map settings" (live; the default)
   --settings-from config  the settings modules are written into the config (one map lookup less per request;
                           a change then needs --reload)
+  --two-maps              "plexer map group" + "plexer map settings" instead of the one "plexer map route"
+                          lookup per request (the default)
   --map-dir DIR           Apache's own dbm: maps in DIR, kept current by "plexer sync --dir DIR" (no prg:
                           process, no lock; run "plexer sync --once" before Apache starts)
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
@@ -75,6 +77,7 @@ const options = {
   'auth-cache-timeout': { type: 'string' },
   tls: { type: 'boolean' },
   'tls-proxy': { type: 'boolean' },
+  'two-maps': { type: 'boolean' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   reload: { type: 'boolean' },
@@ -132,13 +135,7 @@ export const command: Command = {
     if (values.out && root) {
       prepareTenantDirs(dataDir, groups);
     } else {
-      // Checked even when nothing is created: Apache refuses to start with a user= it does not know.
-      for (const g of groups) {
-        if (!g.run_as) continue;
-        const account = lookupAccount(parseRunAs(g.run_as));
-        if (!account) throw new RunAsError(`daemon group ${g.name} runs as "${g.run_as}", which does not exist on this machine: plexer group set ${g.name} --run-as ${g.run_as} --create-user`);
-        checkTenantAccount(account);
-      }
+      checkRunAsAccounts(groups);
     }
     const rendered = renderApacheConfig({
       listenAddress: match[1]!,
@@ -153,13 +150,7 @@ export const command: Command = {
       wsgiScript: runtime.wsgiScript,
       pythonPath: runtime.pythonPath,
       errorPagesDir: runtime.errorPagesDir,
-      groups: groups.map((g) => ({
-        name: g.name,
-        // A group without a settings module is asked of the settings map even in config mode.
-        settingsModule: settingsFrom === 'config' ? g.settings_module : null,
-        enabled: g.enabled,
-        runAs: g.run_as,
-      })),
+      groups: apacheGroups(groups, settingsFrom),
       mapUser: 'www-data:www-data',
       tls: values.tls === true,
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
@@ -172,6 +163,7 @@ export const command: Command = {
       ...(auth === 'form' ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) } : {}),
       ...(auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(config) } : {}),
       ...(values['tls-proxy'] ? { tlsProxy: true } : {}),
+      ...(values['two-maps'] ? { twoMaps: true } : {}),
       ...(values['session-max-age'] ? { sessionMaxAgeSeconds: parseWholeNumber(values['session-max-age'], '--session-max-age') } : {}),
     } satisfies ApacheConfigOptions);
     if (!values.out) return process.stdout.write(rendered), 0;

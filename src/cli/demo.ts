@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { startFront } from '../demo/front.js';
 import { freePort, stopLeftoverHttpd } from '../demo/httpd.js';
-import { PACKAGE_ROOT } from '../demo/runtime.js';
+import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ClusterError, startPrivateCluster, withDatabase } from '../demo/private-cluster.js';
 import { adminConfig, loadConfig } from '../config.js';
 import { PlexerError, RefusedError, ServiceStartError } from '../errors.js';

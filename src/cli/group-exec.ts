@@ -4,7 +4,7 @@
 // prefixed with its name, and each gets its own exit status.
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { PACKAGE_ROOT } from '../demo/runtime.js';
+import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { UsageError } from '../errors.js';
 import type { GroupRow } from '../store/accounts.js';
 import { daemonOwner, ensureTenantDataDir } from '../tenant-users.js';

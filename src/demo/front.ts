@@ -1,16 +1,18 @@
-import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, lstatSync, mkdirSync, chmodSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chownSync, lstatSync, mkdirSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
-import { FileError, RunAsError } from '../errors.js';
-import { FileExistsError, writeFileAtomic } from '../files.js';
+import { FileError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { createPool } from '../store/connect.js';
-import { listGroups, type GroupRow } from '../store/accounts.js';
-import { apacheOwner, checkTenantAccount, ensureTenantDataDir, lookupAccount, parseRunAs } from '../tenant-users.js';
+import { listGroups } from '../store/accounts.js';
+import { apacheOwner } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render.js';
+import { apacheGroups, prepareTenantDirs } from '../apache/groups.js';
+import type { Runtime } from '../apache/install-paths.js';
+import { ensureSessionKeyFile } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
-import { prepareRuntime, type Runtime } from './runtime.js';
+import { prepareRuntime } from './runtime.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
 // runs and what the end-to-end tests drive.
@@ -27,26 +29,6 @@ export interface FrontOptions {
   routing?: RoutingMode;
   sessionMaxAgeSeconds?: number;
   extra?: Partial<ApacheConfigOptions>;
-}
-
-// A session passphrase for form login: 32 random bytes, base64url, in a file only root can read (Apache's
-// parent reads it at start as root; the run user, and with it every tenant, cannot). Kept across restarts so
-// sessions survive a reload; delete the file to log everyone out.
-export function ensureSessionKeyFile(file: string): string {
-  mkdirSync(dirname(file), { recursive: true });
-  if (!existsSync(file)) {
-    try {
-      // exclusive: a key another process wrote meanwhile (and Apache may already use) is kept.
-      writeFileAtomic(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, owner: { uid: 0, gid: 0 }, exclusive: true });
-    } catch (error) {
-      if (!(error instanceof FileExistsError)) throw error;
-    }
-  }
-  // chmod/chown follow symlinks: a key that is not a plain file is refused rather than given to root.
-  if (!lstatSync(file).isFile()) throw new FileError(`${file} is not a regular file; remove it and run again`);
-  chmodSync(file, 0o600);
-  chownSync(file, 0, 0);
-  return file;
 }
 
 export interface Front {
@@ -73,12 +55,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       wsgiScript: runtime.wsgiScript,
       pythonPath: runtime.pythonPath,
       errorPagesDir: runtime.errorPagesDir,
-      groups: groups.map((g) => ({
-        name: g.name,
-        settingsModule: o.settingsFrom === 'config' ? g.settings_module : null,
-        enabled: g.enabled,
-        runAs: g.run_as,
-      })),
+      groups: apacheGroups(groups, o.settingsFrom ?? 'map'),
       mapUser: 'www-data:www-data',
       tls: false,
       authCacheTimeoutSeconds: o.authCacheTimeoutSeconds ?? 60,
@@ -92,21 +69,6 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
     });
   } finally {
     await pool.end();
-  }
-}
-
-// Each group's own data directory (DATA-DIR/GROUP, 0700), owned by its run-as account, or by www-data for a
-// group without one. The account must exist and pass the same checks as "plexer group --run-as".
-export function prepareTenantDirs(dataDir: string, groups: GroupRow[]): void {
-  for (const g of groups) {
-    let owner = apacheOwner();
-    if (g.run_as) {
-      const account = lookupAccount(parseRunAs(g.run_as));
-      if (!account) throw new RunAsError(`daemon group ${g.name} runs as "${g.run_as}", which does not exist on this machine: create it (plexer group set ${g.name} --run-as ${g.run_as} --create-user)`);
-      checkTenantAccount(account);
-      owner = account;
-    }
-    ensureTenantDataDir(dataDir, g.name, owner);
   }
 }
 

@@ -1,28 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-// The package root: bin/, dist/, node_modules/, apache/, src/store/migrations/.
-export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
-
-export interface Runtime {
-  root: string;
-  plexerCommand: string[];
-  wsgiScript: string;
-  pythonPath: string;
-  errorPagesDir: string;
-}
-
-export function runtimeAt(root: string): Runtime {
-  return {
-    root,
-    plexerCommand: [process.execPath, join(root, 'bin/plexer')],
-    wsgiScript: join(root, 'apache/wsgi/plexer.wsgi'),
-    pythonPath: join(root, 'apache/example'),
-    errorPagesDir: join(root, 'apache/errors'),
-  };
-}
+import { PACKAGE_ROOT, runtimeAt, type Runtime } from '../apache/install-paths.js';
 
 export function readableBy(user: string, path: string): boolean {
   try {
