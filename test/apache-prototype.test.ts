@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render.js';
+import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render/index.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -2,7 +2,7 @@
 // proxy, and connection settings that DBDParams cannot carry refused with an actionable message.
 import { describe, expect, it } from 'vitest';
 import { sessionDatabaseFrom } from '../src/apache/session-dbd.js';
-import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render.js';
+import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render/index.js';
 import { defaultConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DESYNC_RETRIES } from '../src/apache/render.js';
+import { DESYNC_RETRIES } from '../src/apache/render/index.js';
 import { USER_NAME_PATTERN } from '../src/names.js';
 import { MapProcess, answerLine, freshStore, runPlexer, waitForAnswer, type TestStore } from './helpers/plexer.js';
 import { waitFor } from './helpers/wait.js';

@@ -5,7 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { renderApacheConfig, type ApacheConfigOptions, type ApacheGroup } from '../src/apache/render.js';
+import { renderApacheConfig, type ApacheConfigOptions, type ApacheGroup } from '../src/apache/render/index.js';
 
 const GOLDEN_DIR = fileURLToPath(new URL('./golden/', import.meta.url));
 

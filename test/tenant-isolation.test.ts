@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureSessionKeyFile } from '../src/apache/session-key.js';
-import { renderApacheConfig } from '../src/apache/render.js';
+import { renderApacheConfig } from '../src/apache/render/index.js';
 import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 
 const TENANTS = [

@@ -1,7 +1,7 @@
 // The daemon groups of the database as Apache's config sees them, and what each needs on this machine first.
 import type { GroupRow } from '../store/accounts.js';
 import { daemonOwner, ensureTenantDataDir } from '../tenant-users.js';
-import type { ApacheGroup } from './render.js';
+import type { ApacheGroup } from './render/index.js';
 
 // settingsFrom 'map': every request asks the settings map (live). 'config': the modules are written into the
 // config; a group without one is still asked of the map.

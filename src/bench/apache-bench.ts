@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { lockFileChecks } from '../lockout/lock-files.js';
-import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render.js';
+import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render/index.js';
 import { freePort, startHttpd, type Httpd } from '../demo/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
 import { migrate } from '../store/migrate.js';

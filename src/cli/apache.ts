@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
-import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render.js';
+import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render/index.js';
 import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ensureSessionKeyFile } from '../apache/session-key.js';

@@ -1,6 +1,6 @@
 import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
-import { PROXY_BACKEND_REGEX } from '../apache/render.js';
+import { PROXY_BACKEND_REGEX } from '../apache/render/index.js';
 import { isBackend, isGroupName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
 import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';

@@ -7,7 +7,7 @@ import { createPool } from '../store/connect.js';
 import { listGroups } from '../store/accounts.js';
 import { apacheOwner } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
-import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render.js';
+import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render/index.js';
 import { apacheGroups, prepareTenantDirs } from '../apache/groups.js';
 import type { Runtime } from '../apache/install-paths.js';
 import { ensureSessionKeyFile } from '../apache/session-key.js';

@@ -1,0 +1,70 @@
+import { lockFileChecks } from '../../lockout/lock-files.js';
+import { LOGIN_PAGE_PATH } from './options.js';
+import { helperCommand, type Validated } from './validate.js';
+
+// Vhost level: the authenticator and the role checker, both mod_authnz_external pipes to plexer's helpers.
+export function authDefinitions(v: Validated): string[] {
+  return [
+    '',
+    v.auth === 'form'
+      ? '    # ---- Authentication: a login form (mod_auth_form) checked by mod_authnz_external, cached in shared memory'
+      : '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
+    '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
+    '    # and Apache waits with no timeout, so the helper bounds its own run time.',
+    '    # --counted-by-log: its refusals are 401s (Basic, and the login handler\'s), which `plexer lockout` counts',
+    '    # along with the cache\'s own.',
+    `    DefineExternalAuth plexer pipe "${helperCommand(v, 'authn --counted-by-log')}"`,
+    '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
+    `    DefineExternalGroup plexer_roles pipe "${helperCommand(v, 'authz')}"`,
+  ];
+}
+
+// Authentication lines for the section that serves the application.
+export function applicationAuth(v: Validated, indent: string): string[] {
+  const lines =
+    v.auth === 'basic'
+      ? [
+          'AuthType Basic',
+          `AuthName "${v.authRealm}"`,
+          '# socache first: a cached success skips the fork of the external helper.',
+          'AuthBasicProvider socache external',
+        ]
+      : [
+          'AuthType form',
+          `AuthName "${v.authRealm}"`,
+          '# socache first: a cached success skips the fork of the external helper. mod_authnz_external does not',
+          '# merge per-directory settings, so every section that authenticates repeats AuthExternal.',
+          'AuthFormProvider socache external',
+        ];
+  lines.push('AuthExternal plexer', 'AuthExternalProvideCache On', 'AuthnCacheProvideFor external');
+  if (v.auth === 'form') {
+    lines.push('# One cache for the login handler and the application (the default context is the section\'s path).', 'AuthnCacheContext plexer-form');
+  }
+  lines.push(
+    '# Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
+    `# password keeps working for up to this many seconds.`,
+    `AuthnCacheTimeout ${v.authCacheTimeout}`,
+  );
+  if (v.auth === 'form') {
+    lines.push(
+      '# The session cookie carries user + password; re-checked by the providers above on every request.',
+      'Session On',
+      '# No (valid) session: redirect to the login page instead of a 401.',
+      `AuthFormLoginRequiredLocation ${LOGIN_PAGE_PATH}`,
+    );
+  }
+  lines.push(...requireUnlocked(v.lockDir, 'valid-user'));
+  return lines.map((line) => indent + line);
+}
+
+// `requirement`, and no lockout in force for this user, address or pair (files kept by `plexer lockout` in
+// lockDir). Unindented: the caller places it.
+export function requireUnlocked(lockDir: string, requirement: string): string[] {
+  return [
+    '# Refused while a lockout holds for this user, address or pair (files kept by `plexer lockout`): a stat each.',
+    '<RequireAll>',
+    `    Require ${requirement}`,
+    `    Require expr "${lockFileChecks(lockDir)}"`,
+    '</RequireAll>',
+  ];
+}

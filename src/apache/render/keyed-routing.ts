@@ -1,0 +1,70 @@
+import { USER_NAME_PATTERN } from '../../names.js';
+import { ANSWER_MARK } from '../../protocol/rewrite-map.js';
+
+// What PROCESS_GROUP / PLEXER_BACKEND hold until an answer for the authenticated user sets them: a dead map
+// (""), an answer to another key, anything unexpected. It can never be a group name (GROUP_NAME_PATTERN starts
+// with a letter) nor a backend, so it always ends in our 503.
+export const UNROUTED_SENTINEL = '_unrouted_';
+
+// Guards first: nothing but a well-formed user name is ever sent to a map. A name with "\n" would reach a prg:
+// program as two keys, one with "," or "=" could forge the key check below; both are refused before any lookup.
+export function userNameGuard(): string[] {
+  return [
+    '        # 0. Only a well-formed user name is looked up (the same pattern the store enforces): our 403.',
+    `        RewriteCond %{REMOTE_USER} !${USER_NAME_PATTERN.source}`,
+    '        RewriteRule ^ - [F]',
+  ];
+}
+
+export interface KeyedRoutingOptions {
+  map: string; // the RewriteMap name
+  key: string; // what is looked up, e.g. %{REMOTE_USER}; never holds "," (names cannot)
+  answerVar: string; // env variable that holds the raw answer
+  target: string; // env variable set to the value, only from an answer that names `key`
+  // A route answer "GROUP SETTINGS": `target` gets the part before the first space, this the rest ("" if none;
+  // \s in the rules: Apache's config parser would split a literal space).
+  settingsTarget?: string;
+  prg: boolean; // a prg: program (a shared pipe that can shift) rather than a dbm: file
+  conds?: string[]; // conditions for the lookup (full lines)
+  noValue?: string[]; // lines for an answer that names `key` but has no value ("alice=")
+  indent?: string;
+}
+
+// Looks `key` up and sets `target` only from an answer that is "#" + that key + "=" + value: the test string
+// "alice,#alice=alpha" must match ^([^,]*),#\1=(.+)$ (src/protocol/rewrite-map.ts says why the mark). For a
+// prg: map, any other answer means the shared pipe is behind: a worker died between writing its key and
+// reading its answer (or mid-read: even an empty answer can be the bare end of a line), and this lookup read
+// what was meant for an earlier one; or the map is dead, and every lookup returns "" at once. The rules then
+// ask again, up to DESYNC_RETRIES times: every line written is answered exactly once, so a retry can never wait
+// for a line that will not come (mod_rewrite holds a server-wide lock while it waits), and after as many
+// retries as answers were lost, the answer to our own key arrives. They also set PLEXER_DESYNC, which the
+// watchdog's piped log receives: it reloads Apache gracefully a little later, which gives the maps fresh pipes
+// (until then every lookup costs one more line per lost answer). A request still unanswered after the retries,
+// or by a dead map, leaves `target` unset and ends in our 503, never in another user's instance.
+// dbm: files have no pipe to fall behind; a key missing from the file counts as "known, no value".
+export const DESYNC_RETRIES = 3;
+
+export function keyedRouting(o: KeyedRoutingOptions): string[] {
+  const i = o.indent ?? '        ';
+  const pair = `"${o.key},%{ENV:${o.answerVar}}"`;
+  const mark = ANSWER_MARK;
+  const ask = `E=${o.answerVar}:\${${o.map}:${o.key}${o.prg ? '' : `|${mark}${o.key}=`}}`;
+  const lines = [...(o.conds ?? []), `${i}RewriteRule ^ - [${ask}]`];
+  if (o.prg) {
+    for (let retry = 0; retry < DESYNC_RETRIES; retry++) {
+      lines.push(`${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
+    }
+  }
+  if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
+  if (o.settingsTarget) {
+    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(\\S+)\\s?(.*)$`, `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.settingsTarget}:%3]`);
+  } else {
+    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
+  }
+  return lines;
+}
+
+export function alternation(names: string[]): string {
+  // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
+  return `^(${names.join('|')})$`;
+}

@@ -1,0 +1,167 @@
+import { isIP } from 'node:net';
+import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
+import type { SessionDatabase } from '../session-dbd.js';
+import type { ApacheConfigOptions } from './options.js';
+
+const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
+const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
+const SAFE_URL_PATH = /^\/[A-Za-z0-9._\/-]*$/;
+
+export class ApacheConfigError extends Error {
+  override name = 'ApacheConfigError';
+}
+
+// Everything interpolated into the config is validated here, so no option can inject a directive, break out
+// of a quoted string, trigger ${VAR} expansion or split a prg: command line (Apache splits it on whitespace
+// and offers no quoting).
+function path(label: string, value: string | undefined): string {
+  if (value === undefined || !SAFE_PATH.test(value) || value.includes('//') || /(^|\/)\.\.?(\/|$)/.test(value)) {
+    throw new ApacheConfigError(`${label} must be an absolute, normalised path of [A-Za-z0-9._/+@=,-]: ${JSON.stringify(value)}`);
+  }
+  return value.length > 1 ? value.replace(/\/$/, '') : value;
+}
+
+function word(label: string, value: string | undefined): string {
+  if (value === undefined || !SAFE_WORD.test(value)) throw new ApacheConfigError(`${label} is not a safe word: ${JSON.stringify(value)}`);
+  return value;
+}
+
+// An IP literal or a CIDR block, the forms RemoteIPInternalProxy takes.
+function cidr(value: string): string {
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address ?? '');
+  const maxBits = family === 6 ? 128 : 32;
+  if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits))) {
+    throw new ApacheConfigError(`trusted proxy must be an IP address or a CIDR block: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function sessionDatabase(d: SessionDatabase): SessionDatabase {
+  if (!/^[^"\\$\x00-\x1f\x7f]{1,2000}$/.test(d.conninfo)) throw new ApacheConfigError('sessionDatabase.conninfo may not hold quotes, backslashes, $ or control characters');
+  return { conninfo: d.conninfo, schema: word('sessionDatabase.schema', d.schema) };
+}
+
+function positiveInt(label: string, value: number, max: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
+  return value;
+}
+
+export function validate(o: ApacheConfigOptions) {
+  const stateDir = path('stateDir', o.stateDir);
+  const groups = o.groups.map((g) => {
+    if (!GROUP_NAME_PATTERN.test(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
+    if (g.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(g.settingsModule)) {
+      throw new ApacheConfigError(`invalid settings module ${JSON.stringify(g.settingsModule)} for group ${g.name}`);
+    }
+    if (g.runAs != null && (!RUN_AS_PATTERN.test(g.runAs) || /(^|:)root(:|$)/.test(g.runAs))) {
+      throw new ApacheConfigError(`invalid run-as ${JSON.stringify(g.runAs)} for group ${g.name}`);
+    }
+    return g;
+  });
+  const seen = new Set<string>();
+  for (const g of groups) {
+    if (seen.has(g.name)) throw new ApacheConfigError(`duplicate group ${g.name}`);
+    seen.add(g.name);
+  }
+  if (o.plexerCommand.length < 1) throw new ApacheConfigError('plexerCommand is empty');
+  const plexerCommand = o.plexerCommand.map((part, i) => (i === 0 ? path('plexerCommand[0]', part) : i === 1 && part.startsWith('/') ? path('plexerCommand[1]', part) : word(`plexerCommand[${i}]`, part)));
+  const mapUser = o.mapUser;
+  if (!/^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/.test(mapUser)) throw new ApacheConfigError(`mapUser must be USER:GROUP: ${JSON.stringify(mapUser)}`);
+  const mountPath = o.mountPath ?? '/app';
+  if (!SAFE_URL_PATH.test(mountPath) || mountPath === '/' || mountPath.endsWith('/')) throw new ApacheConfigError(`invalid mountPath ${mountPath}`);
+  const roleLocations = (o.roleLocations ?? []).map((r) => {
+    if (!SAFE_URL_PATH.test(r.path) || !(r.path === mountPath || r.path.startsWith(mountPath + '/'))) {
+      throw new ApacheConfigError(`role location ${JSON.stringify(r.path)} must be under ${mountPath}`);
+    }
+    if (r.roles.length === 0 || !r.roles.every((role) => ROLE_NAME_PATTERN.test(role))) throw new ApacheConfigError(`invalid roles for ${r.path}`);
+    return r;
+  });
+  const authRealm = o.authRealm ?? 'plexer';
+  if (!/^[A-Za-z0-9 ._-]{1,64}$/.test(authRealm)) throw new ApacheConfigError(`invalid authRealm ${JSON.stringify(authRealm)}`);
+  const logLevel = o.logLevel ?? 'warn';
+  if (!/^[a-z_:0-9 ]+$/.test(logLevel)) throw new ApacheConfigError(`invalid logLevel ${logLevel}`);
+  const layout = o.layout ?? 'standalone';
+  if (layout !== 'standalone' && layout !== 'debian') throw new ApacheConfigError(`layout must be standalone or debian: ${JSON.stringify(layout)}`);
+  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$|^\*$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal or *: ${o.listenAddress}`);
+  const auth = o.auth ?? 'basic';
+  if (auth !== 'basic' && auth !== 'form') throw new ApacheConfigError(`auth must be basic or form: ${JSON.stringify(auth)}`);
+  const routing = o.routing ?? 'wsgi';
+  if (!['wsgi', 'proxy', 'prefix'].includes(routing)) throw new ApacheConfigError(`routing must be wsgi, proxy or prefix: ${JSON.stringify(routing)}`);
+  const errorPagesDir = path('errorPagesDir', o.errorPagesDir);
+  const siblingOfErrors = (name: string) => `${errorPagesDir.replace(/\/[^/]+$/, '')}/${name}`;
+  let sessionPassphrase: string | undefined;
+  let sessionPassphraseFile: string | undefined;
+  if (auth === 'form') {
+    if ((o.sessionPassphrase === undefined) === (o.sessionPassphraseFile === undefined)) {
+      throw new ApacheConfigError('form authentication needs exactly one of sessionPassphrase and sessionPassphraseFile');
+    }
+    if (o.sessionPassphrase !== undefined && !/^[A-Za-z0-9_-]{32,256}$/.test(o.sessionPassphrase)) {
+      throw new ApacheConfigError('sessionPassphrase must be 32..256 characters of [A-Za-z0-9_-]');
+    }
+    sessionPassphrase = o.sessionPassphrase;
+    if (o.sessionPassphraseFile !== undefined) sessionPassphraseFile = path('sessionPassphraseFile', o.sessionPassphraseFile);
+  }
+  const loginSuccessPath = o.loginSuccessPath ?? `${mountPath}/`;
+  if (!SAFE_URL_PATH.test(loginSuccessPath)) throw new ApacheConfigError(`invalid loginSuccessPath ${loginSuccessPath}`);
+  const userPrefix = o.userPrefix ?? '/u';
+  if (!/^\/[a-z0-9_-]+$/.test(userPrefix) || userPrefix === '/_plexer' || mountPath === userPrefix || mountPath.startsWith(userPrefix + '/')) {
+    throw new ApacheConfigError(`invalid userPrefix ${userPrefix}: one segment of [a-z0-9_-], not the mount`);
+  }
+  if (routing !== 'wsgi' && roleLocations.length > 0) throw new ApacheConfigError('roleLocations are supported with routing wsgi only');
+  return {
+    auth,
+    routing,
+    sessionPassphrase,
+    sessionPassphraseFile,
+    sessionMaxAge: positiveInt('sessionMaxAgeSeconds', o.sessionMaxAgeSeconds ?? 28800, 31 * 86400),
+    sessionDatabase: o.sessionDatabase === undefined ? undefined : sessionDatabase(o.sessionDatabase),
+    httpsToClient: o.tls || o.tlsProxy === true,
+    loginPagesDir: o.loginPagesDir === undefined ? siblingOfErrors('login') : path('loginPagesDir', o.loginPagesDir),
+    loginSuccessPath,
+    proxyMountDir: o.proxyMountDir === undefined ? siblingOfErrors('mount') : path('proxyMountDir', o.proxyMountDir),
+    proxyTimeout: positiveInt('proxyTimeoutSeconds', o.proxyTimeoutSeconds ?? 60, 3600),
+    userPrefix,
+    listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
+    serverName: word('serverName', o.serverName),
+    stateDir,
+    dataDir: o.dataDir === undefined ? `${stateDir}/data` : path('dataDir', o.dataDir),
+    mapDir: o.mapDir === undefined ? undefined : path('mapDir', o.mapDir),
+    command: plexerCommand.join(' '),
+    configFile: path('configFile', o.configFile),
+    wsgiScript: path('wsgiScript', o.wsgiScript),
+    wsgiDir: path('wsgiScript', o.wsgiScript).replace(/\/[^/]+$/, '') || '/',
+    pythonPath: path('pythonPath', o.pythonPath),
+    errorPagesDir: path('errorPagesDir', o.errorPagesDir),
+    mountPath,
+    groups,
+    mapUser,
+    runUser: word('runUser', o.runUser ?? 'www-data'),
+    runGroup: word('runGroup', o.runGroup ?? 'www-data'),
+    tls: o.tls,
+    cert: o.tls ? path('tlsCertificateFile', o.tlsCertificateFile) : undefined,
+    key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
+    authCacheTimeout: positiveInt('authCacheTimeoutSeconds', o.authCacheTimeoutSeconds, 86400),
+    trustedProxies: (o.trustedProxies ?? []).map(cidr),
+    authRealm,
+    roleLocations,
+    wsgiThreads: positiveInt('wsgiThreads', o.wsgiThreads ?? 4, 64),
+    logLevel,
+    modulesDir: path('modulesDir', o.modulesDir ?? '/usr/lib/apache2/modules'),
+    layout,
+    ownListen: layout === 'standalone' || o.listen === true,
+    twoMaps: o.twoMaps === true,
+    lockDir: `${stateDir}/locks`,
+    enabled: groups.filter((g) => g.enabled),
+    disabled: groups.filter((g) => !g.enabled),
+    // Enabled groups that take their settings module from a map rather than from this config.
+    mapped: groups.filter((g) => g.enabled && g.settingsModule === null),
+  };
+}
+
+export type Validated = ReturnType<typeof validate>;
+
+// How Apache starts a plexer helper: absolute paths, split on whitespace, --config because it gets no environment.
+export function helperCommand(v: Validated, args: string): string {
+  return `${v.command} ${args} --config ${v.configFile}`;
+}

@@ -1,0 +1,77 @@
+import { authDefinitions } from './auth.js';
+import { loginPieces, sessions } from './form.js';
+import { vhostLoginLogs, vhostLogs } from './logs.js';
+import { mapDefinitions, type MapPlan } from './maps.js';
+import { roleLocationSections } from './roles.js';
+import { proxyRouting } from './routing-proxy.js';
+import { wsgiRouting } from './routing-wsgi.js';
+import type { Validated } from './validate.js';
+
+// The one virtual host: maps and authenticator at its level, then the pages of ours, then the routed mount.
+export function virtualHost(v: Validated, plan: MapPlan): string[] {
+  return [
+    '',
+    `<VirtualHost ${v.listen}>`,
+    `    ServerName ${v.serverName}`,
+    ...vhostLogs(v),
+    ...tls(v),
+    '',
+    '    # RewriteEngine On is REQUIRED at this level: with it only inside <Directory> the prg: programs are',
+    '    # never started and every lookup silently returns the |default.',
+    '    RewriteEngine On',
+    '    # One program per map for the whole server, shared by all children under the global rewrite-map mutex.',
+    '    # Started with an EMPTY environment, so absolute paths and --config; split on whitespace, no quoting.',
+    '    # The third argument drops it to an unprivileged user (Apache >= 2.4.29).',
+    ...mapDefinitions(v, plan),
+    ...authDefinitions(v),
+    ...clientAddress(v),
+    ...vhostLoginLogs(v),
+    ...sessions(v),
+    ...errorPages(v),
+    ...loginPieces(v),
+    ...(v.routing === 'proxy' ? proxyRouting(v, plan) : [...wsgiRouting(v, plan), ...roleLocationSections(v)]),
+    '</VirtualHost>',
+  ];
+}
+
+function tls(v: Validated): string[] {
+  if (!v.tls) return [];
+  return [
+    '    SSLEngine on',
+    `    SSLCertificateFile "${v.cert}"`,
+    `    SSLCertificateKeyFile "${v.key}"`,
+    '    SSLProtocol -all +TLSv1.2 +TLSv1.3',
+  ];
+}
+
+function clientAddress(v: Validated): string[] {
+  if (v.trustedProxies.length === 0) return [];
+  return [
+    '    # The client address (lockouts, logs, REMOTE_ADDR/IP for the helpers) comes from X-Forwarded-For only when',
+    '    # the connection is from one of these proxies; from anyone else the header is ignored. InternalProxy, not',
+    '    # TrustedProxy: the latter refuses private (intranet) client addresses in the header.',
+    '    RemoteIPHeader X-Forwarded-For',
+    ...v.trustedProxies.map((cidr) => `    RemoteIPInternalProxy ${cidr}`),
+  ];
+}
+
+function errorPages(v: Validated): string[] {
+  return [
+    '',
+    `    # Error pages of our own (static, no auth, outside the WSGI directory so no routing rules apply).`,
+    `    Alias /_plexer/errors/ ${v.errorPagesDir}/`,
+    '    # DocumentRoot is the (public, harmless) error page directory because mod_wsgi, like CGI, computes',
+    '    # PATH_TRANSLATED with a sub-request for PATH_INFO ("/whoami") mapped under DocumentRoot: a denied',
+    '    # DocumentRoot logs "AH01630: client denied by server configuration" on every application request.',
+    `    DocumentRoot ${v.errorPagesDir}`,
+    `    <Directory ${v.errorPagesDir}>`,
+    '        Options None',
+    '        Require all granted',
+    '    </Directory>',
+    '    ErrorDocument 401 /_plexer/errors/401.html',
+    '    ErrorDocument 403 /_plexer/errors/403.html',
+    '    ErrorDocument 500 /_plexer/errors/500.html',
+    '    ErrorDocument 503 /_plexer/errors/503.html',
+    '',
+  ];
+}
