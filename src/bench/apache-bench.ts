@@ -844,7 +844,7 @@ async function main(): Promise<number> {
 
     // ================= passwords =================
     log('--- passwords ---');
-    const cold = QUICK ? 3_000 : 100_000;
+    const cold = QUICK ? 4_000 : 100_000;
     await sql.query(
       `INSERT INTO users (name, password_hash, daemon_group) SELECT 'c' || i, $2, 't1' FROM generate_series(1, $1::integer) i`,
       [cold, hash],
