@@ -1,6 +1,6 @@
 // Prototype of the Apache side with a REAL Apache (Debian's apache2 + mod_wsgi + mod_authnz_external) and
 // tiny shell stand-ins for `plexer map …`, `plexer authn` and `plexer authz`. It proves the routing idiom of
-// src/apache/render.ts; the real end-to-end tests run the real plexer helpers instead.
+// src/apache/render/; the real end-to-end tests run the real plexer helpers instead.
 import { apacheOwner, ensureTenantDataDir } from '../src/tenant-users.js';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

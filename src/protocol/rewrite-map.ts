@@ -6,7 +6,7 @@
 // its key and reading the answer, that answer stays in the shared pipe and the NEXT lookup, for another user,
 // would read it; and mod_rewrite reads an answer one byte per read(2), so a worker killed mid-read leaves the
 // TAIL of a line ("ce=tenant1" of "#alice=tenant1") that would name another key. The generated rules
-// (src/apache/render.ts keyedRouting) accept an answer only when it is "#" + the key just asked + "=": a tail
+// (src/apache/render/keyed-routing.ts) accept an answer only when it is "#" + the key just asked + "=": a tail
 // never starts with the mark (no key or value holds "#"), a stale answer names another key. Every line the
 // rules write is answered exactly once, so a lookup never waits for a line that will not come.
 export type MapAnswer = string | null;
