@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from './errors.js';
+import { coerceError, ConfigError } from './errors.js';
 import { isLogLevel, type LogLevel } from './log.js';
 
 // Apache starts a prg: map with an empty environment and mod_authnz_external builds its own, so the file is
@@ -223,7 +223,7 @@ export function loadConfig({ path, env = process.env }: LoadConfigOptions = {}):
         + 'run admin commands as root; Apache\'s helpers need the file readable by www-data (mode 640, root:www-data)');
     }
     if (code !== 'ENOENT' || explicit) {
-      throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+      throw new ConfigError(`cannot read config file ${file}: ${coerceError(error).message}`);
     }
   }
   if (content !== undefined) config = parseConfigText(content, file, config);

@@ -69,3 +69,22 @@ export class ServiceStartError extends PlexerError {
     super(message, 1);
   }
 }
+
+// What a catch clause holds, as an Error: JavaScript lets anything be thrown (a string, a rejection with
+// undefined), and a log line or a wrapped message needs an Error's message either way.
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown && typeof thrown.message === 'string'
+    ? thrown.message
+    : `non-error thrown: ${describe(thrown)}`;
+  return new Error(message, { cause: thrown });
+}
+
+// String() itself throws for an object without a prototype.
+function describe(thrown: unknown): string {
+  try {
+    return String(thrown);
+  } catch {
+    return typeof thrown;
+  }
+}

@@ -12,7 +12,7 @@ import {
   closeSync, fchmodSync, fchownSync, fsyncSync, linkSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { FileError } from './errors.js';
+import { coerceError, FileError } from './errors.js';
 
 export class FileExistsError extends FileError {}
 
@@ -42,7 +42,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
   try {
     fd = openSync(temp, 'wx', 0o600);
   } catch (error) {
-    throw new FileError(`cannot create a temporary file next to ${path}: ${(error as Error).message}`);
+    throw new FileError(`cannot create a temporary file next to ${path}: ${coerceError(error).message}`);
   }
   try {
     try {
@@ -68,7 +68,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
       // already renamed or gone
     }
     if (options.exclusive && (error as NodeJS.ErrnoException).code === 'EEXIST') throw new FileExistsError(`${path} already exists`);
-    throw new FileError(`cannot write ${path}: ${(error as Error).message}`);
+    throw new FileError(`cannot write ${path}: ${coerceError(error).message}`);
   }
   syncDirectory(dirname(path));
 }
@@ -80,7 +80,7 @@ export function privateTempDir(dir: string, prefix: string): string {
   try {
     return mkdtempSync(join(dir, `.${prefix}.`));
   } catch (error) {
-    throw new FileError(`cannot create a temporary directory in ${dir}: ${(error as Error).message}`);
+    throw new FileError(`cannot create a temporary directory in ${dir}: ${coerceError(error).message}`);
   }
 }
 

@@ -43,13 +43,19 @@ function legacyDigest(password: string, hash: string): string {
   return isApr1Hash(hash) ? aprMd5(password, hash) : `{SHA}${createHash('sha1').update(password, 'utf8').digest('base64')}`;
 }
 
+// bcrypt(password, salt), where salt is a stored hash's first 29 characters: in this thread, or in authd's
+// worker threads (bcrypt-pool.ts).
+export type BcryptWithSalt = (password: string, salt: string) => Promise<string>;
+
+const bcryptHere: BcryptWithSalt = (password, salt) => bcrypt.hash(password, salt);
+
 // bcryptjs compares its own result internally with a plain loop; comparing the recomputed hash ourselves with
 // timingSafeEqual keeps the comparison constant-time whatever the library does. A legacy hash is checked here
-// too, so authn accepts it; it costs far less than bcrypt, which refusalNeedsPadding makes up for.
-export async function verifyPassword(password: string, hash: string): Promise<boolean> {
+// too, so authn and authd accept it; it costs far less than bcrypt, which refusalNeedsPadding makes up for.
+export async function verifyPassword(password: string, hash: string, bcryptWithSalt: BcryptWithSalt = bcryptHere): Promise<boolean> {
   if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) return false;
   let computed: Buffer;
-  if (isBcryptHash(hash)) computed = Buffer.from(await bcrypt.hash(password, hash.slice(0, 29)));
+  if (isBcryptHash(hash)) computed = Buffer.from(await bcryptWithSalt(password, hash.slice(0, 29)));
   else if (isLegacyHash(hash)) computed = Buffer.from(legacyDigest(password, hash));
   else return false;
   const expected = Buffer.from(hash);

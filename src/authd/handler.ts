@@ -19,7 +19,9 @@ import type { Logger } from '../log.js';
 import type { FastCgiHandler, FastCgiRequest, FastCgiResponse } from '../fastcgi/server.js';
 import { utf8 } from '../fastcgi/protocol.js';
 import type { CallerGate } from './gate.js';
-import type { AuthService, Outcome } from './service.js';
+import { failure, type Outcome } from '../auth/password-check.js';
+import { withDeadline } from '../deadline.js';
+import type { AuthService } from './service.js';
 
 export const ROLES_PARAM = 'PLEXER_ROLES';
 
@@ -30,6 +32,9 @@ export interface HandlerOptions {
   // Absent only in in-process tests of the checks themselves.
   gate?: CallerGate;
 }
+
+// A check still running at the deadline goes on (a bcrypt round cannot be interrupted); it is not waited for.
+const pastDeadline = failure('deadline');
 
 const statusFor = (outcome: Outcome, refusedStatus: number): number =>
   outcome.verdict === 'accept' ? 200 : outcome.verdict === 'refuse' ? refusedStatus : outcome.reason === 'deadline' ? 401 : 500;
@@ -48,8 +53,9 @@ export function createAuthdHandler({ service, log, deadlineMs, gate }: HandlerOp
         log.warn('login refused', { reason: 'bad-input', detail: 'no REMOTE_USER or REMOTE_PASSWD', ip });
         return { status: 401 };
       }
-      const outcome = await withDeadline(service.authenticate(user, utf8(password), ip, request.signal), deadlineMs, () => {
+      const outcome = await withDeadline(service.authenticate(user, utf8(password), ip), deadlineMs, () => {
         log.error('time limit reached; refusing', { user, limit_ms: deadlineMs, ip });
+        return pastDeadline;
       });
       return { status: statusFor(outcome, 401) };
     }
@@ -63,6 +69,7 @@ export function createAuthdHandler({ service, log, deadlineMs, gate }: HandlerOp
       const roles = roleText.split(/[\s,]+/).filter((role) => role !== '');
       const outcome = await withDeadline(service.authorize(user, roles, request.signal), deadlineMs, () => {
         log.error('time limit reached; refusing', { user, limit_ms: deadlineMs });
+        return pastDeadline;
       });
       return { status: statusFor(outcome, 403) };
     }
@@ -70,21 +77,4 @@ export function createAuthdHandler({ service, log, deadlineMs, gate }: HandlerOp
     log.warn('request refused: unknown FCGI_APACHE_ROLE', { role: apacheRole ?? '(none)', ip });
     return { status: 401 };
   };
-}
-
-// The check keeps running after the deadline (a bcrypt round cannot be interrupted) but its answer is no
-// longer waited for.
-async function withDeadline(check: Promise<Outcome>, ms: number, onTimeout: () => void): Promise<Outcome> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<Outcome>((resolve) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      resolve({ verdict: 'error', reason: 'deadline' });
-    }, ms);
-  });
-  try {
-    return await Promise.race([check, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -10,7 +10,7 @@ import { endianness } from 'node:os';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { connect, createServer, isIP, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
-import { ConfigError } from '../errors.js';
+import { coerceError, ConfigError } from '../errors.js';
 
 export interface Endpoint {
   address: string;
@@ -177,7 +177,7 @@ export function assertPeerLookupWorks(procNet = PROC_NET): void {
   try {
     readFileSync(`${procNet}/tcp`, { encoding: 'latin1', flag: 'r' }).slice(0, 1);
   } catch (error) {
-    throw new ConfigError(`cannot read ${procNet}/tcp (${(error as Error).message}): plexer authd needs it to tell ` +
+    throw new ConfigError(`cannot read ${procNet}/tcp (${coerceError(error).message}): plexer authd needs it to tell ` +
       "Apache's connections from other local users'. Do not hide /proc/self/net from the daemon " +
       '(systemd: no PrivateNetwork=, and ProcSubset=pid is fine)');
   }
@@ -190,7 +190,7 @@ export function uidOf(name: string, passwd = '/etc/passwd'): number {
   try {
     text = readFileSync(passwd, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read ${passwd} to find user "${name}": ${(error as Error).message}`);
+    throw new ConfigError(`cannot read ${passwd} to find user "${name}": ${coerceError(error).message}`);
   }
   for (const line of text.split('\n')) {
     const fields = line.split(':');

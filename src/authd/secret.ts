@@ -8,7 +8,7 @@
 // the daemon reads it through its group. Apache's workers (www-data), its helpers and the tenants cannot.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { ConfigError, PlexerError } from '../errors.js';
+import { coerceError, ConfigError, PlexerError } from '../errors.js';
 
 export const SECRET_PARAM = 'PLEXER_AUTHD_SECRET';
 const DEFINE = /^\s*Define\s+PLEXER_AUTHD_SECRET\s+(\S+)\s*$/;
@@ -43,7 +43,7 @@ export function readSecretFile(path: string): SharedSecret {
       closeSync(fd);
     }
   } catch (error) {
-    throw new ConfigError(`--secret-file: cannot read ${path} (${(error as Error).message}); create it as root with ` +
+    throw new ConfigError(`--secret-file: cannot read ${path} (${coerceError(error).message}); create it as root with ` +
       `"plexer authd --new-secret ${path}", then chgrp it to the daemon's group`);
   }
   // Anyone who can read it can ask the daemon about any password; anyone who can write it can lock Apache out.
@@ -77,7 +77,7 @@ export function writeNewSecretFile(path: string): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new PlexerError(`${path} already exists; remove it first to replace the secret`, 1);
-    throw new PlexerError(`cannot create ${path}: ${(error as Error).message}`, 1);
+    throw new PlexerError(`cannot create ${path}: ${coerceError(error).message}`, 1);
   }
   try {
     writeSync(fd, secretFileText());

@@ -1,31 +1,26 @@
 // The checks behind `plexer authd`, with the same answers as `plexer authn` / `plexer authz`:
-//   authenticate: only an existing, enabled user whose bcrypt password verifies; a user name that does not
-//   exist costs the same bcrypt work (dummyHash); lockout as configured; any error refuses.
+//   authenticate: the password check of auth/password-check.ts.
 //   authorize: the user is enabled and holds one of the roles.
 // What a long-running process adds: caches emptied by the store's change notifications, bcrypt in worker
 // threads behind a bounded queue, and one verification shared by identical concurrent attempts.
 import { createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
-import type { Logger, LogFields } from '../log.js';
+import { accept, checkPassword, failure, refusal, refuse, refuseOnError, type Outcome, type PasswordCheck } from '../auth/password-check.js';
+import { parseChange } from '../store/changes.js';
+import { coerceError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { isRoleName, isUserName } from '../names.js';
-import { bcryptCost, checkNewPassword, dummyHash, refusalNeedsPadding } from '../password.js';
 import { BcryptPool } from './bcrypt-pool.js';
-import { fetchCredential, hasAnyRole, upgradePasswordHash } from '../store/credentials.js';
+import { hasAnyRole } from '../store/credentials.js';
 import { lockedSubjectsClearingUser } from '../store/login-failures.js';
-import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
+import { clientAddress, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
 import type { LockMirror } from '../lockout/lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
 import { UserKeyedCache } from './user-cache.js';
 
-export type Verdict = 'accept' | 'refuse' | 'error';
-
-export interface Outcome {
-  verdict: Verdict;
-  // Why, for the log: accepted, cached, wrong-password, no-such-user, disabled, locked-out, no-role, …
-  reason: string;
-}
+export type { Outcome } from '../auth/password-check.js';
 
 export interface AuthServiceOptions {
   db: pg.Pool;
@@ -58,10 +53,6 @@ export interface AuthStats {
 
 // More roles than any sensible Require line names is refused as malformed.
 const MAX_ROLE_LIST = 64;
-
-const accept = (reason: string): Outcome => ({ verdict: 'accept', reason });
-const refuse = (reason: string): Outcome => ({ verdict: 'refuse', reason });
-const failure = (reason: string): Outcome => ({ verdict: 'error', reason });
 
 export class AuthService {
   private readonly db: pg.Pool;
@@ -97,22 +88,19 @@ export class AuthService {
     this.lockoutsLive = options.lockoutsLive ?? (() => false);
   }
 
-  // A change notification from the store: "u:<user>", "r:<user>", "g:<group>" or "*".
+  // A change notification from the store (store/changes.ts).
   onChange(payload: string): void {
-    if (payload === '*') return this.clear();
-    const colon = payload.indexOf(':');
-    if (colon === -1) return;
-    const table = payload.slice(0, colon);
-    const user = payload.slice(colon + 1);
-    if (table === 'u') {
+    const change = parseChange(payload);
+    if (change?.kind === 'all') return this.clear();
+    if (change?.kind === 'user') {
       // The password, the disabled flag or the name changed (or the user is gone): both answers may be wrong.
-      const dropped = this.credentials.evictUser(user);
-      this.roles.evictUser(user);
-      if (dropped > 0) this.log.debug('cached credentials dropped', { user, entries: dropped });
-    } else if (table === 'r') {
-      this.roles.evictUser(user);
+      const dropped = this.credentials.evictUser(change.name);
+      this.roles.evictUser(change.name);
+      if (dropped > 0) this.log.debug('cached credentials dropped', { user: change.name, entries: dropped });
+    } else if (change?.kind === 'roles') {
+      this.roles.evictUser(change.name);
     }
-    // 'g:' changes a daemon group: neither a password nor a role depends on it.
+    // A daemon group change: neither a password nor a role depends on it.
   }
 
   // After (re)connecting LISTEN: changes made meanwhile were not heard.
@@ -136,20 +124,15 @@ export class AuthService {
     return this.credentials.dump();
   }
 
-  async authenticate(user: string, password: string, ip: string | undefined, signal: AbortSignal): Promise<Outcome> {
-    if (!isUserName(user)) {
-      // Same cost as any other refusal, so the shape of the name does not show in the timing.
-      await this.verify(password, dummyHash(this.config.bcryptCost), signal).catch(() => false);
-      return this.refused('invalid-user-name', user, ip);
-    }
+  async authenticate(user: string, password: string, ip: string | undefined): Promise<Outcome> {
     const address = clientAddress(ip);
-    const subjects = subjectsOf(user, address, this.throttle);
     const digest = this.digest(user, password);
     const useCache = this.listening();
 
+    // Only a verified (so well-formed) user name is ever cached.
     if (useCache && this.credentials.get(digest)) {
       this.counters.credentialHits++;
-      return this.warm(user, ip, subjects);
+      return this.warm(user, ip, subjectsOf(user, address, this.throttle));
     }
     this.counters.credentialMisses++;
 
@@ -163,7 +146,7 @@ export class AuthService {
     }
     const epoch = this.credentials.epoch;
     // Not the request's own signal: others may share this verification. Its queue wait ends at the deadline.
-    const result = this.cold(user, password, ip, subjects, digest, epoch, useCache, AbortSignal.timeout(this.config.authnTimeoutMs));
+    const result = this.cold(user, password, ip, digest, epoch, useCache, AbortSignal.timeout(this.config.authnTimeoutMs));
     const entry = { epoch, result };
     this.inflight.set(flightKey, entry);
     try {
@@ -194,7 +177,7 @@ export class AuthService {
       if (useCache) this.roles.set(user, key, held, epoch);
       return held ? accept('role') : this.noRole(user, roles);
     } catch (error) {
-      this.log.error('cannot check roles; refusing', { user, error: (error as Error).message });
+      this.log.error('cannot check roles; refusing', { user, error: coerceError(error).message });
       return failure('store-error');
     }
   }
@@ -211,82 +194,53 @@ export class AuthService {
     if (this.throttle.maxFailures === 0) return accept('cached');
     if (this.lockouts && this.lockoutsLive()) {
       const locked = this.lockouts.locked(subjects.all);
-      return locked.length > 0 ? this.refused('locked-out', user, ip, { locked: locked.join(' ') }) : accept('cached');
+      return locked.length > 0 ? refusal(this.log, 'locked-out', user, ip, { locked: locked.join(' ') }) : accept('cached');
     }
     try {
       const locked = await lockedSubjectsClearingUser(this.db, subjects.all, subjects.own);
-      if (locked.length > 0) return this.refused('locked-out', user, ip, { locked: locked.join(' ') });
+      if (locked.length > 0) return refusal(this.log, 'locked-out', user, ip, { locked: locked.join(' ') });
       return accept('cached');
     } catch (error) {
-      this.log.error('cannot check password; refusing', { user, error: (error as Error).message, ip });
-      return failure('store-error');
+      return refuseOnError(this.log, error, user, ip);
     }
   }
 
-  private async cold(user: string, password: string, ip: string | undefined, subjects: Subjects, digest: string,
-    epoch: number, useCache: boolean, signal: AbortSignal): Promise<Outcome> {
-    const { throttle } = this;
+  private async cold(user: string, password: string, ip: string | undefined, digest: string, epoch: number,
+    useCache: boolean, signal: AbortSignal): Promise<Outcome> {
     try {
-      const locked = await lockedNow(this.db, subjects, throttle);
-      if (locked.length > 0) return this.refused('locked-out', user, ip, { locked: locked.join(' ') });
-      const credential = await fetchCredential(this.db, user);
-      const verified = await this.verify(password, credential?.passwordHash ?? dummyHash(this.config.bcryptCost), signal);
-      if (!credential || !verified) {
-        if (credential && refusalNeedsPadding(credential.passwordHash, this.config.bcryptCost)) {
-          await this.verify(password, dummyHash(this.config.bcryptCost), signal);
-        }
-        await countFailure(this.db, subjects, throttle, this.log);
-        return this.refused(credential ? 'wrong-password' : 'no-such-user', user, ip);
-      }
-      if (credential.disabled) return this.refused('disabled', user, ip);
-      await clearOnSuccess(this.db, subjects, throttle);
-      if (useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
-      this.rehashIfWeak(user, password, credential.passwordHash);
-      this.log.debug('login accepted', { user, ip });
-      return accept('verified');
+      const checked = await checkPassword(this.passwordCheck(signal), user, password, ip);
+      if (checked.verdict === 'accept' && useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
+      return { verdict: checked.verdict, reason: checked.reason };
     } catch (error) {
       if (error instanceof QueueFullError) {
         this.log.warn('too many password checks waiting; refusing', { user, ip });
         return failure('overloaded');
       }
       if (error instanceof WaitAbortedError) return failure('aborted');
-      this.log.error('cannot check password; refusing', { user, error: (error as Error).message, ip });
-      return failure('store-error');
+      return refuseOnError(this.log, error, user, ip);
     }
   }
 
-  private async verify(password: string, hash: string, signal: AbortSignal): Promise<boolean> {
-    return this.bcrypt.run(async () => {
-      this.counters.bcryptRuns++;
-      return this.bcryptPool.verify(password, hash);
-    }, signal);
+  // bcrypt in the worker threads, behind the cap. A rehash after a success runs in the background (the answer
+  // does not wait for it); the UPDATE's notification drops the entry just cached, and the next request
+  // verifies once against the new hash.
+  private passwordCheck(signal: AbortSignal): PasswordCheck {
+    return {
+      db: this.db,
+      log: this.log,
+      throttle: this.throttle,
+      bcryptCost: this.config.bcryptCost,
+      countFailures: true,
+      verify: (password, hash) => this.bcrypt.run(async () => {
+        this.counters.bcryptRuns++;
+        return this.bcryptPool.verify(password, hash);
+      }, signal),
+      hash: (password, cost) => this.bcrypt.run(() => this.bcryptPool.hash(password, cost)),
+    };
   }
 
   async close(): Promise<void> {
     await this.bcryptPool.close();
-  }
-
-  // As `plexer authn`: a hash below the configured cost is replaced after a successful login. In the
-  // background here — the answer does not wait — and through the same bcrypt cap. The UPDATE's notification
-  // drops the entry just cached; the next request verifies once against the new hash.
-  private rehashIfWeak(user: string, password: string, hash: string): void {
-    const cost = bcryptCost(hash) ?? 0;
-    if (cost >= this.config.bcryptCost) return;
-    void this.bcrypt
-      .run(async () => {
-        checkNewPassword(password);
-        return this.bcryptPool.hash(password, this.config.bcryptCost);
-      })
-      .then(async (stronger) => {
-        await upgradePasswordHash(this.db, user, hash, stronger);
-        this.log.info('password rehashed at the configured cost', { user, from: cost, to: this.config.bcryptCost });
-      })
-      .catch((error: unknown) => this.log.warn('cannot rehash password', { user, error: (error as Error).message }));
-  }
-
-  private refused(reason: string, user: string, ip: string | undefined, extra: LogFields = {}): Outcome {
-    this.log.warn('login refused', { reason, user: isUserName(user) ? user : undefined, ip, ...extra });
-    return refuse(reason);
   }
 
   private digest(user: string, password: string): string {

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../errors.js';
+import { coerceError, UsageError } from '../errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -18,7 +18,7 @@ export function parseCommand<T extends Options>(argv: string[], options: T): Par
     const parsed = parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true });
     return parsed as unknown as Parsed<T>;
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(coerceError(error).message);
   }
 }
 

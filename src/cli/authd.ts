@@ -8,7 +8,7 @@ import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
 import { assertPeerLookupWorks, NetlinkOwners, ProcOwners, selfTest, uidOf, type PeerOwners } from '../authd/peer.js';
 import { readSecretFile, writeNewSecretFile, type SharedSecret } from '../authd/secret.js';
 import { loadConfig, type PlexerConfig } from '../config.js';
-import { ConfigError, PlexerError, UsageError } from '../errors.js';
+import { coerceError, ConfigError, PlexerError, UsageError } from '../errors.js';
 import { createFastCgiServer } from '../fastcgi/server.js';
 import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { createClient, createPool, describeTarget } from '../store/connect.js';
@@ -182,7 +182,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   try {
     await listen(server, address);
   } catch (error) {
-    log.error('cannot listen', { address: describe(address), error: (error as Error).message });
+    log.error('cannot listen', { address: describe(address), error: coerceError(error).message });
     await Promise.allSettled([listener.close(), lockListener.close(), db.end()]);
     gate.close();
     return 1;

@@ -1,14 +1,13 @@
-import { loadConfig, type PlexerConfig } from '../config.js';
-import { createLogger, setLogLevel, type LogFields, type Logger } from '../log.js';
-import { isUserName } from '../names.js';
-import { bcryptCost, dummyHash, hashPassword, refusalNeedsPadding, verifyPassword } from '../password.js';
+import type { PlexerConfig } from '../config.js';
+import { checkPassword, refuseOnError } from '../auth/password-check.js';
+import type { Logger } from '../log.js';
+import { hashPassword, verifyPassword } from '../password.js';
 import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
-import { createClient } from '../store/connect.js';
-import { fetchCredential, upgradePasswordHash } from '../store/credentials.js';
-import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, throttleOf } from '../store/throttle.js';
+import { throttleOf } from '../store/throttle.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
+import { helperStore, startPipeHelper } from './pipe-helper.js';
 
 const help = `Usage: plexer authn [--counted-by-log] [--config FILE]
 
@@ -26,23 +25,21 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' } });
     if (values.help) return print(help), 0;
-    const log = createLogger('authn');
-    let config: PlexerConfig;
-    try {
-      config = loadConfig({ path: values.config });
-    } catch (error) {
-      log.error('configuration error', { error: (error as Error).message });
-      return AuthExit.StoreError;
-    }
-    setLogLevel(config.logLevel);
-    // Apache waits for this process with no timeout and holds a worker meanwhile.
-    setTimeout(() => {
-      log.error('time limit reached; refusing', { limit_ms: config.authnTimeoutMs });
-      process.exit(AuthExit.TimedOut);
-    }, config.authnTimeoutMs).unref();
-    const code = await authenticate(config, log, values['counted-by-log'] === true);
+    const started = startPipeHelper('authn', values.config);
+    if (!started) return AuthExit.StoreError;
+    const code = await authenticate(started.config, started.log, values['counted-by-log'] === true);
     process.exit(code);
   },
+};
+
+// The exit status Apache logs ("Failed (N)") for each outcome of the check.
+const exitFor: Record<string, number> = {
+  verified: AuthExit.Accepted,
+  'invalid-user-name': AuthExit.BadInput,
+  'no-such-user': AuthExit.NoSuchUser,
+  'wrong-password': AuthExit.WrongPassword,
+  disabled: AuthExit.Disabled,
+  'locked-out': AuthExit.LockedOut,
 };
 
 async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boolean): Promise<number> {
@@ -56,48 +53,23 @@ async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boo
     log.warn('login refused', { reason: 'bad-input', detail: error.message, ip });
     return AuthExit.BadInput;
   }
-  if (!isUserName(user)) {
-    await verifyPassword(password, dummyHash(config.bcryptCost));
-    log.warn('login refused', { reason: 'invalid-user-name', ip });
-    return AuthExit.BadInput;
-  }
-  const throttle = throttleOf(config);
-  // The address comes from Apache: the connection's peer, or what mod_remoteip took from a trusted proxy.
-  const subjects = subjectsOf(user, clientAddress(ip), throttle);
-  const client = createClient(config, { applicationName: 'plexer-authn', connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs) });
-  client.on('error', () => undefined);
+  const db = helperStore(config, 'plexer-authn');
   try {
-    await client.connect();
-    const locked = await lockedNow(client, subjects, throttle);
-    if (locked.length > 0) return refuse(log, 'locked-out', user, ip, AuthExit.LockedOut, { locked: locked.join(' ') });
-    const credential = await fetchCredential(client, user);
-    const verified = await verifyPassword(password, credential?.passwordHash ?? dummyHash(config.bcryptCost));
-    if (!credential || !verified) {
-      if (credential && refusalNeedsPadding(credential.passwordHash, config.bcryptCost)) {
-        await verifyPassword(password, dummyHash(config.bcryptCost));
-      }
-      const reason = credential ? 'wrong-password' : 'no-such-user';
-      if (!countedByLog) await countFailure(client, subjects, throttle, log);
-      return refuse(log, reason, user, ip, credential ? AuthExit.WrongPassword : AuthExit.NoSuchUser);
-    }
-    if (credential.disabled) return refuse(log, 'disabled', user, ip, AuthExit.Disabled);
-    await clearOnSuccess(client, subjects, throttle);
-    const cost = bcryptCost(credential.passwordHash) ?? 0;
-    if (cost < config.bcryptCost) {
-      await upgradePasswordHash(client, user, credential.passwordHash, await hashPassword(password, config.bcryptCost));
-      log.info('password rehashed at the configured cost', { user, from: cost, to: config.bcryptCost });
-    }
-    log.debug('login accepted', { user, ip });
-    return AuthExit.Accepted;
+    const checked = await checkPassword({
+      db,
+      log,
+      throttle: throttleOf(config),
+      bcryptCost: config.bcryptCost,
+      countFailures: !countedByLog,
+      verify: verifyPassword,
+      hash: hashPassword,
+    }, user, password, ip);
+    await checked.rehashed;
+    return exitFor[checked.reason] ?? AuthExit.StoreError;
   } catch (error) {
-    log.error('cannot check password; refusing', { user, error: (error as Error).message, ip });
+    refuseOnError(log, error, user, ip);
     return AuthExit.StoreError;
   } finally {
-    client.end().catch(() => undefined);
+    db.end().catch(() => undefined);
   }
-}
-
-function refuse(log: Logger, reason: string, user: string, ip: string | undefined, code: number, extra: LogFields = {}): number {
-  log.warn('login refused', { reason, user, ip, ...extra });
-  return code;
 }

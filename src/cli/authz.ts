@@ -1,12 +1,13 @@
-import { loadConfig, type PlexerConfig } from '../config.js';
-import { createLogger, setLogLevel } from '../log.js';
+import type { PlexerConfig } from '../config.js';
+import { coerceError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { isRoleName, isUserName } from '../names.js';
 import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
-import { createClient } from '../store/connect.js';
 import { hasAnyRole } from '../store/credentials.js';
 import { AuthExit } from './auth-exit.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
+import { helperStore, startPipeHelper } from './pipe-helper.js';
 
 const help = `Usage: plexer authz [--config FILE]
 
@@ -21,24 +22,13 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseCommand(argv, {});
     if (values.help) return print(help), 0;
-    const log = createLogger('authz');
-    let config: PlexerConfig;
-    try {
-      config = loadConfig({ path: values.config });
-    } catch (error) {
-      log.error('configuration error', { error: (error as Error).message });
-      return AuthExit.StoreError;
-    }
-    setLogLevel(config.logLevel);
-    setTimeout(() => {
-      log.error('time limit reached; refusing', { limit_ms: config.authnTimeoutMs });
-      process.exit(AuthExit.TimedOut);
-    }, config.authnTimeoutMs).unref();
-    process.exit(await checkRoles(config, log));
+    const started = startPipeHelper('authz', values.config);
+    if (!started) return AuthExit.StoreError;
+    process.exit(await checkRoles(started.config, started.log));
   },
 };
 
-async function checkRoles(config: PlexerConfig, log: ReturnType<typeof createLogger>): Promise<number> {
+async function checkRoles(config: PlexerConfig, log: Logger): Promise<number> {
   let user: string;
   let roleLine: string;
   try {
@@ -53,17 +43,15 @@ async function checkRoles(config: PlexerConfig, log: ReturnType<typeof createLog
     log.warn('role check refused', { reason: 'bad-input' });
     return AuthExit.BadInput;
   }
-  const client = createClient(config, { applicationName: 'plexer-authz', connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs) });
-  client.on('error', () => undefined);
+  const db = helperStore(config, 'plexer-authz');
   try {
-    await client.connect();
-    if (await hasAnyRole(client, user, roles)) return AuthExit.Accepted;
+    if (await hasAnyRole(db, user, roles)) return AuthExit.Accepted;
     log.info('role check refused', { reason: 'no-role', user, roles: roles.join(' ') });
     return AuthExit.NoRole;
   } catch (error) {
-    log.error('cannot check roles; refusing', { user, error: (error as Error).message });
+    log.error('cannot check roles; refusing', { user, error: coerceError(error).message });
     return AuthExit.StoreError;
   } finally {
-    client.end().catch(() => undefined);
+    db.end().catch(() => undefined);
   }
 }

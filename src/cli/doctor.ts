@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
-import { PlexerError } from '../errors.js';
+import { coerceError } from '../errors.js';
 import { listGroups } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
@@ -29,8 +29,6 @@ interface Check {
   detail: string;
 }
 
-const messageOf = (error: unknown): string => (error instanceof PlexerError ? error.message : (error as Error).message);
-
 // As www-data itself (test -r follows every parent directory's permissions too); only root can switch users.
 function configCheck(file: string): Check {
   if (process.getuid?.() !== 0) return { status: 'warn', name: 'config', detail: `${file} parses; run doctor as root to check that ${APACHE_RUN_USER} can read it` };
@@ -51,7 +49,7 @@ async function helperCheck(config: PlexerConfig): Promise<Check> {
     return { status: 'ok', name: 'database', detail: 'reachable; the helpers\' role reads users' };
   } catch (error) {
     const explained = explainConnectError(error, config, config) ?? explainSchemaError(error, config);
-    return { status: 'FAIL', name: 'database', detail: `as the helpers' role: ${explained?.message ?? messageOf(error)}` };
+    return { status: 'FAIL', name: 'database', detail: `as the helpers' role: ${explained?.message ?? coerceError(error).message}` };
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -138,11 +136,11 @@ export const command: Command = {
       config = loadConfig({ path: values.config });
       checks.push(configCheck(file));
     } catch (error) {
-      checks.push({ status: 'FAIL', name: 'config', detail: messageOf(error) });
+      checks.push({ status: 'FAIL', name: 'config', detail: coerceError(error).message });
     }
     if (config) {
       checks.push(await helperCheck(config));
-      checks.push(...await storeChecks(config, apacheConfig).catch((error: unknown) => [{ status: 'FAIL' as const, name: 'store', detail: messageOf(error) }]));
+      checks.push(...await storeChecks(config, apacheConfig).catch((error: unknown) => [{ status: 'FAIL' as const, name: 'store', detail: coerceError(error).message }]));
     }
     let apacheText: string | null = null;
     try {

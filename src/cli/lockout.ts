@@ -1,7 +1,7 @@
 import { chownSync, mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
-import { UsageError } from '../errors.js';
+import { coerceError, UsageError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
@@ -67,7 +67,7 @@ export const command: Command = {
         try {
           syncLockFiles(lockDir, [...lockouts.mirror.lockedNow(), ...early.lockedNow()]);
         } catch (error) {
-          log.error('cannot update lock files', { dir: lockDir, error: (error as Error).message });
+          log.error('cannot update lock files', { dir: lockDir, error: coerceError(error).message });
         }
       });
     };
@@ -93,7 +93,7 @@ export const command: Command = {
         try {
           writeLockFile(lockDir, subject);
         } catch (error) {
-          log.error('cannot write a lock file', { subject, error: (error as Error).message });
+          log.error('cannot write a lock file', { subject, error: coerceError(error).message });
         }
       }
     };
@@ -131,7 +131,7 @@ export const command: Command = {
       }
       pending++;
       count(user, address)
-        .catch((error: unknown) => log.error('cannot count a refused login', { user: isUserName(user) ? user : undefined, ip: address, error: (error as Error).message }))
+        .catch((error: unknown) => log.error('cannot count a refused login', { user: isUserName(user) ? user : undefined, ip: address, error: coerceError(error).message }))
         .finally(() => pending--);
     }
     clearInterval(expiry);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { PlexerError } from '../errors.js';
+import { coerceError, PlexerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Command } from './command.js';
 
@@ -56,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`plexer ${name}: ${error.message}\n`);
       return error.exitCode;
     }
-    createLogger(name).error('internal error', { error: (error as Error).stack ?? String(error) });
+    createLogger(name).error('internal error', { error: coerceError(error).stack ?? String(error) });
     return 1;
   }
 }

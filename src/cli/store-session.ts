@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { adminConfig, loadConfig, type PlexerConfig } from '../config.js';
-import { PermissionDeniedError, StoreUnavailableError } from '../errors.js';
+import { coerceError, PermissionDeniedError, StoreUnavailableError } from '../errors.js';
 import { setLogLevel } from '../log.js';
 import { createClient, createPool, describeTarget } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
@@ -23,7 +23,7 @@ export async function withStore<T>(config: PlexerConfig, work: (pool: pg.Pool) =
       const schema = explainSchemaError(error, config);
       if (schema) throw schema;
       if ((error as { code?: string }).code !== '42501') throw error;
-      throw new PermissionDeniedError(`${(error as Error).message} (connected as ${describeTarget(admin)}): admin commands need the `
+      throw new PermissionDeniedError(`${coerceError(error).message} (connected as ${describeTarget(admin)}): admin commands need the `
         + 'role that owns plexer\'s schema; set admin_pg_user (and admin_pg_passfile, or peer authentication) in the config '
         + '— pg_user is the helpers\' read-only role');
     });
@@ -42,7 +42,7 @@ async function probe(config: PlexerConfig, admin: PlexerConfig): Promise<void> {
     await client.query('SELECT 1');
   } catch (error) {
     throw explainConnectError(error, config, admin)
-      ?? new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${(error as Error).message}`);
+      ?? new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${coerceError(error).message}`);
   } finally {
     await client.end().catch(() => undefined);
   }

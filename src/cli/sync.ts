@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { UsageError } from '../errors.js';
+import { coerceError, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createClient, describeTarget } from '../store/connect.js';
 import { changesChannel } from '../store/sql.js';
@@ -51,7 +51,7 @@ export const command: Command = {
         log.info('maps rebuilt', { users: result.users, groups: result.groups, backends: result.backends, ms: result.ms, reason: 'once' });
         return 0;
       } catch (error) {
-        log.error('rebuild failed; map files left as they were', { error: (error as Error).message, store: describeTarget(config) });
+        log.error('rebuild failed; map files left as they were', { error: coerceError(error).message, store: describeTarget(config) });
         return 1;
       } finally {
         await client.end().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
+import { coerceError, FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { parseHtpasswd } from '../htpasswd.js';
 import { isGroupName, isRoleName, isUserName } from '../names.js';
@@ -62,7 +62,7 @@ function readTextFile(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
-    throw new FileError(`cannot read ${what} ${path}: ${(error as Error).message}`);
+    throw new FileError(`cannot read ${what} ${path}: ${coerceError(error).message}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { UsageError } from '../errors.js';
+import { coerceError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { createLogger } from '../log.js';
 import { createReloadPolicy, type ReloadState } from '../watchdog/policy.js';
@@ -60,13 +60,13 @@ export const command: Command = {
         try {
           writeFileAtomic(stateFile, JSON.stringify(policy.state()) + '\n', { mode: 0o600 });
         } catch (error) {
-          log.warn('cannot save the watchdog state', { file: stateFile, error: (error as Error).message });
+          log.warn('cannot save the watchdog state', { file: stateFile, error: coerceError(error).message });
         }
       }
       try {
         process.kill(apachePid, 'SIGUSR1');
       } catch (error) {
-        log.error('cannot signal Apache', { error: (error as Error).message });
+        log.error('cannot signal Apache', { error: coerceError(error).message });
       }
     };
 

@@ -12,6 +12,7 @@ import {
   Role,
   type FastCgiRecord,
 } from './protocol.js';
+import { coerceError } from '../errors.js';
 
 export interface AuthorizerAnswer {
   status: number;
@@ -65,7 +66,7 @@ export function authorizerRequest(target: Target, params: Record<string, string>
           else if (record.type === RecordType.EndRequest) return settle(null, parseAuthorizerAnswer(Buffer.concat(stdout), record));
         }
       } catch (error) {
-        settle(error as Error);
+        settle(coerceError(error));
       }
     });
     socket.on('error', (error) => settle(error));

@@ -25,6 +25,7 @@ import {
   Role,
   type FastCgiRecord,
 } from './protocol.js';
+import { coerceError } from '../errors.js';
 
 // The two ends of the connection a request came on; one object per connection, so a handler can remember a
 // per-connection verdict (a WeakMap keyed by it). Addresses are undefined on a Unix socket.
@@ -159,13 +160,13 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
     try {
       params = decodeNameValuePairs(Buffer.concat(state.params, state.paramsBytes));
     } catch (error) {
-      return fail((error as Error).message);
+      return fail(coerceError(error).message);
     }
     state.params = [];
     handler({ requestId, role: state.role, connection, params, signal: state.controller.signal }).then(
       (response) => respond(requestId, state, response),
       (error: unknown) => {
-        log.error('request handler failed; answering 500', { peer, error: (error as Error)?.message ?? String(error) });
+        log.error('request handler failed; answering 500', { peer, error: coerceError(error).message });
         respond(requestId, state, { status: 500 });
       },
     );
@@ -252,7 +253,7 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
     } catch (error) {
       if (error instanceof FastCgiProtocolError) return fail(error.message);
       // A bug of ours, not the peer's: still only this connection goes.
-      log.error('unexpected error on a FastCGI connection; closing it', { peer, error: (error as Error).message });
+      log.error('unexpected error on a FastCGI connection; closing it', { peer, error: coerceError(error).message });
       close();
     }
   });

@@ -6,6 +6,7 @@ import { listenForChanges, type ChangeListener } from '../store/listener.js';
 import { currentLockouts } from '../store/login-failures.js';
 import { lockoutsChannel } from '../store/sql.js';
 import { LockMirror } from './lock-mirror.js';
+import { coerceError } from '../errors.js';
 
 export interface FollowedLockouts {
   mirror: LockMirror;
@@ -32,7 +33,7 @@ export function followLockouts(config: PlexerConfig, db: pg.Pool, log: Logger, o
           mirror.loaded(rows);
           onChange();
         })
-        .catch((error: unknown) => log.warn('cannot read the lockouts in force; will retry at the next reconnection', { error: (error as Error).message }));
+        .catch((error: unknown) => log.warn('cannot read the lockouts in force; will retry at the next reconnection', { error: coerceError(error).message }));
     },
     log,
   });

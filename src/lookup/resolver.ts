@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import { withDeadline } from '../deadline.js';
 
 export type Answer = string | null;
 
@@ -106,21 +107,6 @@ export function createResolver(options: ResolverOptions): Resolver {
     return settled;
   };
 
-  const withDeadline = (pending: Promise<Answer>, fallback: Answer): Promise<Answer> =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(fallback), deadlineMs);
-      pending.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        () => {
-          clearTimeout(timer);
-          resolve(fallback);
-        },
-      );
-    });
-
   return {
     resolve(key) {
       const fresh = cache.get(key);
@@ -132,7 +118,7 @@ export function createResolver(options: ResolverOptions): Resolver {
         if (running >= maxInFlight) return stale;
         pending = startFetch(key);
       }
-      return withDeadline(pending, stale);
+      return withDeadline(pending.catch(() => stale), deadlineMs, () => stale);
     },
     // A query already running may have read the row before the change: later lookups must not join it.
     evict(key) {

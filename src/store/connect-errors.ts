@@ -2,7 +2,7 @@
 // the server cannot be reached, it refused our credentials (and which config keys hold them), the database
 // or plexer's schema is missing, or something else (kept as it was).
 import type { PlexerConfig } from '../config.js';
-import { ConfigError, StoreUnavailableError, type PlexerError } from '../errors.js';
+import { coerceError, ConfigError, StoreUnavailableError, type PlexerError } from '../errors.js';
 import { describeTarget } from './connect.js';
 
 type PgError = Error & { code?: string };
@@ -39,6 +39,6 @@ export function explainConnectError(error: unknown, config: PlexerConfig, admin:
 export function explainSchemaError(error: unknown, config: PlexerConfig): PlexerError | null {
   const code = (error as PgError).code;
   if (code !== '42P01' && code !== '3F000' && code !== '42883') return null;
-  return new ConfigError(`${(error as Error).message}: plexer's schema "${config.schema}" is missing or out of date `
+  return new ConfigError(`${coerceError(error).message}: plexer's schema "${config.schema}" is missing or out of date `
     + `in this database; run \`plexer db migrate\``);
 }

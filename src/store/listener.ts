@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { quoteIdentifier } from './sql.js';
+import { coerceError } from '../errors.js';
 
 export interface ChangeListenerOptions {
   connect: () => pg.Client;
@@ -58,7 +59,7 @@ export function listenForChanges(options: ChangeListenerOptions): ChangeListener
       await next.query(`LISTEN ${quoteIdentifier(options.channel)}`);
     } catch (error) {
       next.end().catch(() => undefined);
-      scheduleReconnect((error as Error).message);
+      scheduleReconnect(coerceError(error).message);
       return;
     }
     if (closed) {
@@ -69,6 +70,8 @@ export function listenForChanges(options: ChangeListenerOptions): ChangeListener
     failures = 0;
     backoff = minBackoff;
     listening = true;
+    // From here on a change is heard: tests and operators wait for this line, not for a guessed delay.
+    options.log.info('listening for changes', { channel: options.channel });
     options.onListening();
   };
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ConfigError, PermissionDeniedError, RefusedError, UsageError } from '../errors.js';
+import { coerceError, ConfigError, PermissionDeniedError, RefusedError, UsageError } from '../errors.js';
 import { quoteIdentifier } from './sql.js';
 
 // What Apache's helpers (maps, authn, authz, authd, sync) read. Whole tables rather than column lists: the only
@@ -76,7 +76,7 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
         await client.query('ROLLBACK TO SAVEPOINT create_role');
         const code = (error as { code?: string }).code;
         if (code === '42501') {
-          throw new PermissionDeniedError(`cannot create role "${role}": ${(error as Error).message}. The admin role needs `
+          throw new PermissionDeniedError(`cannot create role "${role}": ${coerceError(error).message}. The admin role needs `
             + `no CREATEROLE for plexer otherwise, so create the role once as a superuser (psql: CREATE ROLE ${role} `
             + `${options.login ? 'LOGIN' : 'NOLOGIN'};) and run this command again`);
         }
@@ -137,7 +137,7 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     if ((error as { code?: string }).code === '42501') {
-      throw new PermissionDeniedError(`${(error as Error).message}: \`plexer db grant\` must run as the role that owns `
+      throw new PermissionDeniedError(`${coerceError(error).message}: \`plexer db grant\` must run as the role that owns `
         + `schema "${schema}" (admin_pg_user), or a superuser`);
     }
     throw error;
@@ -157,7 +157,7 @@ async function readRole(client: pg.ClientBase, role: string): Promise<RoleRow | 
 // operator reading Apache's error log nothing about the fix.
 export function explainHelperError(error: unknown): unknown {
   const code = (error as { code?: string }).code;
-  const message = (error as Error).message;
+  const message = coerceError(error).message;
   if (code === '42501') {
     return new PermissionDeniedError(`${message}: the helpers' role (pg_user) lacks its grants; as the admin run `
       + '`plexer db grant --helper-role ROLE` with ROLE = pg_user (or a role pg_user is a member of)');

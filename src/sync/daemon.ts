@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { listenForChanges, type ChangeListener } from '../store/listener.js';
 import { rebuildMapsDetailed, type RebuildDetails } from './maps.js';
+import { coerceError } from '../errors.js';
 
 export interface SyncDaemonOptions {
   dir: string;
@@ -101,7 +102,7 @@ export function startSyncDaemon(options: SyncDaemonOptions): SyncDaemon {
       dirty = true;
       reason = 'retry';
       if (failures === 0 || failures % 10 === 0) {
-        log.warn('rebuild failed; keeping the last good map files', { error: (error as Error).message, retry_ms: retry, attempts: failures + 1 });
+        log.warn('rebuild failed; keeping the last good map files', { error: coerceError(error).message, retry_ms: retry, attempts: failures + 1 });
       }
       failures++;
       retry = Math.min(retry * 2, maxRetry);

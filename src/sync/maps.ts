@@ -10,7 +10,7 @@ import { accessSync, constants, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { ConfigError } from '../errors.js';
+import { coerceError, ConfigError } from '../errors.js';
 import { ANSWER_MARK } from '../protocol/rewrite-map.js';
 import { privateTempDir, removeTree, tempPathFor, type Owner } from '../files.js';
 import { APACHE_RUN_GROUP, groupId } from '../tenant-users.js';
@@ -67,7 +67,7 @@ export async function checkMapDirectory(dir: string): Promise<void> {
   try {
     isDirectory = statSync(dir).isDirectory();
   } catch (error) {
-    throw new ConfigError(`map directory ${dir}: ${(error as Error).message}`);
+    throw new ConfigError(`map directory ${dir}: ${coerceError(error).message}`);
   }
   if (!isDirectory) throw new ConfigError(`map directory ${dir} is not a directory`);
   const probe = tempPathFor(join(dir, '.plexer-sync-probe'));
@@ -76,7 +76,7 @@ export async function checkMapDirectory(dir: string): Promise<void> {
     await handle.close();
     await unlink(probe);
   } catch (error) {
-    throw new ConfigError(`map directory ${dir} is not writable: ${(error as Error).message}`);
+    throw new ConfigError(`map directory ${dir} is not writable: ${coerceError(error).message}`);
   }
   // Exit 2 at start rather than a failed rebuild later.
   mapFileOwner();
