@@ -30,8 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { lockFileChecks } from '../lockout/lock-files.js';
-import { keyedRouting, PREFORK_DIRECTIVES, UNROUTED_SENTINEL } from '../apache/render/index.js';
+import { alternation, keyedRouting, PREFORK_DIRECTIVES, requireUnlocked, UNROUTED_SENTINEL } from '../apache/render/index.js';
 import { freePort, startHttpd, type Httpd } from '../demo/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
 import { migrate } from '../store/migrate.js';
@@ -263,7 +262,7 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
         prg: v.map.startsWith('prg:'),
         noValue: ['        RewriteRule ^ - [F]'],
       }),
-      `        RewriteCond %{ENV:PROCESS_GROUP} !^(${GROUPS.join('|')})$`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(GROUPS)}`,
       '        RewriteRule ^ - [R=503]',
       ...(v.route ? [`        RewriteCond %{ENV:PLEXER_SETTINGS} !^bench\\.settings_(${GROUPS.join('|')})$`, '        RewriteRule ^ - [R=503]'] : []),
       '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
@@ -274,7 +273,7 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
       '        RewriteRule ^ - [E=PROCESS_GROUP:${grp:%{REMOTE_USER}|_none_}]',
       '        RewriteCond %{ENV:PROCESS_GROUP} =_none_',
       '        RewriteRule ^ - [F]',
-      `        RewriteCond %{ENV:PROCESS_GROUP} !^(${GROUPS.join('|')})$`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(GROUPS)}`,
       '        RewriteRule ^ - [R=503]',
       '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
     );
@@ -390,7 +389,7 @@ function passwordVariants(env: Env): Variant[] {
     },
     {
       // What `plexer apache config` renders by default: the above, plus `plexer lockout` counting the 401s and
-      // a lock-file check on every authenticated request (src/apache/render.ts requireUnlocked).
+      // a lock-file check on every authenticated request (the renderer's own requireUnlocked).
       id: 'ext-socache-lockout',
       label: 'plexer authn + socache + plexer lockout (the generated default)',
       modules: ['authnz_external', 'socache_shmcb', 'authn_socache'],
@@ -406,10 +405,7 @@ function passwordVariants(env: Env): Variant[] {
         'AuthExternalProvideCache On',
         'AuthnCacheProvideFor external',
         'AuthnCacheTimeout 3600',
-        '<RequireAll>',
-        'Require valid-user',
-        `Require expr "${lockFileChecks(`${env.dir}/locks`)}"`,
-        '</RequireAll>',
+        ...requireUnlocked(`${env.dir}/locks`, 'valid-user'),
       ],
     },
     {

@@ -38,5 +38,6 @@ export type { ApacheConfigOptions, ApacheGroup, AuthMode, RoutingMode } from './
 export { ApacheConfigError } from './validate.js';
 export { apacheModules } from './modules.js';
 export { PREFORK_DIRECTIVES } from './global.js';
-export { DESYNC_RETRIES, keyedRouting, UNROUTED_SENTINEL } from './keyed-routing.js';
+export { alternation, DESYNC_RETRIES, keyedRouting, UNROUTED_SENTINEL } from './keyed-routing.js';
+export { requireUnlocked } from './auth.js';
 export { PROXY_BACKEND_REGEX } from './routing-proxy.js';
