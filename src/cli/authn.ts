@@ -2,12 +2,11 @@ import type { PlexerConfig } from '../config.js';
 import { checkPassword, refuseOnError } from '../auth/password-check.js';
 import type { Logger } from '../log.js';
 import { hashPassword, verifyPassword } from '../password.js';
-import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
 import { throttleOf } from '../store/throttle.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
-import { helperStore, startPipeHelper } from './pipe-helper.js';
+import { helperStore, readHelperInput, startPipeHelper } from './pipe-helper.js';
 
 const help = `Usage: plexer authn [--counted-by-log] [--config FILE]
 
@@ -44,15 +43,9 @@ const exitFor: Record<string, number> = {
 
 async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boolean): Promise<number> {
   const ip = process.env.IP;
-  let user: string;
-  let password: string;
-  try {
-    ({ first: user, second: password } = await readPipeInput(process.stdin, config.authnTimeoutMs));
-  } catch (error) {
-    if (!(error instanceof PipeInputError)) throw error;
-    log.warn('login refused', { reason: 'bad-input', detail: error.message, ip });
-    return AuthExit.BadInput;
-  }
+  const input = await readHelperInput(config, log, 'login refused', { ip });
+  if (!input) return AuthExit.BadInput;
+  const { first: user, second: password } = input;
   const db = helperStore(config, 'plexer-authn');
   try {
     const checked = await checkPassword({

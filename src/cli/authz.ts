@@ -2,12 +2,11 @@ import type { PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { isRoleName, isUserName } from '../names.js';
-import { PipeInputError, readPipeInput } from '../protocol/authnz-external.js';
 import { hasAnyRole } from '../store/credentials.js';
 import { AuthExit } from './auth-exit.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
-import { helperStore, startPipeHelper } from './pipe-helper.js';
+import { helperStore, readHelperInput, startPipeHelper } from './pipe-helper.js';
 
 const help = `Usage: plexer authz [--config FILE]
 
@@ -29,15 +28,9 @@ export const command: Command = {
 };
 
 async function checkRoles(config: PlexerConfig, log: Logger): Promise<number> {
-  let user: string;
-  let roleLine: string;
-  try {
-    ({ first: user, second: roleLine } = await readPipeInput(process.stdin, config.authnTimeoutMs));
-  } catch (error) {
-    if (!(error instanceof PipeInputError)) throw error;
-    log.warn('role check refused', { reason: 'bad-input', detail: error.message });
-    return AuthExit.BadInput;
-  }
+  const input = await readHelperInput(config, log, 'role check refused');
+  if (!input) return AuthExit.BadInput;
+  const { first: user, second: roleLine } = input;
   const roles = roleLine.split(/\s+/).filter((role) => role !== '');
   if (!isUserName(user) || roles.length === 0 || !roles.every(isRoleName)) {
     log.warn('role check refused', { reason: 'bad-input' });

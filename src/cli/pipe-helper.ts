@@ -2,7 +2,8 @@
 import type pg from 'pg';
 import { loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
-import { createLogger, setLogLevel, type Logger } from '../log.js';
+import { createLogger, setLogLevel, type LogFields, type Logger } from '../log.js';
+import { PipeInputError, readPipeInput, type PipeInput } from '../protocol/authnz-external.js';
 import { createPool } from '../store/connect.js';
 import { AuthExit } from './auth-exit.js';
 
@@ -30,4 +31,15 @@ export function helperStore(config: PlexerConfig, applicationName: string): pg.P
   const db = createPool(config, { applicationName, connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs), max: 1 });
   db.on('error', () => undefined);
   return db;
+}
+
+// The two lines mod_authnz_external writes, or undefined after logging `refused` (malformed input).
+export async function readHelperInput(config: PlexerConfig, log: Logger, refused: string, fields: LogFields = {}): Promise<PipeInput | undefined> {
+  try {
+    return await readPipeInput(process.stdin, config.authnTimeoutMs);
+  } catch (error) {
+    if (!(error instanceof PipeInputError)) throw error;
+    log.warn(refused, { reason: 'bad-input', detail: error.message, ...fields });
+    return undefined;
+  }
 }

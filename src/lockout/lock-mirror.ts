@@ -1,6 +1,7 @@
+import { parseLockoutChange } from '../store/changes.js';
+
 // Who is locked out right now, held in memory so a warm check (a credential verified recently) reads no table.
-// Kept current by the lockouts channel (migration 005: "SUBJECT EPOCH_MS" whenever a lockout starts, is
-// extended or ends early, "*" after a TRUNCATE); expiry needs no message, the time is in the entry.
+// Kept current by the lockouts channel (store/changes.ts); expiry needs no message, the time is in the entry.
 //
 // Trusted only while `ready` (LISTEN is in place and the current lockouts have been read) and while the LISTEN
 // connection stays up (the caller checks that); otherwise the caller asks the store. A message that arrives while the
@@ -36,16 +37,12 @@ export class LockMirror {
   }
 
   apply(payload: string): void {
-    if (payload === '*') {
-      this.until.clear();
-      return;
+    const change = parseLockoutChange(payload);
+    if (change?.kind === 'all') this.until.clear();
+    else if (change) {
+      this.heardDuringLoad?.add(change.subject);
+      this.set(change.subject, change.untilMs);
     }
-    const space = payload.lastIndexOf(' ');
-    const untilMs = Number(payload.slice(space + 1));
-    if (space <= 0 || !Number.isFinite(untilMs)) return;
-    const subject = payload.slice(0, space);
-    this.heardDuringLoad?.add(subject);
-    this.set(subject, untilMs);
   }
 
   // A lockout this process caused, known before its own message comes back.
