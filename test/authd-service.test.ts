@@ -30,7 +30,7 @@ function service(options: { listening?: () => boolean; config?: PlexerConfig; db
 }
 
 beforeAll(async () => {
-  store = await freshStore('lockout_max_failures = 1000');
+  store = await freshStore({ lockout_max_failures: 1000 });
   config = loadConfig({ path: store.configPath, env: {} });
   db = createPool(config, { applicationName: 'authd-service-test' });
   await runPlexer(['group', 'add', 't1'], { configPath: store.configPath });

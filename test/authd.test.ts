@@ -155,7 +155,7 @@ function startAuthd(port: number): Promise<void> {
 
 beforeAll(async () => {
   // Lockout is on (as in production) with room for the failures these tests make from 127.0.0.1.
-  store = await freshStore('cache_ttl_ms = 300000\nlockout_max_failures = 100');
+  store = await freshStore({ cache_ttl_ms: 300000, lockout_max_failures: 100 });
   await plexer(['group', 'add', 't1']);
   for (const [name, password] of [['alice', 'pw-alice'], ['bob', 'pw-bob'], ['carol', 'pw-carol'], ['dora', 'pw-dora'], ['erin', 'pw-erin']]) {
     await plexer(['user', 'add', name!, '--group', 't1', '--password-stdin'], `${password}\n`);

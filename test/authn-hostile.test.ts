@@ -7,7 +7,7 @@ import { freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 let store: TestStore;
 
 beforeAll(async () => {
-  store = await freshStore('lockout_max_failures = 0');
+  store = await freshStore({ lockout_max_failures: 0 });
   await runPlexer(['group', 'add', 'tenant1'], { configPath: store.configPath });
   await runPlexer(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], { configPath: store.configPath, input: 'right\n' });
 });

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
+import { formatConfig } from '../src/config.js';
 import { freshStore, runPlexer, writeConfig, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
@@ -72,7 +73,7 @@ describe('plexer authn', () => {
   it('rehashes a password whose bcrypt cost is below the configured one on successful login', async () => {
     const { rows: before } = await store.sql.query(`SELECT password_hash FROM users WHERE name = 'erin'`);
     expect(before[0].password_hash).toMatch(/^\$2y\$05\$/);
-    const strict = writeConfig(store.db.url, 'bcrypt_cost = 6');
+    const strict = writeConfig(store.db.url, { bcrypt_cost: 6 });
     expect((await authn('erin\npw-erin\n', strict)).code).toBe(0);
     const { rows: after } = await store.sql.query(`SELECT password_hash FROM users WHERE name = 'erin'`);
     expect(after[0].password_hash).toMatch(/^\$2[ab]\$06\$/);
@@ -81,7 +82,7 @@ describe('plexer authn', () => {
 
   it('fails closed, within its time limit, when the store is unreachable', async () => {
     const dir = mkdtempSync('/tmp/plexer-nostore-');
-    writeFileSync(`${dir}/plexer.conf`, `pg_host = ${dir}\npg_port = 1\nauthn_timeout_ms = 1500\n`);
+    writeFileSync(`${dir}/plexer.conf`, formatConfig({ pg_host: dir, pg_port: 1, authn_timeout_ms: 1500 }));
     const started = Date.now();
     const result = await authn('alice\ncorrect horse\n', `${dir}/plexer.conf`);
     expect(result.code).toBe(20);
@@ -94,7 +95,7 @@ describe('plexer authn', () => {
     const { spawn } = await import('node:child_process');
     const { PLEXER_BIN } = await import('./helpers/plexer.js');
     const dir = mkdtempSync('/tmp/plexer-slow-');
-    writeFileSync(`${dir}/plexer.conf`, 'authn_timeout_ms = 400\n');
+    writeFileSync(`${dir}/plexer.conf`, formatConfig({ authn_timeout_ms: 400 }));
     const child = spawn(process.execPath, [PLEXER_BIN, 'authn', '--config', `${dir}/plexer.conf`], { env: {} });
     child.stdin.write('alice\n');
     const code = await new Promise((resolve) => child.on('exit', resolve));

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatConfig } from '../src/config.js';
 import { freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
@@ -86,7 +87,7 @@ describe('plexer group and user commands', () => {
   it('reports an unreachable database as a refusal with the target but no password', async () => {
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const dir = mkdtempSync('/tmp/plexer-down-');
-    writeFileSync(`${dir}/plexer.conf`, `pg_host = ${dir}\npg_port = 1\npg_password = Hunter2-secret\n`);
+    writeFileSync(`${dir}/plexer.conf`, formatConfig({ pg_host: dir, pg_port: 1, pg_password: 'Hunter2-secret' }));
     const result = await runPlexer(['user', 'list', '--config', `${dir}/plexer.conf`]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/cannot reach PostgreSQL at host=/);

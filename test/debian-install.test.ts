@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apacheTree, stopApacheTree } from '../src/demo/tree.js';
 import { freePort } from './helpers/httpd.js';
-import { connectionLines, freshStore, REPO_ROOT, type TestStore } from './helpers/plexer.js';
+import { formatConfig } from '../src/config.js';
+import { connectionValues, freshStore, REPO_ROOT, type TestStore } from './helpers/plexer.js';
 import { waitFor } from './helpers/wait.js';
 
 const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
@@ -105,7 +106,7 @@ describe.sequential('Installing on a server (Debian layout)', () => {
       if (local.startsWith('apache2ctl -t')) expect(result.out.trim(), 'apache2ctl -t').toBe('Syntax OK');
       // "then edit it": what an operator writes into the empty file, here the test database's connection.
       if (local.includes(`/dev/null ${plexerEtc}/plexer.conf`)) {
-        writeFileSync(join(plexerEtc, 'plexer.conf'), [...connectionLines(store.db.url), 'bcrypt_cost = 4', 'map_deadline_ms = 1000', ''].join('\n'));
+        writeFileSync(join(plexerEtc, 'plexer.conf'), formatConfig({ ...connectionValues(store.db.url), bcrypt_cost: 4, map_deadline_ms: 1000 }));
       }
     }
 

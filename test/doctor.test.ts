@@ -3,6 +3,7 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatConfig } from '../src/config.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './helpers/database.js';
 import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 import { runPlexer } from './helpers/plexer.js';
@@ -72,7 +73,7 @@ describe('plexer doctor', () => {
   it('fails on a database without plexer\'s schema, and names the fix', async () => {
     const s = parsePgUrl(bare.url);
     const path = join(t.stateDir, 'bare.conf');
-    writeFileSync(path, `pg_host = ${s.host}\npg_port = ${s.port}\npg_database = ${s.database}\npg_user = ${s.user}\n`);
+    writeFileSync(path, formatConfig({ pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: s.user }));
     const result = await doctor(path);
     expect(result.code).toBe(1);
     expect(line(result.stdout, 'database')).toMatch(/^FAIL  database: .*run `plexer db migrate`/);

@@ -48,7 +48,7 @@ beforeAll(async () => {
     await seedTwoTenants(cli);
     for (const user of ['carol', 'dave']) await cliOk(cli, ['user', 'add', user, '--group', 'tenant2', '--password-stdin'], `${user}-pw\n`);
   }, {
-    configExtra: `lockout_max_failures = ${MAX_FAILURES}\nlockout_window_seconds = 600\nlockout_seconds = 600`,
+    configExtra: { lockout_max_failures: MAX_FAILURES, lockout_window_seconds: 600, lockout_seconds: 600 },
     // The test's own connections come from 127.0.0.1: that is the proxy whose X-Forwarded-For is believed.
     front: { extra: { trustedProxies: ['127.0.0.1'] } },
   });

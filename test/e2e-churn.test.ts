@@ -60,7 +60,7 @@ describe('tenant isolation under churn', () => {
     }, {
       // Requests for absent users are failed logins from 127.0.0.1: with lockouts on, the address would be locked
       // out after 10 of them and every uncached login refused — a (documented) lockout, not a routing question.
-      configExtra: 'lockout_max_failures = 0',
+      configExtra: { lockout_max_failures: 0 },
       // Short enough that the run also covers the authenticator refusing deleted/disabled users (401, not only the
       // map's 403), long enough that existing users are mostly served from mod_authn_socache (no fork).
       front: { authCacheTimeoutSeconds: 10, ...(process.env['PLEXER_CHURN_LOGLEVEL'] ? { extra: { logLevel: process.env['PLEXER_CHURN_LOGLEVEL'] } } : {}) },

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFront, type Front } from '../src/demo/front.js';
 import { freePort } from '../src/demo/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
-import { loadConfig } from '../src/config.js';
+import { formatConfig, loadConfig } from '../src/config.js';
+import { writeFileAtomic } from '../src/files.js';
 import { parsePgUrl } from './helpers/database.js';
 import { runPlexer } from './helpers/plexer.js';
 
@@ -44,8 +45,10 @@ beforeAll(async () => {
   const s = parsePgUrl(await createDatabase(cluster, 'outage'));
   const configPath = join(dir, 'plexer.conf');
   // The helpers as a read-only role, the CLI as the superuser (this cluster is this file's own).
-  writeFileSync(configPath, [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, 'pg_user = plexer_helper',
-    `admin_pg_user = ${s.user}`, 'bcrypt_cost = 4', 'authn_timeout_ms = 3000', ''].join('\n'), { mode: 0o644 });
+  writeFileAtomic(configPath, formatConfig({
+    pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: 'plexer_helper', admin_pg_user: s.user,
+    bcrypt_cost: 4, authn_timeout_ms: 3000,
+  }), { mode: 0o644 });
   const cli = async (args: string[], input = 'pw\n') => {
     const result = await runPlexer(args, { configPath, input });
     if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);

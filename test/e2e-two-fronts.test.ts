@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFront, type Front } from '../src/demo/front.js';
 import { freePort } from '../src/demo/httpd.js';
-import { loadConfig } from '../src/config.js';
+import { formatConfig, loadConfig } from '../src/config.js';
+import { writeFileAtomic } from '../src/files.js';
 import { childrenOf } from './helpers/churn.js';
-import { connectionLines, freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
+import { connectionValues, freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
 let configPath: string;
@@ -80,7 +81,7 @@ beforeAll(async () => {
   for (const dir of [stateA, stateB]) chmodSync(dir, 0o755);
   // One plexer.conf for both front ends (readable by www-data), as two servers mounting the same /etc/plexer.
   configPath = join(stateA, 'plexer.conf');
-  writeFileSync(configPath, [...connectionLines(store.db.url), 'bcrypt_cost = 4', ''].join('\n'), { mode: 0o644 });
+  writeFileAtomic(configPath, formatConfig({ ...connectionValues(store.db.url), bcrypt_cost: 4 }), { mode: 0o644 });
   for (const g of ['tenant1', 'tenant2']) await cli(['group', 'add', g, '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatConfig, type ConfigValues } from '../src/config.js';
 import { startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './helpers/database.js';
 import { freshStore, PLEXER_BIN, runPlexer, type TestStore } from './helpers/plexer.js';
@@ -17,9 +18,9 @@ function tempDir(prefix: string): string {
   dirs.push(dir);
   return dir;
 }
-function config(lines: string[]): string {
+function config(values: ConfigValues): string {
   const path = join(tempDir('plexer-first-'), 'plexer.conf');
-  writeFileSync(path, lines.join('\n') + '\n');
+  writeFileSync(path, formatConfig(values));
   return path;
 }
 
@@ -61,7 +62,7 @@ describe('first-run errors', () => {
 
   it('a database without plexer\'s schema: run `plexer db migrate`', async () => {
     const s = parsePgUrl(bare.url);
-    const path = config([`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`, `pg_user = ${s.user}`]);
+    const path = config({ pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: s.user });
     for (const args of [['user', 'list'], ['group', 'list'], ['user', 'unlock', 'alice']]) {
       const result = await runPlexer(args, { configPath: path });
       expect(result.code).toBe(2);
@@ -71,23 +72,23 @@ describe('first-run errors', () => {
   });
 
   it('no password, or a wrong one: names pg_password / pg_passfile, distinct from "cannot reach"', async () => {
-    const base = [`pg_host = ${scram.host}`, `pg_port = ${scram.port}`, 'pg_database = postgres', 'pg_user = pwuser'];
+    const base: ConfigValues = { pg_host: scram.host, pg_port: scram.port, pg_database: 'postgres', pg_user: 'pwuser' };
     const none = await runPlexer(['user', 'list'], { configPath: config(base) });
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/refused the login \(no password is configured\): set pg_password or pg_passfile/);
-    const wrong = await runPlexer(['user', 'list'], { configPath: config([...base, 'pg_password = Wrong-Secret-9']) });
+    const wrong = await runPlexer(['user', 'list'], { configPath: config({ ...base, pg_password: 'Wrong-Secret-9' }) });
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/refused the login \(password authentication failed for user "pwuser"\): set pg_password or pg_passfile/);
     expect(wrong.stderr).not.toContain('Wrong-Secret-9');
     expect(wrong.stderr).not.toContain('cannot reach');
     // The admin identity's password lives elsewhere, and the message says where.
-    const asAdmin = await runPlexer(['user', 'list'], { configPath: config([...base, 'admin_pg_user = pwuser']) });
+    const asAdmin = await runPlexer(['user', 'list'], { configPath: config({ ...base, admin_pg_user: 'pwuser' }) });
     expect(asAdmin.stderr).toMatch(/set admin_pg_passfile/);
     // Right password, but no schema there: the next step, not an authentication error.
-    const right = await runPlexer(['user', 'list'], { configPath: config([...base, 'pg_password = right-password']) });
+    const right = await runPlexer(['user', 'list'], { configPath: config({ ...base, pg_password: 'right-password' }) });
     expect(right.stderr).toMatch(/run `plexer db migrate`/);
     await scram.stop();
-    const down = await runPlexer(['user', 'list'], { configPath: config([...base, 'pg_password = right-password']) });
+    const down = await runPlexer(['user', 'list'], { configPath: config({ ...base, pg_password: 'right-password' }) });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/cannot reach PostgreSQL at host=.* \(is it running\? check pg_host\/pg_port or database_url\)/);
     await scram.start();
@@ -105,7 +106,7 @@ describe('first-run errors', () => {
   });
 
   it('a config file the caller may not read: what to do, no EACCES stack', () => {
-    const path = config(['pg_port = 1']);
+    const path = config({ pg_port: 1 });
     chmodSync(path, 0o600);
     // As nobody (uid 65534): root reads every file.
     const result = spawnSync(process.execPath, [PLEXER_BIN, 'user', 'list', '--config', path], { encoding: 'utf8', env: {}, cwd: '/', uid: 65534, gid: 65534 });
@@ -116,7 +117,7 @@ describe('first-run errors', () => {
   });
 
   it('no host set: the local socket /var/run/postgresql, as psql, not 127.0.0.1:5432', async () => {
-    const result = await runPlexer(['user', 'list'], { configPath: config(['pg_port = 1', 'pg_user = nobody_here']) });
+    const result = await runPlexer(['user', 'list'], { configPath: config({ pg_port: 1, pg_user: 'nobody_here' }) });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('cannot reach PostgreSQL at host=/var/run/postgresql port=1');
     expect(result.stderr).toMatch(/\/var\/run\/postgresql\/\.s\.PGSQL\.1/);

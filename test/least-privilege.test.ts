@@ -35,7 +35,7 @@ async function privileges(role: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  store = await freshStore('lockout_max_failures = 3');
+  store = await freshStore({ lockout_max_failures: 3 });
   expect((await cli(['group', 'add', 'tenant1'])).code).toBe(0);
   expect((await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'])).code).toBe(0);
   expect((await cli(['user', 'grant', 'alice', 'staff'])).code).toBe(0);
@@ -241,7 +241,7 @@ describe('the helpers as the helpers\' role', () => {
 
     const { rows } = await store.sql.query(`SELECT password_hash FROM users WHERE name = 'alice'`);
     const cost = Number(String(rows[0].password_hash).slice(4, 6));
-    const stronger = writeConfig(store.db.url, `bcrypt_cost = ${cost + 1}\nlockout_max_failures = 3`);
+    const stronger = writeConfig(store.db.url, { bcrypt_cost: cost + 1, lockout_max_failures: 3 });
     const accepted = await authn('pw-alice', '10.7.0.5', stronger);
     expect(accepted.code, accepted.stderr).toBe(0);
     expect(accepted.stderr).toMatch(/password rehashed at the configured cost/);
@@ -295,7 +295,7 @@ describe('the Installing recipe, with an owner that is no superuser', () => {
       await su.query(`CREATE ROLE ${tag}_helper LOGIN`);
       await su.query(`CREATE DATABASE ${tag} OWNER ${tag}_admin`);
       const s = parsePgUrl(withDatabase(server, tag));
-      const config = writeConfig(`postgresql://${tag}_helper@/${tag}?host=${s.host}&port=${s.port}`, `admin_pg_user = ${tag}_admin`);
+      const config = writeConfig(`postgresql://${tag}_helper@/${tag}?host=${s.host}&port=${s.port}`, { admin_pg_user: `${tag}_admin` });
       const run = (args: string[], input?: string) => runPlexer(args, { configPath: config, ...(input ? { input } : {}) });
       const migrated = await run(['db', 'migrate', '--helper-role', `${tag}_helper`]);
       expect(migrated.code, migrated.stderr).toBe(0);

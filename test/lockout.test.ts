@@ -12,7 +12,7 @@ const cli = (...args: string[]) => runPlexer(args, { configPath: store.configPat
 
 beforeAll(async () => {
   store = await freshStore();
-  strict = writeConfig(store.db.url, 'lockout_max_failures = 3\nlockout_window_seconds = 600\nlockout_seconds = 600');
+  strict = writeConfig(store.db.url, { lockout_max_failures: 3, lockout_window_seconds: 600, lockout_seconds: 600 });
   await cli('group', 'add', 'tenant1');
   for (const user of ['alice', 'carol']) await cli('user', 'add', user, '--group', 'tenant1', '--password-stdin');
 });
@@ -105,7 +105,7 @@ describe('brute-force protection', () => {
 
 describe('timing of refusals', () => {
   it('a hash below the configured cost does not make a known user quicker to refuse than an unknown one', async () => {
-    const costly = writeConfig(store.db.url, 'bcrypt_cost = 12\nlockout_max_failures = 0');
+    const costly = writeConfig(store.db.url, { bcrypt_cost: 12, lockout_max_failures: 0 });
     const weak = await bcryptHash('weak-password', 4);
     await store.sql.query(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('weakling', $1, 'tenant1')`, [weak]);
     const timed = async (user: string) => {

@@ -1,11 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DESYNC_RETRIES } from '../src/apache/render/index.js';
 import { USER_NAME_PATTERN } from '../src/names.js';
-import { MapProcess, answerLine, freshStore, runPlexer, waitForAnswer, type TestStore } from './helpers/plexer.js';
+import { MapProcess, answerLine, freshStore, runPlexer, waitForAnswer, writeConfig, type TestStore } from './helpers/plexer.js';
 import { waitFor } from './helpers/wait.js';
 
 let store: TestStore;
@@ -50,7 +47,8 @@ describe('plexer map group', () => {
     const map = new MapProcess('group', store.configPath);
     const keys = ['alice', '!plexer-resync', '#alice', 'alice#', '!plexer-resync', 'bob'];
     expect(await map.askMany(keys)).toEqual(['#alice=tenant1', '#!plexer-resync=', '##alice=', '#alice#=', '#!plexer-resync=', '#bob=tenant2']);
-    await new Promise((r) => setTimeout(r, 50));
+    // Answers come in order: a line nobody asked for would come before the next key's answer.
+    expect(await map.ask('alice')).toBe('#alice=tenant1');
     expect(map.unreadLines).toBe(0);
     expect(await map.close()).toBe(0);
   });
@@ -95,7 +93,7 @@ describe('plexer map group', () => {
     const map = new MapProcess('group', store.configPath);
     expect(await map.ask('bob')).toBe('#bob=tenant2');
     expect(await map.ask('dave')).toBe('#dave=');
-    await new Promise((r) => setTimeout(r, 300)); // let the listener connect
+    await map.listening();
     await store.sql.query(`UPDATE users SET daemon_group = 'tenant1' WHERE name = 'bob'`);
     expect(await waitForAnswer(map, 'bob', 'tenant1')).toBeLessThan(1_000);
     await store.sql.query(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('dave', $1, 'tenant2')`, [HASH]);
@@ -136,7 +134,7 @@ describe('plexer map settings and backend', () => {
     const map = new MapProcess('route', store.configPath);
     expect(await map.askMany(['alice', 'bob', 'mallory', 'nogroup', 'nobody', 'tenant1', 'bad key']))
       .toEqual(['#alice=tenant1 tenants.settings.tenant1', '#bob=tenant2 tenants.settings.tenant2', '#mallory=', '#nogroup=', '#nobody=', '#tenant1=', '#bad key=']);
-    await new Promise((r) => setTimeout(r, 300)); // let the listener connect
+    await map.listening();
     // A group change (g:) reaches every user of the group.
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.other' WHERE name = 'tenant1'`);
     await waitForAnswer(map, 'alice', 'tenant1 tenants.settings.other');
@@ -216,7 +214,6 @@ describe('lookups through a pipe shifted by dying workers (model test against th
   // Names of other users in this database (the suites above): never used as unknown names.
   const otherUsers = new Set<string>();
   let configPath: string;
-  let confDir: string;
   let map: MapProcess | undefined;
 
   beforeAll(async () => {
@@ -231,21 +228,18 @@ describe('lookups through a pipe shifted by dying workers (model test against th
     for (const { name } of rows) if (!expectedValue.has(name)) otherUsers.add(name);
     // A short deadline, well inside the 2 s read timeout: a slow query must come back as an answer (stale or
     // none), never as a read that looks blocked. Known users are warmed into the cache before any run.
-    confDir = mkdtempSync(join(tmpdir(), 'plexer-model-'));
-    configPath = join(confDir, 'plexer.conf');
-    writeFileSync(configPath, `${readFileSync(store.configPath, 'utf8')}map_deadline_ms = 300\n`);
+    configPath = writeConfig(store.db.url, { map_deadline_ms: 300 });
   });
 
   afterAll(async () => {
     if (map) await map.close();
-    rmSync(confDir, { recursive: true, force: true });
   });
 
   async function startMap(): Promise<MapProcess> {
     const started = new MapProcess('group', configPath);
     for (const name of seededNames) await waitForAnswer(started, name, expectedValue.get(name)!, 15_000);
     // The listener's first connection expires the cache: wait for it, then warm again.
-    await new Promise((r) => setTimeout(r, 300));
+    await started.listening();
     for (const name of seededNames) await waitForAnswer(started, name, expectedValue.get(name)!, 15_000);
     return started;
   }
@@ -463,11 +457,13 @@ describe('lookups through a pipe shifted by dying workers (model test against th
         }
         // The map wrote exactly what the model says it owes, and nothing more. Reading it all leaves a clean
         // pipe (as a reload would), so the next run starts with none lost.
-        const rest = owed.map((l) => l.line.slice(l.read)).join('');
+        // A sentinel key after them: answers come in order, so a line nobody was owed would come before its answer.
+        const sentinel = seededNames[0]!;
+        pipe!.m.write(`${sentinel}\n`);
+        const rest = owed.map((l) => l.line.slice(l.read)).join('') + `${answerLine(sentinel, expectedValue.get(sentinel)!)}\n`;
         await waitFor(() => pipe!.unread.length >= rest.length, 2_000, 'the answers the model says the map still owes', 2);
         expect(pipe!.take(rest.length)).toBe(rest);
         owed = [];
-        await new Promise((r) => setTimeout(r, 5));
         expect(pipe!.unread).toBe('');
 
         totals.runs++;

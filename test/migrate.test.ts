@@ -136,7 +136,7 @@ describe('concurrent migrations', () => {
 describe('a custom schema', () => {
   let store: TestStore;
   beforeAll(async () => {
-    store = await freshStore('schema = other');
+    store = await freshStore({ schema: 'other' });
   });
   afterAll(() => store?.close());
 

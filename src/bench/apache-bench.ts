@@ -30,6 +30,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
+import { formatConfig } from '../config.js';
+import { writeFileAtomic } from '../files.js';
 import { alternation, keyedRouting, PREFORK_DIRECTIVES, requireUnlocked, UNROUTED_SENTINEL } from '../apache/render/index.js';
 import { freePort, startHttpd, type Httpd } from '../demo/httpd.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
@@ -672,16 +674,13 @@ async function main(): Promise<number> {
 
     const conf = join(dir, 'plexer.conf');
     const maxUsers = Math.max(...USER_COUNTS);
-    writeFileSync(
-      conf,
-      [`database_url = ${url}`, `cache_max = ${maxUsers * 2 + 1000}`, 'cache_ttl_ms = 86400000', 'bcrypt_cost = 5', 'log_level = warn'].join('\n') + '\n',
-      { mode: 0o644 },
-    );
+    const values = { database_url: url, cache_max: maxUsers * 2 + 1000, cache_ttl_ms: 86400000, bcrypt_cost: 5 };
+    writeFileAtomic(conf, formatConfig({ ...values, log_level: 'warn' }), { mode: 0o644 });
     // plexer sync logs at info ("maps rebuilt"): its own config file with log_level info.
     const syncConf = join(dir, 'sync.conf');
-    writeFileSync(syncConf, [`database_url = ${url}`, 'log_level = info'].join('\n') + '\n', { mode: 0o644 });
+    writeFileAtomic(syncConf, formatConfig({ database_url: url, log_level: 'info' }), { mode: 0o644 });
     const authdConf = join(dir, 'authd.conf');
-    writeFileSync(authdConf, readFileSync(conf, 'utf8').replace('log_level = warn', 'log_level = info'), { mode: 0o644 });
+    writeFileAtomic(authdConf, formatConfig({ ...values, log_level: 'info' }), { mode: 0o644 });
     const socket = cluster.host;
     const env: Env2 = {
       dir,

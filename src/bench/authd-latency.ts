@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
+import { formatConfig } from '../config.js';
 import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
 import { authorizerRequest } from '../fastcgi/client.js';
 import { verifyPassword } from '../password.js';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
   try {
     const url = await createDatabase(cluster, 'bench');
     const configPath = join(dir, 'plexer.conf');
-    writeFileSync(configPath, `database_url = ${url}\nbcrypt_cost = ${cost}\nauthn_timeout_ms = 60000\n`);
+    writeFileSync(configPath, formatConfig({ database_url: url, bcrypt_cost: cost, authn_timeout_ms: 60000 }));
     const migrated = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'db', 'migrate', '--config', configPath], { stdio: 'inherit' });
     await new Promise((resolve) => migrated.on('exit', resolve));
 

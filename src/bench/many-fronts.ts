@@ -22,7 +22,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
+import { formatConfig } from '../config.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
+import { writeFileAtomic } from '../files.js';
 import { SECRET_PARAM } from '../authd/secret.js';
 import { authorizerRequest } from '../fastcgi/client.js';
 import { ANSWER_MARK } from '../protocol/rewrite-map.js';
@@ -293,7 +295,11 @@ async function main(): Promise<void> {
     const url = await createDatabase(cluster, 'bench');
     const configPath = join(dir, 'plexer.conf');
     // The helpers connect as a read-only role, as installed (README "Least privilege in PostgreSQL").
-    writeFileSync(configPath, [`pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = bench', 'pg_user = plexer_helper', `admin_pg_user = ${cluster.superuser}`, `pool_max = ${POOL_MAX}`, 'bcrypt_cost = 4'].join('\n') + '\n', { mode: 0o644 });
+    const values = {
+      pg_host: cluster.host, pg_port: cluster.port, pg_database: 'bench', pg_user: 'plexer_helper', admin_pg_user: cluster.superuser,
+      pool_max: POOL_MAX, bcrypt_cost: 4,
+    };
+    writeFileAtomic(configPath, formatConfig(values), { mode: 0o644 });
     await runPlexer(['db', 'migrate', '--helper-role', 'plexer_helper', '--login', '--config', configPath]);
 
     const sql = new pg.Pool({ connectionString: url, options: '-c search_path=plexer', max: 3, application_name: 'bench-driver' });

@@ -7,6 +7,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { formatConfig } from '../config.js';
 import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
   try {
     const url = await createDatabase(cluster, 'bench');
     const configPath = join(dir, 'plexer.conf');
-    writeFileSync(configPath, `database_url = ${url}\ncache_max = ${USERS * 2}\n`);
+    writeFileSync(configPath, formatConfig({ database_url: url, cache_max: USERS * 2 }));
     const migrate = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'db', 'migrate', '--config', configPath], { stdio: 'inherit' });
     await new Promise((resolve) => migrate.on('exit', resolve));
     const sql = new pg.Client({ connectionString: url, options: '-c search_path=plexer' });

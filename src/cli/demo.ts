@@ -6,7 +6,7 @@ import { startFront } from '../demo/front.js';
 import { freePort, stopLeftoverHttpd } from '../demo/httpd.js';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ClusterError, startPrivateCluster, withDatabase } from '../demo/private-cluster.js';
-import { adminConfig, loadConfig } from '../config.js';
+import { adminConfig, formatConfig, loadConfig } from '../config.js';
 import { PlexerError, RefusedError, ServiceStartError } from '../errors.js';
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
@@ -87,13 +87,13 @@ export const command: Command = {
       await prepareDemoDatabase(cluster.url);
       const configPath = join(stateDir, 'plexer.conf');
       // 0640 root:www-data: Apache's helpers read it, the tenants (their own users) cannot.
-      writeFileAtomic(configPath, [
-        '# Written by plexer demo: the private cluster on its unix socket, no TCP, peer authentication through an',
-        `# ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`,
-        `pg_host = ${cluster.host}`, `pg_port = ${cluster.port}`, 'pg_database = plexer',
-        `pg_user = ${HELPER_ROLE}`, `admin_pg_user = ${ADMIN_ROLE}`,
-        'cache_ttl_ms = 300000', 'map_deadline_ms = 50', '',
-      ].join('\n'), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
+      const values = {
+        pg_host: cluster.host, pg_port: cluster.port, pg_database: 'plexer', pg_user: HELPER_ROLE, admin_pg_user: ADMIN_ROLE,
+        cache_ttl_ms: 300000, map_deadline_ms: 50,
+      };
+      const comment = 'Written by plexer demo: the private cluster on its unix socket, no TCP, peer authentication through an\n'
+        + `ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`;
+      writeFileAtomic(configPath, formatConfig(values, comment), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
       const config = loadConfig({ path: configPath });
       await seed(config);
       const front = await startFront({ stateDir, configPath, config, port, authCacheTimeoutSeconds: 30 });

@@ -1,11 +1,12 @@
 // A real Apache in front of a fresh plexer store, for end-to-end tests.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { startFront, type Front, type FrontOptions } from '../../src/demo/front.js';
 import { freePort } from '../../src/demo/httpd.js';
-import { loadConfig } from '../../src/config.js';
-import { connectionLines, freshStore, runPlexer, type TestStore } from './plexer.js';
+import { formatConfig, loadConfig, type ConfigValues } from '../../src/config.js';
+import { writeFileAtomic } from '../../src/files.js';
+import { connectionValues, freshStore, runPlexer, type TestStore } from './plexer.js';
 
 export interface TestFront {
   store: TestStore;
@@ -23,7 +24,7 @@ type Cli = (args: string[], input?: string) => ReturnType<typeof runPlexer>;
 
 // `seed` runs before Apache starts, so the groups it adds are in the rendered config.
 export interface TestFrontOptions {
-  configExtra?: string;
+  configExtra?: ConfigValues;
   front?: Partial<FrontOptions>;
   // Runs after seeding, before Apache starts; what it returns is added to the front options.
   beforeStart?: (stateDir: string, configPath: string) => Promise<Partial<FrontOptions>>;
@@ -36,10 +37,10 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: Te
   chmodSync(stateDir, 0o755);
   const configPath = join(stateDir, 'plexer.conf');
   // The helpers (Apache's, as www-data) connect as the store's helpers' role; the CLI as the admin.
-  writeFileSync(configPath, [...connectionLines(store.db.url),
-    // Routing is checked here, not the deadline (test/outage.test.ts does that): a loaded CI machine must not
-    // turn a slow query into a NULL and our 403.
-    'bcrypt_cost = 4', 'map_deadline_ms = 1000', opts.configExtra ?? '', ''].join('\n'), { mode: 0o644 });
+  // Routing is checked here, not the deadline (test/outage.test.ts does that): a loaded CI machine must not
+  // turn a slow query into a NULL and our 403.
+  const values = { ...connectionValues(store.db.url), bcrypt_cost: 4, map_deadline_ms: 1000, ...opts.configExtra };
+  writeFileAtomic(configPath, formatConfig(values), { mode: 0o644 });
   const cli: Cli = (args, input = 'pw\n') => runPlexer(args, { configPath, input });
   await seed(cli);
   const late = opts.beforeStart ? await opts.beforeStart(stateDir, configPath) : {};

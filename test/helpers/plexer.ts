@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { formatConfig, type ConfigValues } from '../../src/config.js';
 import { ANSWER_MARK } from '../../src/protocol/rewrite-map.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './database.js';
+import { waitFor } from './wait.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const PLEXER_BIN = join(REPO_ROOT, 'bin/plexer');
@@ -30,27 +32,27 @@ const helperRoles = new Map<string, string>();
 // role, the helpers connect as that role and the admin commands as the URL's (super)user, so every test runs
 // the helpers with least privilege. (A password in the URL is the admin's; the helpers' role has none, so
 // such a server is used with the one identity.)
-export function connectionLines(url: string): string[] {
+export function connectionValues(url: string): ConfigValues {
   const s = parsePgUrl(url);
   const helper = s.password ? undefined : helperRoles.get(url);
-  return [`pg_host = ${s.host}`, `pg_port = ${s.port}`, `pg_database = ${s.database}`,
-    ...(helper ? [`pg_user = ${helper}`, `admin_pg_user = ${s.user}`] : [`pg_user = ${s.user}`]),
-    ...(s.password ? [`pg_password = ${s.password}`] : [])];
+  return {
+    pg_host: s.host, pg_port: s.port, pg_database: s.database,
+    ...(helper ? { pg_user: helper, admin_pg_user: s.user } : { pg_user: s.user }),
+    ...(s.password ? { pg_password: s.password } : {}),
+  };
 }
 
-export function writeConfig(url: string, extra = ''): string {
+export function writeConfig(url: string, extra: ConfigValues = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'plexer-conf-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'plexer.conf');
-  const lines = [...connectionLines(url), 'bcrypt_cost = 4',
-    // These tests check answers, not the deadline (test/outage.test.ts does, with the default 50 ms): a loaded
-    // CI machine must not turn a slow first query into a "no value" answer.
-    'map_deadline_ms = 2000', extra];
-  writeFileSync(path, lines.join('\n') + '\n');
+  // These tests check answers, not the deadline (test/outage.test.ts does, with the default 50 ms): a loaded
+  // CI machine must not turn a slow first query into a "no value" answer.
+  writeFileSync(path, formatConfig({ ...connectionValues(url), bcrypt_cost: 4, map_deadline_ms: 2000, ...extra }));
   return path;
 }
 
-export async function freshStore(extraConfig = ''): Promise<TestStore> {
+export async function freshStore(extraConfig: ConfigValues = {}): Promise<TestStore> {
   const db = await freshDatabase();
   const helperRole = `${db.name}_helper`;
   helperRoles.set(db.url, helperRole);
@@ -98,6 +100,10 @@ export function runPlexer(args: string[], opts: { configPath?: string; input?: s
     else child.stdin.end();
   });
 }
+
+// How many times a helper's log says its LISTEN is in place (src/store/listener.ts); a change made after the
+// n-th line is heard by that connection.
+export const listeningLines = (log: string): number => log.match(/ info: listening for changes channel=/g)?.length ?? 0;
 
 // Maps not yet exited; one exit handler for all of them (one per map passes Node's listener warning limit).
 const liveMaps = new Set<ChildProcessWithoutNullStreams>();
@@ -150,6 +156,11 @@ export class MapProcess {
       }, timeoutMs);
       this.waiters.push(waiter);
     });
+  }
+
+  // Until the map's LISTEN has been in place `times` times since it started (each reconnection is one more).
+  async listening(times = 1, timeoutMs = 5_000): Promise<void> {
+    await waitFor(() => listeningLines(this.stderr) >= times, timeoutMs, `the map's LISTEN in place (${times}×)`);
   }
 
   // Answer lines received and not yet read.
