@@ -38,7 +38,10 @@ export function applicationAuth(v: Validated, indent: string): string[] {
         ];
   lines.push('AuthExternal plexer', 'AuthExternalProvideCache On', 'AuthnCacheProvideFor external');
   if (v.auth === 'form') {
-    lines.push('# One cache for the login handler and the application (the default context is the section\'s path).', 'AuthnCacheContext plexer-form');
+    lines.push(
+      '# One cache for the login handler and the application (the default context is the section\'s path).',
+      'AuthnCacheContext plexer-form',
+    );
   }
   lines.push(
     '# Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',

@@ -24,8 +24,8 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
 
 // mod_authn_socache refuses a wrong password for a cached user itself: plexer never sees that guess. Every
 // 401 that carried a user name goes to `plexer lockout` (%<u: the ErrorDocument's internal redirect has no
-// user, the original request has), which counts it as authn would and keeps one file
-// per lockout in force; the Require below refuses a request whose user, address or pair has one, even when
+// user, the original request has), which counts it as authn would and keeps one file per lockout in force;
+// requireUnlocked (auth.ts) refuses a request whose user, address or pair has one, even when
 // the cache accepts its password. Apache restarts it if it dies. (A vhost with its own CustomLog, as in the
 // Debian layout, inherits no server-level log: there it goes inside the vhost.)
 function lockoutLog(v: Validated): string {

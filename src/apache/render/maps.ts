@@ -27,11 +27,17 @@ function mapSource(v: Validated, kind: MapKind): string {
 export function mapDefinitions(v: Validated, plan: MapPlan): string[] {
   const define = (kind: MapKind) => `    RewriteMap ${mapName(kind)} ${mapSource(v, kind)}`;
   if (v.routing === 'proxy') {
-    return ['    # user -> the backend of their daemon group (a mod_proxy URL); NULL for no user, no group, no backend.', define('backend')];
+    return [
+      '    # user -> the backend of their daemon group (a mod_proxy URL); NULL for no user, no group, no backend.',
+      define('backend'),
+    ];
   }
   const lines = plan.prg ? [] : ['    # dbm: maps kept current by `plexer sync`: stat()ed per lookup, reopened when the file is replaced.'];
   if (plan.kinds.includes('route')) {
-    lines.push('    # user -> "GROUP SETTINGS": the group and its settings module in one lookup (the two-map form: twoMaps).', define('route'));
+    lines.push(
+      '    # user -> "GROUP SETTINGS": the group and its settings module in one lookup (the two-map form: twoMaps).',
+      define('route'),
+    );
   } else if (plan.kinds.includes('settings')) {
     lines.push(define('group'), define('settings'));
   } else {
