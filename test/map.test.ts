@@ -185,7 +185,7 @@ describe('a map whose reader of stderr is gone', () => {
   });
 });
 
-// A model test of the generated rules (src/apache/render.ts keyedRouting) against the real map program. The test
+// A model test of the generated rules (src/apache/render/keyed-routing.ts) against the real map program. The test
 // plays mod_rewrite: a lookup, under the rewrite-map lock, writes "key\n" and reads one line one byte at a time up
 // to "\n". A request routes only on "#KEY=…"; on any other non-empty line it looks up again, at most
 // DESYNC_RETRIES times, then fails closed; an empty line (what a dead map answers) fails it closed at once.

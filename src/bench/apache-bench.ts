@@ -17,9 +17,10 @@
 // The full run writes bench/RESULTS.md. --quick (CI, < 3 minutes): tiny runs, correctness checks only, prints
 // the table to stdout, never writes RESULTS.md and exits non-zero only on a wrong answer or a crash.
 //
-// The Apache configs follow src/apache/render.ts (prefork MPM, maps at vhost level with RewriteEngine On, the
-// per-directory rule inside the WSGI script's <Directory> that sees REMOTE_USER) but are built here: each
-// variant needs a different RewriteMap or provider, which the product renderer does not offer.
+// The Apache configs follow src/apache/render/ (prefork MPM, maps at vhost level with RewriteEngine On, the
+// per-directory rule inside the WSGI script's <Directory> that sees REMOTE_USER) and take its section functions
+// where a variant matches the product (PREFORK_DIRECTIVES, keyedRouting, alternation, requireUnlocked), but are
+// assembled here: each variant needs a different RewriteMap or provider, which the product renderer does not offer.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -237,7 +238,7 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
   L.push(
     `<VirtualHost 127.0.0.1:${port}>`,
     '    ServerName bench',
-    // As in render.ts: mod_wsgi maps PATH_INFO under DocumentRoot with a sub-request; a denied one logs
+    // As in the renderer: mod_wsgi maps PATH_INFO under DocumentRoot with a sub-request; a denied one logs
     // AH01630 on every request. NOT below the WSGI script's directory: its per-directory rules (and a map lookup
     // with an empty REMOTE_USER) would then run again in that sub-request.
     `    DocumentRoot ${env.dir}/docroot`,
@@ -251,7 +252,7 @@ function renderConfig(env: Env, v: Variant, port: number, stateDir: string): str
   L.push(`    WSGIScriptAlias /app ${env.app}/bench.wsgi`, `    <Directory ${env.app}>`, '        Options SymLinksIfOwnerMatch');
   L.push(...(v.auth ?? ['Require all granted']).map((l) => `        ${l}`));
   if (v.map !== undefined && v.keyed) {
-    // The product's own rules: only an answer that names the user routes (src/apache/render.ts).
+    // The product's own rules: only an answer that names the user routes (src/apache/render/).
     L.push(
       '        RewriteEngine On',
       `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,
@@ -995,7 +996,7 @@ async function main(): Promise<number> {
       `Load: \`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s --latency\` on the same 2 cores, one Basic Authorization header per request`,
       `rotating through the users (a shuffled list; each thread starts at its own offset). ${ROUNDS} interleaved rounds`,
       '(order reversed every other round); req/s, p50 and p99 are medians over the rounds. Every variant is its own',
-      'Apache (prefork, the settings of src/apache/render.ts) with the same 4 × 4-thread mod_wsgi daemon pool and a',
+      'Apache (prefork, the settings of src/apache/render/) with the same 4 × 4-thread mod_wsgi daemon pool and a',
       'tiny WSGI app that names its daemon group (checked for sampled users before and after the runs).',
       `Total bench time: ${((Date.now() - started) / 60_000).toFixed(1)} min. Reproduce: \`npm run bench\` (\`-- --users 1000,100000,1000000\` for 1M).`,
       '',

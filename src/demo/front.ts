@@ -23,7 +23,7 @@ export interface FrontOptions {
   port: number;
   settingsFrom?: 'map' | 'config';
   authCacheTimeoutSeconds?: number;
-  // Modes (render.ts): default Basic + mod_wsgi. Form login gets a random session passphrase in a root-only
+  // Modes (src/apache/render/): default Basic + mod_wsgi. Form login gets a random session passphrase in a root-only
   // file STATE-DIR/apache/session.key unless `extra` names one.
   auth?: AuthMode;
   routing?: RoutingMode;
