@@ -5,8 +5,7 @@ import { applyChange } from '../src/lookup/invalidation.js';
 import { createResolver, type Answer, type Resolver, type ResolverOptions } from '../src/lookup/resolver.js';
 import type { Logger, LogFields } from '../src/log.js';
 import type { MapKind } from '../src/store/map-queries.js';
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+import { waitFor } from './helpers/wait.js';
 
 interface Deferred {
   key: string;
@@ -52,15 +51,12 @@ class RecordingLog implements Logger {
   scope = () => this;
 }
 
-// lru-cache reads the clock through `now` but debounces it for 1 ms of real time (ttlResolution), so after
-// moving the fake clock a couple of real milliseconds must pass before the cache sees the new time. The clock
-// starts far from 0: lru-cache treats a start time of 0 as "no TTL".
+// The resolver's clock, moved by hand. It starts far from 0: lru-cache treats a start time of 0 as "no TTL".
 class Clock {
   t = 1_000_000;
   now = () => this.t;
-  async advance(ms: number): Promise<void> {
+  advance(ms: number): void {
     this.t += ms;
-    await sleep(5);
   }
 }
 
@@ -110,10 +106,10 @@ describe('resolver: cache', () => {
     source.data.set('alice', 'tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
     source.data.set('alice', 'tenant2');
-    await clock.advance(999);
+    clock.advance(999);
     expect(resolver.resolve('alice')).toBe('tenant1');
     expect(source.calls).toEqual(['alice']);
-    await clock.advance(2);
+    clock.advance(2);
     const refreshed = resolver.resolve('alice');
     expect(isPromise(refreshed)).toBe(true);
     expect(await refreshed).toBe('tenant2');
@@ -125,7 +121,7 @@ describe('resolver: cache', () => {
     const { source, clock, resolver } = setup({ ttlMs: 1_000 });
     expect(await resolver.resolve('bob')).toBeNull();
     source.data.set('bob', 'tenant3');
-    await clock.advance(1_001);
+    clock.advance(1_001);
     expect(await resolver.resolve('bob')).toBe('tenant3');
     expect(source.calls).toEqual(['bob', 'bob']);
   });
@@ -164,7 +160,7 @@ describe('resolver: store trouble', () => {
     const { source, clock, log, resolver } = setup({ ttlMs: 1_000 });
     source.data.set('alice', 'tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
-    await clock.advance(1_500);
+    clock.advance(1_500);
     source.mode = 'fail';
     expect(await resolver.resolve('alice')).toBe('tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
@@ -194,7 +190,7 @@ describe('resolver: store trouble', () => {
   it('a stale negative answer stays null when the source fails', async () => {
     const { source, clock, resolver } = setup();
     expect(await resolver.resolve('bob')).toBeNull();
-    await clock.advance(5_000);
+    clock.advance(5_000);
     source.mode = 'fail';
     expect(await resolver.resolve('bob')).toBeNull();
   });
@@ -203,7 +199,7 @@ describe('resolver: store trouble', () => {
     const { source, clock, resolver } = setup({ deadlineMs: 20 });
     source.data.set('alice', 'tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
-    await clock.advance(2_000);
+    clock.advance(2_000);
     source.mode = 'hang';
     const start = performance.now();
     expect(await resolver.resolve('alice')).toBe('tenant1');
@@ -227,7 +223,7 @@ describe('resolver: store trouble', () => {
     source.mode = 'manual';
     expect(await resolver.resolve('alice')).toBeNull();
     source.release('alice', 'tenant1');
-    await sleep(1);
+    await waitFor(() => resolver.size === 1, 1_000, 'the late answer cached');
     expect(resolver.resolve('alice')).toBe('tenant1');
     expect(source.calls).toEqual(['alice']);
   });
@@ -250,7 +246,7 @@ describe('resolver: concurrency', () => {
     const { source, clock, resolver } = setup();
     source.data.set('alice', 'tenant1');
     await resolver.resolve('alice');
-    await clock.advance(2_000);
+    clock.advance(2_000);
     source.mode = 'manual';
     const answers = [resolver.resolve('alice'), resolver.resolve('alice'), resolver.resolve('alice')];
     expect(source.calls).toEqual(['alice', 'alice']);
@@ -262,7 +258,7 @@ describe('resolver: concurrency', () => {
     const { source, clock, resolver } = setup({ maxInFlight: 2 });
     source.data.set('c', 'c-old');
     await resolver.resolve('c');
-    await clock.advance(2_000);
+    clock.advance(2_000);
     source.mode = 'manual';
     const a = resolver.resolve('a');
     const b = resolver.resolve('b');
@@ -327,8 +323,8 @@ describe('resolver: concurrency', () => {
     source.waiting[1]!.resolve('new');
     expect(await after).toBe('new');
     source.waiting[0]!.resolve('old');
+    // `before` settles after the query's own cache decision: nothing is left to land.
     expect(await before).toBe('old');
-    await sleep(1);
     expect(resolver.resolve('alice')).toBe('new');
   });
 
@@ -469,6 +465,7 @@ describe('expireAll', () => {
   it('keeps every entry as a stale fallback but refetches before serving it fresh', async () => {
     const { createResolver } = await import('../src/lookup/resolver.js');
     const { createLogger } = await import('../src/log.js');
+    const clock = new Clock();
     let source = new Map([['a', 'one'], ['b', 'two']]);
     let fail = false;
     const calls: string[] = [];
@@ -478,13 +475,13 @@ describe('expireAll', () => {
         if (fail) throw new Error('down');
         return source.get(key) ?? null;
       },
-      max: 10, ttlMs: 60_000, deadlineMs: 50, log: createLogger('test'),
+      max: 10, ttlMs: 60_000, deadlineMs: 50, log: createLogger('test'), now: clock.now,
     });
     expect(await resolver.resolve('a')).toBe('one');
     expect(await resolver.resolve('b')).toBe('two');
     resolver.expireAll();
     expect(resolver.size).toBe(2);
-    await new Promise((r) => setTimeout(r, 5));
+    clock.advance(2); // past the 1 ms expireAll leaves them
     fail = true;
     expect(await resolver.resolve('a')).toBe('one');
     fail = false;
@@ -499,6 +496,7 @@ describe('expireAll during a fetch', () => {
   it('keeps the overlapping answer only as a fallback: served when the store fails, refetched otherwise', async () => {
     const { createResolver } = await import('../src/lookup/resolver.js');
     const { createLogger } = await import('../src/log.js');
+    const clock = new Clock();
     let release: (value: string) => void = () => undefined;
     let mode: 'manual' | 'fail' | 'ok' = 'manual';
     const resolver = createResolver({
@@ -507,13 +505,13 @@ describe('expireAll during a fetch', () => {
         if (mode === 'ok') return Promise.resolve(`${key}-fresh`);
         return new Promise((resolve) => (release = resolve));
       },
-      max: 10, ttlMs: 60_000, deadlineMs: 20, log: createLogger('test'),
+      max: 10, ttlMs: 60_000, deadlineMs: 20, log: createLogger('test'), now: clock.now,
     });
     const first = resolver.resolve('alice');
     resolver.expireAll();
     release('alice-old');
     expect(await first).toBe('alice-old');
-    await new Promise((r) => setTimeout(r, 5));
+    clock.advance(2); // past the 1 ms the overlapping answer is kept fresh
     mode = 'fail';
     expect(await resolver.resolve('alice')).toBe('alice-old');
     mode = 'ok';

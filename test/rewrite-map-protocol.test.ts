@@ -6,8 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { MAX_PIPE_INPUT_BYTES, PipeInputError, readPipeInput } from '../src/protocol/authnz-external.js';
 import { ANSWER_MARK, formatAnswer } from '../src/protocol/rewrite-map.js';
 import { isGroupName, isUserName } from '../src/names.js';
+import { waitFor } from './helpers/wait.js';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+// Until the reader has taken everything written so far: the next write arrives as a chunk of its own.
+const taken = (input: PassThrough) =>
+  waitFor(() => input.writableLength === 0 && input.readableLength === 0, 1_000, 'the reader to take the chunk');
 
 describe('formatAnswer', () => {
   it.each([
@@ -99,7 +102,7 @@ describe('readPipeInput', () => {
     let settled = false;
     void read.then(() => (settled = true), () => (settled = true));
     input.write('bob\ngroup1 group2\n');
-    await sleep(20);
+    await taken(input);
     expect(settled).toBe(false);
     input.end();
     expect(await read).toEqual({ first: 'bob', second: 'group1 group2' });
@@ -148,9 +151,9 @@ describe('readPipeInput', () => {
     const input = new PassThrough();
     const read = readPipeInput(input, 1_000);
     input.write('ali');
-    await sleep(2);
+    await taken(input);
     input.write('ce\nsec');
-    await sleep(2);
+    await taken(input);
     input.end('ret\n');
     expect(await read).toEqual({ first: 'alice', second: 'secret' });
   });

@@ -42,7 +42,9 @@ export function answerCacheOptions(max: number, ttlMs: number, now?: () => numbe
     ttl: ttlMs,
     // Expired entries stay until replaced, so they can be served while the store is unreachable.
     noDeleteOnStaleGet: true,
-    ...(now ? { perf: { now } } : {}),
+    // A clock handed in (a test's) is read at every access: lru-cache's debounce of 1 ms of real time would
+    // otherwise hide a move of that clock until real time passed.
+    ...(now ? { perf: { now }, ttlResolution: 0 } : {}),
   };
 }
 
