@@ -39,27 +39,31 @@ export const isSha1Hash = (hash: string): boolean => /^\{SHA\}[A-Za-z0-9+/]{27}=
 export const isLegacyHash = (hash: string): boolean => isApr1Hash(hash) || isSha1Hash(hash);
 export const isStorableHash = (hash: string): boolean => isBcryptHash(hash) || isLegacyHash(hash);
 
-function legacyDigest(password: string, hash: string): string {
-  return isApr1Hash(hash) ? aprMd5(password, hash) : `{SHA}${createHash('sha1').update(password, 'utf8').digest('base64')}`;
+// The slow part of a verification, which authd runs in worker threads (bcrypt-pool.ts): bcrypt, whose salt is the
+// stored hash's first 29 characters, and apr1's 1,000 MD5 rounds in plain JavaScript (milliseconds), salted by
+// the stored hash itself. {SHA} is one SHA-1 and stays in the caller's thread.
+export interface SlowHashes {
+  bcrypt(password: string, salt: string): Promise<string>;
+  apr1(password: string, salt: string): Promise<string>;
 }
 
-// bcrypt(password, salt), where salt is a stored hash's first 29 characters: in this thread, or in authd's
-// worker threads (bcrypt-pool.ts).
-export type BcryptWithSalt = (password: string, salt: string) => Promise<string>;
-
-const bcryptHere: BcryptWithSalt = (password, salt) => bcrypt.hash(password, salt);
+const inThisThread: SlowHashes = {
+  bcrypt: (password, salt) => bcrypt.hash(password, salt),
+  apr1: async (password, salt) => aprMd5(password, salt),
+};
 
 // bcryptjs compares its own result internally with a plain loop; comparing the recomputed hash ourselves with
 // timingSafeEqual keeps the comparison constant-time whatever the library does. A legacy hash is checked here
 // too, so authn and authd accept it; it costs far less than bcrypt, which refusalNeedsPadding makes up for.
-export async function verifyPassword(password: string, hash: string, bcryptWithSalt: BcryptWithSalt = bcryptHere): Promise<boolean> {
+export async function verifyPassword(password: string, hash: string, slow: SlowHashes = inThisThread): Promise<boolean> {
   if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) return false;
-  let computed: Buffer;
-  if (isBcryptHash(hash)) computed = Buffer.from(await bcryptWithSalt(password, hash.slice(0, 29)));
-  else if (isLegacyHash(hash)) computed = Buffer.from(legacyDigest(password, hash));
+  let computed: string;
+  if (isBcryptHash(hash)) computed = await slow.bcrypt(password, hash.slice(0, 29));
+  else if (isApr1Hash(hash)) computed = await slow.apr1(password, hash);
+  else if (isSha1Hash(hash)) computed = `{SHA}${createHash('sha1').update(password, 'utf8').digest('base64')}`;
   else return false;
-  const expected = Buffer.from(hash);
-  return computed.length === expected.length && timingSafeEqual(computed, expected);
+  const [actual, expected] = [Buffer.from(computed), Buffer.from(hash)];
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
 // A user that does not exist costs the same bcrypt work as a wrong password, so response times do not tell
