@@ -1,5 +1,6 @@
 // AuthService and the FastCGI handler in-process, against a real store: cache keys, invalidation races,
 // bcrypt off the event loop, deadlines and failing closed.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import type pg from 'pg';
@@ -50,8 +51,8 @@ afterAll(async () => {
 describe('AuthService', () => {
   it('caches a verified credential under an HMAC digest that reveals no password', async () => {
     const s = service();
-    expect((await s.authenticate('alice', 'pw-alice', '127.0.0.1', signal)).verdict).toBe('accept');
-    expect(await s.authenticate('alice', 'pw-alice', '127.0.0.1', signal)).toEqual({ verdict: 'accept', reason: 'cached' });
+    expect((await s.authenticate('alice', 'pw-alice', '127.0.0.1')).verdict).toBe('accept');
+    expect(await s.authenticate('alice', 'pw-alice', '127.0.0.1')).toEqual({ verdict: 'accept', reason: 'cached' });
     const dump = JSON.stringify(s.dumpCredentialCache());
     expect(dump).not.toContain('pw-alice');
     // Not a plain (unkeyed) hash either: without the per-process key a dump cannot be tested offline.
@@ -59,26 +60,26 @@ describe('AuthService', () => {
     expect(s.dumpCredentialCache()).toEqual([{ key: expect.stringMatching(/^[A-Za-z0-9+/]{43}=$/), user: 'alice' }]);
     // Another process (another key) produces another digest for the same credential.
     const other = service();
-    await other.authenticate('alice', 'pw-alice', '127.0.0.1', signal);
+    await other.authenticate('alice', 'pw-alice', '127.0.0.1');
     expect(other.dumpCredentialCache()[0]!.key).not.toBe(s.dumpCredentialCache()[0]!.key);
     // Failures are never cached.
-    await s.authenticate('alice', 'nope', '127.0.0.1', signal);
+    await s.authenticate('alice', 'nope', '127.0.0.1');
     expect(s.stats().credentialEntries).toBe(1);
   });
 
   it('spends the same bcrypt work on unknown and malformed user names', async () => {
     const s = service();
     const before = s.stats().bcryptRuns;
-    expect((await s.authenticate('nobody', 'x', undefined, signal)).reason).toBe('no-such-user');
-    expect((await s.authenticate('bad name', 'x', undefined, signal)).reason).toBe('invalid-user-name');
-    expect((await s.authenticate('alice', 'x', undefined, signal)).reason).toBe('wrong-password');
+    expect((await s.authenticate('nobody', 'x', undefined)).reason).toBe('no-such-user');
+    expect((await s.authenticate('bad name', 'x', undefined)).reason).toBe('invalid-user-name');
+    expect((await s.authenticate('alice', 'x', undefined)).reason).toBe('wrong-password');
     expect(s.stats().bcryptRuns - before).toBe(3);
   });
 
   it('drops a user\'s cached credentials on "u:<user>", everything on "*", and only then', async () => {
     const s = service();
-    await s.authenticate('alice', 'pw-alice', undefined, signal);
-    await s.authenticate('bob', 'pw-bob', undefined, signal);
+    await s.authenticate('alice', 'pw-alice', undefined);
+    await s.authenticate('bob', 'pw-bob', undefined);
     s.onChange('g:t1');
     s.onChange('r:alice');
     expect(s.stats().credentialEntries).toBe(2);
@@ -90,7 +91,7 @@ describe('AuthService', () => {
 
   it('does not cache an answer whose check raced with a change notification', async () => {
     const s = service();
-    const pending = s.authenticate('alice', 'pw-alice', undefined, signal);
+    const pending = s.authenticate('alice', 'pw-alice', undefined);
     s.onChange('u:alice'); // heard while the check was reading the store or running bcrypt
     expect((await pending).verdict).toBe('accept');
     expect(s.stats().credentialEntries).toBe(0);
@@ -99,18 +100,18 @@ describe('AuthService', () => {
   it('neither reads nor fills the cache while LISTEN is down', async () => {
     let listening = false;
     const s = service({ listening: () => listening });
-    await s.authenticate('alice', 'pw-alice', undefined, signal);
-    expect((await s.authenticate('alice', 'pw-alice', undefined, signal)).reason).toBe('verified');
+    await s.authenticate('alice', 'pw-alice', undefined);
+    expect((await s.authenticate('alice', 'pw-alice', undefined)).reason).toBe('verified');
     expect(s.stats().credentialEntries).toBe(0);
     listening = true;
-    await s.authenticate('alice', 'pw-alice', undefined, signal);
-    expect((await s.authenticate('alice', 'pw-alice', undefined, signal)).reason).toBe('cached');
+    await s.authenticate('alice', 'pw-alice', undefined);
+    expect((await s.authenticate('alice', 'pw-alice', undefined)).reason).toBe('cached');
   });
 
   it('shares one bcrypt run among identical concurrent attempts', async () => {
     const s = service();
     const before = s.stats().bcryptRuns;
-    const outcomes = await Promise.all(Array.from({ length: 10 }, () => s.authenticate('bob', 'pw-bob', '127.0.0.1', signal)));
+    const outcomes = await Promise.all(Array.from({ length: 10 }, () => s.authenticate('bob', 'pw-bob', '127.0.0.1')));
     expect(outcomes.every((o) => o.verdict === 'accept')).toBe(true);
     expect(s.stats().bcryptRuns - before).toBe(1);
     expect(s.stats().sharedVerifications).toBe(9);
@@ -133,7 +134,7 @@ describe('AuthService', () => {
   it('fails closed (500) when the store is unreachable', async () => {
     const deadDb = createPool({ ...config, connection: { host: '127.0.0.1', port: 1, database: 'x', user: 'x' } }, { connectTimeoutMs: 500 });
     const s = service({ db: deadDb });
-    expect((await s.authenticate('alice', 'pw-alice', undefined, signal)).verdict).toBe('error');
+    expect((await s.authenticate('alice', 'pw-alice', undefined)).verdict).toBe('error');
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 5_000 });
     const params = new Map([['FCGI_APACHE_ROLE', 'AUTHENTICATOR'], ['REMOTE_USER', 'alice'], ['REMOTE_PASSWD', 'pw-alice']]);
     expect((await handler({ requestId: 1, role: Role.Authorizer, params, signal })).status).toBe(500);
@@ -182,6 +183,12 @@ describe('bcrypt off the event loop', () => {
     expect(await pool.verify('pw', 'not a hash')).toBe(false);
     expect(await pool.verify('p'.repeat(73), bcrypt.hashSync('p'.repeat(72), 4))).toBe(false);
     expect(await pool.verify('é', bcrypt.hashSync('é', 4))).toBe(true);
+    // htpasswd's formats, as imported (htpasswd -nbm / -nbs pw).
+    for (const flag of ['-nbm', '-nbs']) {
+      const hash = execFileSync('htpasswd', [flag, 'x', 'pw'], { encoding: 'utf8' }).trim().split(':')[1]!;
+      expect(await pool.verify('pw', hash)).toBe(true);
+      expect(await pool.verify('px', hash)).toBe(false);
+    }
     await pool.close();
   });
 

@@ -1,5 +1,5 @@
 // `plexer authd` behind a real Apache (Debian's apache2 + mod_authnz_fcgi), with a real store.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizerRequest, type AuthorizerAnswer } from '../src/fastcgi/client.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 import { freshStore, PLEXER_BIN, runPlexer, type TestStore } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
 
 const MODULES = '/usr/lib/apache2/modules';
 
@@ -241,6 +242,27 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     expect((await get('/private/page.txt', 'erin', 'pw-erin')).status).toBe(200);
     await plexer(['user', 'del', 'erin']);
     await waitForStatus('/private/page.txt', 'erin', 'pw-erin', 401);
+  });
+
+  it("accepts users imported from htpasswd ($apr1$, {SHA}) and replaces their hash with bcrypt after the first login", async () => {
+    const line = (flag: string, user: string, password: string) =>
+      execFileSync('htpasswd', [flag, user, password], { encoding: 'utf8' }).trim();
+    const file = join(dir, 'legacy.htpasswd');
+    writeFileSync(file, `${line('-nbm', 'mona', 'pw-mona')}\n${line('-nbs', 'saul', 'pw-saul')}\n`);
+    await plexer(['user', 'import-htpasswd', file, '--group', 't1']);
+    const hashOf = async (user: string) =>
+      (await store.sql.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE name = $1', [user])).rows[0]!.password_hash;
+    for (const [user, password, legacy] of [['mona', 'pw-mona', /^\$apr1\$/], ['saul', 'pw-saul', /^\{SHA\}/]] as const) {
+      expect(await hashOf(user)).toMatch(legacy);
+      expect((await get('/private/page.txt', user, 'wrong')).status).toBe(401);
+      expect(await hashOf(user)).toMatch(legacy);
+      expect((await get('/private/page.txt', user, password)).status).toBe(200);
+      // The rehash runs after the answer, in the background; authd logs it once the row is written.
+      await waitFor(() => authdLog.includes(`password rehashed at the configured cost user=${user} `), 5_000, `${user}'s rehash`);
+      expect(await hashOf(user)).toMatch(/^\$2[aby]\$/);
+      expect((await get('/private/page.txt', user, password)).status).toBe(200);
+      expect((await get('/private/page.txt', user, 'wrong')).status).toBe(401);
+    }
   });
 
   it('checks roles named by PLEXER_ROLES: 200 with the role, 403 without, and follows grant/revoke', async () => {

@@ -6,7 +6,9 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
-import { accept, checkPassword, failure, refusal, refuse, refuseOnError, type Outcome, type PasswordCheck } from '../auth/password-check.js';
+import {
+  accept, checkPassword, failure, refusal, refuse, refuseOnError, type Outcome, type PasswordCheck,
+} from '../auth/password-check.js';
 import { parseChange } from '../store/changes.js';
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
