@@ -12,19 +12,7 @@ import { isUserName } from '../names.js';
 import { bcryptCost, checkNewPassword, dummyHash, refusalNeedsPadding } from '../password.js';
 import { fetchCredential, upgradePasswordHash } from '../store/credentials.js';
 import { clearOnSuccess, clientAddress, countFailure, lockedNow, subjectsOf, type Throttle } from '../store/throttle.js';
-
-export type Verdict = 'accept' | 'refuse' | 'error';
-
-export interface Outcome {
-  verdict: Verdict;
-  // Why, for the log and the exit status: verified, cached, wrong-password, no-such-user, invalid-user-name,
-  // disabled, locked-out, no-role, store-error, …
-  reason: string;
-}
-
-export const accept = (reason: string): Outcome => ({ verdict: 'accept', reason });
-export const refuse = (reason: string): Outcome => ({ verdict: 'refuse', reason });
-export const failure = (reason: string): Outcome => ({ verdict: 'error', reason });
+import { accept, failure, refuse, type Outcome } from './outcome.js';
 
 export interface PasswordCheck {
   db: pg.ClientBase | pg.Pool;

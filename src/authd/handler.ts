@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { FastCgiHandler, FastCgiRequest, FastCgiResponse } from '../fastcgi/server.js';
 import { utf8 } from '../fastcgi/protocol.js';
 import type { CallerGate } from './gate.js';
-import { failure, type Outcome } from '../auth/password-check.js';
+import { failure, type Outcome } from '../auth/outcome.js';
 import { withDeadline } from '../deadline.js';
 import type { AuthService } from './service.js';
 

@@ -1,18 +1,16 @@
 // The checks behind `plexer authd`, with the same answers as `plexer authn` / `plexer authz`:
 //   authenticate: the password check of auth/password-check.ts.
-//   authorize: the user is enabled and holds one of the roles.
+//   authorize: the role check of auth/role-check.ts.
 // What a long-running process adds: caches emptied by the store's change notifications, bcrypt in worker
 // threads behind a bounded queue, and one verification shared by identical concurrent attempts.
 import { createHmac, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
-import {
-  accept, checkPassword, failure, refusal, refuse, refuseOnError, type Outcome, type PasswordCheck,
-} from '../auth/password-check.js';
+import { accept, failure, refuse, type Outcome } from '../auth/outcome.js';
+import { checkPassword, refusal, refuseOnError, type PasswordCheck } from '../auth/password-check.js';
+import { noRole, roleCheckFailed, rolesToCheck } from '../auth/role-check.js';
 import { parseChange } from '../store/changes.js';
-import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isRoleName, isUserName } from '../names.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { hasAnyRole } from '../store/credentials.js';
 import { lockedSubjectsClearingUser } from '../store/login-failures.js';
@@ -21,8 +19,6 @@ import type { LockMirror } from '../lockout/lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
 import { UserKeyedCache } from './user-cache.js';
-
-export type { Outcome } from '../auth/password-check.js';
 
 export interface AuthServiceOptions {
   db: pg.Pool;
@@ -52,9 +48,6 @@ export interface AuthStats {
   bcryptRunning: number;
   bcryptQueued: number;
 }
-
-// More roles than any sensible Require line names is refused as malformed.
-const MAX_ROLE_LIST = 64;
 
 export class AuthService {
   private readonly db: pg.Pool;
@@ -159,17 +152,14 @@ export class AuthService {
   }
 
   async authorize(user: string, roleList: string[], signal: AbortSignal): Promise<Outcome> {
-    if (!isUserName(user) || roleList.length === 0 || roleList.length > MAX_ROLE_LIST || !roleList.every(isRoleName)) {
-      this.log.warn('role check refused', { reason: 'bad-input', user: isUserName(user) ? user : undefined });
-      return refuse('bad-input');
-    }
-    const roles = [...new Set(roleList)].sort();
+    const roles = rolesToCheck(this.log, user, roleList);
+    if (!roles) return refuse('bad-input');
     const key = `${user}\0${roles.join(' ')}`;
     const useCache = this.listening();
     const cached = useCache ? this.roles.get(key) : undefined;
     if (cached !== undefined) {
       this.counters.roleHits++;
-      return cached ? accept('cached') : this.noRole(user, roles);
+      return cached ? accept('cached') : noRole(this.log, user, roles);
     }
     this.counters.roleMisses++;
     const epoch = this.roles.epoch;
@@ -177,16 +167,10 @@ export class AuthService {
       const held = await hasAnyRole(this.db, user, roles);
       if (signal.aborted) return failure('aborted');
       if (useCache) this.roles.set(user, key, held, epoch);
-      return held ? accept('role') : this.noRole(user, roles);
+      return held ? accept('role') : noRole(this.log, user, roles);
     } catch (error) {
-      this.log.error('cannot check roles; refusing', { user, error: coerceError(error).message });
-      return failure('store-error');
+      return roleCheckFailed(this.log, error, user);
     }
-  }
-
-  private noRole(user: string, roles: string[]): Outcome {
-    this.log.info('role check refused', { reason: 'no-role', user, roles: roles.join(' ') });
-    return refuse('no-role');
   }
 
   // A credential verified recently and not changed since: only the lockout state is checked — in memory

@@ -1,7 +1,6 @@
 import type { PlexerConfig } from '../config.js';
-import { coerceError } from '../errors.js';
+import { noRole, roleCheckFailed, rolesToCheck } from '../auth/role-check.js';
 import type { Logger } from '../log.js';
-import { isRoleName, isUserName } from '../names.js';
 import { hasAnyRole } from '../store/credentials.js';
 import { AuthExit } from './auth-exit.js';
 import { parseCommand } from './args.js';
@@ -31,18 +30,15 @@ async function checkRoles(config: PlexerConfig, log: Logger): Promise<number> {
   const input = await readHelperInput(config, log, 'role check refused');
   if (!input) return AuthExit.BadInput;
   const { first: user, second: roleLine } = input;
-  const roles = roleLine.split(/\s+/).filter((role) => role !== '');
-  if (!isUserName(user) || roles.length === 0 || !roles.every(isRoleName)) {
-    log.warn('role check refused', { reason: 'bad-input' });
-    return AuthExit.BadInput;
-  }
+  const roles = rolesToCheck(log, user, roleLine.split(/\s+/).filter((role) => role !== ''));
+  if (!roles) return AuthExit.BadInput;
   const db = helperStore(config, 'plexer-authz');
   try {
     if (await hasAnyRole(db, user, roles)) return AuthExit.Accepted;
-    log.info('role check refused', { reason: 'no-role', user, roles: roles.join(' ') });
+    noRole(log, user, roles);
     return AuthExit.NoRole;
   } catch (error) {
-    log.error('cannot check roles; refusing', { user, error: coerceError(error).message });
+    roleCheckFailed(log, error, user);
     return AuthExit.StoreError;
   } finally {
     db.end().catch(() => undefined);
