@@ -60,6 +60,8 @@ describe('dbm: maps kept by plexer sync', () => {
     sync.kill('SIGKILL');
     await new Promise((r) => sync.once('exit', r));
     await t.store.sql.query(`UPDATE users SET daemon_group = 'tenant2' WHERE name = 'alice'`);
+    // A negative check: the 500 ms are the time a live sync would need to move her (about 0.2 s, above), and
+    // nothing must happen in them.
     await new Promise((r) => setTimeout(r, 500));
     // Nobody rewrites the maps now: alice stays where the last file put her, and nobody gets an error.
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).json().group).toBe('tenant1');

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
 
 let t: TestFront;
 
@@ -20,7 +21,12 @@ function requestStream(user: string, password: string) {
       if (r.status === 200) groups.add(r.json().group);
     }
   })();
-  return { statuses, groups, stop: async () => ((running = false), await done) };
+  // Until `more` further requests have been answered: the stream runs on both sides of what the test does.
+  const answered = (more: number) => {
+    const target = statuses.length + more;
+    return waitFor(() => statuses.length >= target, 15_000, `${more} more answers to ${user}'s requests`);
+  };
+  return { statuses, groups, answered, stop: async () => ((running = false), await done) };
 }
 
 beforeAll(async () => {
@@ -40,7 +46,7 @@ describe('daemon-group lifecycle', () => {
     const before = (await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).json().pid;
     const bobPid = (await t.get('/app/whoami', { user: 'bob', password: 'bob-pw' })).json().pid;
     const stream = requestStream('bob', 'bob-pw');
-    await new Promise((r) => setTimeout(r, 300));
+    await stream.answered(3);
     const restarted = await ok(['group', 'restart', 'tenant1', '--apache-pid-file', join(t.front.apacheDir, 'httpd.pid')]);
     expect(restarted.stdout).toMatch(/signalled 1 daemon process\(es\) of tenant1/);
     let after = before;
@@ -49,7 +55,7 @@ describe('daemon-group lifecycle', () => {
       const r = await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' });
       if (r.status === 200) after = r.json().pid;
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await stream.answered(3);
     await stream.stop();
     expect(after).not.toBe(before);
     expect(stream.statuses.length).toBeGreaterThan(5);
@@ -72,18 +78,16 @@ describe('daemon-group lifecycle', () => {
     const early = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
     expect(early.status).toBe(503);
     const stream = requestStream('alice', 'alice-pw');
-    await new Promise((r) => setTimeout(r, 300));
+    await stream.answered(3);
     const reload = await ok(['apache', 'config', '--out', t.front.httpd.configPath, '--reload',
       '--state-dir', t.front.apacheDir, '--listen', `127.0.0.1:${t.front.httpd.port}`, '--runtime-root', t.front.runtime.root,
       '--auth-cache-timeout', '60']);
     expect(reload.stdout).toMatch(/graceful reload sent/);
-    let carol = early;
-    const until = Date.now() + 15_000;
-    while (carol.status !== 200 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 100));
-      carol = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
-    }
-    await new Promise((r) => setTimeout(r, 300));
+    const carol = await waitFor(async () => {
+      const r = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
+      return r.status === 200 ? r : undefined;
+    }, 15_000, 'carol served after the reload');
+    await stream.answered(3);
     await stream.stop();
     expect(carol.status).toBe(200);
     expect(carol.json().group).toBe('tenant3');

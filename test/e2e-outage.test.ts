@@ -12,6 +12,7 @@ import { formatConfig, loadConfig } from '../src/config.js';
 import { writeFileAtomic } from '../src/files.js';
 import { parsePgUrl } from './helpers/database.js';
 import { runPlexer } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
 
 let cluster: PrivateCluster;
 let front: Front;
@@ -28,12 +29,9 @@ async function get(user: string, password: string): Promise<{ status: number; gr
   return { status: response.status, ms, ...(response.status === 200 ? { group: JSON.parse(body).group } : {}) };
 }
 
-async function until(check: () => Promise<boolean>, limitMs: number): Promise<number> {
+async function until(check: () => Promise<boolean>, limitMs: number, what: string): Promise<number> {
   const started = performance.now();
-  while (!(await check())) {
-    if (performance.now() - started > limitMs) throw new Error(`not reached within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(check, limitMs, what, 100);
   return performance.now() - started;
 }
 
@@ -60,7 +58,7 @@ beforeAll(async () => {
   sql = new pg.Pool({ host: s.host, port: s.port, database: s.database, user: s.user, options: '-c search_path=plexer', max: 2 });
   sql.on('error', () => undefined);
   front = await startFront({ stateDir: dir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), authCacheTimeoutSeconds: 300 });
-  await until(async () => (await get('alice', 'alice-pw')).status === 200, 15_000);
+  await until(async () => (await get('alice', 'alice-pw')).status === 200, 15_000, 'alice served');
 }, 120_000);
 
 afterAll(async () => {
@@ -89,7 +87,7 @@ describe('database outage under a real Apache', () => {
 
     await cluster.start();
     await sql.query(`UPDATE users SET daemon_group = 'tenant2' WHERE name = 'alice'`);
-    const recovered = await until(async () => (await get('alice', 'alice-pw')).group === 'tenant2', 20_000);
+    const recovered = await until(async () => (await get('alice', 'alice-pw')).group === 'tenant2', 20_000, 'alice served by tenant2 after the restart');
     console.log(`after the restart: alice's move served ${recovered.toFixed(0)} ms after the commit`);
     expect((await get('carol', 'carol-pw')).group).toBe('tenant2');
     expect(front.httpd.pid).toBe(apachePid);

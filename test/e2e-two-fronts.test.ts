@@ -10,6 +10,7 @@ import { freePort } from '../src/demo/httpd.js';
 import { formatConfig, loadConfig } from '../src/config.js';
 import { writeFileAtomic } from '../src/files.js';
 import { childrenOf } from './helpers/churn.js';
+import { waitFor } from './helpers/wait.js';
 import { connectionValues, freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
@@ -106,7 +107,8 @@ describe('two front ends over one store', () => {
       expect(await whoami(front, 'alice')).toMatchObject({ status: 200, group: 'tenant1' });
       expect(await whoami(front, 'bob')).toMatchObject({ status: 200, group: 'tenant2' });
     }
-    const mapsOf = (f: Front) => childrenOf(f.httpd.pid).filter((p) => / map group\b/.test(p.cmd)).map((p) => p.pid);
+    // The default config's one map per front end (plexer map route).
+    const mapsOf = (f: Front) => childrenOf(f.httpd.pid).filter((p) => / map route\b/.test(p.cmd)).map((p) => p.pid);
     expect(mapsOf(a)).toHaveLength(1);
     expect(mapsOf(b)).toHaveLength(1);
     expect(mapsOf(a)[0]).not.toBe(mapsOf(b)[0]);
@@ -132,13 +134,13 @@ describe('two front ends over one store', () => {
       while (running) replies.push({ user, ...(await whoami(b, user)) });
     };
     const clients = [client('alice'), client('bob')];
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(() => replies.length >= 4, 10_000, 'B answering both clients before A stops');
     const stopStart = performance.now();
     const aPid = a.httpd.pid;
     await a.stop();
     aStopped = true;
     const stopEnd = performance.now();
-    await new Promise((r) => setTimeout(r, 1_000));
+    await waitFor(() => replies.filter((r) => r.sent > stopEnd).length >= 4, 10_000, 'B answering requests sent after A stopped');
     running = false;
     await Promise.all(clients);
 
@@ -150,6 +152,8 @@ describe('two front ends over one store', () => {
     expect(bad).toEqual([]);
     expect(during).toBeGreaterThan(0);
     expect(after).toBeGreaterThan(0);
+    // stop() has returned; its last process may take a moment to be reaped.
+    await waitFor(() => { try { process.kill(aPid, 0); return false; } catch { return true; } }, 5_000, "A's Apache process gone");
     expect(() => process.kill(aPid, 0)).toThrow();
     expect((await whoami(a, 'alice')).status).toBe(0); // A is really gone (connection refused)
     // B's Apache and its maps are the same processes, and B still follows the store.

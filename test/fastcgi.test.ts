@@ -20,6 +20,7 @@ import {
 } from '../src/fastcgi/protocol.js';
 import { authorizerRequest, encodeAuthorizerRequest, parseAuthorizerAnswer } from '../src/fastcgi/client.js';
 import { createFastCgiServer, type FastCgiHandler } from '../src/fastcgi/server.js';
+import { waitFor } from './helpers/wait.js';
 import type { Logger, LogFields } from '../src/log.js';
 
 function captureLogger(lines: string[] = []): Logger & { lines: string[] } {
@@ -179,9 +180,11 @@ describe('FastCGI server', () => {
   const log = captureLogger();
   let server: net.Server;
   let port: number;
+  let handlersDone = 0;
   const handler: FastCgiHandler = async ({ params, signal }) => {
     const delay = Number(params.get('DELAY_MS') ?? 0);
     if (delay) await new Promise((r) => setTimeout(r, delay));
+    handlersDone++;
     if (params.get('THROW')) throw new Error('handler bug');
     void signal;
     return { status: params.get('REMOTE_PASSWD') === 'right' ? 200 : 401, headers: [['Variable-ECHO', params.get('REMOTE_USER') ?? '']] };
@@ -242,12 +245,16 @@ describe('FastCGI server', () => {
 
   it('answers ABORT_REQUEST with END_REQUEST and drops the late answer', async () => {
     const conn = new RawConnection(port);
+    const done = handlersDone;
     conn.write(encodeAuthorizerRequest(9, { REMOTE_PASSWD: 'right', DELAY_MS: '100' }, true));
     conn.write(encodeRecord(RecordType.AbortRequest, 9));
     await conn.until(() => conn.ends().length === 1);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(conn.records.filter((r) => r.type === RecordType.Stdout)).toHaveLength(0);
-    expect(conn.ends()).toHaveLength(1);
+    // The aborted handler runs to its end; a late answer would be written before the next request's.
+    await waitFor(() => handlersDone > done, 3_000, 'the aborted handler to finish');
+    conn.write(encodeAuthorizerRequest(10, { REMOTE_PASSWD: 'right' }, true));
+    await conn.until(() => conn.ends().length === 2);
+    expect(conn.records.filter((r) => r.type === RecordType.Stdout && r.requestId === 9)).toHaveLength(0);
+    expect(conn.ends().map((r) => r.requestId)).toEqual([9, 10]);
     conn.socket.destroy();
   });
 
@@ -293,8 +300,9 @@ describe('FastCGI server', () => {
     await Promise.all(samples.map(async (bytes) => {
       const conn = new RawConnection(port);
       conn.write(Buffer.from(bytes));
-      await new Promise((r) => setTimeout(r, 100));
-      conn.socket.destroy();
+      // Our end closed after the bytes: the server has read them all once it closes too.
+      conn.socket.end();
+      await conn.until(() => conn.closed);
     }));
     expect((await authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_PASSWD: 'right' })).status).toBe(200);
   });
