@@ -70,7 +70,8 @@ describe('a worker killed in the middle of reading an answer', () => {
       process.kill(map!, 'SIGCONT');
       if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
     }
-    await new Promise((resolve) => setTimeout(resolve, 200)); // strace flushes its log as it exits
+    // strace writes the rest of its log as it exits.
+    if (strace && strace.exitCode === null && strace.signalCode === null) await new Promise((resolve) => strace!.once('exit', resolve));
     const log = readFileSync(trace, 'utf8');
     rmSync(trace, { force: true });
     const bytes = [...log.matchAll(/read\(\d+, "(.)", 1\) += 1/g)].map((m) => m[1]).join('');

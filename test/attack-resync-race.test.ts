@@ -114,7 +114,8 @@ describe('subrequests into the WSGI directory', () => {
       const plain = await get(u, 5_000);
       expect(plain.group, u).toBe(groupOf(u));
     }
-    // The last request's log line reaches the watchdog after its response: a desync would show within a second.
+    // A negative check: the last request's log line reaches the watchdog after its response, and a desync
+    // would be reported within a second; none may be in it.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(count('PLX0905')).toBe(before);
   }, 60_000);
@@ -143,7 +144,8 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       //    the others on the lock.
       const pending = USERS.map((u) => get(u, 8_000));
       await waitFor(() => workersWaitingOnPipe(apachePid).length > 0, 10_000, 'a queued request waiting on the stopped map');
-      // Under the watchdog's 2 s limit for a map that keeps a worker waiting: the map must answer, not be killed.
+      // The queue is held for 500 ms, under the watchdog's 2 s limit for a map that keeps a worker waiting: the
+      // map must answer, not be killed. The hold is the scenario, not a wait for something.
       await new Promise((resolve) => setTimeout(resolve, 500));
       // 3. Resume the map: alice's answer is first in the pipe; the queue drains.
       process.kill(map!, 'SIGCONT');
