@@ -22,7 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('npm run bench:fronts -- --quick --fronts 3', () => {
   it('every front end sees every change, through both maps, with every helper connected', async () => {
     const json = join(dir, 'summary.json');
-    const child = spawn(process.execPath, ['dist/bench/many-fronts.js', '--quick', '--fronts', '3', '--json', json], {
+    const child = spawn(process.execPath, ['dist-bench/src/many-fronts.js', '--quick', '--fronts', '3', '--json', json], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -27,5 +27,7 @@ describe('npm pack', () => {
       expect(files, needed).toContain(needed);
     }
     expect(files.filter((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('.state/'))).toEqual([]);
+    // The benchmarks build apart (bench/tsconfig.json, into dist-bench/) and never ship.
+    expect(files.filter((f) => /^(bench|dist-bench|dist\/bench)\//.test(f))).toEqual([]);
   });
 });

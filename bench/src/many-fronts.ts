@@ -22,12 +22,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { formatConfig } from '../config.js';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
-import { writeFileAtomic } from '../files.js';
-import { SECRET_PARAM } from '../authd/secret.js';
-import { authorizerRequest } from '../fastcgi/client.js';
-import { ANSWER_MARK } from '../protocol/rewrite-map.js';
+import { formatConfig } from '../../dist/config.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../../dist/demo/private-cluster.js';
+import { writeFileAtomic } from '../../dist/files.js';
+import { SECRET_PARAM } from '../../dist/authd/secret.js';
+import { authorizerRequest } from '../../dist/fastcgi/client.js';
+import { ANSWER_MARK } from '../../dist/protocol/rewrite-map.js';
 import { isDescendant, processes, type ProcInfo } from './cpu.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

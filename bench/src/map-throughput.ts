@@ -7,8 +7,8 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { formatConfig } from '../config.js';
-import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
+import { formatConfig } from '../../dist/config.js';
+import { createDatabase, startPrivateCluster } from '../../dist/demo/private-cluster.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);

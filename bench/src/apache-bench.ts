@@ -31,12 +31,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { formatConfig } from '../config.js';
-import { writeFileAtomic } from '../files.js';
-import { alternation, keyedRouting, PREFORK_DIRECTIVES, requireUnlocked, UNROUTED_SENTINEL } from '../apache/render/index.js';
-import { freePort, startHttpd, type Httpd } from '../demo/httpd.js';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../demo/private-cluster.js';
-import { migrate } from '../store/migrate.js';
+import { formatConfig } from '../../dist/config.js';
+import { writeFileAtomic } from '../../dist/files.js';
+import { alternation, keyedRouting, PREFORK_DIRECTIVES, requireUnlocked, UNROUTED_SENTINEL } from '../../dist/apache/render/index.js';
+import { freePort, startHttpd, type Httpd } from '../../dist/demo/httpd.js';
+import { createDatabase, startPrivateCluster, type PrivateCluster } from '../../dist/demo/private-cluster.js';
+import { migrate } from '../../dist/store/migrate.js';
 import { delta, isDescendant, snapshot, type Classifier } from './cpu.js';
 import { runWrk, writeWrkScript, type WrkResult } from './wrk.js';
 

@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
-import { formatConfig } from '../config.js';
-import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
-import { authorizerRequest } from '../fastcgi/client.js';
-import { verifyPassword } from '../password.js';
+import { formatConfig } from '../../dist/config.js';
+import { createDatabase, startPrivateCluster } from '../../dist/demo/private-cluster.js';
+import { authorizerRequest } from '../../dist/fastcgi/client.js';
+import { verifyPassword } from '../../dist/password.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const argv = process.argv.slice(2);

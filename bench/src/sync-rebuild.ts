@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { createDatabase, startPrivateCluster } from '../demo/private-cluster.js';
-import { migrate } from '../store/migrate.js';
-import { rebuildMaps, readSnapshot } from '../sync/maps.js';
+import { createDatabase, startPrivateCluster } from '../../dist/demo/private-cluster.js';
+import { migrate } from '../../dist/store/migrate.js';
+import { rebuildMaps, readSnapshot } from '../../dist/sync/maps.js';
 
 const { values } = parseArgs({ options: { users: { type: 'string' }, rounds: { type: 'string' } } });
 const USERS = Number(values.users ?? process.env.BENCH_USERS ?? 1_000_000);
