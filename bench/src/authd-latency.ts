@@ -1,4 +1,4 @@
-// node dist/bench/authd-latency.js [--cost N] [--quick]
+// node dist-bench/src/authd-latency.js [--cost N] [--quick]
 // `plexer authd` alone (no Apache), against a private PostgreSQL, over FastCGI exactly as mod_authnz_fcgi
 // talks to it (one connection per check). Prints:
 //   - bcrypt's own time at the cost (bcryptjs, async API, in this process)

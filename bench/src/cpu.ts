@@ -1,4 +1,4 @@
-// CPU accounting for src/bench/apache-bench.ts: user+system time of process sets read from /proc, so each wrk
+// CPU accounting for bench/src/apache-run.ts: user+system time of process sets read from /proc, so each wrk
 // run can be broken down into where the CPU went (Apache children, WSGI daemons, the map program, PostgreSQL,
 // authd). Times include reaped children (cutime/cstime), which is where a forked authenticator's time lands.
 import { readdirSync, readFileSync } from 'node:fs';

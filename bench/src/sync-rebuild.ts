@@ -1,4 +1,4 @@
-// node dist/bench/sync-rebuild.js [--users N] [--rounds R] — one full `plexer sync` rebuild (snapshot read +
+// node dist-bench/src/sync-rebuild.js [--users N] [--rounds R] — one full `plexer sync` rebuild (snapshot read +
 // three GDBM files by httxt2dbm + fsync + rename) of N users (default 1,000,000) against a private PostgreSQL.
 // Prints the phases and the total; BENCH_DIR=... puts the map files somewhere else than a temp dir.
 import { mkdtempSync, mkdirSync, rmSync, statSync } from 'node:fs';
