@@ -123,13 +123,10 @@ function get(path: string, user?: string, password?: string, extraHeaders: Recor
 // Polls until `path` answers `status`; returns how long the change took to show.
 async function waitForStatus(path: string, user: string, password: string, status: number, limitMs = 1_000): Promise<number> {
   const start = performance.now();
-  for (;;) {
-    const answer = await get(path, user, password);
-    const elapsed = performance.now() - start;
-    if (answer.status === status) return elapsed;
-    if (elapsed > limitMs) throw new Error(`${path} still answers ${answer.status} for ${user} after ${limitMs} ms (wanted ${status})\n${authdLog}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  let seen = 0;
+  await waitFor(async () => (seen = (await get(path, user, password)).status) === status, limitMs,
+    () => `${path} to answer ${status} for ${user} (still ${seen})\n${authdLog}`, 10);
+  return performance.now() - start;
 }
 
 const plexer = async (args: string[], input?: string) => {

@@ -5,8 +5,10 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANSWER_MARK } from '../src/protocol/rewrite-map.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 import { freshStore, PLEXER_BIN, runPlexer, writeConfig, type TestStore } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
 
 const HASH = '$2b$04$' + 'a'.repeat(53);
 const haveApache =
@@ -29,12 +31,16 @@ class SyncProcess {
     return (this.stderr.match(/ maps rebuilt /g) ?? []).length;
   }
 
+  // The user counts of the rebuilds so far, in order.
+  rebuiltUsers(): number[] {
+    return [...this.stderr.matchAll(/ maps rebuilt users=(\d+) /g)].map((m) => Number(m[1]));
+  }
+
   async waitForRebuilds(count: number, limitMs = 10_000): Promise<void> {
-    const until = Date.now() + limitMs;
-    while (this.rebuilds() < count) {
-      if (Date.now() > until || this.child.exitCode !== null) throw new Error(`sync did not rebuild ${count} time(s); stderr:\n${this.stderr}`);
-      await sleep(20);
-    }
+    await waitFor(() => {
+      if (this.child.exitCode !== null) throw new Error(`sync exited before rebuilding ${count} time(s); stderr:\n${this.stderr}`);
+      return this.rebuilds() >= count;
+    }, limitMs, () => `sync to rebuild ${count} time(s); stderr:\n${this.stderr}`);
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -52,12 +58,14 @@ function ask(httpd: Httpd, path: string): Promise<string> {
       res.resume();
       const location = res.headers.location ?? '';
       if (res.statusCode !== 302) return reject(new Error(`${path}: status ${res.statusCode}`));
-      // Every value names its key ("alice=alpha"); a value stored under another key would be a routing bug.
+      // Every value names its key behind the mark ("#alice=alpha"); a value stored under another key would be a
+      // routing bug.
       const value = decodeURIComponent(location.replace(/^https?:\/\/[^/]+/, '').replace(/^\/answer\//, ''));
       const key = decodeURIComponent(path.replace(/^\/[a-z]+\//, ''));
       if (value === 'NONE') return resolve(value);
-      if (!value.startsWith(`${key}=`)) return reject(new Error(`${path}: answer ${JSON.stringify(value)} does not name its key`));
-      resolve(value.slice(key.length + 1));
+      const named = `${ANSWER_MARK}${key}=`;
+      if (!value.startsWith(named)) return reject(new Error(`${path}: answer ${JSON.stringify(value)} does not name its key`));
+      resolve(value.slice(named.length));
     });
     req.on('error', reject);
   });
@@ -65,13 +73,9 @@ function ask(httpd: Httpd, path: string): Promise<string> {
 
 async function waitForAnswer(httpd: Httpd, path: string, expected: string, limitMs = 5_000): Promise<number> {
   const start = performance.now();
-  for (;;) {
-    const answer = await ask(httpd, path);
-    const elapsed = performance.now() - start;
-    if (answer === expected) return elapsed;
-    if (elapsed > limitMs) throw new Error(`${path} still answers "${answer}" after ${limitMs} ms (wanted "${expected}")`);
-    await sleep(5);
-  }
+  let answer = '';
+  await waitFor(async () => (answer = await ask(httpd, path)) === expected, limitMs, () => `${path} to answer "${expected}" (still "${answer}")`, 5);
+  return performance.now() - start;
 }
 
 function httpdConfig(root: string, port: number, mapDir: string, emptyDir: string): string {
@@ -200,8 +204,10 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
   });
 
   it('a burst of 500 changes in one transaction is coalesced into few rebuilds', async () => {
-    await sleep(400); // let any earlier rebuild settle
-    const before = sync.rebuilds();
+    // The burst's rebuilds are those that read it: 500 users more than any before (a rebuild still due to an
+    // earlier change reads the old count and is not counted).
+    const usersBefore = Math.max(...sync.rebuiltUsers());
+    const ofBurst = () => sync.rebuiltUsers().filter((users) => users >= usersBefore + 500).length;
     const statements = ['BEGIN'];
     for (let i = 0; i < 500; i++) {
       statements.push(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('burst${i}', '${HASH}', '${i % 2 ? 'alpha' : 'beta'}')`);
@@ -209,8 +215,12 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     statements.push('COMMIT');
     await store.sql.query(statements.join(';\n'));
     await waitForAnswer(httpd, '/who/burst499', 'alpha', 3_000);
-    await sleep(600); // any straggling rebuild would show up here
-    const rebuilds = sync.rebuilds() - before;
+    // The log line follows the rename, so it may come after Apache already answers from the new file.
+    await waitFor(() => ofBurst() >= 1, 5_000, 'a rebuild that read the burst');
+    // A negative check: a straggling rebuild (notifications heard after the first one started) would come
+    // within the coalescing delay (150 ms) plus one rebuild; none beyond the bound may come in 600 ms.
+    await sleep(600);
+    const rebuilds = ofBurst();
     console.log(`500 changes in one transaction -> ${rebuilds} rebuild(s)`);
     expect(rebuilds).toBeGreaterThanOrEqual(1);
     expect(rebuilds).toBeLessThanOrEqual(3);
@@ -237,7 +247,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
         const target = flips % 2 ? 'alpha' : 'beta';
         await store.sql.query(`UPDATE users SET daemon_group = $1 WHERE name LIKE 'torn%'`, [target]);
         flips++;
-        await sleep(20);
+        await sleep(20); // the writer's pace (a flip every ~20 ms), not a wait for anything
       }
     })();
     const answers = new Map<string, number>();
@@ -264,14 +274,12 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
   });
 
   it('a rebuild follows a reconnection of the store', async () => {
-    await sleep(1_000); // the torn-map check's last rebuild
+    // A rebuild still running from the torn-map check fails with the connection and is retried; the
+    // reconnection asks for its own rebuild either way, and that one says so.
     const before = sync.stderr.length;
     await store.sql.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'plexer-sync' AND datname = current_database()`);
-    const until = Date.now() + 10_000;
-    while (!/maps rebuilt .*reason=reconnected/.test(sync.stderr.slice(before))) {
-      if (Date.now() > until) throw new Error(`no rebuild after the reconnection:\n${sync.stderr.slice(before)}`);
-      await sleep(20);
-    }
+    await waitFor(() => /maps rebuilt .*reason=reconnected/.test(sync.stderr.slice(before)), 10_000,
+      () => `a rebuild after the reconnection:\n${sync.stderr.slice(before)}`);
     expect(sync.stderr.slice(before)).toMatch(/listen connection lost/);
   });
 
@@ -280,6 +288,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     await sync.stop('SIGKILL');
     await store.sql.query(`UPDATE users SET daemon_group = 'alpha' WHERE name = 'bob'`);
     await store.sql.query(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('grace', $1, 'beta')`, [HASH]);
+    // A negative check: with a live sync these changes would be in the files within the 500 ms (about 0.2 s).
     await sleep(500);
     // Apache keeps serving the last file.
     expect(await ask(httpd, '/who/bob')).toBe('beta');
@@ -306,6 +315,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     expect(once.code, once.stderr).toBe(1);
     const service = new SyncProcess(mapDir, deadConfig);
     try {
+      // A negative check: the service must still be running (retrying) 1.5 s on, after several refused attempts.
       await sleep(1_500);
       expect(service.child.exitCode).toBeNull();
       expect(await service.stop('SIGTERM')).toBe(0);

@@ -7,6 +7,7 @@ import { freePort } from '../../src/demo/httpd.js';
 import { formatConfig, loadConfig, type ConfigValues } from '../../src/config.js';
 import { writeFileAtomic } from '../../src/files.js';
 import { connectionValues, freshStore, runPlexer, type TestStore } from './plexer.js';
+import { waitFor } from './wait.js';
 
 export interface TestFront {
   store: TestStore;
@@ -79,13 +80,9 @@ function getOnNewConnection(url: string, headers: Record<string, string>): Promi
 // A map's first lookups after Apache starts may pass their deadline while its database connection is still
 // being made (answered NULL, so our 403); wait until the user is really served before a test begins.
 export async function waitUntilServed(t: TestFront, user: string, password: string, limitMs = 15_000): Promise<void> {
-  const until = Date.now() + limitMs;
-  for (;;) {
-    const r = await t.get('/app/whoami', { user, password, fresh: true });
-    if (r.status === 200) return;
-    if (Date.now() > until) throw new Error(`${user} still gets ${r.status} after ${limitMs} ms:\n${t.front.httpd.errorLog().slice(-2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  let status = 0;
+  await waitFor(async () => (status = (await t.get('/app/whoami', { user, password, fresh: true })).status) === 200, limitMs,
+    () => `${user} to be served (still ${status}):\n${t.front.httpd.errorLog().slice(-2000)}`, 100);
 }
 
 // Runs a plexer command that must succeed, with its stderr in the failure message.

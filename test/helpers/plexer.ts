@@ -201,11 +201,8 @@ export const answerLine = (key: string, value: string | null): string => `${ANSW
 // milliseconds.
 export async function waitForAnswer(map: MapProcess, key: string, expected: string | null, limitMs = 3_000): Promise<number> {
   const start = performance.now();
-  for (;;) {
-    const answer = await map.ask(key);
-    const elapsed = performance.now() - start;
-    if (answer === answerLine(key, expected)) return elapsed;
-    if (elapsed > limitMs) throw new Error(`map still answers "${answer}" for ${key} after ${limitMs} ms (wanted "${answerLine(key, expected)}")`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  let answer = '';
+  await waitFor(async () => (answer = await map.ask(key)) === answerLine(key, expected), limitMs,
+    () => `the map to answer "${answerLine(key, expected)}" (still "${answer}")`, 5);
+  return performance.now() - start;
 }
