@@ -390,7 +390,7 @@ export function sampleApache(parentPid: number): ApacheSample {
   const sample: ApacheSample = { parent, workers: [], wsgi: [], maps: [], others: [] };
   for (const p of childrenOf(parentPid)) {
     if (p.cmd.startsWith('(wsgi:')) sample.wsgi.push(p);
-    else if (/ map (group|settings|backend)\b/.test(p.cmd)) sample.maps.push(p);
+    else if (/ map (route|group|settings|backend)\b/.test(p.cmd)) sample.maps.push(p);
     else if (/ auth[nz]\b/.test(p.cmd)) sample.others.push(p);
     else sample.workers.push(p);
   }
