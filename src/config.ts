@@ -219,8 +219,10 @@ export function loadConfig({ path, env = process.env }: LoadConfigOptions = {}):
     const code = (error as NodeJS.ErrnoException).code;
     const explicit = path !== undefined || env.PLEXER_CONFIG !== undefined;
     if (code === 'EACCES') {
-      throw new ConfigError(`cannot read config file ${file}: permission denied for uid ${process.getuid?.()} — `
-        + 'run admin commands as root; Apache\'s helpers need the file readable by www-data (mode 640, root:www-data)');
+      throw new ConfigError(
+        `cannot read config file ${file}: permission denied for uid ${process.getuid?.()} — ` +
+          "run admin commands as root; Apache's helpers need the file readable by www-data (mode 640, root:www-data)",
+      );
     }
     if (code !== 'ENOENT' || explicit) {
       throw new ConfigError(`cannot read config file ${file}: ${coerceError(error).message}`);

@@ -74,9 +74,10 @@ export class ServiceStartError extends PlexerError {
 // undefined), and a log line or a wrapped message needs an Error's message either way.
 export function coerceError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
-  const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown && typeof thrown.message === 'string'
-    ? thrown.message
-    : `non-error thrown: ${describe(thrown)}`;
+  const message =
+    typeof thrown === 'object' && thrown !== null && 'message' in thrown && typeof thrown.message === 'string'
+      ? thrown.message
+      : `non-error thrown: ${describe(thrown)}`;
   return new Error(message, { cause: thrown });
 }
 

@@ -9,7 +9,17 @@
 //     and the directory is fsynced, so a reader sees the old file or the new one, never a half-written one.
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync, fchmodSync, fchownSync, fsyncSync, linkSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync, writeSync,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  fsyncSync,
+  linkSync,
+  mkdtempSync,
+  openSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { coerceError, FileError } from './errors.js';

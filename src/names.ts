@@ -11,7 +11,8 @@ export const SETTINGS_MODULE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za
 // characters each). Only the shape is checked here and in SQL; which accounts are acceptable (not root, not
 // Apache's own user) depends on the machine and is checked where the account is resolved (src/tenant-users.ts).
 export const RUN_AS_PATTERN = /^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$/;
-export const BACKEND_PATTERN = /^(unix:\/[A-Za-z0-9._\/-]{1,200}\|)?(https?|fcgi|uwsgi|scgi):\/\/[A-Za-z0-9._:\[\]-]{1,255}(\/[A-Za-z0-9._~%\/-]*)?$/;
+export const BACKEND_PATTERN =
+  /^(unix:\/[A-Za-z0-9._\/-]{1,200}\|)?(https?|fcgi|uwsgi|scgi):\/\/[A-Za-z0-9._:\[\]-]{1,255}(\/[A-Za-z0-9._~%\/-]*)?$/;
 
 export const isUserName = (value: string): boolean => USER_NAME_PATTERN.test(value);
 export const isGroupName = (value: string): boolean => GROUP_NAME_PATTERN.test(value);

@@ -46,7 +46,8 @@ export function formatRunAs(r: RunAs): string {
 function getent(database: 'passwd' | 'group', key: string): string[] | null {
   try {
     return execFileSync('getent', [database, key], { encoding: 'utf8', env: TOOL_ENV, stdio: ['ignore', 'pipe', 'ignore'] })
-      .trim().split(':');
+      .trim()
+      .split(':');
   } catch {
     return null; // exit 2: no such entry
   }
@@ -71,7 +72,10 @@ export function lookupAccount(r: RunAs): TenantAccount | null {
   const ids = userIds(r.user);
   if (!ids) return null;
   const gid = groupId(r.group);
-  if (gid === null) throw new RunAsError(`run-as group "${r.group}" does not exist on this machine (create it with groupadd --system ${r.group}, or use --create-user)`);
+  if (gid === null)
+    throw new RunAsError(
+      `run-as group "${r.group}" does not exist on this machine (create it with groupadd --system ${r.group}, or use --create-user)`,
+    );
   const supplementary = execFileSync('id', ['-G', r.user], { encoding: 'utf8', env: TOOL_ENV }).trim().split(/\s+/).map(Number);
   return { ...r, uid: ids.uid, gid, gids: [...new Set([gid, ...supplementary])] };
 }
@@ -83,7 +87,9 @@ export function checkTenantAccount(a: TenantAccount): void {
   const who = formatRunAs(a);
   if (a.uid === 0 || a.user === 'root') throw new RunAsError(`run-as ${who}: a tenant never runs as root`);
   if (a.user === APACHE_RUN_USER || a.uid === apache?.uid) {
-    throw new RunAsError(`run-as ${who}: that is Apache's own user, shared by every tenant and able to read plexer.conf; give the tenant its own (--create-user)`);
+    throw new RunAsError(
+      `run-as ${who}: that is Apache's own user, shared by every tenant and able to read plexer.conf; give the tenant its own (--create-user)`,
+    );
   }
   if (a.uid < FIRST_DYNAMIC_ID || a.uid === NOBODY) {
     throw new RunAsError(`run-as ${who}: uid ${a.uid} is a system account other services share; give the tenant its own (--create-user)`);
@@ -91,7 +97,9 @@ export function checkTenantAccount(a: TenantAccount): void {
   for (const gid of a.gids) {
     if (gid === 0 || gid === apacheGid || gid < FIRST_DYNAMIC_ID || gid === NOBODY) {
       const name = groupName(gid) ?? String(gid);
-      throw new RunAsError(`run-as ${who}: the account is in group ${name} (gid ${gid}), which would let the tenant read files kept for ${gid === apacheGid ? 'Apache (plexer.conf, the maps)' : 'the system'}; use an account outside it`);
+      throw new RunAsError(
+        `run-as ${who}: the account is in group ${name} (gid ${gid}), which would let the tenant read files kept for ${gid === apacheGid ? 'Apache (plexer.conf, the maps)' : 'the system'}; use an account outside it`,
+      );
     }
   }
 }
@@ -113,15 +121,20 @@ export function ensureTenantAccount(spec: string, options: { create: boolean }):
     }
     const gid = groupId(r.group);
     if (gid !== null && (gid === groupId(APACHE_RUN_GROUP) || gid < FIRST_DYNAMIC_ID || gid === NOBODY)) {
-      throw new RunAsError(`run-as ${spec}: group ${r.group} (gid ${gid}) is shared with the system or Apache; use a group of the tenant's own`);
+      throw new RunAsError(
+        `run-as ${spec}: group ${r.group} (gid ${gid}) is shared with the system or Apache; use a group of the tenant's own`,
+      );
     }
-    if (process.getuid?.() !== 0) throw new RunAsError(`--create-user needs root (useradd); or create ${r.user} yourself and run again without it`);
+    if (process.getuid?.() !== 0)
+      throw new RunAsError(`--create-user needs root (useradd); or create ${r.user} yourself and run again without it`);
     createSystemUser(r);
     account = lookupAccount(r);
   }
   if (!account) {
-    throw new RunAsError(`run-as user "${r.user}" does not exist on this machine: add --create-user, or create it with ` +
-      `useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${r.user}`);
+    throw new RunAsError(
+      `run-as user "${r.user}" does not exist on this machine: add --create-user, or create it with ` +
+        `useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${r.user}`,
+    );
   }
   checkTenantAccount(account);
   return account;
@@ -180,7 +193,10 @@ export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner
 export function daemonOwner(group: string, runAs: string | null): Owner {
   if (!runAs) return apacheOwner();
   const account = lookupAccount(parseRunAs(runAs));
-  if (!account) throw new RunAsError(`daemon group ${group} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${group} --run-as ${runAs} --create-user)`);
+  if (!account)
+    throw new RunAsError(
+      `daemon group ${group} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${group} --run-as ${runAs} --create-user)`,
+    );
   checkTenantAccount(account);
   return account;
 }

@@ -3,7 +3,7 @@
 // src/apache/render/; the real end-to-end tests run the real plexer helpers instead.
 import { apacheOwner, ensureTenantDataDir } from '../src/tenant-users.js';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,7 +173,10 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     expect(alice.pid).not.toBe(bob.pid);
     expect(alice.pid).not.toBe(httpd.pid);
     // Each is a mod_wsgi daemon of the right name (display-name=%{GROUP}) running as www-data.
-    for (const [who, group] of [[alice, 'alpha'], [bob, 'beta']] as const) {
+    for (const [who, group] of [
+      [alice, 'alpha'],
+      [bob, 'beta'],
+    ] as const) {
       expect(readFileSync(`/proc/${who.pid}/cmdline`, 'utf8')).toContain(`(wsgi:${group}`);
       expect(readFileSync(`/proc/${who.pid}/status`, 'utf8')).toMatch(/^Uid:\s+33\s/m);
     }
@@ -184,7 +187,11 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
       .filter((d) => /^\d+$/.test(d))
       .map((pid) => {
         try {
-          return { pid, cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), status: readFileSync(`/proc/${pid}/status`, 'utf8') };
+          return {
+            pid,
+            cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '),
+            status: readFileSync(`/proc/${pid}/status`, 'utf8'),
+          };
         } catch {
           return undefined;
         }
@@ -214,7 +221,11 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
   });
 
   it('gives our 503 for a disabled group, an unconfigured group and an empty map answer', async () => {
-    for (const user of [['erin', 'epw'], ['frank', 'fpw'], ['grace', 'gpw']] as [string, string][]) {
+    for (const user of [
+      ['erin', 'epw'],
+      ['frank', 'fpw'],
+      ['grace', 'gpw'],
+    ] as [string, string][]) {
       const res = await get('/app/whoami', user);
       expect(res.status, user[0]).toBe(503);
       expect(res.body).toContain('plexer-error:503');
@@ -239,7 +250,11 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
   });
 
   it('keeps routing right under concurrent requests from different users (shared map process)', async () => {
-    const users: [string, string, string][] = [['alice', 'apw', 'alpha'], ['bob', 'bpw', 'beta'], ['carol', 'cpw', 'gamma']];
+    const users: [string, string, string][] = [
+      ['alice', 'apw', 'alpha'],
+      ['bob', 'bpw', 'beta'],
+      ['carol', 'cpw', 'gamma'],
+    ];
     const results = await Promise.all(
       Array.from({ length: 60 }, (_, i) => users[i % 3]!).map(async ([u, p, g]) => ({ g, r: await whoami([u, p]) })),
     );
@@ -287,10 +302,16 @@ describe('renderApacheConfig', () => {
   it('is deterministic and wires the helpers with absolute paths', () => {
     const text = renderApacheConfig(base);
     expect(renderApacheConfig(base)).toBe(text);
-    expect(text).toContain('RewriteMap plexer_group "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data');
-    expect(text).toContain('DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --counted-by-log --config /etc/plexer/plexer.conf"');
+    expect(text).toContain(
+      'RewriteMap plexer_group "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data',
+    );
+    expect(text).toContain(
+      'DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --counted-by-log --config /etc/plexer/plexer.conf"',
+    );
     // Every 401 goes to plexer lockout, and every authenticated request checks its lock files.
-    expect(text).toMatch(/^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \S+\/locks --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m);
+    expect(text).toMatch(
+      /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \S+\/locks --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m,
+    );
     expect(text).toMatch(/<RequireAll>\n\s+Require valid-user\n\s+Require expr "!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' && /);
     expect(text).not.toContain('RemoteIP');
     expect(text).toContain('WSGIRestrictProcess alpha\n');
@@ -301,7 +322,9 @@ describe('renderApacheConfig', () => {
   it('takes the client address from X-Forwarded-For only from --trusted-proxy addresses', () => {
     const text = renderApacheConfig({ ...base, trustedProxies: ['127.0.0.1', '10.0.0.0/8', 'fd00::/8'] });
     expect(text).toContain('LoadModule remoteip_module');
-    expect(text).toMatch(/RemoteIPHeader X-Forwarded-For\n\s+RemoteIPInternalProxy 127\.0\.0\.1\n\s+RemoteIPInternalProxy 10\.0\.0\.0\/8\n\s+RemoteIPInternalProxy fd00::\/8\n/);
+    expect(text).toMatch(
+      /RemoteIPHeader X-Forwarded-For\n\s+RemoteIPInternalProxy 127\.0\.0\.1\n\s+RemoteIPInternalProxy 10\.0\.0\.0\/8\n\s+RemoteIPInternalProxy fd00::\/8\n/,
+    );
   });
 
   it('renders a safe config for zero groups', () => {
@@ -320,7 +343,12 @@ describe('renderApacheConfig', () => {
       { groups: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
       { groups: [{ name: 'a b', settingsModule: null, enabled: true }] },
       { groups: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
-      { groups: [{ name: 'alpha', settingsModule: null, enabled: true }, { name: 'alpha', settingsModule: null, enabled: false }] },
+      {
+        groups: [
+          { name: 'alpha', settingsModule: null, enabled: true },
+          { name: 'alpha', settingsModule: null, enabled: false },
+        ],
+      },
       { mapUser: 'root' },
       { tls: true },
       { roleLocations: [{ path: '/elsewhere', roles: ['admin'] }] },

@@ -31,15 +31,19 @@ afterAll(() => t?.close());
 function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string; body?: string }> {
   return new Promise((resolve) => {
     const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
-    const request = http.get(`${t.front.httpd.url}/app/whoami`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => {
-        const status = response.statusCode ?? 0;
-        resolve({ status, body, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
-      });
-    });
+    const request = http.get(
+      `${t.front.httpd.url}/app/whoami`,
+      { headers: { authorization: `Basic ${auth}` }, agent: false },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          resolve({ status, body, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
+        });
+      },
+    );
     request.setTimeout(timeoutMs, () => {
       request.destroy();
       resolve({ status: 'timeout' });
@@ -54,7 +58,14 @@ const GROUP: Record<string, string> = { alice: 'tenant1', bob: 'tenant2' };
 // our 503 or their own group. Returns ms from the kill to both served (or Infinity past `limitMs`).
 async function killAndTime(limitMs: number): Promise<number> {
   const apachePid = t.front.httpd.pid;
-  const [map] = await waitFor(() => { const m = mapProcesses(apachePid, 'route'); return m.length > 0 ? m : undefined; }, 10_000, 'a route map');
+  const [map] = await waitFor(
+    () => {
+      const m = mapProcesses(apachePid, 'route');
+      return m.length > 0 ? m : undefined;
+    },
+    10_000,
+    'a route map',
+  );
   const killedAt = Date.now();
   process.kill(map!, 'SIGKILL');
   const bothServed = async () => {
@@ -90,7 +101,11 @@ describe('map deaths', () => {
     const r = await waiting;
     console.log(`request waiting on the map when it was killed: ${r.status}`);
     expect(r.status).toBe(503);
-    await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 5_000, 'routing back within 5 s');
+    await waitFor(
+      async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2',
+      5_000,
+      'routing back within 5 s',
+    );
   }, 30_000);
 
   it('a graceful reload while a lookup waits on a stopped map: new requests are served, the waiting one ends', async () => {
@@ -106,7 +121,11 @@ describe('map deaths', () => {
       await waitFor(() => workersWaitingOnPipe(apachePid).length > 0, 10_000, 'a worker waiting on the stopped map');
       process.kill(apachePid, 'SIGUSR1');
       try {
-        await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 5_000, 'new requests served after the reload');
+        await waitFor(
+          async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2',
+          5_000,
+          'new requests served after the reload',
+        );
         served = true;
       } catch {
         served = false;
@@ -115,8 +134,14 @@ describe('map deaths', () => {
       await Promise.race([waiting, new Promise((resolve) => setTimeout(resolve, Math.max(0, 6_000 - (Date.now() - started))))]);
     } finally {
       const oldMapLeft = mapProcesses(apachePid, 'route').includes(map!);
-      console.log(`graceful reload with a stopped map: new requests served: ${served}; the waiting request: ${r ? JSON.stringify(r) + ` after ${waitingDone} ms` : 'still waiting after 6 s'}; old map still there: ${oldMapLeft}`);
-      try { process.kill(map!, 'SIGCONT'); } catch { /* gone */ }
+      console.log(
+        `graceful reload with a stopped map: new requests served: ${served}; the waiting request: ${r ? JSON.stringify(r) + ` after ${waitingDone} ms` : 'still waiting after 6 s'}; old map still there: ${oldMapLeft}`,
+      );
+      try {
+        process.kill(map!, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
     }
     expect(served, 'requests served by the new generation').toBe(true);
     expect(r, 'the request waiting on the old, stopped map ended within 6 s').toBeDefined();
@@ -126,7 +151,10 @@ describe('map deaths', () => {
   it('four deaths in a row: routing comes back after each, the reloads backing off across watchdog restarts', async () => {
     // Start outside the backoff window left by the cases above.
     const stateFile = join(t.stateDir, 'watchdog.state');
-    const state = () => (existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number; backoffMs: number; lastReloadAt: number }) : undefined);
+    const state = () =>
+      existsSync(stateFile)
+        ? (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number; backoffMs: number; lastReloadAt: number })
+        : undefined;
     await waitFor(() => Date.now() >= (state()?.nextReloadAt ?? 0), 30_000, 'the reload backoff to pass');
     // The backoff the next reload starts (a quiet minute resets it to 1 s).
     const saved = state();
@@ -140,8 +168,13 @@ describe('map deaths', () => {
     }
     const ours = reloads().slice(before);
     const gaps = ours.slice(1).map((r, i) => r.at - ours[i]!.at);
-    console.log(`recovery after consecutive map kills (ms): ${times.join(', ')}; reloads ${gaps.join(', ')} ms apart, by ${new Set(ours.map((r) => r.watchdog)).size} watchdog processes`);
-    expect(times.every((ms) => ms < Infinity), `recovery times ${times.join(', ')} ms`).toBe(true);
+    console.log(
+      `recovery after consecutive map kills (ms): ${times.join(', ')}; reloads ${gaps.join(', ')} ms apart, by ${new Set(ours.map((r) => r.watchdog)).size} watchdog processes`,
+    );
+    expect(
+      times.every((ms) => ms < Infinity),
+      `recovery times ${times.join(', ')} ms`,
+    ).toBe(true);
     expect(ours).toHaveLength(4);
     // Each reload restarts the watchdog; the backoff holds anyway (saved in --state-file): it doubles. The log
     // stamps come a few ms after each decision, hence the 50 ms.
@@ -153,5 +186,8 @@ describe('map deaths', () => {
 
 // The reloads the watchdog asked for because a map was missing (PLX0902), with the watchdog that asked.
 function reloads(): Array<{ at: number; watchdog: string }> {
-  return [...t.front.httpd.errorLog().matchAll(/^(\S+) plexer\[(\d+)\] watchdog warn: .*PLX0902/gm)].map((m) => ({ at: Date.parse(m[1]!), watchdog: m[2]! }));
+  return [...t.front.httpd.errorLog().matchAll(/^(\S+) plexer\[(\d+)\] watchdog warn: .*PLX0902/gm)].map((m) => ({
+    at: Date.parse(m[1]!),
+    watchdog: m[2]!,
+  }));
 }

@@ -26,16 +26,19 @@ let t: TestFront;
 
 beforeAll(async () => {
   expect(Buffer.byteLength(LONG)).toBe(128);
-  t = await startTestFront(async (cli) => {
-    await cliOk(cli, ['group', 'add', 'tenant1', '--settings', 'tenants.settings_alpha']);
-    await cliOk(cli, ['group', 'add', 'tenant2', '--settings', 'tenants.settings_beta']);
-    await cliOk(cli, ['group', 'add', 'tenant3', '--settings', 'tenants.settings_generic']);
-    for (const u of USERS) await cliOk(cli, ['user', 'add', u.user, '--group', u.group, '--password-stdin'], `${password(u.user)}\n`);
-    // 129 bytes is not a user name: the store refuses it.
-    const tooLong = await cli(['user', 'add', LONG + 'x', '--group', 'tenant1', '--password-stdin'], 'pw\n');
-    expect(tooLong.code).not.toBe(0);
-    // The two-map form: a lost answer in the group map and in the settings map are the cases here.
-  }, { front: { routing: 'prefix', settingsFrom: 'map', extra: { twoMaps: true } } });
+  t = await startTestFront(
+    async (cli) => {
+      await cliOk(cli, ['group', 'add', 'tenant1', '--settings', 'tenants.settings_alpha']);
+      await cliOk(cli, ['group', 'add', 'tenant2', '--settings', 'tenants.settings_beta']);
+      await cliOk(cli, ['group', 'add', 'tenant3', '--settings', 'tenants.settings_generic']);
+      for (const u of USERS) await cliOk(cli, ['user', 'add', u.user, '--group', u.group, '--password-stdin'], `${password(u.user)}\n`);
+      // 129 bytes is not a user name: the store refuses it.
+      const tooLong = await cli(['user', 'add', LONG + 'x', '--group', 'tenant1', '--password-stdin'], 'pw\n');
+      expect(tooLong.code).not.toBe(0);
+      // The two-map form: a lost answer in the group map and in the settings map are the cases here.
+    },
+    { front: { routing: 'prefix', settingsFrom: 'map', extra: { twoMaps: true } } },
+  );
   for (const u of USERS) await waitUntilServed(t, u.user, password(u.user));
 }, 120_000);
 
@@ -117,8 +120,9 @@ describe('awkward names in prefix mode', () => {
       expect(results.filter((r) => r.outcome !== 'ok' && r.status !== 'reset')).toEqual([]);
       // The loss was real: a request reported it through the piped log, and the watchdog reloads Apache.
       await waitFor(() => count('PLX0905') > reportsBefore, 5_000, 'the desync reported to the watchdog (PLX0905)');
-      await waitFor(() => count('PLX0904') > reloadsBefore, 30_000, 'the watchdog\'s reload for the desync (PLX0904)');
-      for (const u of USERS) await waitFor(async () => check(u, await get(u.user, '/app/whoami')) === 'ok', 10_000, `${u.user} served after the reload`);
+      await waitFor(() => count('PLX0904') > reloadsBefore, 30_000, "the watchdog's reload for the desync (PLX0904)");
+      for (const u of USERS)
+        await waitFor(async () => check(u, await get(u.user, '/app/whoami')) === 'ok', 10_000, `${u.user} served after the reload`);
     }, 90_000);
   }
 });

@@ -34,15 +34,19 @@ afterAll(() => t?.close());
 function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string }> {
   return new Promise((resolve) => {
     const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
-    const request = http.get(`${t.front.httpd.url}/app/whoami`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => {
-        const status = response.statusCode ?? 0;
-        resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
-      });
-    });
+    const request = http.get(
+      `${t.front.httpd.url}/app/whoami`,
+      { headers: { authorization: `Basic ${auth}` }, agent: false },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
+        });
+      },
+    );
     request.setTimeout(timeoutMs, () => {
       request.destroy();
       resolve({ status: 'timeout' });
@@ -60,15 +64,39 @@ describe('a worker killed in the middle of reading an answer', () => {
     process.kill(map!, 'SIGSTOP');
     try {
       const victim = get('alice', 10_000);
-      const [worker] = await waitFor(() => { const w = workersWaitingOnPipe(apachePid); return w.length > 0 ? w : undefined; }, 10_000, "alice's worker on the stopped map");
-      strace = spawn('strace', ['-qq', '-p', String(worker), '-e', 'trace=read', '-e', 'inject=read:signal=SIGKILL:when=4', '-o', trace], { stdio: 'ignore' });
+      const [worker] = await waitFor(
+        () => {
+          const w = workersWaitingOnPipe(apachePid);
+          return w.length > 0 ? w : undefined;
+        },
+        10_000,
+        "alice's worker on the stopped map",
+      );
+      strace = spawn('strace', ['-qq', '-p', String(worker), '-e', 'trace=read', '-e', 'inject=read:signal=SIGKILL:when=4', '-o', trace], {
+        stdio: 'ignore',
+      });
       await waitFor(() => /TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${worker}/status`, 'latin1')), 5_000, 'strace attached');
       process.kill(map!, 'SIGCONT');
       await victim;
-      await waitFor(() => { try { return readFileSync(`/proc/${worker}/status`).length === 0; } catch { return true; } }, 5_000, 'the worker gone');
+      await waitFor(
+        () => {
+          try {
+            return readFileSync(`/proc/${worker}/status`).length === 0;
+          } catch {
+            return true;
+          }
+        },
+        5_000,
+        'the worker gone',
+      );
     } finally {
       process.kill(map!, 'SIGCONT');
-      if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
+      if (strace?.pid)
+        try {
+          process.kill(strace.pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
     }
     // strace writes the rest of its log as it exits.
     if (strace && strace.exitCode === null && strace.signalCode === null) await new Promise((resolve) => strace!.once('exit', resolve));
@@ -76,7 +104,9 @@ describe('a worker killed in the middle of reading an answer', () => {
     rmSync(trace, { force: true });
     const bytes = [...log.matchAll(/read\(\d+, "(.)", 1\) += 1/g)].map((m) => m[1]).join('');
     const tailKey = '#alice'.slice(bytes.length);
-    console.log(`the killed worker read ${JSON.stringify(bytes)} of "#alice=tenant1 …"; left in the pipe: ${JSON.stringify(`${tailKey}=tenant1`)}\n${log.trim().split('\n').slice(-6).join('\n')}`);
+    console.log(
+      `the killed worker read ${JSON.stringify(bytes)} of "#alice=tenant1 …"; left in the pipe: ${JSON.stringify(`${tailKey}=tenant1`)}\n${log.trim().split('\n').slice(-6).join('\n')}`,
+    );
     expect(SUFFIXES, 'the kill landed inside the key part of the answer').toContain(tailKey);
 
     // The user named like the tail asks next: the tail is no answer, the rules ask again and route by its own.

@@ -26,21 +26,28 @@ beforeAll(async () => {
 afterAll(() => t?.close());
 
 function asUid(uid: number, script: string) {
-  return spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/bin/sh', '-c', script], { encoding: 'utf8', timeout: 5_000 });
+  return spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/bin/sh', '-c', script], {
+    encoding: 'utf8',
+    timeout: 5_000,
+  });
 }
 
 function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string }> {
   return new Promise((resolve) => {
     const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
-    const request = http.get(`${t.front.httpd.url}/app/whoami`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => {
-        const status = response.statusCode ?? 0;
-        resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
-      });
-    });
+    const request = http.get(
+      `${t.front.httpd.url}/app/whoami`,
+      { headers: { authorization: `Basic ${auth}` }, agent: false },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
+        });
+      },
+    );
     request.setTimeout(timeoutMs, () => {
       request.destroy();
       resolve({ status: 'timeout' });
@@ -62,11 +69,15 @@ describe("the map's pipes and signals from a tenant's uid", () => {
     const [map] = mapProcesses(t.front.httpd.pid, 'route');
     const write = asUid(WWW_DATA, `printf '#bob=tenant1\\n' > /proc/${map}/fd/1`);
     console.log(`write into /proc/${map}/fd/1 as www-data: exit ${write.status} ${write.stderr.trim()}`);
-    expect(write.status, 'the answer pipe is root\'s, 0600').not.toBe(0);
+    expect(write.status, "the answer pipe is root's, 0600").not.toBe(0);
     const bob = await get('bob', 5_000);
     console.log(`bob after the forged line: ${JSON.stringify(bob)}`);
-    await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 10_000, 'routing healed');
-    expect(bob.group, 'bob served by tenant1 (alice\'s group) from a forged map answer').not.toBe('tenant1');
+    await waitFor(
+      async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2',
+      10_000,
+      'routing healed',
+    );
+    expect(bob.group, "bob served by tenant1 (alice's group) from a forged map answer").not.toBe('tenant1');
   }, 30_000);
 
   // ptrace of the map as www-data (a group without --run-as is Apache itself) is a documented limit: README "Threat model".
@@ -80,7 +91,11 @@ describe("the map's pipes and signals from a tenant's uid", () => {
       // 6 s: past the watchdog's 2 s limit for a map that keeps a worker waiting.
       results = await Promise.all([get('alice', 6_000), get('bob', 6_000)]);
     } finally {
-      try { process.kill(map!, 'SIGCONT'); } catch { /* killed by the watchdog */ }
+      try {
+        process.kill(map!, 'SIGCONT');
+      } catch {
+        /* killed by the watchdog */
+      }
     }
     console.log(`with the map stopped: ${JSON.stringify(results)}`);
     // The stopped map kept a worker waiting: the watchdog killed it, the waiting requests got our 503.
@@ -88,6 +103,10 @@ describe("the map's pipes and signals from a tenant's uid", () => {
     expect(mapProcesses(t.front.httpd.pid, 'route')).not.toContain(map);
     expect(results.map((r) => r.status)).not.toContain('timeout');
     for (const [i, r] of results.entries()) if (r.status === 200) expect(r.group).toBe(i === 0 ? 'tenant1' : 'tenant2');
-    await waitFor(async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2', 15_000, 'served again by fresh maps');
+    await waitFor(
+      async () => (await get('alice', 3_000)).group === 'tenant1' && (await get('bob', 3_000)).group === 'tenant2',
+      15_000,
+      'served again by fresh maps',
+    );
   }, 30_000);
 });

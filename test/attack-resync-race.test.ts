@@ -28,7 +28,7 @@ async function awaitFreshPipes(): Promise<void> {
   if (desyncLeft === undefined) return;
   const reloadsBefore = desyncLeft;
   desyncLeft = undefined;
-  await waitFor(() => count('PLX0904') > reloadsBefore, 30_000, 'the watchdog\'s reload for the desync (PLX0904)');
+  await waitFor(() => count('PLX0904') > reloadsBefore, 30_000, "the watchdog's reload for the desync (PLX0904)");
   // The old generation's map is gone (stopping it would stop nothing), and every password is back in the
   // socache (a graceful reload empties it): the worker waiting on a pipe below is one waiting on the map.
   await waitFor(() => mapProcesses(t.front.httpd.pid, 'route').length === 1, 10_000, 'only the new route map');
@@ -59,20 +59,24 @@ type Outcome = { user: string; status: number | 'timeout' | 'error'; group?: str
 function get(user: string, timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve) => {
     const auth = Buffer.from(`${user}:${password(user)}`).toString('base64');
-    const request = http.get(`${t.front.httpd.url}/app/whoami`, { headers: { authorization: `Basic ${auth}` }, agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => {
-        let group: string | undefined;
-        try {
-          group = response.statusCode === 200 ? (JSON.parse(body) as { group: string }).group : undefined;
-        } catch {
-          group = undefined;
-        }
-        resolve({ user, status: response.statusCode ?? 0, group });
-      });
-    });
+    const request = http.get(
+      `${t.front.httpd.url}/app/whoami`,
+      { headers: { authorization: `Basic ${auth}` }, agent: false },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          let group: string | undefined;
+          try {
+            group = response.statusCode === 200 ? (JSON.parse(body) as { group: string }).group : undefined;
+          } catch {
+            group = undefined;
+          }
+          resolve({ user, status: response.statusCode ?? 0, group });
+        });
+      },
+    );
     request.setTimeout(timeoutMs, () => {
       request.destroy();
       resolve({ user, status: 'timeout' });
@@ -157,7 +161,9 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       process.kill(map!, 'SIGCONT');
     }
     const mapState = procState(map!);
-    console.log(JSON.stringify({ outcomes, probe, stuckWorkers: stuck, mapState, mapAlive: mapProcesses(apachePid, 'route').includes(map!) }));
+    console.log(
+      JSON.stringify({ outcomes, probe, stuckWorkers: stuck, mapState, mapAlive: mapProcesses(apachePid, 'route').includes(map!) }),
+    );
 
     // Whatever happened, never another user's group.
     for (const o of [...outcomes, ...(probe ? [probe] : [])]) if (o.status === 200) expect(o.group, o.user).toBe(groupOf(o.user));
@@ -208,8 +214,19 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       // strace delays each of the worker's lock syscalls (lock and unlock, for its lookups and for prefork's
       // accept mutex) by 1.5 s: its three lookups alone take 9 s. 20 s ends it; a hang does not end at all.
       const px = get('u2', 20_000);
-      [wx] = await waitFor(() => { const w = workersWaitingOnPipe(apachePid); return w.length > 0 ? w : undefined; }, 10_000, "u2's worker waiting on the stopped map");
-      strace = spawn('strace', ['-qq', '-p', String(wx), '-e', 'trace=fcntl,flock', '-e', 'inject=fcntl,flock:delay_exit=1500000', '-o', '/dev/null'], { stdio: 'ignore' });
+      [wx] = await waitFor(
+        () => {
+          const w = workersWaitingOnPipe(apachePid);
+          return w.length > 0 ? w : undefined;
+        },
+        10_000,
+        "u2's worker waiting on the stopped map",
+      );
+      strace = spawn(
+        'strace',
+        ['-qq', '-p', String(wx), '-e', 'trace=fcntl,flock', '-e', 'inject=fcntl,flock:delay_exit=1500000', '-o', '/dev/null'],
+        { stdio: 'ignore' },
+      );
       await waitFor(() => /TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${wx}/status`, 'latin1')), 5_000, 'strace attached');
       // Resumed at once (the watchdog kills a map that keeps a worker waiting 2 s): u2 reads alice's answer, and
       // u3 takes the lock while u2's worker sleeps 1.5 s after each lock syscall.
@@ -217,25 +234,55 @@ describe('resync under concurrency (one answer lost, several users at once)', ()
       const py = get('u3', 20_000);
       [x, y] = await Promise.all([px, py]);
       // Detached first: the slowed worker also holds prefork's accept mutex 1.5 s at a time.
-      if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
-      await waitFor(() => { try { return !/TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${wx}/status`, 'latin1')); } catch { return true; } }, 5_000, 'strace detached');
+      if (strace?.pid)
+        try {
+          process.kill(strace.pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
+      await waitFor(
+        () => {
+          try {
+            return !/TracerPid:\s+[1-9]/.test(readFileSync(`/proc/${wx}/status`, 'latin1'));
+          } catch {
+            return true;
+          }
+        },
+        5_000,
+        'strace detached',
+      );
       probe = await get('u0', 4_000);
       stuck = workersWaitingOnPipe(apachePid);
     } finally {
-      try { process.kill(map!, 'SIGCONT'); } catch { /* killed by the watchdog */ }
+      try {
+        process.kill(map!, 'SIGCONT');
+      } catch {
+        /* killed by the watchdog */
+      }
       // strace is gone already when its worker exited (prefork trims idle workers after the burst).
-      if (strace?.pid) try { process.kill(strace.pid, 'SIGTERM'); } catch { /* gone */ }
+      if (strace?.pid)
+        try {
+          process.kill(strace.pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
     }
     // On a slow machine the setup can keep u2's worker waiting on the stopped map past the watchdog's 2 s: the
     // map is then killed (PLX0903) and both get our 503 instead of asking again.
     const mapKilled = !mapProcesses(apachePid, 'route').includes(map!);
-    console.log(JSON.stringify({ slowed: { worker: wx, ...x }, between: y, probe, stuckWorkers: stuck, mapState: procState(map!), mapKilled }));
+    console.log(
+      JSON.stringify({ slowed: { worker: wx, ...x }, between: y, probe, stuckWorkers: stuck, mapState: procState(map!), mapKilled }),
+    );
     for (const o of [x, y, probe]) if (o?.status === 200) expect(o.group, o.user).toBe(groupOf(o.user));
     try {
       expect(stuck, 'workers blocked on the pipe of a running map').toEqual([]);
       expect([x?.status, y?.status]).not.toContain('timeout');
       // Both asked again past the other's answers and were routed by their own.
-      if (!mapKilled) expect([x, y]).toEqual([{ user: 'u2', status: 200, group: 'tenant1' }, { user: 'u3', status: 200, group: 'tenant2' }]);
+      if (!mapKilled)
+        expect([x, y]).toEqual([
+          { user: 'u2', status: 200, group: 'tenant1' },
+          { user: 'u3', status: 200, group: 'tenant2' },
+        ]);
       expect(probe?.status, 'a fresh request after the race').not.toBe('timeout');
     } finally {
       if (stuck.length > 0 && mapProcesses(apachePid, 'route').includes(map!)) {

@@ -21,7 +21,15 @@ async function cli(args: string[], input = 'pw\n') {
   if (r.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${r.stderr}`);
 }
 
-interface AuditRow { db_user: string; application_name: string; table_name: string; operation: string; subject: string | null; old_row: any; new_row: any }
+interface AuditRow {
+  db_user: string;
+  application_name: string;
+  table_name: string;
+  operation: string;
+  subject: string | null;
+  old_row: any;
+  new_row: any;
+}
 
 async function auditSince(id: number): Promise<AuditRow[]> {
   return (await store.sql.query<AuditRow>('SELECT * FROM audit WHERE id > $1 ORDER BY id', [id])).rows;
@@ -51,7 +59,12 @@ describe('audit of account changes', () => {
       // Deleting a user cascades to the roles: both are recorded.
       ...rows.slice(5).map((r) => [r.table_name, r.operation, r.subject]),
     ]);
-    expect(rows.slice(5).map((r) => `${r.table_name} ${r.operation}`).sort()).toEqual(['user_roles DELETE', 'users DELETE']);
+    expect(
+      rows
+        .slice(5)
+        .map((r) => `${r.table_name} ${r.operation}`)
+        .sort(),
+    ).toEqual(['user_roles DELETE', 'users DELETE']);
     for (const r of rows) {
       expect(r.db_user).toBe(admin);
       expect(r.application_name).toBe('plexer-cli');
@@ -64,8 +77,12 @@ describe('audit of account changes', () => {
   it('records changes made with psql, as whoever psql connected as', async () => {
     const s = parsePgUrl(store.db.url);
     const start = await lastId();
-    const psql = (sql: string) => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', s.host, '-p', String(s.port), '-U', s.user, '-d', s.database, '-c', sql],
-      { env: { ...process.env, PGPASSWORD: s.password ?? '' }, encoding: 'utf8' });
+    const psql = (sql: string) =>
+      execFileSync(
+        'psql',
+        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', s.host, '-p', String(s.port), '-U', s.user, '-d', s.database, '-c', sql],
+        { env: { ...process.env, PGPASSWORD: s.password ?? '' }, encoding: 'utf8' },
+      );
     psql("UPDATE plexer.daemon_groups SET enabled = false WHERE name = 'audit1'");
     psql("DELETE FROM plexer.daemon_groups WHERE name = 'audit1'");
     const rows = await auditSince(start);
@@ -76,7 +93,7 @@ describe('audit of account changes', () => {
     expect([rows[0]!.old_row.enabled, rows[0]!.new_row.enabled]).toEqual([true, false]);
   });
 
-  it('is out of reach of the helpers\' role', async () => {
+  it("is out of reach of the helpers' role", async () => {
     const s = parsePgUrl(store.db.url);
     const client = new pg.Client({ host: s.host, port: s.port, database: s.database, user: store.helperRole });
     await client.connect();

@@ -30,7 +30,11 @@ function fakeProcNet(tcp: string, tcp6 = header): string {
 
 describe('peerUid', () => {
   it('finds the client socket of a live loopback connection (IPv4, IPv6, IPv4-mapped)', async () => {
-    for (const [listenHost, connectHost] of [['127.0.0.1', '127.0.0.1'], ['::1', '::1'], ['::', '127.0.0.1']] as const) {
+    for (const [listenHost, connectHost] of [
+      ['127.0.0.1', '127.0.0.1'],
+      ['::1', '::1'],
+      ['::', '127.0.0.1'],
+    ] as const) {
       const server = net.createServer();
       await new Promise<void>((r) => server.listen(0, listenHost, r));
       const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
@@ -39,7 +43,9 @@ describe('peerUid', () => {
       const uid = await peerUid({ address: s.remoteAddress!, port: s.remotePort! }, { address: s.localAddress!, port: s.localPort! });
       expect(uid, `${listenHost} ← ${connectHost} (${s.remoteAddress})`).toBe(process.getuid!());
       // The other direction is our own accepted socket, not the client's: no confusion between the two lines.
-      expect(await peerUid({ address: s.remoteAddress!, port: s.remotePort! + 1 }, { address: s.localAddress!, port: s.localPort! })).toBeUndefined();
+      expect(
+        await peerUid({ address: s.remoteAddress!, port: s.remotePort! + 1 }, { address: s.localAddress!, port: s.localPort! }),
+      ).toBeUndefined();
       client.destroy();
       s.destroy();
       await new Promise((r) => server.close(r));
@@ -48,11 +54,13 @@ describe('peerUid', () => {
 
   it('reads the uid column of the matching line and ignores TIME_WAIT entries (they show uid 0)', async () => {
     // 127.0.0.1:40000 → 127.0.0.1:9801 owned by 33; our accepted end (9801 → 40000) owned by 999.
-    const procNet = fakeProcNet(header +
-      row('0100007F:2649', '00000000:0000', '0A', 999) +
-      row('0100007F:2649', '0100007F:9C40', '01', 999) +
-      row('0100007F:9C40', '0100007F:2649', '01', 33) +
-      row('0100007F:9C41', '0100007F:2649', '06', 0));
+    const procNet = fakeProcNet(
+      header +
+        row('0100007F:2649', '00000000:0000', '0A', 999) +
+        row('0100007F:2649', '0100007F:9C40', '01', 999) +
+        row('0100007F:9C40', '0100007F:2649', '01', 33) +
+        row('0100007F:9C41', '0100007F:2649', '06', 0),
+    );
     const local = { address: '127.0.0.1', port: 9801 };
     expect(await peerUid({ address: '127.0.0.1', port: 40000 }, local, procNet)).toBe(33);
     expect(await peerUid({ address: '::ffff:127.0.0.1', port: 40000 }, { address: '::ffff:127.0.0.1', port: 9801 }, procNet)).toBe(33);
@@ -62,27 +70,43 @@ describe('peerUid', () => {
   });
 
   it('finds a line that straddles two 64 KiB reads', async () => {
-    const filler = Array.from({ length: 600 }, (_, i) => row(`0A000001:${(1000 + i).toString(16).toUpperCase().padStart(4, '0')}`, '0A000002:0050', '01', 1000)).join('');
+    const filler = Array.from({ length: 600 }, (_, i) =>
+      row(`0A000001:${(1000 + i).toString(16).toUpperCase().padStart(4, '0')}`, '0A000002:0050', '01', 1000),
+    ).join('');
     const procNet = fakeProcNet(header + filler + row('0100007F:9C40', '0100007F:2649', '01', 33));
     expect(await peerUid({ address: '127.0.0.1', port: 40000 }, { address: '127.0.0.1', port: 9801 }, procNet)).toBe(33);
   });
 
-  it('finds the same owners through the kernel\'s sock_diag (python3 helper) as through /proc, other users\' included', async () => {
+  it("finds the same owners through the kernel's sock_diag (python3 helper) as through /proc, other users' included", async () => {
     const netlink = new NetlinkOwners();
     try {
       expect(await selfTest(netlink)).toBe(true);
       expect(await selfTest(new ProcOwners())).toBe(true);
       expect(await selfTest(new NetlinkOwners('/nonexistent/python3'))).toBe(false);
-      for (const [listenHost, connectHost] of [['127.0.0.1', '127.0.0.1'], ['::1', '::1'], ['::', '127.0.0.1'], ['::', '::ffff:127.0.0.1']] as const) {
+      for (const [listenHost, connectHost] of [
+        ['127.0.0.1', '127.0.0.1'],
+        ['::1', '::1'],
+        ['::', '127.0.0.1'],
+        ['::', '::ffff:127.0.0.1'],
+      ] as const) {
         const server = net.createServer();
         await new Promise<void>((r) => server.listen(0, listenHost, r));
         const port = (server.address() as net.AddressInfo).port;
         const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
         // A client owned by nobody (65534), as a tenant's process would be.
-        const child = spawn(process.execPath, ['-e', `const s = require('net').connect({ host: ${JSON.stringify(connectHost)}, port: ${port} }); s.on('error', () => {}); setTimeout(() => {}, 10000)`],
-          { uid: 65534, gid: 65534, env: {}, cwd: '/' });
+        const child = spawn(
+          process.execPath,
+          [
+            '-e',
+            `const s = require('net').connect({ host: ${JSON.stringify(connectHost)}, port: ${port} }); s.on('error', () => {}); setTimeout(() => {}, 10000)`,
+          ],
+          { uid: 65534, gid: 65534, env: {}, cwd: '/' },
+        );
         const s = await accepted;
-        const ends = [{ address: s.remoteAddress!, port: s.remotePort! }, { address: s.localAddress!, port: s.localPort! }] as const;
+        const ends = [
+          { address: s.remoteAddress!, port: s.remotePort! },
+          { address: s.localAddress!, port: s.localPort! },
+        ] as const;
         for (const owners of [netlink, new ProcOwners()] as PeerOwners[]) {
           expect(await owners.lookup(...ends), `${listenHost} ← ${connectHost}`).toBe(65534);
           expect(await owners.lookup({ ...ends[0], port: ends[0].port === 65535 ? 1 : ends[0].port + 1 }, ends[1])).toBeUndefined();
@@ -133,12 +157,13 @@ describe('the secret file', () => {
   });
 
   it('plexer authd refuses to start with --peer-check off and no secret, and with an unreadable secret file', async () => {
-    const run = (args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [PLEXER_BIN, 'authd', '--listen', '127.0.0.1:1', ...args], { env: {} });
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('exit', (code) => resolve({ code, stderr }));
-    });
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [PLEXER_BIN, 'authd', '--listen', '127.0.0.1:1', ...args], { env: {} });
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('exit', (code) => resolve({ code, stderr }));
+      });
     const off = await run(['--peer-check', 'off']);
     expect(off.code).toBe(2);
     expect(off.stderr).toMatch(/--peer-check off needs --secret-file/);
@@ -152,13 +177,28 @@ describe('CallerGate', () => {
   const lines: string[] = [];
   const emit = (event: string, fields: LogFields = {}) => void lines.push(`${event} ${JSON.stringify(fields)}`);
   const log: Logger = { debug: () => undefined, info: emit, warn: emit, error: emit, scope: () => log };
-  const request = (connection: FastCgiConnection | undefined, params: Record<string, string> = {}): FastCgiRequest =>
-    ({ requestId: 1, role: 1, ...(connection ? { connection } : {}), params: new Map(Object.entries(params)), signal: new AbortController().signal });
+  const request = (connection: FastCgiConnection | undefined, params: Record<string, string> = {}): FastCgiRequest => ({
+    requestId: 1,
+    role: 1,
+    ...(connection ? { connection } : {}),
+    params: new Map(Object.entries(params)),
+    signal: new AbortController().signal,
+  });
 
   it('checks the secret before the socket owner, and logs one line per refused connection, rate-limited per reason', async () => {
     let now = 0;
-    const procNet = fakeProcNet(header + row('0100007F:9C40', '0100007F:2649', '01', 33) + row('0100007F:9C41', '0100007F:2649', '01', 1000));
-    const gate = new CallerGate({ allowedUids: new Set([0, 33]), secret: new SharedSecret('s'.repeat(40)), log, procNet, logLimit: 2, logWindowMs: 1_000, now: () => now });
+    const procNet = fakeProcNet(
+      header + row('0100007F:9C40', '0100007F:2649', '01', 33) + row('0100007F:9C41', '0100007F:2649', '01', 1000),
+    );
+    const gate = new CallerGate({
+      allowedUids: new Set([0, 33]),
+      secret: new SharedSecret('s'.repeat(40)),
+      log,
+      procNet,
+      logLimit: 2,
+      logWindowMs: 1_000,
+      now: () => now,
+    });
     const apache = { remoteAddress: '127.0.0.1', remotePort: 40000, localAddress: '127.0.0.1', localPort: 9801 };
     const tenant = { ...apache, remotePort: 40001 };
     expect(await gate.check(request(apache, { PLEXER_AUTHD_SECRET: 's'.repeat(40) }))).toBeUndefined();

@@ -19,13 +19,23 @@ let store: TestStore;
 let config: PlexerConfig;
 let db: pg.Pool;
 const lines: string[] = [];
-const emit = (level: string) => (event: string, fields: LogFields = {}) => void lines.push(`${level}: ${event} ${JSON.stringify(fields)}`);
+const emit =
+  (level: string) =>
+  (event: string, fields: LogFields = {}) =>
+    void lines.push(`${level}: ${event} ${JSON.stringify(fields)}`);
 const log: Logger = { debug: () => undefined, info: emit('info'), warn: emit('warn'), error: emit('error'), scope: () => log };
 const services: AuthService[] = [];
 const signal = new AbortController().signal;
 
 function service(options: { listening?: () => boolean; config?: PlexerConfig; db?: pg.Pool; bcryptQueue?: number } = {}): AuthService {
-  const s = new AuthService({ db: options.db ?? db, config: options.config ?? config, log, listening: options.listening ?? (() => true), bcryptThreads: 1, ...(options.bcryptQueue ? { bcryptQueue: options.bcryptQueue } : {}) });
+  const s = new AuthService({
+    db: options.db ?? db,
+    config: options.config ?? config,
+    log,
+    listening: options.listening ?? (() => true),
+    bcryptThreads: 1,
+    ...(options.bcryptQueue ? { bcryptQueue: options.bcryptQueue } : {}),
+  });
   services.push(s);
   return s;
 }
@@ -35,8 +45,14 @@ beforeAll(async () => {
   config = loadConfig({ path: store.configPath, env: {} });
   db = createPool(config, { applicationName: 'authd-service-test' });
   await runPlexer(['group', 'add', 't1'], { configPath: store.configPath });
-  for (const [name, password] of [['alice', 'pw-alice'], ['bob', 'pw-bob']]) {
-    const added = await runPlexer(['user', 'add', name!, '--group', 't1', '--password-stdin'], { configPath: store.configPath, input: `${password}\n` });
+  for (const [name, password] of [
+    ['alice', 'pw-alice'],
+    ['bob', 'pw-bob'],
+  ]) {
+    const added = await runPlexer(['user', 'add', name!, '--group', 't1', '--password-stdin'], {
+      configPath: store.configPath,
+      input: `${password}\n`,
+    });
     expect(added.code).toBe(0);
   }
   await runPlexer(['user', 'grant', 'alice', 'admins'], { configPath: store.configPath });
@@ -132,13 +148,33 @@ describe('AuthService', () => {
   });
 
   it('fails closed (500) when the store is unreachable', async () => {
-    const deadDb = createPool({ ...config, connection: { host: '127.0.0.1', port: 1, database: 'x', user: 'x' } }, { connectTimeoutMs: 500 });
+    const deadDb = createPool(
+      { ...config, connection: { host: '127.0.0.1', port: 1, database: 'x', user: 'x' } },
+      { connectTimeoutMs: 500 },
+    );
     const s = service({ db: deadDb });
     expect((await s.authenticate('alice', 'pw-alice', undefined)).verdict).toBe('error');
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 5_000 });
-    const params = new Map([['FCGI_APACHE_ROLE', 'AUTHENTICATOR'], ['REMOTE_USER', 'alice'], ['REMOTE_PASSWD', 'pw-alice']]);
+    const params = new Map([
+      ['FCGI_APACHE_ROLE', 'AUTHENTICATOR'],
+      ['REMOTE_USER', 'alice'],
+      ['REMOTE_PASSWD', 'pw-alice'],
+    ]);
     expect((await handler({ requestId: 1, role: Role.Authorizer, params, signal })).status).toBe(500);
-    expect((await handler({ requestId: 1, role: Role.Authorizer, params: new Map([['FCGI_APACHE_ROLE', 'AUTHORIZER'], ['REMOTE_USER', 'alice'], ['PLEXER_ROLES', 'admins']]), signal })).status).toBe(500);
+    expect(
+      (
+        await handler({
+          requestId: 1,
+          role: Role.Authorizer,
+          params: new Map([
+            ['FCGI_APACHE_ROLE', 'AUTHORIZER'],
+            ['REMOTE_USER', 'alice'],
+            ['PLEXER_ROLES', 'admins'],
+          ]),
+          signal,
+        })
+      ).status,
+    ).toBe(500);
     await deadDb.end();
   });
 
@@ -149,7 +185,16 @@ describe('AuthService', () => {
     const s = service({ bcryptQueue: 1 });
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 100 });
     const ask = (password: string) =>
-      handler({ requestId: 1, role: Role.Authorizer, params: new Map([['FCGI_APACHE_ROLE', 'AUTHENTICATOR'], ['REMOTE_USER', 'bob'], ['REMOTE_PASSWD', password]]), signal });
+      handler({
+        requestId: 1,
+        role: Role.Authorizer,
+        params: new Map([
+          ['FCGI_APACHE_ROLE', 'AUTHENTICATOR'],
+          ['REMOTE_USER', 'bob'],
+          ['REMOTE_PASSWD', password],
+        ]),
+        signal,
+      });
     const answers = await Promise.all([ask('slow'), ask('slow-2'), ask('slow-3')]);
     expect(answers.map((a) => a.status).sort()).toEqual([401, 401, 500]);
     expect(lines.some((l) => l.includes('time limit reached; refusing'))).toBe(true);

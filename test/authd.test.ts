@@ -124,8 +124,12 @@ function get(path: string, user?: string, password?: string, extraHeaders: Recor
 async function waitForStatus(path: string, user: string, password: string, status: number, limitMs = 1_000): Promise<number> {
   const start = performance.now();
   let seen = 0;
-  await waitFor(async () => (seen = (await get(path, user, password)).status) === status, limitMs,
-    () => `${path} to answer ${status} for ${user} (still ${seen})\n${authdLog}`, 10);
+  await waitFor(
+    async () => (seen = (await get(path, user, password)).status) === status,
+    limitMs,
+    () => `${path} to answer ${status} for ${user} (still ${seen})\n${authdLog}`,
+    10,
+  );
   return performance.now() - start;
 }
 
@@ -136,7 +140,11 @@ const plexer = async (args: string[], input?: string) => {
 };
 
 function startAuthd(port: number): Promise<void> {
-  authd = spawn(process.execPath, [PLEXER_BIN, 'authd', '--listen', `127.0.0.1:${port}`, '--secret-file', secretFile, '--config', store.configPath], { env: {}, cwd: '/' });
+  authd = spawn(
+    process.execPath,
+    [PLEXER_BIN, 'authd', '--listen', `127.0.0.1:${port}`, '--secret-file', secretFile, '--config', store.configPath],
+    { env: {}, cwd: '/' },
+  );
   authd.stdout.resume();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`authd did not start:\n${authdLog}`)), 15_000);
@@ -155,7 +163,13 @@ beforeAll(async () => {
   // Lockout is on (as in production) with room for the failures these tests make from 127.0.0.1.
   store = await freshStore({ cache_ttl_ms: 300000, lockout_max_failures: 100 });
   await plexer(['group', 'add', 't1']);
-  for (const [name, password] of [['alice', 'pw-alice'], ['bob', 'pw-bob'], ['carol', 'pw-carol'], ['dora', 'pw-dora'], ['erin', 'pw-erin']]) {
+  for (const [name, password] of [
+    ['alice', 'pw-alice'],
+    ['bob', 'pw-bob'],
+    ['carol', 'pw-carol'],
+    ['dora', 'pw-dora'],
+    ['erin', 'pw-erin'],
+  ]) {
     await plexer(['user', 'add', name!, '--group', 't1', '--password-stdin'], `${password}\n`);
   }
   await plexer(['user', 'disable', 'dora']);
@@ -241,7 +255,7 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     await waitForStatus('/private/page.txt', 'erin', 'pw-erin', 401);
   });
 
-  it("accepts users imported from htpasswd ($apr1$, {SHA}) and replaces their hash with bcrypt after the first login", async () => {
+  it('accepts users imported from htpasswd ($apr1$, {SHA}) and replaces their hash with bcrypt after the first login', async () => {
     const line = (flag: string, user: string, password: string) =>
       execFileSync('htpasswd', [flag, user, password], { encoding: 'utf8' }).trim();
     const file = join(dir, 'legacy.htpasswd');
@@ -249,7 +263,10 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     await plexer(['user', 'import-htpasswd', file, '--group', 't1']);
     const hashOf = async (user: string) =>
       (await store.sql.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE name = $1', [user])).rows[0]!.password_hash;
-    for (const [user, password, legacy] of [['mona', 'pw-mona', /^\$apr1\$/], ['saul', 'pw-saul', /^\{SHA\}/]] as const) {
+    for (const [user, password, legacy] of [
+      ['mona', 'pw-mona', /^\$apr1\$/],
+      ['saul', 'pw-saul', /^\{SHA\}/],
+    ] as const) {
       expect(await hashOf(user)).toMatch(legacy);
       expect((await get('/private/page.txt', user, 'wrong')).status).toBe(401);
       expect(await hashOf(user)).toMatch(legacy);
@@ -323,8 +340,10 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     }
     for (let i = 0; i < 200; i++) warm.push((await get('/private/page.txt', 'mallory', 'pw-mallory')).ms);
     const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
-    console.log(`Apache + authd, bcrypt_cost=4: refused (bcrypt each time) p50 ${p(cold, 0.5).toFixed(2)} ms; ` +
-      `cached success p50 ${p(warm, 0.5).toFixed(2)} ms p99 ${p(warm, 0.99).toFixed(2)} ms`);
+    console.log(
+      `Apache + authd, bcrypt_cost=4: refused (bcrypt each time) p50 ${p(cold, 0.5).toFixed(2)} ms; ` +
+        `cached success p50 ${p(warm, 0.5).toFixed(2)} ms p99 ${p(warm, 0.99).toFixed(2)} ms`,
+    );
     expect(p(warm, 0.5)).toBeLessThan(50);
   });
 
@@ -362,19 +381,30 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
   });
 
   const ask = (params: Record<string, string>) => authorizerRequest({ host: '127.0.0.1', port: authdPort }, params);
-  const login = (user: string, password: string, extra: Record<string, string> = {}) =>
-    ({ FCGI_ROLE: 'AUTHORIZER', FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '10.9.9.9', ...extra });
+  const login = (user: string, password: string, extra: Record<string, string> = {}) => ({
+    FCGI_ROLE: 'AUTHORIZER',
+    FCGI_APACHE_ROLE: 'AUTHENTICATOR',
+    REMOTE_USER: user,
+    REMOTE_PASSWD: password,
+    REMOTE_ADDR: '10.9.9.9',
+    ...extra,
+  });
   const failureRows = async () =>
-    (await store.sql.query<{ n: string }>(`SELECT count(*) AS n FROM login_failures WHERE subject IN ('user:frank', 'ip:10.9.9.9')`)).rows[0]!.n;
+    (await store.sql.query<{ n: string }>(`SELECT count(*) AS n FROM login_failures WHERE subject IN ('user:frank', 'ip:10.9.9.9')`))
+      .rows[0]!.n;
 
   it('answers a direct caller without the secret the same 500 whatever it asks, and records nothing', async () => {
     // Root passes the socket-owner check: only the secret is missing (or wrong).
     const answers: AuthorizerAnswer[] = [];
-    for (const extra of [{}, { PLEXER_AUTHD_SECRET: 'not-the-secret' }, { PLEXER_AUTHD_SECRET: secret.slice(0, -1) }] as Array<Record<string, string>>) {
+    for (const extra of [{}, { PLEXER_AUTHD_SECRET: 'not-the-secret' }, { PLEXER_AUTHD_SECRET: secret.slice(0, -1) }] as Array<
+      Record<string, string>
+    >) {
       answers.push(await ask(login('frank', 'pw-frank', extra)));
       answers.push(await ask(login('frank', 'wrong', extra)));
       answers.push(await ask(login('nosuchuser', 'x', extra)));
-      answers.push(await ask({ FCGI_ROLE: 'AUTHORIZER', FCGI_APACHE_ROLE: 'AUTHORIZER', REMOTE_USER: 'alice', PLEXER_ROLES: 'admins', ...extra }));
+      answers.push(
+        await ask({ FCGI_ROLE: 'AUTHORIZER', FCGI_APACHE_ROLE: 'AUTHORIZER', REMOTE_USER: 'alice', PLEXER_ROLES: 'admins', ...extra }),
+      );
     }
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     expect(answers[0]!.status).toBe(500);
@@ -391,19 +421,22 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     // runs as its own user, here nobody (65534). 120 wrong passwords is past lockout_max_failures (100).
     const script = join(dir, 'tenant-probe.mjs');
     const client = new URL('../dist/fastcgi/client.js', import.meta.url).href;
-    writeFileSync(script, [
-      `import { authorizerRequest } from ${JSON.stringify(client)};`,
-      'const [port, secret] = process.argv.slice(2);',
-      'const ask = (user, password) => authorizerRequest({ host: "127.0.0.1", port: Number(port) },',
-      '  { FCGI_ROLE: "AUTHORIZER", FCGI_APACHE_ROLE: "AUTHENTICATOR", REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: "10.9.9.9", PLEXER_AUTHD_SECRET: secret });',
-      'const out = { right: await ask("frank", "pw-frank"), wrong: await ask("frank", "wrong"), unknown: await ask("nosuchuser", "x"),',
-      '  roles: await authorizerRequest({ host: "127.0.0.1", port: Number(port) }, { FCGI_APACHE_ROLE: "AUTHORIZER", REMOTE_USER: "alice", PLEXER_ROLES: "admins", PLEXER_AUTHD_SECRET: secret }) };',
-      'const many = [];',
-      'for (let i = 0; i < 120; i++) many.push((await ask("frank", `guess-${i}`)).status);',
-      'out.many = [...new Set(many)];',
-      'const plain = (a) => ({ status: a.status, headers: [...a.headers], appStatus: a.appStatus, protocolStatus: a.protocolStatus });',
-      'console.log(JSON.stringify({ right: plain(out.right), wrong: plain(out.wrong), unknown: plain(out.unknown), roles: plain(out.roles), many: out.many }));',
-    ].join('\n'));
+    writeFileSync(
+      script,
+      [
+        `import { authorizerRequest } from ${JSON.stringify(client)};`,
+        'const [port, secret] = process.argv.slice(2);',
+        'const ask = (user, password) => authorizerRequest({ host: "127.0.0.1", port: Number(port) },',
+        '  { FCGI_ROLE: "AUTHORIZER", FCGI_APACHE_ROLE: "AUTHENTICATOR", REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: "10.9.9.9", PLEXER_AUTHD_SECRET: secret });',
+        'const out = { right: await ask("frank", "pw-frank"), wrong: await ask("frank", "wrong"), unknown: await ask("nosuchuser", "x"),',
+        '  roles: await authorizerRequest({ host: "127.0.0.1", port: Number(port) }, { FCGI_APACHE_ROLE: "AUTHORIZER", REMOTE_USER: "alice", PLEXER_ROLES: "admins", PLEXER_AUTHD_SECRET: secret }) };',
+        'const many = [];',
+        'for (let i = 0; i < 120; i++) many.push((await ask("frank", `guess-${i}`)).status);',
+        'out.many = [...new Set(many)];',
+        'const plain = (a) => ({ status: a.status, headers: [...a.headers], appStatus: a.appStatus, protocolStatus: a.protocolStatus });',
+        'console.log(JSON.stringify({ right: plain(out.right), wrong: plain(out.wrong), unknown: plain(out.unknown), roles: plain(out.roles), many: out.many }));',
+      ].join('\n'),
+    );
     chmodSync(script, 0o644);
     const child = spawn(process.execPath, [script, String(authdPort), secret], { uid: 65534, gid: 65534, env: {}, cwd: '/' });
     let stdout = '';

@@ -20,8 +20,9 @@ describe('plexer authn with hostile stdin', () => {
     const line = fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes));
     const input = fc.oneof(
       fc.array(line, { maxLength: 4 }).map((lines) => Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')]))),
-      fc.tuple(fc.constantFrom('alice', 'alice\0', 'alice\r', 'ali\u00e9ce', ''), line).map(([user, pw]) =>
-        Buffer.concat([Buffer.from(user + '\n'), pw])),
+      fc
+        .tuple(fc.constantFrom('alice', 'alice\0', 'alice\r', 'ali\u00e9ce', ''), line)
+        .map(([user, pw]) => Buffer.concat([Buffer.from(user + '\n'), pw])),
       fc.integer({ min: 8193, max: 200_000 }).map((n) => Buffer.concat([Buffer.from('alice\n'), Buffer.alloc(n, 0x61)])),
     );
     await fc.assert(

@@ -7,14 +7,19 @@ import { freshStore, runPlexer, writeConfig, type TestStore } from './helpers/pl
 let store: TestStore;
 const authEnv = { PATH: '/usr/bin:/bin', AUTHTYPE: 'PASS', IP: '127.0.0.9', URI: '/app/' };
 
-const authn = (input: string | Buffer, configPath = store.configPath) =>
-  runPlexer(['authn'], { configPath, input, env: authEnv });
+const authn = (input: string | Buffer, configPath = store.configPath) => runPlexer(['authn'], { configPath, input, env: authEnv });
 
 beforeAll(async () => {
   store = await freshStore();
   await runPlexer(['group', 'add', 'tenant1'], { configPath: store.configPath });
-  for (const [name, password] of [['alice', 'correct horse'], ['dora', 'pw-dora']] as const) {
-    const added = await runPlexer(['user', 'add', name, '--group', 'tenant1', '--password-stdin'], { configPath: store.configPath, input: `${password}\n` });
+  for (const [name, password] of [
+    ['alice', 'correct horse'],
+    ['dora', 'pw-dora'],
+  ] as const) {
+    const added = await runPlexer(['user', 'add', name, '--group', 'tenant1', '--password-stdin'], {
+      configPath: store.configPath,
+      input: `${password}\n`,
+    });
     expect(added.code).toBe(0);
   }
   await runPlexer(['user', 'disable', 'dora'], { configPath: store.configPath });
@@ -56,7 +61,10 @@ describe('plexer authn', () => {
     const file = `${dir}/users.htpasswd`;
     const y = bcrypt.hashSync('pw-erin', 5).replace(/^\$2b\$/, '$2y$');
     const a = bcrypt.hashSync('pw-fred', 5).replace(/^\$2b\$/, '$2a$');
-    writeFileSync(file, [`erin:${y}`, `fred:${a}`, 'gina:$apr1$abc$def', 'hank:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=', 'broken line', ''].join('\n'));
+    writeFileSync(
+      file,
+      [`erin:${y}`, `fred:${a}`, 'gina:$apr1$abc$def', 'hank:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=', 'broken line', ''].join('\n'),
+    );
     const imported = await runPlexer(['user', 'import-htpasswd', file, '--group', 'tenant1'], { configPath: store.configPath });
     expect(imported.code).toBe(1);
     expect(imported.stdout).toMatch(/imported 3 user\(s\); refused 2 line\(s\)/);

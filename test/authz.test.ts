@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
-const authz = (input: string) => runPlexer(['authz'], { configPath: store.configPath, input, env: { PATH: '/usr/bin:/bin', AUTHTYPE: 'GROUP' } });
+const authz = (input: string) =>
+  runPlexer(['authz'], { configPath: store.configPath, input, env: { PATH: '/usr/bin:/bin', AUTHTYPE: 'GROUP' } });
 const cli = (...args: string[]) => runPlexer(args, { configPath: store.configPath, input: 'pw\n' });
 
 beforeAll(async () => {

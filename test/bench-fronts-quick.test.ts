@@ -43,8 +43,11 @@ describe('npm run bench:fronts -- --quick --fronts 3', () => {
     expect(output).toMatch(/\| \(change, front end\) pairs seen \/ missed \| 90 \/ 0 \|/);
     // Each front end's helpers held their own connections (names as in src/cli: plexer-map-group-listen, …).
     const held = (prefix: string) =>
-      Object.entries(summary.peakConnections).filter(([app]) => app.startsWith(prefix)).reduce((n, [, count]) => n + count, 0);
-    for (const prefix of ['plexer-map-group', 'plexer-map-settings', 'plexer-sync', 'plexer-authd']) expect(held(prefix), prefix).toBeGreaterThanOrEqual(3);
+      Object.entries(summary.peakConnections)
+        .filter(([app]) => app.startsWith(prefix))
+        .reduce((n, [, count]) => n + count, 0);
+    for (const prefix of ['plexer-map-group', 'plexer-map-settings', 'plexer-sync', 'plexer-authd'])
+      expect(held(prefix), prefix).toBeGreaterThanOrEqual(3);
     expect(summary.authStatuses).toEqual({ 200: expect.any(Number) });
   }, 300_000);
 });

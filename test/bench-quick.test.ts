@@ -7,7 +7,10 @@ import { REPO_ROOT } from './helpers/plexer.js';
 
 describe('npm run bench -- --quick', () => {
   it('runs every variant and gets only correct answers', async () => {
-    const child = spawn(process.execPath, ['dist-bench/src/apache-bench.js', '--quick'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['dist-bench/src/apache-bench.js', '--quick'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));

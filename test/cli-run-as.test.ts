@@ -33,7 +33,18 @@ beforeAll(async () => {
   for (const u of [U1, U2, IN_WWW]) if (!getent('passwd', u)) createdUsers.push(u);
   for (const g of [U1, U2, G2, IN_WWW]) if (!getent('group', g)) createdGroups.push(g);
   if (createdUsers.includes(IN_WWW)) {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--groups', 'www-data', IN_WWW]);
+    execFileSync('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--home-dir',
+      '/nonexistent',
+      '--shell',
+      '/usr/sbin/nologin',
+      '--groups',
+      'www-data',
+      IN_WWW,
+    ]);
   }
   outDir = mkdtempSync(join(tmpdir(), 'plexer-cli-run-as-'));
 });
@@ -48,7 +59,7 @@ afterAll(async () => {
 const listed = async () => JSON.parse((await cli(['group', 'list', '--json'])).stdout) as Array<{ name: string; run_as: string | null }>;
 
 describe('plexer group --run-as', () => {
-  it('refuses root, Apache\'s user, system accounts, members of www-data and bad names, changing nothing', async () => {
+  it("refuses root, Apache's user, system accounts, members of www-data and bad names, changing nothing", async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['--run-as', 'root'], 1, /a tenant never runs as root/],
       [['--run-as', 'root', '--create-user'], 1, /root/],
@@ -60,7 +71,11 @@ describe('plexer group --run-as', () => {
       [['--run-as', `${U1}:root`, '--create-user'], 1, /"root": a tenant needs a user and group of its own/],
       [['--run-as', `${U1}:daemon`, '--create-user'], 1, /group daemon \(gid 1\) is shared with the system or Apache/],
       [['--run-as', IN_WWW], 1, /in group www-data .* Apache \(plexer\.conf, the maps\)/],
-      [['--run-as', MISSING], 1, /"plexer-cli-missing" does not exist on this machine: add --create-user, or create it with useradd --system/],
+      [
+        ['--run-as', MISSING],
+        1,
+        /"plexer-cli-missing" does not exist on this machine: add --create-user, or create it with useradd --system/,
+      ],
       [['--run-as', 'Bad-Name'], 2, /invalid run-as "Bad-Name"/],
       [['--run-as', 'a:b:c'], 2, /invalid run-as/],
       [['--create-user'], 2, /--create-user needs --run-as/],
@@ -95,7 +110,10 @@ describe('plexer group --run-as', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(execFileSync('id', ['-gn', U2], { encoding: 'utf8' }).trim()).toBe(G2);
     const shared = await cli(['group', 'add', 'tenant3', '--run-as', U2]);
-    expect([shared.code, shared.stderr]).toEqual([1, expect.stringMatching(/daemon group "tenant3": its run-as user already runs another daemon group/)]);
+    expect([shared.code, shared.stderr]).toEqual([
+      1,
+      expect.stringMatching(/daemon group "tenant3": its run-as user already runs another daemon group/),
+    ]);
     // With "USER" alone for an existing user, the stored value names the user's real primary group.
     expect((await cli(['group', 'set', 'tenant2', '--no-run-as'])).code).toBe(0);
     expect((await cli(['group', 'set', 'tenant2', '--run-as', U2])).code).toBe(0);
@@ -122,7 +140,10 @@ describe('plexer group --run-as', () => {
     const st = statSync(out);
     expect([st.uid, st.mode & 0o777]).toEqual([0, 0o600]);
     expect(statSync(join(stateDir, 'data')).mode & 0o777).toBe(0o711);
-    for (const [group, user] of [['tenant1', U1], ['tenant2', U2]] as const) {
+    for (const [group, user] of [
+      ['tenant1', U1],
+      ['tenant2', U2],
+    ] as const) {
       const d = statSync(join(stateDir, 'data', group));
       expect([d.uid, d.mode & 0o777]).toEqual([Number(getent('passwd', user)![2]), 0o700]);
     }
@@ -144,6 +165,11 @@ describe('plexer group --run-as', () => {
   it('apache config refuses a run-as account that does not exist on this machine, naming the fix', async () => {
     await store.sql.query(`INSERT INTO daemon_groups (name, run_as) VALUES ('tenant4', $1)`, [MISSING]);
     const r = await cli(['apache', 'config']);
-    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/daemon group tenant4 runs as "plexer-cli-missing", which does not exist on this machine: create it \(plexer group set tenant4 --run-as plexer-cli-missing --create-user\)/)]);
+    expect([r.code, r.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /daemon group tenant4 runs as "plexer-cli-missing", which does not exist on this machine: create it \(plexer group set tenant4 --run-as plexer-cli-missing --create-user\)/,
+      ),
+    ]);
   });
 });

@@ -42,10 +42,14 @@ describe('plexer group and user commands', () => {
     expect((await cli(['user', 'disable', 'bob'])).code).toBe(0);
     expect((await cli(['user', 'grant', 'bob', 'staff'])).code).toBe(0);
     const users = JSON.parse((await cli(['user', 'list', '--group', 'tenant1', '--json'])).stdout);
-    expect(users.map((u: { name: string; disabled: boolean; roles: string[] }) => [u.name, u.disabled, u.roles]))
-      .toEqual([['alice', false, []], ['bob', true, ['staff']]]);
+    expect(users.map((u: { name: string; disabled: boolean; roles: string[] }) => [u.name, u.disabled, u.roles])).toEqual([
+      ['alice', false, []],
+      ['bob', true, ['staff']],
+    ]);
     const text = (await cli(['user', 'list'])).stdout;
-    expect(text).toMatch(/^NAME\s+GROUP\s+STATE\s+ROLES\s+LOCKED OUT\nalice\s+tenant1\s+enabled\s+-\s+-\nbob\s+tenant1\s+disabled\s+staff\s+-$/m);
+    expect(text).toMatch(
+      /^NAME\s+GROUP\s+STATE\s+ROLES\s+LOCKED OUT\nalice\s+tenant1\s+enabled\s+-\s+-\nbob\s+tenant1\s+disabled\s+staff\s+-$/m,
+    );
     expect((await cli(['group', 'del', 'tenant1'])).stderr).toMatch(/still has users/);
     expect((await cli(['user', 'del', 'bob'])).code).toBe(0);
     expect((await cli(['user', 'del', 'bob'])).code).toBe(1);

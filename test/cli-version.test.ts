@@ -24,10 +24,22 @@ describe('npm pack', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' });
     const files = (JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
     // migrate.ts reads the SQL files from src/store/migrations at run time.
-    for (const needed of ['bin/plexer', 'dist/cli/main.js', 'dist/cli/map.js', 'apache/wsgi/plexer.wsgi', 'package.json', 'README.md', 'src/store/migrations/001_schema.sql']) {
+    for (const needed of [
+      'bin/plexer',
+      'dist/cli/main.js',
+      'dist/cli/map.js',
+      'apache/wsgi/plexer.wsgi',
+      'package.json',
+      'README.md',
+      'src/store/migrations/001_schema.sql',
+    ]) {
       expect(files, needed).toContain(needed);
     }
-    expect(files.filter((f) => f.startsWith('test/') || (f.startsWith('src/') && !f.startsWith('src/store/migrations/')) || f.startsWith('.state/'))).toEqual([]);
+    expect(
+      files.filter(
+        (f) => f.startsWith('test/') || (f.startsWith('src/') && !f.startsWith('src/store/migrations/')) || f.startsWith('.state/'),
+      ),
+    ).toEqual([]);
     // The benchmarks build apart (bench/tsconfig.json, into dist-bench/) and never ship.
     expect(files.filter((f) => /^(bench|dist-bench|dist\/bench)\//.test(f))).toEqual([]);
   });

@@ -5,8 +5,16 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  adminConfig, CONFIG_KEYS, DEFAULT_CONFIG_PATH, defaultConfig, formatConfig, loadConfig, parseConfigText,
-  type ConfigKey, type ConfigValues, type PlexerConfig,
+  adminConfig,
+  CONFIG_KEYS,
+  DEFAULT_CONFIG_PATH,
+  defaultConfig,
+  formatConfig,
+  loadConfig,
+  parseConfigText,
+  type ConfigKey,
+  type ConfigValues,
+  type PlexerConfig,
 } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 
@@ -183,9 +191,7 @@ describe('parseConfigText', () => {
   });
 
   it.each(['DEBUG', 'warning', 'trace', '', 'info '.trim() + 'x'])('refuses log_level %j', (level) => {
-    expect(parseError(`log_level = ${level}`).message).toBe(
-      '/etc/p.conf:1 log_level: log_level must be debug, info, warn or error',
-    );
+    expect(parseError(`log_level = ${level}`).message).toBe('/etc/p.conf:1 log_level: log_level must be debug, info, warn or error');
   });
 
   // Regression test (fixed bug in src/log.ts isLogLevel, `value in levelRank`): the `in` operator also finds Object.prototype's
@@ -194,9 +200,7 @@ describe('parseConfigText', () => {
   it.each(['toString', 'constructor', '__proto__', 'hasOwnProperty'])(
     'refuses log_level %j (inherited Object.prototype member)',
     (level) => {
-      expect(parseError(`log_level = ${level}`).message).toBe(
-        '/etc/p.conf:1 log_level: log_level must be debug, info, warn or error',
-      );
+      expect(parseError(`log_level = ${level}`).message).toBe('/etc/p.conf:1 log_level: log_level must be debug, info, warn or error');
     },
   );
 
@@ -244,18 +248,22 @@ const anyValues: fc.Arbitrary<ConfigValues> = fc.record(
 
 describe('formatConfig', () => {
   it('writes a file the parser reads back as exactly the values given, comment lines skipped', () => {
-    fc.assert(fc.property(anyValues, fc.string({ maxLength: 60 }), (values, comment) => {
-      const config = parseConfigText(formatConfig(values, comment), 'f');
-      for (const key of CONFIG_KEYS) {
-        const expected = values[key] ?? field[key][0](defaultConfig());
-        expect(field[key][0](config), key).toBe(expected);
-      }
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(anyValues, fc.string({ maxLength: 60 }), (values, comment) => {
+        const config = parseConfigText(formatConfig(values, comment), 'f');
+        for (const key of CONFIG_KEYS) {
+          const expected = values[key] ?? field[key][0](defaultConfig());
+          expect(field[key][0](config), key).toBe(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('one `key = value` line per value given, in order, after the comment', () => {
-    expect(formatConfig({ pg_host: '/run/pg', pg_port: 5433, log_level: 'warn' }, 'Written by a test.\nSecond line.'))
-      .toBe('# Written by a test.\n# Second line.\npg_host = /run/pg\npg_port = 5433\nlog_level = warn\n');
+    expect(formatConfig({ pg_host: '/run/pg', pg_port: 5433, log_level: 'warn' }, 'Written by a test.\nSecond line.')).toBe(
+      '# Written by a test.\n# Second line.\npg_host = /run/pg\npg_port = 5433\nlog_level = warn\n',
+    );
     expect(formatConfig({})).toBe('\n');
   });
 
@@ -288,7 +296,7 @@ describe('loadConfig', () => {
     expect(config).toEqual({ ...defaultConfig(), poolMax: 5, connection: { host: 'filehost' }, source: path });
   });
 
-  it('PG* variables over the file, and a PG* connection variable drops the file\'s database_url', () => {
+  it("PG* variables over the file, and a PG* connection variable drops the file's database_url", () => {
     const path = tempFile(fileText);
     const config = loadConfig({
       path,
@@ -329,7 +337,7 @@ describe('loadConfig', () => {
     expect(config.connection.host).toBe('envhost');
   });
 
-  it('PLEXER_DATABASE_URL replaces the file\'s database_url', () => {
+  it("PLEXER_DATABASE_URL replaces the file's database_url", () => {
     const path = tempFile('database_url = postgresql://file@filehost/filedb\n');
     const config = loadConfig({ path, env: { PLEXER_DATABASE_URL: 'postgresql://url@urlhost/urldb' } });
     expect(config.connection).toEqual({ connectionString: 'postgresql://url@urlhost/urldb' });
@@ -390,18 +398,28 @@ describe('loadConfig', () => {
 
 // The helpers connect with pg_* (a read-only role); the admin commands with admin_pg_* in their place.
 describe('adminConfig', () => {
-  const base = ['pg_host = /run/postgresql', 'pg_port = 5433', 'pg_database = plexer', 'pg_user = plexer_helper',
-    'pg_password = helper-pw', 'pg_passfile = /etc/plexer/helper.pgpass'];
+  const base = [
+    'pg_host = /run/postgresql',
+    'pg_port = 5433',
+    'pg_database = plexer',
+    'pg_user = plexer_helper',
+    'pg_password = helper-pw',
+    'pg_passfile = /etc/plexer/helper.pgpass',
+  ];
 
-  it('without admin_pg_user the admin commands use the helpers\' connection unchanged', () => {
+  it("without admin_pg_user the admin commands use the helpers' connection unchanged", () => {
     const config = parseConfigText(base.join('\n'), 'f');
     expect(adminConfig(config)).toBe(config);
   });
 
-  it('admin_pg_user replaces the user and drops the helpers\' password and passfile', () => {
+  it("admin_pg_user replaces the user and drops the helpers' password and passfile", () => {
     const config = parseConfigText([...base, 'admin_pg_user = plexer_admin', 'admin_pg_passfile = /root/plexer.pgpass'].join('\n'), 'f');
     expect(adminConfig(config).connection).toEqual({
-      host: '/run/postgresql', port: 5433, database: 'plexer', user: 'plexer_admin', passfile: '/root/plexer.pgpass',
+      host: '/run/postgresql',
+      port: 5433,
+      database: 'plexer',
+      user: 'plexer_admin',
+      passfile: '/root/plexer.pgpass',
     });
     // The helpers' view is untouched.
     expect(config.connection.user).toBe('plexer_helper');
@@ -409,16 +427,24 @@ describe('adminConfig', () => {
   });
 
   it('peer authentication: admin_pg_user alone, no password or passfile at all', () => {
-    const config = parseConfigText(['pg_host = /run/postgresql', 'pg_user = plexer_helper', 'admin_pg_user = plexer_admin'].join('\n'), 'f');
+    const config = parseConfigText(
+      ['pg_host = /run/postgresql', 'pg_user = plexer_helper', 'admin_pg_user = plexer_admin'].join('\n'),
+      'f',
+    );
     expect(adminConfig(config).connection).toEqual({ host: '/run/postgresql', user: 'plexer_admin' });
   });
 
   it('takes the user and password out of database_url so that admin_pg_user applies', () => {
-    const config = parseConfigText([
-      'database_url = postgresql://helper:secret@db:5432/plexer?sslmode=require&user=x&password=y',
-      'admin_pg_user = plexer_admin',
-    ].join('\n'), 'f');
-    expect(adminConfig(config).connection).toEqual({ connectionString: 'postgresql://db:5432/plexer?sslmode=require', user: 'plexer_admin' });
+    const config = parseConfigText(
+      ['database_url = postgresql://helper:secret@db:5432/plexer?sslmode=require&user=x&password=y', 'admin_pg_user = plexer_admin'].join(
+        '\n',
+      ),
+      'f',
+    );
+    expect(adminConfig(config).connection).toEqual({
+      connectionString: 'postgresql://db:5432/plexer?sslmode=require',
+      user: 'plexer_admin',
+    });
     const socket = parseConfigText('database_url = postgresql://helper@/plexer?host=/run/postgresql\nadmin_pg_user = a', 'f');
     expect(adminConfig(socket).connection.connectionString).toBe('postgresql:///plexer?host=%2Frun%2Fpostgresql');
   });
@@ -426,7 +452,10 @@ describe('adminConfig', () => {
   it('PGUSER or PLEXER_DATABASE_URL name the user for every command, admin ones included; PGPASSFILE the passfile', () => {
     const path = tempFile([...base, 'admin_pg_user = plexer_admin', 'admin_pg_passfile = /root/plexer.pgpass'].join('\n'));
     expect(adminConfig(loadConfig({ path, env: { PGUSER: 'me' } })).connection.user).toBe('me');
-    expect(adminConfig(loadConfig({ path, env: { PGPASSFILE: '/me/.pgpass' } })).connection).toMatchObject({ user: 'plexer_admin', passfile: '/me/.pgpass' });
+    expect(adminConfig(loadConfig({ path, env: { PGPASSFILE: '/me/.pgpass' } })).connection).toMatchObject({
+      user: 'plexer_admin',
+      passfile: '/me/.pgpass',
+    });
     const url = adminConfig(loadConfig({ path, env: { PLEXER_DATABASE_URL: 'postgresql://me@h/d' } })).connection;
     expect(url.connectionString).toBe('postgresql://me@h/d');
     expect(url.user).toBe('plexer_helper'); // pg lets the URL's user win

@@ -18,7 +18,11 @@ function installLines(): string[] {
   const section = README.slice(README.indexOf('## Installing on a server'));
   const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
   if (!block) throw new Error('README: no sh block under "Installing on a server"');
-  return block.replace(/\\\n\s*/g, '').split('\n').map((line) => line.replace(/\s+# .*$/, '').trim()).filter((line) => line !== '' && !line.startsWith('#'));
+  return block
+    .replace(/\\\n\s*/g, '')
+    .split('\n')
+    .map((line) => line.replace(/\s+# .*$/, '').trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
 }
 
 // Done by bin/setup and the checkout, or by the test database's own setup (like every other test's).
@@ -34,7 +38,12 @@ let store: TestStore;
 let port: number;
 let apachePid: number | undefined;
 
-const env = () => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', APACHE_CONFDIR: confDir, PLEXER_CONFIG: join(plexerEtc, 'plexer.conf') });
+const env = () => ({
+  PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+  LANG: 'C.UTF-8',
+  APACHE_CONFDIR: confDir,
+  PLEXER_CONFIG: join(plexerEtc, 'plexer.conf'),
+});
 
 // stdout and stderr together: apache2ctl -t says "Syntax OK" and its warnings on stderr.
 function sh(line: string, input?: string): { code: number | null; out: string } {
@@ -44,15 +53,17 @@ function sh(line: string, input?: string): { code: number | null; out: string } 
 
 // Where the README's paths and port point on a real server, and where they point here.
 function localize(line: string): string {
-  return line
-    .replaceAll('/opt/plexer', REPO_ROOT.replace(/\/$/, ''))
-    .replaceAll('/etc/apache2', confDir)
-    .replaceAll('/etc/plexer', plexerEtc)
-    .replaceAll('/var/lib/plexer', join(root, 'lib'))
-    .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
-    .replace(/^systemctl restart apache2$/, 'apache2ctl start')
-    // No terminal here: the password comes on stdin.
-    .replace(/( user add \S+ --group \S+)/, '$1 --password-stdin');
+  return (
+    line
+      .replaceAll('/opt/plexer', REPO_ROOT.replace(/\/$/, ''))
+      .replaceAll('/etc/apache2', confDir)
+      .replaceAll('/etc/plexer', plexerEtc)
+      .replaceAll('/var/lib/plexer', join(root, 'lib'))
+      .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
+      .replace(/^systemctl restart apache2$/, 'apache2ctl start')
+      // No terminal here: the password comes on stdin.
+      .replace(/( user add \S+ --group \S+)/, '$1 --password-stdin')
+  );
 }
 
 beforeAll(async () => {
@@ -62,12 +73,15 @@ beforeAll(async () => {
   execFileSync('cp', ['-a', '/etc/apache2', confDir]);
   // Not the system's run, lock and log directories, nor its port 80.
   const envvars = join(confDir, 'envvars');
-  writeFileSync(envvars, readFileSync(envvars, 'utf8')
-    .replace(/^export APACHE_PID_FILE=.*$/m, `export APACHE_PID_FILE=${run}/apache2.pid`)
-    .replace(/^export APACHE_RUN_DIR=.*$/m, `export APACHE_RUN_DIR=${run}`)
-    .replace(/^export APACHE_LOCK_DIR=.*$/m, `export APACHE_LOCK_DIR=${join(root, 'lock')}`)
-    .replace(/^export APACHE_LOG_DIR=.*$/m, `export APACHE_LOG_DIR=${logs}`));
-  writeFileSync(join(confDir, 'ports.conf'), '# the test listens on its own port only (the site\'s Listen)\n');
+  writeFileSync(
+    envvars,
+    readFileSync(envvars, 'utf8')
+      .replace(/^export APACHE_PID_FILE=.*$/m, `export APACHE_PID_FILE=${run}/apache2.pid`)
+      .replace(/^export APACHE_RUN_DIR=.*$/m, `export APACHE_RUN_DIR=${run}`)
+      .replace(/^export APACHE_LOCK_DIR=.*$/m, `export APACHE_LOCK_DIR=${join(root, 'lock')}`)
+      .replace(/^export APACHE_LOG_DIR=.*$/m, `export APACHE_LOG_DIR=${logs}`),
+  );
+  writeFileSync(join(confDir, 'ports.conf'), "# the test listens on its own port only (the site's Listen)\n");
   mkdirSync(logs);
   for (const user of ['plexer-tenant1', 'plexer-tenant2']) if (sh(`id -u ${user}`).code !== 0) createdUsers.push(user);
 }, 60_000);
@@ -80,7 +94,9 @@ afterAll(async () => {
 }, 60_000);
 
 async function whoami(user: string): Promise<{ status: number; group?: string }> {
-  const response = await fetch(`http://127.0.0.1:${port}/app/whoami`, { headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}` } });
+  const response = await fetch(`http://127.0.0.1:${port}/app/whoami`, {
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}` },
+  });
   const body = await response.text();
   return { status: response.status, ...(response.status === 200 ? (JSON.parse(body) as { group: string }) : {}) };
 }
@@ -106,7 +122,10 @@ describe.sequential('Installing on a server (Debian layout)', () => {
       if (local.startsWith('apache2ctl -t')) expect(result.out.trim(), 'apache2ctl -t').toBe('Syntax OK');
       // "then edit it": what an operator writes into the empty file, here the test database's connection.
       if (local.includes(`/dev/null ${plexerEtc}/plexer.conf`)) {
-        writeFileSync(join(plexerEtc, 'plexer.conf'), formatConfig({ ...connectionValues(store.db.url), bcrypt_cost: 4, map_deadline_ms: 1000 }));
+        writeFileSync(
+          join(plexerEtc, 'plexer.conf'),
+          formatConfig({ ...connectionValues(store.db.url), bcrypt_cost: 4, map_deadline_ms: 1000 }),
+        );
       }
     }
 
@@ -117,17 +136,23 @@ describe.sequential('Installing on a server (Debian layout)', () => {
     expect(existsSync(join(confDir, 'mods-enabled/mpm_prefork.load'))).toBe(true);
     expect(existsSync(join(confDir, 'mods-enabled/mpm_event.load'))).toBe(false);
 
-    apachePid = await waitFor(() => {
-      const pidFile = join(run, 'apache2.pid');
-      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
-      return pid > 0 ? pid : undefined;
-    }, 15_000, "Apache's pid file");
+    apachePid = await waitFor(
+      () => {
+        const pidFile = join(run, 'apache2.pid');
+        const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+        return pid > 0 ? pid : undefined;
+      },
+      15_000,
+      "Apache's pid file",
+    );
     const alice = await waitFor(async () => ((await whoami('alice')).group ? whoami('alice') : undefined), 20_000, 'alice served');
     expect(alice).toMatchObject({ status: 200, group: 'tenant1' });
     expect(await whoami('bob')).toMatchObject({ status: 200, group: 'tenant2' });
 
     // Logs where Debian's logrotate looks for them (APACHE_LOG_DIR/*.log), the access log with its time.
-    expect(readFileSync(join(logs, 'plexer_access.log'), 'utf8')).toMatch(/ alice \[\d{2}\/\w{3}\/\d{4}:[\d:]+ [+-]\d{4}\] 200 .* group=tenant1/);
+    expect(readFileSync(join(logs, 'plexer_access.log'), 'utf8')).toMatch(
+      / alice \[\d{2}\/\w{3}\/\d{4}:[\d:]+ [+-]\d{4}\] 200 .* group=tenant1/,
+    );
     const errorLog = readFileSync(join(logs, 'error.log'), 'utf8') + readFileSync(join(logs, 'plexer_error.log'), 'utf8');
     expect(errorLog.split('\n').filter((line) => /:(warn|error|crit|alert|emerg)\]|AH00558|AH01574|AH00534/.test(line))).toEqual([]);
     // (Checked before this: a refused login is logged as an error.)
@@ -143,4 +168,3 @@ describe.sequential('Installing on a server (Debian layout)', () => {
     apachePid = undefined;
   }, 60_000);
 });
-

@@ -24,24 +24,35 @@ interface Demo {
 const started: Demo[] = [];
 
 async function startDemo(port: number): Promise<Demo> {
-  const child = spawn(process.execPath, [PLEXER_BIN, 'demo', '--state-dir', stateDir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [PLEXER_BIN, 'demo', '--state-dir', stateDir, '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   let gone = false;
   void exited.then(() => (gone = true));
-  const up = await waitFor(() => {
-    if (gone) throw new Error(`the demo exited before it was up:\n${out}`);
-    return /plexer demo is up: (\S+)\/app\/\s+\(Apache PID (\d+)\)/.exec(out);
-  }, START_MS, 'the demo to be up', 100);
+  const up = await waitFor(
+    () => {
+      if (gone) throw new Error(`the demo exited before it was up:\n${out}`);
+      return /plexer demo is up: (\S+)\/app\/\s+\(Apache PID (\d+)\)/.exec(out);
+    },
+    START_MS,
+    'the demo to be up',
+    100,
+  );
   const demo = { child, url: up[1]!, apachePid: Number(up[2]), output: () => out, exited };
   started.push(demo);
   return demo;
 }
 
 async function whoami(url: string, user: string): Promise<{ group?: string }> {
-  const response = await fetch(`${url}/app/whoami`, { headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-password`).toString('base64')}` } });
+  const response = await fetch(`${url}/app/whoami`, {
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-password`).toString('base64')}` },
+  });
   expect(response.status, `${user}: ${await response.clone().text()}`).toBe(200);
   return (await response.json()) as { group?: string };
 }
@@ -102,46 +113,60 @@ afterAll(async () => {
 }, 60_000);
 
 describe.sequential('plexer demo', () => {
-  it('after a SIGKILLed demo, the next one on the same state directory stops its whole Apache tree and PostgreSQL, then serves', async () => {
-    const port = await freePort();
-    const first = await startDemo(port);
-    expect((await whoami(first.url, 'alice')).group).toBe('alpha');
-    // What a killed demo leaves behind: Apache's parent and workers, the route map, the watchdog (a piped logger,
-    // restarted by Apache whenever it exits), a daemon per group, and PostgreSQL.
-    const parts = [' map route ', ' watchdog ', '(wsgi:alpha)', '(wsgi:beta)', '(wsgi:gamma)', 'postgres'];
-    const before = await waitFor(() => {
-      const found = processesOfStateDir();
-      const commands = [...found.values()];
-      const complete = commands.filter((c) => c.startsWith('/usr/sbin/apache2')).length >= 2 && parts.every((part) => commands.some((c) => c.includes(part)));
-      return complete ? found : undefined;
-    }, 15_000, 'every part of the demo in /proc');
+  it(
+    'after a SIGKILLed demo, the next one on the same state directory stops its whole Apache tree and PostgreSQL, then serves',
+    async () => {
+      const port = await freePort();
+      const first = await startDemo(port);
+      expect((await whoami(first.url, 'alice')).group).toBe('alpha');
+      // What a killed demo leaves behind: Apache's parent and workers, the route map, the watchdog (a piped logger,
+      // restarted by Apache whenever it exits), a daemon per group, and PostgreSQL.
+      const parts = [' map route ', ' watchdog ', '(wsgi:alpha)', '(wsgi:beta)', '(wsgi:gamma)', 'postgres'];
+      const before = await waitFor(
+        () => {
+          const found = processesOfStateDir();
+          const commands = [...found.values()];
+          const complete =
+            commands.filter((c) => c.startsWith('/usr/sbin/apache2')).length >= 2 &&
+            parts.every((part) => commands.some((c) => c.includes(part)));
+          return complete ? found : undefined;
+        },
+        15_000,
+        'every part of the demo in /proc',
+      );
 
-    first.child.kill('SIGKILL');
-    await first.exited;
-    // Killing the demo alone leaves Apache's whole tree running (PostgreSQL too; its autovacuum workers come
-    // and go, so only Apache's processes are counted).
-    const apacheTree = [...before].filter(([, c]) => !c.includes('postgres') && !c.includes(' demo ')).map(([key]) => key);
-    const afterKill = processesOfStateDir();
-    expect(apacheTree.filter((key) => !afterKill.has(key))).toEqual([]);
-    const orphans = [...afterKill.keys()].filter((key) => before.has(key));
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // Killing the demo alone leaves Apache's whole tree running (PostgreSQL too; its autovacuum workers come
+      // and go, so only Apache's processes are counted).
+      const apacheTree = [...before].filter(([, c]) => !c.includes('postgres') && !c.includes(' demo ')).map(([key]) => key);
+      const afterKill = processesOfStateDir();
+      expect(apacheTree.filter((key) => !afterKill.has(key))).toEqual([]);
+      const orphans = [...afterKill.keys()].filter((key) => before.has(key));
 
-    const second = await startDemo(port);
-    // The same port: the old Apache was stopped before the new one looked for a free port.
-    expect(second.url).toBe(`http://127.0.0.1:${port}`);
-    expect(second.output()).toMatch(/stopped \d+ Apache process\(es\) a killed earlier demo left running/);
-    expect(second.output()).toMatch(/stopping leftover postgres/);
-    const now = processesOfStateDir();
-    expect(orphans.filter((key) => now.has(key)).map((key) => before.get(key))).toEqual([]);
-    expect((await whoami(second.url, 'alice')).group).toBe('alpha');
-    expect((await whoami(second.url, 'bob')).group).toBe('beta');
-    await stopWith(second, 'SIGINT');
-  }, 4 * START_MS);
+      const second = await startDemo(port);
+      // The same port: the old Apache was stopped before the new one looked for a free port.
+      expect(second.url).toBe(`http://127.0.0.1:${port}`);
+      expect(second.output()).toMatch(/stopped \d+ Apache process\(es\) a killed earlier demo left running/);
+      expect(second.output()).toMatch(/stopping leftover postgres/);
+      const now = processesOfStateDir();
+      expect(orphans.filter((key) => now.has(key)).map((key) => before.get(key))).toEqual([]);
+      expect((await whoami(second.url, 'alice')).group).toBe('alpha');
+      expect((await whoami(second.url, 'bob')).group).toBe('beta');
+      await stopWith(second, 'SIGINT');
+    },
+    4 * START_MS,
+  );
 
   for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
-    it(`${signal} stops it with status 0 and leaves no process of it`, async () => {
-      const demo = await startDemo(await freePort());
-      expect((await whoami(demo.url, 'bob')).group).toBe('beta');
-      await stopWith(demo, signal);
-    }, 2 * START_MS);
+    it(
+      `${signal} stops it with status 0 and leaves no process of it`,
+      async () => {
+        const demo = await startDemo(await freePort());
+        expect((await whoami(demo.url, 'bob')).group).toBe('beta');
+        await stopWith(demo, signal);
+      },
+      2 * START_MS,
+    );
   }
 });

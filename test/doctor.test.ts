@@ -41,10 +41,14 @@ describe('plexer doctor', () => {
     const result = await doctor();
     expect(result.code).toBe(1);
     expect(line(result.stdout, 'apache groups')).toMatch(/^FAIL  apache groups: tenant3 in the database but not in .*apache2ctl graceful$/);
-    const moved = await runPlexer(['user', 'move', 'bob', '--group', 'tenant3', '--apache-config', t.front.httpd.configPath], { configPath: t.configPath });
+    const moved = await runPlexer(['user', 'move', 'bob', '--group', 'tenant3', '--apache-config', t.front.httpd.configPath], {
+      configPath: t.configPath,
+    });
     expect(moved.code).toBe(0);
     expect(moved.stderr).toMatch(/warning: daemon group "tenant3" is not in the Apache config .*: bob gets the 503 page/);
-    const back = await runPlexer(['user', 'move', 'bob', '--group', 'tenant2', '--apache-config', t.front.httpd.configPath], { configPath: t.configPath });
+    const back = await runPlexer(['user', 'move', 'bob', '--group', 'tenant2', '--apache-config', t.front.httpd.configPath], {
+      configPath: t.configPath,
+    });
     expect([back.code, back.stderr]).toEqual([0, '']);
     expect((await t.cli(['group', 'del', 'tenant3'])).code).toBe(0);
     expect((await doctor()).code).toBe(0);
@@ -52,7 +56,8 @@ describe('plexer doctor', () => {
 
   it('lists locked-out users as a warning', async () => {
     await t.store.sql.query(
-      "INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 10, now() + interval '10 minutes')");
+      "INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 10, now() + interval '10 minutes')",
+    );
     const result = await doctor();
     expect(result.code).toBe(0);
     expect(line(result.stdout, 'lockouts')).toMatch(/^warn  lockouts: alice until \d{4}-.* \(plexer user unlock NAME\)$/);
@@ -70,7 +75,7 @@ describe('plexer doctor', () => {
     }
   });
 
-  it('fails on a database without plexer\'s schema, and names the fix', async () => {
+  it("fails on a database without plexer's schema, and names the fix", async () => {
     const s = parsePgUrl(bare.url);
     const path = join(t.stateDir, 'bare.conf');
     writeFileSync(path, formatConfig({ pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: s.user }));

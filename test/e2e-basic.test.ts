@@ -7,16 +7,18 @@ import { waitFor } from './helpers/wait.js';
 let t: TestFront;
 let apachePid: number;
 
-
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    for (const g of ['tenant1', 'tenant2', 'tenant3']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
-    await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
-    await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
-    await cliOk(cli, ['user', 'add', 'erin', '--group', 'tenant1', '--password-stdin'], 'erin-pw\n');
-    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
-    await cliOk(cli, ['user', 'disable', 'erin']);
-  }, { front: { authCacheTimeoutSeconds: 3 } });
+  t = await startTestFront(
+    async (cli) => {
+      for (const g of ['tenant1', 'tenant2', 'tenant3']) await cliOk(cli, ['group', 'add', g, '--settings', 'tenants.settings_generic']);
+      await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
+      await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
+      await cliOk(cli, ['user', 'add', 'erin', '--group', 'tenant1', '--password-stdin'], 'erin-pw\n');
+      await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+      await cliOk(cli, ['user', 'disable', 'erin']);
+    },
+    { front: { authCacheTimeoutSeconds: 3 } },
+  );
   apachePid = t.front.httpd.pid;
   await waitUntilServed(t, 'alice', 'alice-pw');
 }, 120_000);
@@ -55,12 +57,22 @@ describe('real Apache: authentication and routing', () => {
 
   it('lets nothing the client sends choose the group', async () => {
     const forged = await t.get('/app/whoami?group=tenant2&PROCESS_GROUP=tenant2', {
-      user: 'alice', password: 'alice-pw',
-      headers: { 'Process-Group': 'tenant2', 'X-Remote-User': 'bob', Cookie: 'PROCESS_GROUP=tenant2; group=tenant2', 'Plexer-Settings': 'x' },
+      user: 'alice',
+      password: 'alice-pw',
+      headers: {
+        'Process-Group': 'tenant2',
+        'X-Remote-User': 'bob',
+        Cookie: 'PROCESS_GROUP=tenant2; group=tenant2',
+        'Plexer-Settings': 'x',
+      },
     });
     expect(forged.status).toBe(200);
     expect(forged.json()).toMatchObject({ group: 'tenant1', user: 'alice' });
-    const noGroup = await t.get('/app/whoami?group=tenant1', { user: 'dave', password: 'dave-pw', headers: { 'Process-Group': 'tenant1' } });
+    const noGroup = await t.get('/app/whoami?group=tenant1', {
+      user: 'dave',
+      password: 'dave-pw',
+      headers: { 'Process-Group': 'tenant1' },
+    });
     expect(noGroup.status).toBe(403);
   });
 });
@@ -107,11 +119,16 @@ describe('real Apache: changes while it runs', () => {
     expect(performance.now() - changed).toBeLessThan(1_000);
     // Once AuthnCacheTimeout (3 s here) has passed, the authenticator refuses them outright; until then they
     // stay refused by the map.
-    await waitFor(async () => {
-      const now = await statuses();
-      expect(now.every((status) => status === 403 || status === 401)).toBe(true);
-      return now.every((status) => status === 401);
-    }, 10_000, 'the cached passwords to expire (AuthnCacheTimeout 3 s)', 200);
+    await waitFor(
+      async () => {
+        const now = await statuses();
+        expect(now.every((status) => status === 403 || status === 401)).toBe(true);
+        return now.every((status) => status === 401);
+      },
+      10_000,
+      'the cached passwords to expire (AuthnCacheTimeout 3 s)',
+      200,
+    );
   });
 
   // mod_authn_socache answers a cached user with a different password as a mismatch (AUTH_DENIED), so the
@@ -123,11 +140,16 @@ describe('real Apache: changes while it runs', () => {
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status).toBe(200);
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-new' })).status).toBe(401);
     // The old password keeps working until AuthnCacheTimeout (3 s here) has passed, then is refused.
-    await waitFor(async () => {
-      const old = (await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status;
-      expect([200, 401]).toContain(old);
-      return old === 401;
-    }, 10_000, 'the old password to leave the cache (AuthnCacheTimeout 3 s)', 200);
+    await waitFor(
+      async () => {
+        const old = (await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status;
+        expect([200, 401]).toContain(old);
+        return old === 401;
+      },
+      10_000,
+      'the old password to leave the cache (AuthnCacheTimeout 3 s)',
+      200,
+    );
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-new' })).status).toBe(200);
   });
 });

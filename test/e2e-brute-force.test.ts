@@ -41,17 +41,27 @@ async function waitForStatus(user: string, password: string, status: number, for
 }
 
 // The error log without the lines every refused guess adds.
-const errorsBut = (code: string) => t.front.httpd.errorLog().split('\n').filter((line) => !line.includes(code)).slice(-30).join('\n');
+const errorsBut = (code: string) =>
+  t.front.httpd
+    .errorLog()
+    .split('\n')
+    .filter((line) => !line.includes(code))
+    .slice(-30)
+    .join('\n');
 
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    await seedTwoTenants(cli);
-    for (const user of ['carol', 'dave']) await cliOk(cli, ['user', 'add', user, '--group', 'tenant2', '--password-stdin'], `${user}-pw\n`);
-  }, {
-    configExtra: { lockout_max_failures: MAX_FAILURES, lockout_window_seconds: 600, lockout_seconds: 600 },
-    // The test's own connections come from 127.0.0.1: that is the proxy whose X-Forwarded-For is believed.
-    front: { extra: { trustedProxies: ['127.0.0.1'] } },
-  });
+  t = await startTestFront(
+    async (cli) => {
+      await seedTwoTenants(cli);
+      for (const user of ['carol', 'dave'])
+        await cliOk(cli, ['user', 'add', user, '--group', 'tenant2', '--password-stdin'], `${user}-pw\n`);
+    },
+    {
+      configExtra: { lockout_max_failures: MAX_FAILURES, lockout_window_seconds: 600, lockout_seconds: 600 },
+      // The test's own connections come from 127.0.0.1: that is the proxy whose X-Forwarded-For is believed.
+      front: { extra: { trustedProxies: ['127.0.0.1'] } },
+    },
+  );
   lockDir = join(t.stateDir, 'apache', 'locks');
   await waitUntilServed(t, 'alice', 'alice-pw');
   // Apache starts the logger with itself; Node needs a moment before it reads (lines meanwhile wait in the pipe).
@@ -75,7 +85,9 @@ describe('guesses the cache refuses itself', () => {
       if (!existsSync(lockFile)) answeredUnlocked++;
     }
     const refusedAfter = await waitForStatus('alice', 'alice-pw', 401, '10.20.0.1');
-    console.log(`60 guesses: ${answeredUnlocked} answered before the lockout showed; right password refused ${refusedAfter.toFixed(0)} ms after the last`);
+    console.log(
+      `60 guesses: ${answeredUnlocked} answered before the lockout showed; right password refused ${refusedAfter.toFixed(0)} ms after the last`,
+    );
     expect(answeredUnlocked, errorsBut('AH01617')).toBeLessThanOrEqual(MAX_FAILURES + 2);
     // The store counts behind the lock file (one failure at a time), and stops at the lockout.
     await waitForCount('pair:alice/10.20.0.1', (n) => n >= MAX_FAILURES && n <= answeredUnlocked + 2);

@@ -12,21 +12,27 @@ let sync: ChildProcess;
 let mapDir: string;
 
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    await seedTwoTenants(cli);
-    await cli(['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
-  }, {
-    // The maps must exist before Apache starts: build them once, as an operator's pre-start step would.
-    beforeStart: async (stateDir, configPath) => {
-      mapDir = join(stateDir, 'maps');
-      mkdirSync(mapDir);
-      chmodSync(mapDir, 0o755);
-      const once = await runPlexer(['sync', '--dir', mapDir, '--once'], { configPath });
-      if (once.code !== 0) throw new Error(`sync --once failed: ${once.stderr}`);
-      return { extra: { mapDir } };
+  t = await startTestFront(
+    async (cli) => {
+      await seedTwoTenants(cli);
+      await cli(['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
     },
+    {
+      // The maps must exist before Apache starts: build them once, as an operator's pre-start step would.
+      beforeStart: async (stateDir, configPath) => {
+        mapDir = join(stateDir, 'maps');
+        mkdirSync(mapDir);
+        chmodSync(mapDir, 0o755);
+        const once = await runPlexer(['sync', '--dir', mapDir, '--once'], { configPath });
+        if (once.code !== 0) throw new Error(`sync --once failed: ${once.stderr}`);
+        return { extra: { mapDir } };
+      },
+    },
+  );
+  sync = spawn(process.execPath, [PLEXER_BIN, 'sync', '--dir', mapDir, '--config', t.configPath], {
+    env: {},
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
-  sync = spawn(process.execPath, [PLEXER_BIN, 'sync', '--dir', mapDir, '--config', t.configPath], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
   await waitUntilServed(t, 'alice', 'alice-pw');
 }, 120_000);
 

@@ -8,10 +8,18 @@ import { waitFor } from './helpers/wait.js';
 let t: TestFront;
 const SESSION_MAX_AGE = 4;
 
+interface Answer {
+  status: number;
+  location: string | null;
+  cookie: string | null;
+  body: string;
+  json(): any;
+}
 
-interface Answer { status: number; location: string | null; cookie: string | null; body: string; json(): any }
-
-async function request(path: string, o: { cookie?: string; method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Answer> {
+async function request(
+  path: string,
+  o: { cookie?: string; method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = { ...o.headers };
   if (o.cookie !== undefined) headers.cookie = o.cookie;
   let body: string | undefined;
@@ -19,11 +27,19 @@ async function request(path: string, o: { cookie?: string; method?: string; form
     headers['content-type'] = 'application/x-www-form-urlencoded';
     body = new URLSearchParams(o.form).toString();
   }
-  const response = await fetch(`${t.front.httpd.url}${path}`, { method: o.method ?? (body ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+  const response = await fetch(`${t.front.httpd.url}${path}`, {
+    method: o.method ?? (body ? 'POST' : 'GET'),
+    headers,
+    body,
+    redirect: 'manual',
+  });
   const text = await response.text();
   const setCookie = response.headers.getSetCookie().find((c) => c.startsWith('plexer_session='));
   return {
-    status: response.status, location: response.headers.get('location'), body: text, json: () => JSON.parse(text),
+    status: response.status,
+    location: response.headers.get('location'),
+    body: text,
+    json: () => JSON.parse(text),
     cookie: setCookie ? setCookie.split(';')[0]! : null,
   };
 }
@@ -43,11 +59,14 @@ async function loggedIn(user: string): Promise<string> {
 const isLoginRedirect = (r: Answer) => r.status === 302 && r.location === '/_plexer/login/login.html';
 
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    await seedTwoTenants(cli);
-    await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
-    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
-  }, { front: { auth: 'form', sessionMaxAgeSeconds: SESSION_MAX_AGE, authCacheTimeoutSeconds: 2 } });
+  t = await startTestFront(
+    async (cli) => {
+      await seedTwoTenants(cli);
+      await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
+      await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+    },
+    { front: { auth: 'form', sessionMaxAgeSeconds: SESSION_MAX_AGE, authCacheTimeoutSeconds: 2 } },
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -63,7 +82,9 @@ describe('form login: cookie sessions that never choose the instance', () => {
     expect(page.body).toContain('action="/_plexer/form-login-handler"');
     // The cookie carries the session's attributes.
     const response = await fetch(`${t.front.httpd.url}/_plexer/form-login-handler`, {
-      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: 'httpd_username=alice&httpd_password=alice-pw',
     });
     expect(response.headers.getSetCookie().join('\n')).toMatch(/plexer_session=[^;]+;.*path=\/;HttpOnly;SameSite=Lax/);
@@ -88,9 +109,19 @@ describe('form login: cookie sessions that never choose the instance', () => {
     const cookie = await loggedIn('alice');
     const value = cookie.slice('plexer_session='.length);
     const flip = (i: number) => value.slice(0, i) + (value[i] === 'A' ? 'B' : 'A') + value.slice(i + 1);
-    for (const forged of [flip(0), flip(Math.floor(value.length / 2)), flip(value.length - 2), flip(value.length - 6), value.slice(0, -4),
-      value.slice(4), 'AAAA' + value,
-      'user=bob&pw=bob-pw', 'user=bob', randomBytes(48).toString('base64'), '']) {
+    for (const forged of [
+      flip(0),
+      flip(Math.floor(value.length / 2)),
+      flip(value.length - 2),
+      flip(value.length - 6),
+      value.slice(0, -4),
+      value.slice(4),
+      'AAAA' + value,
+      'user=bob&pw=bob-pw',
+      'user=bob',
+      randomBytes(48).toString('base64'),
+      '',
+    ]) {
       const r = await request('/app/whoami', { cookie: `plexer_session=${forged}` });
       expect(isLoginRedirect(r), `${forged}: ${r.status} ${r.location}`).toBe(true);
     }
@@ -101,7 +132,7 @@ describe('form login: cookie sessions that never choose the instance', () => {
     expect(t.front.httpd.errorLog()).not.toMatch(/segfault|exit signal/);
   });
 
-  it('serves bob\'s valid cookie, whoever presents it, from bob\'s instance only', async () => {
+  it("serves bob's valid cookie, whoever presents it, from bob's instance only", async () => {
     const bobs = await loggedIn('bob');
     const basicAlice = `Basic ${Buffer.from('alice:alice-pw').toString('base64')}`;
     const r = await request('/app/whoami?group=tenant1&PROCESS_GROUP=tenant1', {
@@ -113,7 +144,11 @@ describe('form login: cookie sessions that never choose the instance', () => {
     // Two session cookies: whichever one Apache reads, the instance is that user's own.
     const both = await request('/app/whoami', { cookie: `${await loggedIn('alice')}; ${bobs}` });
     // (mod_session_cookie refuses the ambiguous header: the login page. Either way, never a third tenant.)
-    if (both.status === 200) expect([['tenant1', 'alice'], ['tenant2', 'bob']]).toContainEqual([both.json().group, both.json().user]);
+    if (both.status === 200)
+      expect([
+        ['tenant1', 'alice'],
+        ['tenant2', 'bob'],
+      ]).toContainEqual([both.json().group, both.json().user]);
     else expect(isLoginRedirect(both)).toBe(true);
     // A user without a group: our 403, never a tenant.
     const dave = await request('/app/whoami', { cookie: await loggedIn('dave') });
@@ -121,7 +156,7 @@ describe('form login: cookie sessions that never choose the instance', () => {
     expect(dave.body).toContain('plexer-error:403');
   });
 
-  it('logs out: the browser\'s cookie is replaced by an empty, expiring one that opens nothing', async () => {
+  it("logs out: the browser's cookie is replaced by an empty, expiring one that opens nothing", async () => {
     const cookie = await loggedIn('alice');
     expect((await request('/app/whoami', { cookie })).status).toBe(200);
     const out = await request('/_plexer/logout', { cookie });
@@ -156,10 +191,15 @@ describe('form login: cookie sessions that never choose the instance', () => {
     expect(performance.now() - disabled).toBeLessThan(1_000);
     // AuthnCacheTimeout is 2 s here: then the authenticator itself refuses the session's password; until then
     // the map keeps refusing.
-    await waitFor(async () => {
-      const now = await request('/app/whoami', { cookie });
-      expect(now.status === 403 || isLoginRedirect(now), `${now.status} ${now.location}`).toBe(true);
-      return isLoginRedirect(now);
-    }, 10_000, "the session's password to leave the cache (AuthnCacheTimeout 2 s)", 200);
+    await waitFor(
+      async () => {
+        const now = await request('/app/whoami', { cookie });
+        expect(now.status === 403 || isLoginRedirect(now), `${now.status} ${now.location}`).toBe(true);
+        return isLoginRedirect(now);
+      },
+      10_000,
+      "the session's password to leave the cache (AuthnCacheTimeout 2 s)",
+      200,
+    );
   });
 });

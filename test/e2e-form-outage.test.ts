@@ -1,6 +1,6 @@
 // PostgreSQL stops under a real Apache serving the login page with server-side sessions (mod_session_dbd):
 // what a logged-in user and a new login get, in bounded time, and that sessions work again by themselves.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFront, type Front } from '../src/demo/front.js';
@@ -16,18 +16,31 @@ let cluster: PrivateCluster;
 let front: Front;
 let dir: string;
 
-interface Answer { status: number; location: string | null; body: string; cookie: string | null; ms: number }
+interface Answer {
+  status: number;
+  location: string | null;
+  body: string;
+  cookie: string | null;
+  ms: number;
+}
 
 async function request(path: string, o: { cookie?: string; form?: Record<string, string> } = {}): Promise<Answer> {
   const started = performance.now();
   const response = await fetch(`${front.httpd.url}${path}`, {
-    method: o.form ? 'POST' : 'GET', redirect: 'manual',
+    method: o.form ? 'POST' : 'GET',
+    redirect: 'manual',
     headers: { ...(o.cookie ? { cookie: o.cookie } : {}), ...(o.form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
     body: o.form ? new URLSearchParams(o.form).toString() : undefined,
   });
   const body = await response.text();
   const set = response.headers.getSetCookie().find((c) => c.startsWith('plexer_session='));
-  return { status: response.status, location: response.headers.get('location'), body, cookie: set ? set.split(';')[0]! : null, ms: performance.now() - started };
+  return {
+    status: response.status,
+    location: response.headers.get('location'),
+    body,
+    cookie: set ? set.split(';')[0]! : null,
+    ms: performance.now() - started,
+  };
 }
 
 const login = (user: string) => request('/_plexer/form-login-handler', { form: { httpd_username: user, httpd_password: `${user}-pw` } });
@@ -38,10 +51,19 @@ beforeAll(async () => {
   cluster = await startPrivateCluster({ dir: join(dir, 'pg') });
   const s = parsePgUrl(await createDatabase(cluster, 'formoutage'));
   const configPath = join(dir, 'plexer.conf');
-  writeFileAtomic(configPath, formatConfig({
-    pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: 'plexer_helper', admin_pg_user: s.user,
-    bcrypt_cost: 4, authn_timeout_ms: 3000,
-  }), { mode: 0o644 });
+  writeFileAtomic(
+    configPath,
+    formatConfig({
+      pg_host: s.host,
+      pg_port: s.port,
+      pg_database: s.database,
+      pg_user: 'plexer_helper',
+      admin_pg_user: s.user,
+      bcrypt_cost: 4,
+      authn_timeout_ms: 3000,
+    }),
+    { mode: 0o644 },
+  );
   const cli = async (args: string[], input = 'pw\n') => {
     const result = await runPlexer(args, { configPath, input });
     if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
@@ -50,7 +72,14 @@ beforeAll(async () => {
   await cli(['group', 'add', 'tenant1', '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'carol', '--group', 'tenant1', '--password-stdin'], 'carol-pw\n');
-  front = await startFront({ stateDir: dir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), auth: 'form', authCacheTimeoutSeconds: 300 });
+  front = await startFront({
+    stateDir: dir,
+    configPath,
+    config: loadConfig({ path: configPath }),
+    port: await freePort(),
+    auth: 'form',
+    authCacheTimeoutSeconds: 300,
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -78,6 +107,10 @@ describe('database outage with server-side sessions', () => {
     expect(Math.max(...during.map((r) => r.ms), newLogin.ms)).toBeLessThan(3_500);
     expect(front.httpd.errorLog()).toMatch(/AH01816: error while loading the session/);
     await cluster.start();
-    await waitFor(async () => (await request('/app/whoami', { cookie: (await login('alice')).cookie ?? '' })).status === 200, 20_000, 'a new session served after the restart');
+    await waitFor(
+      async () => (await request('/app/whoami', { cookie: (await login('alice')).cookie ?? '' })).status === 200,
+      20_000,
+      'a new session served after the restart',
+    );
   }, 120_000);
 });

@@ -79,14 +79,30 @@ describe('daemon-group lifecycle', () => {
     expect(early.status).toBe(503);
     const stream = requestStream('alice', 'alice-pw');
     await stream.answered(3);
-    const reload = await ok(['apache', 'config', '--out', t.front.httpd.configPath, '--reload',
-      '--state-dir', t.front.apacheDir, '--listen', `127.0.0.1:${t.front.httpd.port}`, '--runtime-root', t.front.runtime.root,
-      '--auth-cache-timeout', '60']);
+    const reload = await ok([
+      'apache',
+      'config',
+      '--out',
+      t.front.httpd.configPath,
+      '--reload',
+      '--state-dir',
+      t.front.apacheDir,
+      '--listen',
+      `127.0.0.1:${t.front.httpd.port}`,
+      '--runtime-root',
+      t.front.runtime.root,
+      '--auth-cache-timeout',
+      '60',
+    ]);
     expect(reload.stdout).toMatch(/graceful reload sent/);
-    const carol = await waitFor(async () => {
-      const r = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
-      return r.status === 200 ? r : undefined;
-    }, 15_000, 'carol served after the reload');
+    const carol = await waitFor(
+      async () => {
+        const r = await t.get('/app/whoami', { user: 'carol', password: 'carol-pw' });
+        return r.status === 200 ? r : undefined;
+      },
+      15_000,
+      'carol served after the reload',
+    );
     await stream.answered(3);
     await stream.stop();
     expect(carol.status).toBe(200);

@@ -21,11 +21,14 @@ let attackerUrl = '';
 const AUTH_CACHE_SECONDS = 2;
 
 beforeAll(async () => {
-  t = await startTestFront(async (cli) => {
-    await seedTwoTenants(cli);
-    await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
-    await cliOk(cli, ['user', 'add', 'hank', '--group', 'tenant2', '--password-stdin'], 'hank-pw\n');
-  }, { front: { auth: 'form', authCacheTimeoutSeconds: AUTH_CACHE_SECONDS } });
+  t = await startTestFront(
+    async (cli) => {
+      await seedTwoTenants(cli);
+      await cliOk(cli, ['user', 'add', 'gina', '--group', 'tenant1', '--password-stdin'], 'gina-pw\n');
+      await cliOk(cli, ['user', 'add', 'hank', '--group', 'tenant2', '--password-stdin'], 'hank-pw\n');
+    },
+    { front: { auth: 'form', authCacheTimeoutSeconds: AUTH_CACHE_SECONDS } },
+  );
   attacker = http.createServer((_request, response) => {
     response.writeHead(200, { 'content-type': 'text/html' });
     response.end(attackerPage);
@@ -64,7 +67,7 @@ async function logIn(user: string, password = `${user}-pw`) {
 }
 
 describe('the login page in a real browser', () => {
-  it('lands a login on the user\'s own instance', async () => {
+  it("lands a login on the user's own instance", async () => {
     const { context, page, cookie } = await logIn('alice');
     await page.goto(`${front()}/app/whoami`);
     expect(JSON.parse(await page.innerText('body'))).toMatchObject({ user: 'alice', group: 'tenant1' });
@@ -94,7 +97,9 @@ describe('the login page in a real browser', () => {
     // Without a browser too: every Location the handler answers is one of ours.
     for (const target of ['https://evil.example/', '//evil.example/', '/\\evil.example/', '/_plexer/login/login.html?x', '/app/../x']) {
       const response = await fetch(`${front()}/_plexer/form-login-handler`, {
-        method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ httpd_username: 'bob', httpd_password: 'bob-pw', httpd_location: target }).toString(),
       });
       expect(response.status, target).toBe(302);
@@ -157,23 +162,33 @@ describe('the login page in a real browser', () => {
     await context.close();
   });
 
-  it('writes one audit line per login success and failure, which the README\'s fail2ban filter matches', async () => {
+  it("writes one audit line per login success and failure, which the README's fail2ban filter matches", async () => {
     const logFile = `${t.front.apacheDir}/login.log`;
     const refused = await fetch(`${front()}/_plexer/form-login-handler`, {
-      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ httpd_username: 'alice', httpd_password: 'wrong' }).toString(),
     });
     expect(refused.status).toBe(401);
     // A hostile user name cannot forge an address: Apache escapes its quotes, the address comes first.
     const forged = 'x" ip=203.0.113.9 user="y';
     await fetch(`${front()}/_plexer/form-login-handler`, {
-      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ httpd_username: forged, httpd_password: 'wrong' }).toString(),
     });
-    const lines = await waitFor(() => {
-      const text = readFileSync(logFile, 'utf8');
-      return text.includes('plexer-login failed ip=127.0.0.1 user="alice"') && text.includes('203.0.113.9') ? text.trim().split('\n') : null;
-    }, 5_000, 'the failed logins in the audit log');
+    const lines = await waitFor(
+      () => {
+        const text = readFileSync(logFile, 'utf8');
+        return text.includes('plexer-login failed ip=127.0.0.1 user="alice"') && text.includes('203.0.113.9')
+          ? text.trim().split('\n')
+          : null;
+      },
+      5_000,
+      'the failed logins in the audit log',
+    );
     const line = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} plexer-login (ok|failed) ip=127\.0\.0\.1 user="(.*)"$/;
     for (const l of lines) expect(l).toMatch(line);
     const outcomes = lines.map((l) => `${line.exec(l)![1]} ${line.exec(l)![2]}`);
@@ -182,7 +197,9 @@ describe('the login page in a real browser', () => {
     expect(outcomes).toEqual(expect.arrayContaining(['ok alice', 'ok bob', 'failed alice']));
     expect(outcomes.filter((o) => o.startsWith('failed'))).toHaveLength(2);
     expect(outcomes.filter((o) => o === 'ok hank')).toHaveLength(1);
-    const matched = execFileSync('fail2ban-regex', ['--out', 'ip', logFile, `${REPO_ROOT}/apache/fail2ban/plexer-login.conf`], { encoding: 'utf8' });
+    const matched = execFileSync('fail2ban-regex', ['--out', 'ip', logFile, `${REPO_ROOT}/apache/fail2ban/plexer-login.conf`], {
+      encoding: 'utf8',
+    });
     expect(matched.trim().split('\n')).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
@@ -199,7 +216,7 @@ describe('the login page in a real browser', () => {
     await cliOk(t.cli, ['user', 'passwd', 'bob', '--password-stdin'], 'bob-new-pw\n');
     // The session carries the old password, which the authenticator now refuses: once the cache forgets it
     // (AuthnCacheTimeout), the copy leads to the login page.
-    await waitFor(async () => (await whoami(bob.cookie)).status === 302, (AUTH_CACHE_SECONDS + 3) * 1000, 'bob\'s old session to end');
+    await waitFor(async () => (await whoami(bob.cookie)).status === 302, (AUTH_CACHE_SECONDS + 3) * 1000, "bob's old session to end");
     expect((await whoami(bob.cookie)).location).toBe('/_plexer/login/login.html');
     await bob.context.close();
   });

@@ -17,7 +17,11 @@ let t: TestFront;
 // and keeps that state across its own restarts: each case starts outside the backoff window of the last.
 async function outsideReloadBackoff(): Promise<void> {
   const stateFile = join(t.front.apacheDir, 'watchdog.state');
-  await waitFor(() => !existsSync(stateFile) || Date.now() >= (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number }).nextReloadAt, 30_000, 'the reload backoff to pass');
+  await waitFor(
+    () => !existsSync(stateFile) || Date.now() >= (JSON.parse(readFileSync(stateFile, 'utf8')) as { nextReloadAt: number }).nextReloadAt,
+    30_000,
+    'the reload backoff to pass',
+  );
 }
 
 async function killMapAndWaitForRecovery(kind: 'group' | 'settings' | 'route'): Promise<number> {
@@ -28,21 +32,29 @@ async function killMapAndWaitForRecovery(kind: 'group' | 'settings' | 'route'): 
   const killedAt = Date.now();
   process.kill(map!, 'SIGKILL');
   const seen = new Set<string>();
-  await waitFor(async () => {
-    let served = 0;
-    for (const [user, group] of [['alice', 'tenant1'], ['bob', 'tenant2']] as const) {
-      const r = await t.get('/app/whoami', { user, password: `${user}-pw`, fresh: true });
-      seen.add(String(r.status));
-      if (r.status === 200) {
-        expect(r.json().group).toBe(group);
-        served++;
-      } else {
-        expect(r.status).toBe(503);
-        expect(r.body).toContain('plexer-error:503');
+  await waitFor(
+    async () => {
+      let served = 0;
+      for (const [user, group] of [
+        ['alice', 'tenant1'],
+        ['bob', 'tenant2'],
+      ] as const) {
+        const r = await t.get('/app/whoami', { user, password: `${user}-pw`, fresh: true });
+        seen.add(String(r.status));
+        if (r.status === 200) {
+          expect(r.json().group).toBe(group);
+          served++;
+        } else {
+          expect(r.status).toBe(503);
+          expect(r.body).toContain('plexer-error:503');
+        }
       }
-    }
-    return served === 2;
-  }, 5_000, `both users served again after the ${kind} map was killed`, 50);
+      return served === 2;
+    },
+    5_000,
+    `both users served again after the ${kind} map was killed`,
+    50,
+  );
   const ms = Date.now() - killedAt;
   const [fresh] = mapProcesses(apachePid, kind);
   expect(fresh).toBeDefined();
@@ -74,9 +86,13 @@ describe.each(forms)('a dead map comes back by itself: $name', ({ twoMaps, kinds
 
   afterAll(() => t?.close());
 
-  it.each(kinds)('routes correctly again within 5 s after the %s map is SIGKILLed, failing closed meanwhile', async (kind) => {
-    console.log(`${kind} map killed → both users served: ${await killMapAndWaitForRecovery(kind)} ms`);
-  }, 30_000);
+  it.each(kinds)(
+    'routes correctly again within 5 s after the %s map is SIGKILLed, failing closed meanwhile',
+    async (kind) => {
+      console.log(`${kind} map killed → both users served: ${await killMapAndWaitForRecovery(kind)} ms`);
+    },
+    30_000,
+  );
 
   it('kills a map that hangs while a request waits on it (mod_rewrite would wait forever), then routes again', async () => {
     await outsideReloadBackoff();
@@ -88,7 +104,11 @@ describe.each(forms)('a dead map comes back by itself: $name', ({ twoMaps, kinds
     const waiting = await t.get('/app/whoami', { user: 'alice', password: 'alice-pw', fresh: true });
     expect(waiting.status).toBe(503);
     expect(t.front.httpd.errorLog()).toMatch(/PLX0903/);
-    await waitFor(async () => (await t.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true })).status === 200, 5_000, 'bob served again');
+    await waitFor(
+      async () => (await t.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true })).status === 200,
+      5_000,
+      'bob served again',
+    );
     console.log(`hung map → killed and replaced, bob served: ${Date.now() - stoppedAt} ms`);
     expect(mapProcesses(apachePid, kinds[0])).not.toContain(map);
   }, 30_000);

@@ -19,13 +19,16 @@ const password = (user: string) => `${user}-pw`;
 let t: TestFront;
 
 async function startFront(twoMaps: boolean): Promise<void> {
-  t = await startTestFront(async (cli) => {
-    for (const x of TENANTS) {
-      await cliOk(cli, ['group', 'add', x.group, '--settings', x.settings]);
-      await cliOk(cli, ['user', 'add', x.user, '--group', x.group, '--password-stdin'], `${password(x.user)}\n`);
-    }
-    await cliOk(cli, ['user', 'add', NO_GROUP, '--group', 'none', '--password-stdin'], `${password(NO_GROUP)}\n`);
-  }, { front: { extra: { twoMaps } } });
+  t = await startTestFront(
+    async (cli) => {
+      for (const x of TENANTS) {
+        await cliOk(cli, ['group', 'add', x.group, '--settings', x.settings]);
+        await cliOk(cli, ['user', 'add', x.user, '--group', x.group, '--password-stdin'], `${password(x.user)}\n`);
+      }
+      await cliOk(cli, ['user', 'add', NO_GROUP, '--group', 'none', '--password-stdin'], `${password(NO_GROUP)}\n`);
+    },
+    { front: { extra: { twoMaps } } },
+  );
   for (const x of TENANTS) await waitUntilServed(t, x.user, password(x.user));
 }
 
@@ -44,7 +47,11 @@ async function loseOneAnswer(kind: 'group' | 'settings' | 'route', victim: strin
     for (const pid of killed) process.kill(pid, 'SIGKILL');
     await lost;
     // A worker still dying could accept the next connection and reset it: wait until they are all gone.
-    await waitFor(() => killed.every((pid) => !existsSync(`/proc/${pid}/stat`) || readFileSync(`/proc/${pid}/stat`, 'latin1').includes(') Z ')), 5_000, 'the killed workers to be gone');
+    await waitFor(
+      () => killed.every((pid) => !existsSync(`/proc/${pid}/stat`) || readFileSync(`/proc/${pid}/stat`, 'latin1').includes(') Z ')),
+      5_000,
+      'the killed workers to be gone',
+    );
   } finally {
     process.kill(map!, 'SIGCONT');
   }
@@ -58,7 +65,9 @@ async function hundredRequests(): Promise<Array<{ user: string; ok: boolean; wro
     const r = await t.get('/app/whoami', { user, password: password(user), fresh: true });
     const expected = TENANTS.find((x) => x.user === user);
     const served = r.status === 200 ? (r.json() as { group: string; user: string; settings: string }) : undefined;
-    const wrongTenant = served !== undefined && (expected === undefined || served.group !== expected.group || served.user !== user || served.settings !== expected.settings);
+    const wrongTenant =
+      served !== undefined &&
+      (expected === undefined || served.group !== expected.group || served.user !== user || served.settings !== expected.settings);
     const ok = expected ? served !== undefined && !wrongTenant : r.status === 403;
     results.push({ user, ok, wrongTenant, status: r.status });
   }

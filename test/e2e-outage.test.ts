@@ -1,7 +1,7 @@
 // PostgreSQL stops under a running Apache and comes back: users already seen keep being served (socache for
 // the password, the map's stale cache for the group), nobody new gets in, every request is answered in bounded
 // time, and everything recovers by itself, without restarting Apache.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,10 +43,19 @@ beforeAll(async () => {
   const s = parsePgUrl(await createDatabase(cluster, 'outage'));
   const configPath = join(dir, 'plexer.conf');
   // The helpers as a read-only role, the CLI as the superuser (this cluster is this file's own).
-  writeFileAtomic(configPath, formatConfig({
-    pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: 'plexer_helper', admin_pg_user: s.user,
-    bcrypt_cost: 4, authn_timeout_ms: 3000,
-  }), { mode: 0o644 });
+  writeFileAtomic(
+    configPath,
+    formatConfig({
+      pg_host: s.host,
+      pg_port: s.port,
+      pg_database: s.database,
+      pg_user: 'plexer_helper',
+      admin_pg_user: s.user,
+      bcrypt_cost: 4,
+      authn_timeout_ms: 3000,
+    }),
+    { mode: 0o644 },
+  );
   const cli = async (args: string[], input = 'pw\n') => {
     const result = await runPlexer(args, { configPath, input });
     if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
@@ -57,7 +66,13 @@ beforeAll(async () => {
   await cli(['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');
   sql = new pg.Pool({ host: s.host, port: s.port, database: s.database, user: s.user, options: '-c search_path=plexer', max: 2 });
   sql.on('error', () => undefined);
-  front = await startFront({ stateDir: dir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), authCacheTimeoutSeconds: 300 });
+  front = await startFront({
+    stateDir: dir,
+    configPath,
+    config: loadConfig({ path: configPath }),
+    port: await freePort(),
+    authCacheTimeoutSeconds: 300,
+  });
   await until(async () => (await get('alice', 'alice-pw')).status === 200, 15_000, 'alice served');
 }, 120_000);
 
@@ -87,7 +102,11 @@ describe('database outage under a real Apache', () => {
 
     await cluster.start();
     await sql.query(`UPDATE users SET daemon_group = 'tenant2' WHERE name = 'alice'`);
-    const recovered = await until(async () => (await get('alice', 'alice-pw')).group === 'tenant2', 20_000, 'alice served by tenant2 after the restart');
+    const recovered = await until(
+      async () => (await get('alice', 'alice-pw')).group === 'tenant2',
+      20_000,
+      'alice served by tenant2 after the restart',
+    );
     console.log(`after the restart: alice's move served ${recovered.toFixed(0)} ms after the commit`);
     expect((await get('carol', 'carol-pw')).group).toBe('tenant2');
     expect(front.httpd.pid).toBe(apachePid);

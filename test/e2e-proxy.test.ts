@@ -10,7 +10,6 @@ let t: TestFront;
 let sockets: string;
 const backends: Record<string, Backend> = {};
 
-
 beforeAll(async () => {
   sockets = mkdtempSync('/tmp/pxb-');
   chmodSync(sockets, 0o755);
@@ -18,23 +17,33 @@ beforeAll(async () => {
   backends.bob = await startHttpBackend('bob-backend', 'tcp');
   backends.carol = await startFcgiBackend('carol-backend', join(sockets, 'carol.sock'));
   backends.dan = await startHttpBackend('dan-backend', { socketPath: join(sockets, 'dan.sock') });
-  t = await startTestFront(async (cli) => {
-    await cliOk(cli, ['group', 'add', 'ta', '--backend', backends.alice!.target]);
-    await cliOk(cli, ['group', 'add', 'tb', '--backend', backends.bob!.target]);
-    await cliOk(cli, ['group', 'add', 'tc', '--backend', backends.carol!.target]);
-    await cliOk(cli, ['group', 'add', 'td', '--backend', backends.dan!.target]);
-    await cliOk(cli, ['group', 'add', 'tnone']);
-    // Not a shape the proxy rule accepts (mod_proxy_uwsgi is not loaded): the CLI refuses it, and a row written
-    // with psql (the store's CHECK allows the scheme) is answered 503 — set below.
-    const refused = await cli(['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/unsupported backend "uwsgi:\/\/127\.0\.0\.1:9\/".*route no other scheme/);
-    await cliOk(cli, ['group', 'add', 'tbad']);
-    for (const [user, group] of [['alice', 'ta'], ['bob', 'tb'], ['carol', 'tc'], ['dan', 'td'], ['nina', 'tnone'], ['bert', 'tbad']]) {
-      await cliOk(cli, ['user', 'add', user!, '--group', group!, '--password-stdin'], `${user}-pw\n`);
-    }
-    await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
-  }, { front: { routing: 'proxy', authCacheTimeoutSeconds: 30 } });
+  t = await startTestFront(
+    async (cli) => {
+      await cliOk(cli, ['group', 'add', 'ta', '--backend', backends.alice!.target]);
+      await cliOk(cli, ['group', 'add', 'tb', '--backend', backends.bob!.target]);
+      await cliOk(cli, ['group', 'add', 'tc', '--backend', backends.carol!.target]);
+      await cliOk(cli, ['group', 'add', 'td', '--backend', backends.dan!.target]);
+      await cliOk(cli, ['group', 'add', 'tnone']);
+      // Not a shape the proxy rule accepts (mod_proxy_uwsgi is not loaded): the CLI refuses it, and a row written
+      // with psql (the store's CHECK allows the scheme) is answered 503 — set below.
+      const refused = await cli(['group', 'add', 'tbad', '--backend', 'uwsgi://127.0.0.1:9/']);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/unsupported backend "uwsgi:\/\/127\.0\.0\.1:9\/".*route no other scheme/);
+      await cliOk(cli, ['group', 'add', 'tbad']);
+      for (const [user, group] of [
+        ['alice', 'ta'],
+        ['bob', 'tb'],
+        ['carol', 'tc'],
+        ['dan', 'td'],
+        ['nina', 'tnone'],
+        ['bert', 'tbad'],
+      ]) {
+        await cliOk(cli, ['user', 'add', user!, '--group', group!, '--password-stdin'], `${user}-pw\n`);
+      }
+      await cliOk(cli, ['user', 'add', 'dave', '--group', 'none', '--password-stdin'], 'dave-pw\n');
+    },
+    { front: { routing: 'proxy', authCacheTimeoutSeconds: 30 } },
+  );
   await t.store.sql.query("UPDATE daemon_groups SET backend = 'uwsgi://127.0.0.1:9/' WHERE name = 'tbad'");
 }, 60_000);
 
@@ -83,8 +92,14 @@ describe('proxy routing: each user reaches only their own backend', () => {
 
   it('lets no header, cookie, query or path choose the backend or the user the backend sees', async () => {
     const forged = await as('alice', '/app/whoami?backend=http://127.0.0.1:1/&PLEXER_BACKEND=x', {
-      'X-Plexer-User': 'bob', 'X_Plexer_User': 'bob', 'X-Plexer_User': 'bob', 'X-Remote-User': 'bob', 'Remote-User': 'bob',
-      'Plexer-Backend': backends.bob!.target, Cookie: 'PLEXER_BACKEND=x; backend=x', Host: '127.0.0.1',
+      'X-Plexer-User': 'bob',
+      X_Plexer_User: 'bob',
+      'X-Plexer_User': 'bob',
+      'X-Remote-User': 'bob',
+      'Remote-User': 'bob',
+      'Plexer-Backend': backends.bob!.target,
+      Cookie: 'PLEXER_BACKEND=x; backend=x',
+      Host: '127.0.0.1',
     });
     expect(forged.status, forged.body).toBe(200);
     expect(forged.json()).toMatchObject({ tenant: 'alice-backend', user: 'alice' });
@@ -99,7 +114,7 @@ describe('proxy routing: each user reaches only their own backend', () => {
       else expect([400, 403, 404], `${path}: ${r.status}`).toContain(r.status);
     }
     // Carol's FastCGI backend gets REMOTE_USER from authentication; headers arrive only as HTTP_*.
-    const carol = await as('carol', '/app/whoami', { 'X-Plexer-User': 'alice', 'Remote-User': 'alice', 'X_Plexer_User': 'alice' });
+    const carol = await as('carol', '/app/whoami', { 'X-Plexer-User': 'alice', 'Remote-User': 'alice', X_Plexer_User: 'alice' });
     expect(carol.json()).toMatchObject({ tenant: 'carol-backend', remoteUser: 'carol', user: 'carol' });
   });
 

@@ -1,7 +1,7 @@
 // Several front ends, one store: two real Apache instances (own state directory, port, maps, WSGI daemons)
 // over the same PostgreSQL store and the same plexer.conf. A change made with the CLI or with plain SQL reaches
 // both within a second (measured and printed); stopping one does not disturb the other.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,13 @@ const cli = async (args: string[], input?: string) => {
   return r;
 };
 
-interface Reply { status: number; group?: string; sent: number; received: number; error?: string }
+interface Reply {
+  status: number;
+  group?: string;
+  sent: number;
+  received: number;
+  error?: string;
+}
 
 // One request on a fresh connection; never throws (a refused connection is status 0).
 function whoami(front: Front, user: string): Promise<Reply> {
@@ -59,7 +65,8 @@ async function propagation(front: Front, user: string, want: string | 403, commi
     const r = await whoami(front, user);
     if (shows(r, want)) return { atMost: r.received - committed, atLeast };
     atLeast = Math.max(atLeast, r.sent - committed);
-    if (r.received - committed > limitMs) throw new Error(`${front.httpd.url}: ${user} still not ${want} after ${limitMs} ms (last ${r.status} ${r.group ?? ''})`);
+    if (r.received - committed > limitMs)
+      throw new Error(`${front.httpd.url}: ${user} still not ${want} after ${limitMs} ms (last ${r.status} ${r.group ?? ''})`);
   }
 }
 
@@ -108,25 +115,39 @@ describe('two front ends over one store', () => {
       expect(await whoami(front, 'bob')).toMatchObject({ status: 200, group: 'tenant2' });
     }
     // The default config's one map per front end (plexer map route).
-    const mapsOf = (f: Front) => childrenOf(f.httpd.pid).filter((p) => / map route\b/.test(p.cmd)).map((p) => p.pid);
+    const mapsOf = (f: Front) =>
+      childrenOf(f.httpd.pid)
+        .filter((p) => / map route\b/.test(p.cmd))
+        .map((p) => p.pid);
     expect(mapsOf(a)).toHaveLength(1);
     expect(mapsOf(b)).toHaveLength(1);
     expect(mapsOf(a)[0]).not.toBe(mapsOf(b)[0]);
   });
 
   it('serves a change made with the CLI from both within a second', async () => {
-    await bothWithinASecond('CLI user move alice → tenant2', 'alice', 'tenant2', () => cli(['user', 'move', 'alice', '--group', 'tenant2']));
-    await bothWithinASecond('CLI user add dave', 'dave', 'tenant1', () => cli(['user', 'add', 'dave', '--group', 'tenant1', '--password-stdin'], 'dave-pw\n'));
+    await bothWithinASecond('CLI user move alice → tenant2', 'alice', 'tenant2', () =>
+      cli(['user', 'move', 'alice', '--group', 'tenant2']),
+    );
+    await bothWithinASecond('CLI user add dave', 'dave', 'tenant1', () =>
+      cli(['user', 'add', 'dave', '--group', 'tenant1', '--password-stdin'], 'dave-pw\n'),
+    );
   });
 
   it('serves a change made with plain SQL from both within a second', async () => {
-    await bothWithinASecond('SQL UPDATE bob → tenant1', 'bob', 'tenant1', () => store.sql.query(`UPDATE users SET daemon_group = 'tenant1' WHERE name = 'bob'`));
-    await bothWithinASecond('SQL disable carol', 'carol', 403, () => store.sql.query(`UPDATE users SET disabled = true WHERE name = 'carol'`));
+    await bothWithinASecond('SQL UPDATE bob → tenant1', 'bob', 'tenant1', () =>
+      store.sql.query(`UPDATE users SET daemon_group = 'tenant1' WHERE name = 'bob'`),
+    );
+    await bothWithinASecond('SQL disable carol', 'carol', 403, () =>
+      store.sql.query(`UPDATE users SET disabled = true WHERE name = 'carol'`),
+    );
   });
 
   it('keeps serving from one front end while the other stops, and after', async () => {
     const bPid = b.httpd.pid;
-    const bMaps = childrenOf(bPid).filter((p) => / map /.test(p.cmd)).map((p) => `${p.pid}:${p.startTicks}`).sort();
+    const bMaps = childrenOf(bPid)
+      .filter((p) => / map /.test(p.cmd))
+      .map((p) => `${p.pid}:${p.startTicks}`)
+      .sort();
     // Two sequential clients on B (alice in tenant2, bob in tenant1 by now), fresh connections.
     const replies: Array<Reply & { user: string }> = [];
     let running = true;
@@ -147,18 +168,36 @@ describe('two front ends over one store', () => {
     const during = replies.filter((r) => r.received >= stopStart && r.sent <= stopEnd).length;
     const after = replies.filter((r) => r.sent > stopEnd).length;
     const bad = replies.filter((r) => r.status !== 200 || r.group !== (r.user === 'alice' ? 'tenant2' : 'tenant1'));
-    console.log(`front A stop took ${(stopEnd - stopStart).toFixed(0)} ms; front B answered ${replies.length} requests ` +
-      `(${during} overlapping the stop, ${after} after it), ${bad.length} not 200 from the right group`);
+    console.log(
+      `front A stop took ${(stopEnd - stopStart).toFixed(0)} ms; front B answered ${replies.length} requests ` +
+        `(${during} overlapping the stop, ${after} after it), ${bad.length} not 200 from the right group`,
+    );
     expect(bad).toEqual([]);
     expect(during).toBeGreaterThan(0);
     expect(after).toBeGreaterThan(0);
     // stop() has returned; its last process may take a moment to be reaped.
-    await waitFor(() => { try { process.kill(aPid, 0); return false; } catch { return true; } }, 5_000, "A's Apache process gone");
+    await waitFor(
+      () => {
+        try {
+          process.kill(aPid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      5_000,
+      "A's Apache process gone",
+    );
     expect(() => process.kill(aPid, 0)).toThrow();
     expect((await whoami(a, 'alice')).status).toBe(0); // A is really gone (connection refused)
     // B's Apache and its maps are the same processes, and B still follows the store.
     expect(b.httpd.pid).toBe(bPid);
-    expect(childrenOf(bPid).filter((p) => / map /.test(p.cmd)).map((p) => `${p.pid}:${p.startTicks}`).sort()).toEqual(bMaps);
+    expect(
+      childrenOf(bPid)
+        .filter((p) => / map /.test(p.cmd))
+        .map((p) => `${p.pid}:${p.startTicks}`)
+        .sort(),
+    ).toEqual(bMaps);
     await whoami(b, 'dave');
     await cli(['user', 'move', 'dave', '--group', 'tenant2']);
     const committed = performance.now();

@@ -24,9 +24,11 @@ import { waitFor } from './helpers/wait.js';
 import type { Logger, LogFields } from '../src/log.js';
 
 function captureLogger(lines: string[] = []): Logger & { lines: string[] } {
-  const emit = (level: string) => (event: string, fields: LogFields = {}) => {
-    lines.push(`${level}: ${event} ${JSON.stringify(fields)}`);
-  };
+  const emit =
+    (level: string) =>
+    (event: string, fields: LogFields = {}) => {
+      lines.push(`${level}: ${event} ${JSON.stringify(fields)}`);
+    };
   const logger = { debug: () => undefined, info: emit('info'), warn: emit('warn'), error: emit('error'), scope: () => logger, lines };
   return logger;
 }
@@ -55,7 +57,14 @@ describe('FastCGI codec', () => {
     const long = encodeNameValuePairs([['B', 'y'.repeat(128)]]);
     expect([...long.subarray(0, 5)]).toEqual([1, 0x80, 0, 0, 128]);
     const big = 'z'.repeat(200_000);
-    const pairs = decodeNameValuePairs(encodeNameValuePairs([['REMOTE_USER', 'alice'], ['EMPTY', ''], ['BIG', big], ['N'.repeat(300), 'v']]));
+    const pairs = decodeNameValuePairs(
+      encodeNameValuePairs([
+        ['REMOTE_USER', 'alice'],
+        ['EMPTY', ''],
+        ['BIG', big],
+        ['N'.repeat(300), 'v'],
+      ]),
+    );
     expect(pairs.get('REMOTE_USER')).toBe('alice');
     expect(pairs.get('EMPTY')).toBe('');
     expect(pairs.get('BIG')).toBe(big);
@@ -71,7 +80,16 @@ describe('FastCGI codec', () => {
     expect(() => decodeNameValuePairs(Buffer.from([5, 1, 65]))).toThrow(/past the end/);
     expect(() => decodeNameValuePairs(Buffer.from([0x80, 0, 0]))).toThrow(/truncated/);
     expect(() => decodeNameValuePairs(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]))).toThrow(FastCgiProtocolError);
-    expect(() => decodeNameValuePairs(encodeNameValuePairs([['a', '1'], ['b', '2'], ['c', '3']]), { maxPairs: 2 })).toThrow(/more than 2/);
+    expect(() =>
+      decodeNameValuePairs(
+        encodeNameValuePairs([
+          ['a', '1'],
+          ['b', '2'],
+          ['c', '3'],
+        ]),
+        { maxPairs: 2 },
+      ),
+    ).toThrow(/more than 2/);
   });
 
   it('splits records identically however the bytes are chunked (property)', () => {
@@ -81,20 +99,24 @@ describe('FastCGI codec', () => {
       content: fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
     });
     fc.assert(
-      fc.property(fc.array(record, { maxLength: 8 }), fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 50 }), (records, cuts) => {
-        const wire = Buffer.concat(records.map((r) => encodeRecord(r.type, r.requestId, r.content)));
-        const decoder = new RecordDecoder();
-        const out: FastCgiRecord[] = [];
-        let offset = 0;
-        let i = 0;
-        while (offset < wire.length) {
-          const size = cuts[i++ % cuts.length]!;
-          out.push(...decoder.push(wire.subarray(offset, offset + size)));
-          offset += size;
-        }
-        expect(out).toEqual(records);
-        expect(decoder.buffered).toBe(0);
-      }),
+      fc.property(
+        fc.array(record, { maxLength: 8 }),
+        fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 50 }),
+        (records, cuts) => {
+          const wire = Buffer.concat(records.map((r) => encodeRecord(r.type, r.requestId, r.content)));
+          const decoder = new RecordDecoder();
+          const out: FastCgiRecord[] = [];
+          let offset = 0;
+          let i = 0;
+          while (offset < wire.length) {
+            const size = cuts[i++ % cuts.length]!;
+            out.push(...decoder.push(wire.subarray(offset, offset + size)));
+            offset += size;
+          }
+          expect(out).toEqual(records);
+          expect(decoder.buffered).toBe(0);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -157,7 +179,10 @@ class RawConnection {
   async until(predicate: () => boolean, timeoutMs = 3_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`condition not met; records: ${JSON.stringify(this.records.map((r) => [r.type, r.requestId]))} closed=${this.closed}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `condition not met; records: ${JSON.stringify(this.records.map((r) => [r.type, r.requestId]))} closed=${this.closed}`,
+        );
       await new Promise<void>((resolve) => {
         this.waiters.push(resolve);
         setTimeout(resolve, 50);
@@ -170,7 +195,9 @@ class RawConnection {
   }
 
   answer(requestId: number) {
-    const stdout = Buffer.concat(this.records.filter((r) => r.type === RecordType.Stdout && r.requestId === requestId).map((r) => r.content));
+    const stdout = Buffer.concat(
+      this.records.filter((r) => r.type === RecordType.Stdout && r.requestId === requestId).map((r) => r.content),
+    );
     const end = this.records.find((r) => r.type === RecordType.EndRequest && r.requestId === requestId)!;
     return parseAuthorizerAnswer(stdout, end);
   }
@@ -218,10 +245,12 @@ describe('FastCGI server', () => {
     conn.write(encodeAuthorizerRequest(1, { REMOTE_USER: 'b', REMOTE_PASSWD: 'wrong' }, true));
     await conn.until(() => conn.ends().length === 2);
     // Request 2 is slow, request 3 fast: answers come back in completion order, each under its own id.
-    conn.write(Buffer.concat([
-      encodeAuthorizerRequest(2, { REMOTE_USER: 'slow', REMOTE_PASSWD: 'right', DELAY_MS: '150' }, true),
-      encodeAuthorizerRequest(3, { REMOTE_USER: 'fast', REMOTE_PASSWD: 'wrong' }, true),
-    ]));
+    conn.write(
+      Buffer.concat([
+        encodeAuthorizerRequest(2, { REMOTE_USER: 'slow', REMOTE_PASSWD: 'right', DELAY_MS: '150' }, true),
+        encodeAuthorizerRequest(3, { REMOTE_USER: 'fast', REMOTE_PASSWD: 'wrong' }, true),
+      ]),
+    );
     await conn.until(() => conn.ends().length === 4);
     expect(conn.ends().map((r) => r.requestId)).toEqual([1, 1, 3, 2]);
     expect(conn.answer(2).status).toBe(200);
@@ -232,7 +261,17 @@ describe('FastCGI server', () => {
 
   it('answers GET_VALUES, UNKNOWN_TYPE for unknown management records, and UNKNOWN_ROLE for a responder', async () => {
     const conn = new RawConnection(port);
-    conn.write(encodeRecord(RecordType.GetValues, 0, encodeNameValuePairs([['FCGI_MPXS_CONNS', ''], ['FCGI_MAX_REQS', ''], ['OTHER', '']])));
+    conn.write(
+      encodeRecord(
+        RecordType.GetValues,
+        0,
+        encodeNameValuePairs([
+          ['FCGI_MPXS_CONNS', ''],
+          ['FCGI_MAX_REQS', ''],
+          ['OTHER', ''],
+        ]),
+      ),
+    );
     conn.write(encodeRecord(42, 0, Buffer.alloc(0)));
     conn.write(encodeBeginRequest(5, Role.Responder, FCGI_KEEP_CONN));
     await conn.until(() => conn.records.length >= 3);
@@ -273,13 +312,38 @@ describe('FastCGI server', () => {
   });
 
   const malformed: Array<[string, () => Buffer]> = [
-    ['a record of version 2', () => { const b = encodeRecord(RecordType.Params, 1); b[0] = 2; return b; }],
+    [
+      'a record of version 2',
+      () => {
+        const b = encodeRecord(RecordType.Params, 1);
+        b[0] = 2;
+        return b;
+      },
+    ],
     ['garbage', () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
     ['a BEGIN_REQUEST body of 3 bytes', () => encodeRecord(RecordType.BeginRequest, 1, Buffer.alloc(3))],
     ['a BEGIN_REQUEST with request id 0', () => encodeBeginRequest(0, Role.Authorizer, 0)],
-    ['a second BEGIN_REQUEST for an active id', () => Buffer.concat([encodeBeginRequest(1, Role.Authorizer, 1), encodeBeginRequest(1, Role.Authorizer, 1)])],
-    ['a name-value pair longer than its stream', () => Buffer.concat([encodeBeginRequest(1, Role.Authorizer, 0), encodeRecord(RecordType.Params, 1, Buffer.from([0x7f, 0x7f, 65])), encodeRecord(RecordType.Params, 1)])],
-    ['PARAMS over the size limit', () => Buffer.concat([encodeBeginRequest(1, Role.Authorizer, 0), ...encodeStream(RecordType.Params, 1, encodeNameValuePairs([['X', 'x'.repeat(5000)]]))])],
+    [
+      'a second BEGIN_REQUEST for an active id',
+      () => Buffer.concat([encodeBeginRequest(1, Role.Authorizer, 1), encodeBeginRequest(1, Role.Authorizer, 1)]),
+    ],
+    [
+      'a name-value pair longer than its stream',
+      () =>
+        Buffer.concat([
+          encodeBeginRequest(1, Role.Authorizer, 0),
+          encodeRecord(RecordType.Params, 1, Buffer.from([0x7f, 0x7f, 65])),
+          encodeRecord(RecordType.Params, 1),
+        ]),
+    ],
+    [
+      'PARAMS over the size limit',
+      () =>
+        Buffer.concat([
+          encodeBeginRequest(1, Role.Authorizer, 0),
+          ...encodeStream(RecordType.Params, 1, encodeNameValuePairs([['X', 'x'.repeat(5000)]])),
+        ]),
+    ],
     ['a STDOUT record from the client', () => encodeRecord(RecordType.Stdout, 1, Buffer.from('x'))],
   ];
 
@@ -297,13 +361,15 @@ describe('FastCGI server', () => {
 
   it('survives random bytes on many connections (fuzz)', async () => {
     const samples = fc.sample(fc.uint8Array({ minLength: 1, maxLength: 400 }), 60);
-    await Promise.all(samples.map(async (bytes) => {
-      const conn = new RawConnection(port);
-      conn.write(Buffer.from(bytes));
-      // Our end closed after the bytes: the server has read them all once it closes too.
-      conn.socket.end();
-      await conn.until(() => conn.closed);
-    }));
+    await Promise.all(
+      samples.map(async (bytes) => {
+        const conn = new RawConnection(port);
+        conn.write(Buffer.from(bytes));
+        // Our end closed after the bytes: the server has read them all once it closes too.
+        conn.socket.end();
+        await conn.until(() => conn.closed);
+      }),
+    );
     expect((await authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_PASSWD: 'right' })).status).toBe(200);
   });
 });

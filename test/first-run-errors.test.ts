@@ -60,10 +60,14 @@ describe('first-run errors', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('a database without plexer\'s schema: run `plexer db migrate`', async () => {
+  it("a database without plexer's schema: run `plexer db migrate`", async () => {
     const s = parsePgUrl(bare.url);
     const path = config({ pg_host: s.host, pg_port: s.port, pg_database: s.database, pg_user: s.user });
-    for (const args of [['user', 'list'], ['group', 'list'], ['user', 'unlock', 'alice']]) {
+    for (const args of [
+      ['user', 'list'],
+      ['group', 'list'],
+      ['user', 'unlock', 'alice'],
+    ]) {
       const result = await runPlexer(args, { configPath: path });
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/schema "plexer" is missing or out of date in this database; run `plexer db migrate`/);
@@ -95,7 +99,10 @@ describe('first-run errors', () => {
   });
 
   it('an unknown group says how to create it (not a foreign-key message)', async () => {
-    const added = await runPlexer(['user', 'add', 'ann', '--group', 'nosuch', '--password-stdin'], { configPath: store.configPath, input: 'pw-ann\n' });
+    const added = await runPlexer(['user', 'add', 'ann', '--group', 'nosuch', '--password-stdin'], {
+      configPath: store.configPath,
+      input: 'pw-ann\n',
+    });
     expect(added.code).toBe(1);
     expect(added.stderr).toContain('no daemon group "nosuch"; create it with `plexer group add nosuch`');
     expect(added.stderr).not.toMatch(/foreign key|is not present in table/);
@@ -109,7 +116,13 @@ describe('first-run errors', () => {
     const path = config({ pg_port: 1 });
     chmodSync(path, 0o600);
     // As nobody (uid 65534): root reads every file.
-    const result = spawnSync(process.execPath, [PLEXER_BIN, 'user', 'list', '--config', path], { encoding: 'utf8', env: {}, cwd: '/', uid: 65534, gid: 65534 });
+    const result = spawnSync(process.execPath, [PLEXER_BIN, 'user', 'list', '--config', path], {
+      encoding: 'utf8',
+      env: {},
+      cwd: '/',
+      uid: 65534,
+      gid: 65534,
+    });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain(`cannot read config file ${path}: permission denied for uid 65534`);
     expect(result.stderr).toContain('mode 640, root:www-data');

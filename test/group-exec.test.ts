@@ -68,17 +68,25 @@ describe('plexer group exec', () => {
       expect([group, dir.uid, dir.mode & 0o777]).toEqual([group, uid, 0o700]);
     }
     // Django really migrated that database.
-    const tables = execFileSync('python3', ['-c',
-      `import sqlite3; print(sqlite3.connect(${JSON.stringify(join(dataDir, 'gxa', 'gxa.sqlite3'))}).execute("select name from sqlite_master where name='django_migrations'").fetchall())`],
-    { encoding: 'utf8' });
+    const tables = execFileSync(
+      'python3',
+      [
+        '-c',
+        `import sqlite3; print(sqlite3.connect(${JSON.stringify(join(dataDir, 'gxa', 'gxa.sqlite3'))}).execute("select name from sqlite_master where name='django_migrations'").fetchall())`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(tables).toContain('django_migrations');
   });
 
-  it('gives the command the group\'s environment and user, and none of the caller\'s variables', async () => {
+  it("gives the command the group's environment and user, and none of the caller's variables", async () => {
     const script = 'id -un; id -G; echo "$DJANGO_SETTINGS_MODULE|$PLEXER_GROUP|$PLEXER_DATA_DIR|$PYTHONPATH|${CALLER_SECRET:-unset}"; pwd';
     const result = await exec(['gxb', '--data-dir', dataDir], ['sh', '-c', script], { CALLER_SECRET: 'x' });
     expect(result.code, result.stderr).toBe(0);
-    const lines = result.stdout.split('\n').filter((l) => l.startsWith('[gxb] ')).map((l) => l.slice(6));
+    const lines = result.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('[gxb] '))
+      .map((l) => l.slice(6));
     expect(lines[0]).toBe(USERS[1]);
     const gid = Number(execFileSync('id', ['-g', USERS[1]], { encoding: 'utf8' }).trim());
     expect(lines[1]).toBe(String(gid));
@@ -86,9 +94,11 @@ describe('plexer group exec', () => {
     expect(lines[3]).toMatch(/\/apache\/example$/);
   });
 
-  it('reports each group\'s exit status and exits 1 if any failed', async () => {
-    const result = await exec(['--all', '--data-dir', dataDir],
-      ['python3', '-c', 'import os, sys; sys.exit(3 if os.environ["PLEXER_GROUP"] == "gxb" else 0)']);
+  it("reports each group's exit status and exits 1 if any failed", async () => {
+    const result = await exec(
+      ['--all', '--data-dir', dataDir],
+      ['python3', '-c', 'import os, sys; sys.exit(3 if os.environ["PLEXER_GROUP"] == "gxb" else 0)'],
+    );
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^gxa: ok$/m);
     expect(result.stdout).toMatch(/^gxb: failed \(exit 3\)$/m);

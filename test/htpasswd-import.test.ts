@@ -9,7 +9,8 @@ import { freshStore, runPlexer, type TestStore } from './helpers/plexer.js';
 
 let store: TestStore;
 const authEnv = { PATH: '/usr/bin:/bin', AUTHTYPE: 'PASS', IP: '127.0.0.9', URI: '/app/' };
-const authn = (user: string, password: string) => runPlexer(['authn'], { configPath: store.configPath, input: `${user}\n${password}\n`, env: authEnv });
+const authn = (user: string, password: string) =>
+  runPlexer(['authn'], { configPath: store.configPath, input: `${user}\n${password}\n`, env: authEnv });
 const admin = (...args: string[]) => runPlexer(args, { configPath: store.configPath });
 const htpasswdLine = (flag: string, user: string, password: string) =>
   execFileSync('htpasswd', [flag, user, password], { encoding: 'utf8' }).trim();
@@ -32,7 +33,10 @@ afterAll(() => store.close());
 
 describe('user import-htpasswd', () => {
   it('imports bcrypt, $apr1$ and {SHA} lines, refuses the rest with line numbers, and a first login rehashes to bcrypt', async () => {
-    const added = await runPlexer(['user', 'add', 'olga', '--group', 'tenant1', '--password-stdin'], { configPath: store.configPath, input: 'olga-pw\n' });
+    const added = await runPlexer(['user', 'add', 'olga', '--group', 'tenant1', '--password-stdin'], {
+      configPath: store.configPath,
+      input: 'olga-pw\n',
+    });
     expect(added.code).toBe(0);
     const path = file([
       '# from /etc/apache2/.htpasswd',
@@ -56,7 +60,10 @@ describe('user import-htpasswd', () => {
     // olga kept her own password.
     expect((await authn('olga', 'olga-pw')).code).toBe(0);
 
-    for (const [user, password] of [['max', 'pw-max'], ['sue', 'pw-sue']] as const) {
+    for (const [user, password] of [
+      ['max', 'pw-max'],
+      ['sue', 'pw-sue'],
+    ] as const) {
       const legacy = await hashOf(user);
       expect((await authn(user, 'wrong')).code).toBe(12);
       expect(await hashOf(user)).toBe(legacy);
@@ -97,7 +104,10 @@ describe('user import-htpasswd', () => {
     expect(updated.stdout).toContain('imported 2 user(s); refused 0 line(s)');
     expect((await authn('olga', 'new-olga')).code).toBe(0);
     const { rows } = await store.sql.query("SELECT name, daemon_group FROM users WHERE name IN ('olga', 'nina') ORDER BY name");
-    expect(rows).toEqual([{ name: 'nina', daemon_group: 'tenant2' }, { name: 'olga', daemon_group: 'tenant2' }]);
+    expect(rows).toEqual([
+      { name: 'nina', daemon_group: 'tenant2' },
+      { name: 'olga', daemon_group: 'tenant2' },
+    ]);
     expect((await admin('user', 'import-htpasswd', path, '--group', 'tenant2', '--update', '--skip-existing')).code).toBe(2);
   });
 
@@ -138,7 +148,10 @@ describe('user import-htpasswd', () => {
     const bar = startProgress('importing f', 4, { stream: stream(true), intervalMs: 0, now: () => clock });
     bar.advance(2);
     bar.done();
-    expect(written).toEqual([`\rimporting f [${'#'.repeat(15)}${' '.repeat(15)}] 2/4`, `\rimporting f [${'#'.repeat(15)}${' '.repeat(15)}] 2/4\n`]);
+    expect(written).toEqual([
+      `\rimporting f [${'#'.repeat(15)}${' '.repeat(15)}] 2/4`,
+      `\rimporting f [${'#'.repeat(15)}${' '.repeat(15)}] 2/4\n`,
+    ]);
   });
 });
 
@@ -148,7 +161,8 @@ describe('hashes made by PostgreSQL', () => {
     expect(available.rowCount).toBe(1);
     await store.sql.query('CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public');
     await store.sql.query(
-      "INSERT INTO users (name, password_hash, daemon_group) VALUES ('pat', public.crypt('pw-pat', public.gen_salt('bf')), 'tenant1')");
+      "INSERT INTO users (name, password_hash, daemon_group) VALUES ('pat', public.crypt('pw-pat', public.gen_salt('bf')), 'tenant1')",
+    );
     expect(await hashOf('pat')).toMatch(/^\$2a\$06\$/);
     expect((await authn('pat', 'pw-pat')).code).toBe(0);
     expect((await authn('pat', 'pw-pa')).code).toBe(12);

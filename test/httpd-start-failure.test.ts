@@ -11,15 +11,25 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function config(port: number, extra = ''): string {
   return [
-    `ServerRoot "${dir}"`, `DefaultRuntimeDir "${dir}"`, `PidFile "${dir}/httpd.pid"`, `Mutex file:${dir} default`,
-    `ErrorLog "${dir}/error.log"`, 'LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so',
+    `ServerRoot "${dir}"`,
+    `DefaultRuntimeDir "${dir}"`,
+    `PidFile "${dir}/httpd.pid"`,
+    `Mutex file:${dir} default`,
+    `ErrorLog "${dir}/error.log"`,
+    'LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so',
     'LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so',
-    `Listen 127.0.0.1:${port}`, 'ServerName localhost', extra, '',
+    `Listen 127.0.0.1:${port}`,
+    'ServerName localhost',
+    extra,
+    '',
   ].join('\n');
 }
 
 async function failure(start: Promise<unknown>): Promise<ServiceStartError> {
-  const error = await start.then(() => undefined, (e: unknown) => e);
+  const error = await start.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ServiceStartError);
   return error as ServiceStartError;
 }

@@ -50,13 +50,16 @@ afterAll(async () => {
 });
 
 async function expectDenied(sql: string, values: unknown[] = []): Promise<void> {
-  const error = await helper.query(sql, values).then(() => null, (e: Error & { code?: string }) => e);
+  const error = await helper.query(sql, values).then(
+    () => null,
+    (e: Error & { code?: string }) => e,
+  );
   expect(error, sql).not.toBeNull();
   expect(error!.code, `${sql}: ${error!.message}`).toBe('42501');
 }
 
-describe('the helpers\' role', () => {
-  it('is what the helpers\' config names; the admin commands use another role', () => {
+describe("the helpers' role", () => {
+  it("is what the helpers' config names; the admin commands use another role", () => {
     const text = readFileSync(store.configPath, 'utf8');
     expect(text).toMatch(new RegExp(`^pg_user = ${store.helperRole}$`, 'm'));
     expect(text).toMatch(/^admin_pg_user = \S+$/m);
@@ -65,14 +68,19 @@ describe('the helpers\' role', () => {
   it('is no superuser, has no other power, and owns nothing', async () => {
     const { rows } = await store.sql.query(
       `SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit IS NOT NULL AS known
-         FROM pg_roles WHERE rolname = $1`, [store.helperRole]);
-    expect(rows).toEqual([{ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolreplication: false, rolbypassrls: false, known: true }]);
+         FROM pg_roles WHERE rolname = $1`,
+      [store.helperRole],
+    );
+    expect(rows).toEqual([
+      { rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolreplication: false, rolbypassrls: false, known: true },
+    ]);
     const owned = await store.sql.query(
       `SELECT 1 FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
        UNION ALL SELECT 1 FROM pg_proc WHERE proowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
        UNION ALL SELECT 1 FROM pg_namespace WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
        UNION ALL SELECT 1 FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
-      [store.helperRole]);
+      [store.helperRole],
+    );
     expect(owned.rowCount).toBe(0);
     expect((await helper.query('SELECT current_user AS u')).rows[0].u).toBe(store.helperRole);
   });
@@ -115,14 +123,26 @@ describe('the helpers\' role', () => {
     const { rows } = await store.sql.query(`SELECT count(*)::int AS n FROM login_failures WHERE locked_until > now()`);
     expect(rows[0].n).toBe(2);
     // Locked: nothing cleared, the locked subjects returned.
-    expect((await helper.query('SELECT * FROM clear_login_failures($1, $2)', [['user:zed'], ['user:zed', 'ip:10.5.5.5']])).rows)
-      .toEqual([{ subject: 'user:zed', locked: true }, { subject: 'ip:10.5.5.5', locked: true }]);
-    expect((await helper.query('SELECT * FROM clear_login_failures($1)', [['user:zed', 'ip:10.5.5.5']])).rows)
-      .toEqual([{ subject: 'user:zed', locked: false }, { subject: 'ip:10.5.5.5', locked: false }]);
+    expect((await helper.query('SELECT * FROM clear_login_failures($1, $2)', [['user:zed'], ['user:zed', 'ip:10.5.5.5']])).rows).toEqual([
+      { subject: 'user:zed', locked: true },
+      { subject: 'ip:10.5.5.5', locked: true },
+    ]);
+    expect((await helper.query('SELECT * FROM clear_login_failures($1)', [['user:zed', 'ip:10.5.5.5']])).rows).toEqual([
+      { subject: 'user:zed', locked: false },
+      { subject: 'ip:10.5.5.5', locked: false },
+    ]);
     expect((await store.sql.query('SELECT * FROM login_failures')).rowCount).toBe(0);
     // Arguments outside what the config allows are refused, not clamped.
-    for (const args of [[[], 600, 2, 60], [['user:a', 'user:b', 'user:c', 'user:d', 'user:e'], 600, 2, 60], [['user:a'], 600, 2, 99_999_999], [['user:a'], 600, 0, 60]]) {
-      const error = await helper.query('SELECT * FROM record_login_failure($1, $2, $3, $4)', args).then(() => null, (e: { code?: string }) => e);
+    for (const args of [
+      [[], 600, 2, 60],
+      [['user:a', 'user:b', 'user:c', 'user:d', 'user:e'], 600, 2, 60],
+      [['user:a'], 600, 2, 99_999_999],
+      [['user:a'], 600, 0, 60],
+    ]) {
+      const error = await helper.query('SELECT * FROM record_login_failure($1, $2, $3, $4)', args).then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
       expect(error?.code).toBe('22023');
     }
   });
@@ -132,8 +152,13 @@ describe('the helpers\' role', () => {
     const current: string = rows[0].password_hash;
     const cost = Number(current.slice(4, 6));
     const stronger = bcrypt.hashSync('pw-alice', cost + 1);
-    const rehash = (oldHash: string, newHash: string) => helper.query('SELECT rehash_password($1, $2, $3) AS ok', ['alice', oldHash, newHash]);
-    const refusal = (oldHash: string, newHash: string) => rehash(oldHash, newHash).then(() => null, (e: Error & { code?: string }) => e);
+    const rehash = (oldHash: string, newHash: string) =>
+      helper.query('SELECT rehash_password($1, $2, $3) AS ok', ['alice', oldHash, newHash]);
+    const refusal = (oldHash: string, newHash: string) =>
+      rehash(oldHash, newHash).then(
+        () => null,
+        (e: Error & { code?: string }) => e,
+      );
 
     const notBcrypt = await refusal(current, '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=');
     expect(notBcrypt?.code).toBe('22023');
@@ -150,10 +175,18 @@ describe('plexer db grant', () => {
   it('is idempotent and takes back anything granted by hand', async () => {
     const before = await privileges(store.helperRole);
     expect(before).toEqual([
-      'clear_login_failures:EXECUTE', 'daemon_groups:SELECT', 'login_failures:SELECT', 'record_login_failure:EXECUTE',
-      'rehash_password:EXECUTE', 'schema:USAGE',
-      'session_delete:EXECUTE', 'session_insert:EXECUTE', 'session_load:EXECUTE', 'session_update:EXECUTE',
-      'user_roles:SELECT', 'users:SELECT',
+      'clear_login_failures:EXECUTE',
+      'daemon_groups:SELECT',
+      'login_failures:SELECT',
+      'record_login_failure:EXECUTE',
+      'rehash_password:EXECUTE',
+      'schema:USAGE',
+      'session_delete:EXECUTE',
+      'session_insert:EXECUTE',
+      'session_load:EXECUTE',
+      'session_update:EXECUTE',
+      'user_roles:SELECT',
+      'users:SELECT',
     ]);
     await store.sql.query(`GRANT INSERT, UPDATE ON users TO ${store.helperRole}`);
     await store.sql.query(`GRANT SELECT ON migrations TO ${store.helperRole}`);
@@ -171,8 +204,9 @@ describe('plexer db grant', () => {
       const first = await cli(['db', 'grant', '--helper-role', role]);
       expect(first.code, first.stderr).toBe(0);
       expect(first.stderr).toMatch(/created=true/);
-      const read = async () => (await store.sql.query(
-        'SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1', [role])).rows[0];
+      const read = async () =>
+        (await store.sql.query('SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1', [role]))
+          .rows[0];
       expect(await read()).toEqual({ rolcanlogin: false, rolsuper: false, rolcreatedb: false, rolcreaterole: false });
       const second = await cli(['db', 'migrate', '--helper-role', role, '--login']);
       expect(second.code, second.stderr).toBe(0);
@@ -186,7 +220,8 @@ describe('plexer db grant', () => {
   });
 
   it('refuses a superuser, the owner of the schema, and a name that is not an identifier', async () => {
-    const owner = (await store.sql.query<{ o: string }>(`SELECT nspowner::regrole::text AS o FROM pg_namespace WHERE nspname = 'plexer'`)).rows[0]!.o;
+    const owner = (await store.sql.query<{ o: string }>(`SELECT nspowner::regrole::text AS o FROM pg_namespace WHERE nspname = 'plexer'`))
+      .rows[0]!.o;
     const asOwner = await cli(['db', 'grant', '--helper-role', owner]);
     expect(asOwner.code).toBe(1);
     expect(asOwner.stderr).toMatch(/has SUPERUSER|owns/);
@@ -215,7 +250,7 @@ describe('plexer db grant', () => {
     expect((await cli(['db', 'grant'])).code).toBe(2);
   });
 
-  it('an admin command run as the helpers\' role says what to configure', async () => {
+  it("an admin command run as the helpers' role says what to configure", async () => {
     const s = parsePgUrl(store.db.url);
     const helperOnly = writeConfig(`postgresql://${store.helperRole}@/${s.database}?host=${s.host}&port=${s.port}`);
     const result = await cli(['user', 'disable', 'alice'], helperOnly);
@@ -225,7 +260,7 @@ describe('plexer db grant', () => {
   });
 });
 
-describe('the helpers as the helpers\' role', () => {
+describe("the helpers as the helpers' role", () => {
   it('authn records failures, locks out, clears and rehashes', async () => {
     const authn = (password: string, ip: string, configPath = store.configPath) =>
       runPlexer(['authn'], { configPath, input: `alice\n${password}\n`, env: authnEnv(ip) });
@@ -259,23 +294,29 @@ describe('the helpers as the helpers\' role', () => {
       const authn = () => runPlexer(['authn'], { configPath: config, input: 'alice\npw-alice\n', env: authnEnv('10.8.0.1') });
       const unseen = await authn();
       expect(unseen.code).toBe(20);
-      expect(unseen.stderr).toMatch(/does not exist: either pg_user lacks USAGE on plexer's schema \(as the admin run `plexer db grant --helper-role ROLE`/);
+      expect(unseen.stderr).toMatch(
+        /does not exist: either pg_user lacks USAGE on plexer's schema \(as the admin run `plexer db grant --helper-role ROLE`/,
+      );
       await store.sql.query(`GRANT USAGE ON SCHEMA plexer TO ${bare}`);
       const denied = await authn();
       expect(denied.code).toBe(20);
-      expect(denied.stderr).toMatch(/permission denied for table \w+: the helpers' role \(pg_user\) lacks its grants; as the admin run `plexer db grant --helper-role ROLE`/);
+      expect(denied.stderr).toMatch(
+        /permission denied for table \w+: the helpers' role \(pg_user\) lacks its grants; as the admin run `plexer db grant --helper-role ROLE`/,
+      );
     } finally {
       await store.sql.query(`DROP OWNED BY ${bare}`);
       await store.sql.query(`DROP ROLE ${bare}`);
     }
   });
 
-  it('a map connects as the helpers\' role', async () => {
+  it("a map connects as the helpers' role", async () => {
     const map = new MapProcess('group', store.configPath);
     try {
       await map.ask('alice');
       const { rows } = await store.sql.query(
-        `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'plexer-map-group%'`, [store.db.name]);
+        `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'plexer-map-group%'`,
+        [store.db.name],
+      );
       expect(rows).toEqual([{ usename: store.helperRole }]);
     } finally {
       await map.close();
@@ -285,7 +326,7 @@ describe('the helpers as the helpers\' role', () => {
 
 // The README's recipe: the schema's owner is no superuser and has no CREATEROLE; a superuser made the roles.
 describe('the Installing recipe, with an owner that is no superuser', () => {
-  it('migrates, grants, manages accounts as the owner and authenticates as the helpers\' role', async () => {
+  it("migrates, grants, manages accounts as the owner and authenticates as the helpers' role", async () => {
     const server = inject('pgUrl');
     const tag = `own_${Math.random().toString(36).slice(2, 8)}`;
     const su = new pg.Client({ connectionString: server });
@@ -301,12 +342,17 @@ describe('the Installing recipe, with an owner that is no superuser', () => {
       expect(migrated.code, migrated.stderr).toBe(0);
       expect((await run(['group', 'add', 'g1'])).code).toBe(0);
       expect((await run(['user', 'add', 'ann', '--group', 'g1', '--password-stdin'], 'pw-ann\n')).code).toBe(0);
-      const authn = (password: string) => runPlexer(['authn'], { configPath: config, input: `ann\n${password}\n`, env: authnEnv('10.9.0.1') });
+      const authn = (password: string) =>
+        runPlexer(['authn'], { configPath: config, input: `ann\n${password}\n`, env: authnEnv('10.9.0.1') });
       expect((await authn('wrong')).code).toBe(12);
       expect((await authn('pw-ann')).code).toBe(0);
       const missing = await run(['db', 'grant', '--helper-role', `${tag}_other`]);
       expect(missing.code).toBe(2);
-      expect(missing.stderr).toMatch(new RegExp(`cannot create role "${tag}_other": .*create the role once as a superuser \\(psql: CREATE ROLE ${tag}_other NOLOGIN;\\)`));
+      expect(missing.stderr).toMatch(
+        new RegExp(
+          `cannot create role "${tag}_other": .*create the role once as a superuser \\(psql: CREATE ROLE ${tag}_other NOLOGIN;\\)`,
+        ),
+      );
     } finally {
       await su.query(`DROP DATABASE IF EXISTS ${tag} WITH (FORCE)`);
       for (const role of ['helper', 'admin', 'other']) await su.query(`DROP ROLE IF EXISTS ${tag}_${role}`);
@@ -317,18 +363,42 @@ describe('the Installing recipe, with an owner that is no superuser', () => {
 
 // What `npm start` relies on: tenants run as OS users of their own on the same machine, so the demo's cluster
 // must not trust whoever reaches its socket.
-describe.runIf(process.getuid?.() === 0)('a private cluster with a peer map (the demo\'s)', () => {
+describe.runIf(process.getuid?.() === 0)("a private cluster with a peer map (the demo's)", () => {
   it('lets in only the mapped OS users, each only as its roles; without the map it is trust again', async () => {
     const dir = mkdtempSync('/tmp/pxl-');
-    let cluster = await startPrivateCluster({ dir, peerMap: [['root', 'postgres'], ['www-data', 'demo_helper']] });
+    let cluster = await startPrivateCluster({
+      dir,
+      peerMap: [
+        ['root', 'postgres'],
+        ['www-data', 'demo_helper'],
+      ],
+    });
     try {
       const su = new pg.Client({ connectionString: cluster.url });
       await su.connect();
       await su.query('CREATE ROLE demo_helper LOGIN');
       await su.end();
       const psqlAs = (osUser: string, role: string) => {
-        const r = spawnSync('runuser', ['-u', osUser, '--', 'psql', '-h', cluster.host, '-p', String(cluster.port), '-U', role,
-          '-d', 'postgres', '-AtXc', 'SELECT current_user'], { encoding: 'utf8', cwd: '/' });
+        const r = spawnSync(
+          'runuser',
+          [
+            '-u',
+            osUser,
+            '--',
+            'psql',
+            '-h',
+            cluster.host,
+            '-p',
+            String(cluster.port),
+            '-U',
+            role,
+            '-d',
+            'postgres',
+            '-AtXc',
+            'SELECT current_user',
+          ],
+          { encoding: 'utf8', cwd: '/' },
+        );
         return r.status === 0 ? r.stdout.trim() : `refused: ${r.stderr.trim()}`;
       };
       expect(psqlAs('www-data', 'demo_helper')).toBe('demo_helper');

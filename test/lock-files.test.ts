@@ -14,7 +14,18 @@ describe('lock files', () => {
     expect(lockFileOf(dir, 'ip:10.0.0.1')).toBe(join(dir, 'ip', '10.0.0.1'));
     expect(lockFileOf(dir, 'ip:fd00::1')).toBe(join(dir, 'ip', 'fd00::1'));
     expect(lockFileOf(dir, 'pair:a@b.c/10.0.0.1')).toBe(join(dir, 'pair', '10.0.0.1', 'a@b.c'));
-    for (const bad of ['user:..', 'user:../x', 'ip:..', 'ip:...', 'pair:alice/..', 'pair:../10.0.0.1', 'pair:alice', 'other:alice', 'user:ali ce', 'user:alice\r']) {
+    for (const bad of [
+      'user:..',
+      'user:../x',
+      'ip:..',
+      'ip:...',
+      'pair:alice/..',
+      'pair:../10.0.0.1',
+      'pair:alice',
+      'other:alice',
+      'user:ali ce',
+      'user:alice\r',
+    ]) {
       expect(lockFileOf(dir, bad), bad).toBeUndefined();
     }
   });
@@ -37,7 +48,10 @@ describe('the lockout mirror', () => {
     expect(mirror.ready).toBe(false);
     mirror.apply('pair:alice/10.0.0.1 0'); // ended while the load ran
     mirror.apply('user:bob 5000');
-    mirror.loaded([{ subject: 'pair:alice/10.0.0.1', untilMs: 9_000 }, { subject: 'ip:10.0.0.9', untilMs: 3_000 }]);
+    mirror.loaded([
+      { subject: 'pair:alice/10.0.0.1', untilMs: 9_000 },
+      { subject: 'ip:10.0.0.9', untilMs: 3_000 },
+    ]);
     expect(mirror.ready).toBe(true);
     expect(mirror.locked(['pair:alice/10.0.0.1', 'user:bob', 'ip:10.0.0.9']).sort()).toEqual(['ip:10.0.0.9', 'user:bob']);
     now = 4_000;

@@ -49,7 +49,9 @@ describe('brute-force protection', () => {
     const attempts = Array.from({ length: 30 }, (_, i) => authn('carol', 'bad', `10.4.0.${i + 1}`));
     const results = await Promise.all(attempts);
     expect(results.every((r) => r.code === 12)).toBe(true);
-    expect(results.some((r) => /account locked: failed logins from many addresses subject=user:carol failures=30/.test(r.stderr))).toBe(true);
+    expect(results.some((r) => /account locked: failed logins from many addresses subject=user:carol failures=30/.test(r.stderr))).toBe(
+      true,
+    );
     expect((await authn('carol', 'right', '10.3.1.1')).code).toBe(14);
     expect((await cli('user', 'unlock', 'carol')).stdout).toMatch(/user:carol unlocked/);
     expect((await authn('carol', 'right', '10.3.1.1')).code).toBe(0);
@@ -67,7 +69,8 @@ describe('brute-force protection', () => {
     for (const pw of ['a', 'b', 'c']) await authn('carol', pw, '10.1.1.1');
     expect((await authn('carol', 'right', '10.1.1.1')).code).toBe(14);
     const { rows } = await store.sql.query(
-      `SELECT extract(epoch FROM locked_until - now())::int AS seconds FROM login_failures WHERE subject = 'pair:carol/10.1.1.1'`);
+      `SELECT extract(epoch FROM locked_until - now())::int AS seconds FROM login_failures WHERE subject = 'pair:carol/10.1.1.1'`,
+    );
     expect(rows[0].seconds).toBeGreaterThan(540);
     expect(rows[0].seconds).toBeLessThanOrEqual(600);
     // Let the cooling period end (rather than wait ten minutes): the next attempt is checked normally.
@@ -110,7 +113,11 @@ describe('timing of refusals', () => {
     await store.sql.query(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('weakling', $1, 'tenant1')`, [weak]);
     const timed = async (user: string) => {
       const started = performance.now();
-      const result = await runPlexer(['authn'], { configPath: costly, input: `${user}\nwrong\n`, env: { PATH: '/usr/bin:/bin', IP: '10.6.6.6' } });
+      const result = await runPlexer(['authn'], {
+        configPath: costly,
+        input: `${user}\nwrong\n`,
+        env: { PATH: '/usr/bin:/bin', IP: '10.6.6.6' },
+      });
       expect(result.code).toBe(user === 'weakling' ? 12 : 11);
       return performance.now() - started;
     };

@@ -51,7 +51,15 @@ describe('form login config', () => {
     config.connection = { host: '/var/run/postgresql', database: 'plexer', user: 'plexer_helper', password: 'pass word' };
     expect(() => sessionDatabaseFrom(config)).toThrow(ConfigError);
     expect(() => sessionDatabaseFrom(config)).toThrow(/pg_passfile/);
-    config.connection = { host: '/var/run/postgresql', port: 5432, database: 'plexer', user: 'plexer_helper', passfile: '/etc/plexer/pgpass' };
-    expect(sessionDatabaseFrom(config).conninfo).toBe('host=/var/run/postgresql port=5432 dbname=plexer user=plexer_helper passfile=/etc/plexer/pgpass application_name=plexer-sessions');
+    config.connection = {
+      host: '/var/run/postgresql',
+      port: 5432,
+      database: 'plexer',
+      user: 'plexer_helper',
+      passfile: '/etc/plexer/pgpass',
+    };
+    expect(sessionDatabaseFrom(config).conninfo).toBe(
+      'host=/var/run/postgresql port=5432 dbname=plexer user=plexer_helper passfile=/etc/plexer/pgpass application_name=plexer-sessions',
+    );
   });
 });

@@ -14,9 +14,12 @@ beforeAll(async () => {
     ('tenant1', 'tenants.settings.tenant1', 'http://127.0.0.1:8001/'), ('tenant2', 'tenants.settings.tenant2', NULL),
     ('closed', 'tenants.settings.closed', NULL)`);
   await store.sql.query(`UPDATE daemon_groups SET enabled = false WHERE name = 'closed'`);
-  await store.sql.query(`INSERT INTO users (name, password_hash, daemon_group, disabled) VALUES
+  await store.sql.query(
+    `INSERT INTO users (name, password_hash, daemon_group, disabled) VALUES
     ('alice', $1, 'tenant1', false), ('bob', $1, 'tenant2', false), ('mallory', $1, 'tenant1', true),
-    ('nogroup', $1, NULL, false), ('carl', $1, 'closed', false)`, [HASH]);
+    ('nogroup', $1, NULL, false), ('carl', $1, 'closed', false)`,
+    [HASH],
+  );
 });
 
 afterAll(() => store.close());
@@ -24,16 +27,30 @@ afterAll(() => store.close());
 describe('plexer map group', () => {
   it('answers hits, misses, disabled users and users without a usable group', async () => {
     const map = new MapProcess('group', store.configPath);
-    expect(await map.askMany(['alice', 'bob', 'nobody', 'mallory', 'nogroup', 'carl', 'alice']))
-      .toEqual(['#alice=tenant1', '#bob=tenant2', '#nobody=', '#mallory=', '#nogroup=', '#carl=', '#alice=tenant1']);
+    expect(await map.askMany(['alice', 'bob', 'nobody', 'mallory', 'nogroup', 'carl', 'alice'])).toEqual([
+      '#alice=tenant1',
+      '#bob=tenant2',
+      '#nobody=',
+      '#mallory=',
+      '#nogroup=',
+      '#carl=',
+      '#alice=tenant1',
+    ]);
     expect(await map.close()).toBe(0);
   });
 
   it('answers invalid keys with no value, echoing them byte for byte, without losing its place', async () => {
     const map = new MapProcess('group', store.configPath);
     const keys = ['', 'al\tice', 'a'.repeat(129), 'ali ce', '-alice', 'alice\r', 'alice'];
-    expect(await map.askMany(keys))
-      .toEqual(['#=', '#al\tice=', `#${'a'.repeat(129)}=`, '#ali ce=', '#-alice=', '#alice\r=', '#alice=tenant1']);
+    expect(await map.askMany(keys)).toEqual([
+      '#=',
+      '#al\tice=',
+      `#${'a'.repeat(129)}=`,
+      '#ali ce=',
+      '#-alice=',
+      '#alice\r=',
+      '#alice=tenant1',
+    ]);
     // Answer lines are read as latin1: one character per byte, so these compare the bytes themselves.
     map.write(Buffer.from([0x61, 0x6c, 0xff, 0xfe, 0x0a, 0x00, 0x0a, 0x3d, 0x7c, 0x0d, 0x80, 0x0a]));
     expect([await map.nextLine(), await map.nextLine(), await map.nextLine()]).toEqual(['#al\u00ff\u00fe=', '#\u0000=', '#=|\r\u0080=']);
@@ -46,7 +63,14 @@ describe('plexer map group', () => {
   it('answers every line exactly once, a former resync key and keys holding the mark included', async () => {
     const map = new MapProcess('group', store.configPath);
     const keys = ['alice', '!plexer-resync', '#alice', 'alice#', '!plexer-resync', 'bob'];
-    expect(await map.askMany(keys)).toEqual(['#alice=tenant1', '#!plexer-resync=', '##alice=', '#alice#=', '#!plexer-resync=', '#bob=tenant2']);
+    expect(await map.askMany(keys)).toEqual([
+      '#alice=tenant1',
+      '#!plexer-resync=',
+      '##alice=',
+      '#alice#=',
+      '#!plexer-resync=',
+      '#bob=tenant2',
+    ]);
     // Answers come in order: a line nobody asked for would come before the next key's answer.
     expect(await map.ask('alice')).toBe('#alice=tenant1');
     expect(map.unreadLines).toBe(0);
@@ -57,7 +81,8 @@ describe('plexer map group', () => {
     // The schema keeps "#" out of settings modules; the map must not rely on it. Lift the check for one row.
     const { rows } = await store.sql.query<{ name: string; def: string }>(
       `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint
-        WHERE conrelid = 'daemon_groups'::regclass AND pg_get_constraintdef(oid) LIKE '%settings_module ~%'`);
+        WHERE conrelid = 'daemon_groups'::regclass AND pg_get_constraintdef(oid) LIKE '%settings_module ~%'`,
+    );
     expect(rows).toHaveLength(1);
     const check = rows[0]!;
     await store.sql.query(`ALTER TABLE daemon_groups DROP CONSTRAINT "${check.name}"`);
@@ -68,7 +93,15 @@ describe('plexer map group', () => {
     try {
       const keys = ['tenant1', 'hashval', '', 'x'.repeat(5000), 'nosuch', '#', 'tenant2', 'a'.repeat(4096), 'b'.repeat(4097)];
       expect(await map.askMany(keys)).toEqual([
-        '#tenant1=tenants.settings.tenant1', '#hashval=', '#=', 'NULL', '#nosuch=', '##=', '#tenant2=tenants.settings.tenant2', `#${'a'.repeat(4096)}=`, 'NULL',
+        '#tenant1=tenants.settings.tenant1',
+        '#hashval=',
+        '#=',
+        'NULL',
+        '#nosuch=',
+        '##=',
+        '#tenant2=tenants.settings.tenant2',
+        `#${'a'.repeat(4096)}=`,
+        'NULL',
       ]);
       const lines = Buffer.concat(raw).toString('latin1').split('\n');
       expect(lines.pop()).toBe('');
@@ -122,8 +155,14 @@ describe('plexer map group', () => {
 describe('plexer map settings and backend', () => {
   it('maps a group to its settings module', async () => {
     const map = new MapProcess('settings', store.configPath);
-    expect(await map.askMany(['tenant1', 'tenant2', 'closed', 'nosuch', 'Tenant1', 'alice']))
-      .toEqual(['#tenant1=tenants.settings.tenant1', '#tenant2=tenants.settings.tenant2', '#closed=', '#nosuch=', '#Tenant1=', '#alice=']);
+    expect(await map.askMany(['tenant1', 'tenant2', 'closed', 'nosuch', 'Tenant1', 'alice'])).toEqual([
+      '#tenant1=tenants.settings.tenant1',
+      '#tenant2=tenants.settings.tenant2',
+      '#closed=',
+      '#nosuch=',
+      '#Tenant1=',
+      '#alice=',
+    ]);
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.other' WHERE name = 'tenant1'`);
     await waitForAnswer(map, 'tenant1', 'tenants.settings.other');
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.tenant1' WHERE name = 'tenant1'`);
@@ -132,8 +171,15 @@ describe('plexer map settings and backend', () => {
 
   it('route: maps a user to their group and its settings module in one answer, and hears changes to either', async () => {
     const map = new MapProcess('route', store.configPath);
-    expect(await map.askMany(['alice', 'bob', 'mallory', 'nogroup', 'nobody', 'tenant1', 'bad key']))
-      .toEqual(['#alice=tenant1 tenants.settings.tenant1', '#bob=tenant2 tenants.settings.tenant2', '#mallory=', '#nogroup=', '#nobody=', '#tenant1=', '#bad key=']);
+    expect(await map.askMany(['alice', 'bob', 'mallory', 'nogroup', 'nobody', 'tenant1', 'bad key'])).toEqual([
+      '#alice=tenant1 tenants.settings.tenant1',
+      '#bob=tenant2 tenants.settings.tenant2',
+      '#mallory=',
+      '#nogroup=',
+      '#nobody=',
+      '#tenant1=',
+      '#bad key=',
+    ]);
     await map.listening();
     // A group change (g:) reaches every user of the group.
     await store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings.other' WHERE name = 'tenant1'`);
@@ -266,7 +312,8 @@ describe('lookups through a pipe shifted by dying workers (model test against th
       const limit = Date.now() + 2_000;
       while (!this.buffered.includes('\n')) {
         const left = limit - Date.now();
-        if (left <= 0) throw new Error(`a read by ${JSON.stringify(asker)} blocked for 2 s: Apache would wait forever holding the rewrite-map lock`);
+        if (left <= 0)
+          throw new Error(`a read by ${JSON.stringify(asker)} blocked for 2 s: Apache would wait forever holding the rewrite-map lock`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, left);
           this.wake = () => (clearTimeout(timer), resolve());
@@ -327,7 +374,13 @@ describe('lookups through a pipe shifted by dying workers (model test against th
         fc.oneof(
           { weight: 60, arbitrary: requestArb.map((request): Step[] => [{ request }]) },
           // Several workers killed at once (the OOM killer): answers lost in a row.
-          { weight: 2, arbitrary: fc.array(requestArb.map((r): Step => ({ request: { key: r.key, death: { lookup: 0, how: 'write', prefix: 0 } } })), { minLength: 2, maxLength: 5 }) },
+          {
+            weight: 2,
+            arbitrary: fc.array(
+              requestArb.map((r): Step => ({ request: { key: r.key, death: { lookup: 0, how: 'write', prefix: 0 } } })),
+              { minLength: 2, maxLength: 5 },
+            ),
+          },
           { weight: 1, arbitrary: fc.constant<Step[]>([{ reload: true }]) },
         ),
         { minLength: 40, maxLength: 120 },
@@ -338,11 +391,22 @@ describe('lookups through a pipe shifted by dying workers (model test against th
     picks: fc.array(fc.nat(), { minLength: 1, maxLength: 40 }),
   });
 
-  it('never routes a request with another user\'s answer, never blocks a read, and routes while fewer than 4 answers are lost', async () => {
+  it("never routes a request with another user's answer, never blocks a read, and routes while fewer than 4 answers are lost", async () => {
     let broken = true;
     let pipe: Pipe | undefined;
     let owed: Owed[] = [];
-    const totals = { runs: 0, requests: 0, lookups: 0, reloads: 0, deaths: 0, prefixDeaths: 0, routedAfterRetry: 0, failedClosedOverLimit: 0, emptyTail: 0, interleavedFailedClosed: 0 };
+    const totals = {
+      runs: 0,
+      requests: 0,
+      lookups: 0,
+      reloads: 0,
+      deaths: 0,
+      prefixDeaths: 0,
+      routedAfterRetry: 0,
+      failedClosedOverLimit: 0,
+      emptyTail: 0,
+      interleavedFailedClosed: 0,
+    };
 
     const reload = async () => {
       const old = map;

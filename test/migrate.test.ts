@@ -86,9 +86,7 @@ describe('plexer db migrate', () => {
     const tables = await store.sql.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = 'plexer' ORDER BY table_name`,
     );
-    expect(tables.rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['daemon_groups', 'migrations', 'user_roles', 'users']),
-    );
+    expect(tables.rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(['daemon_groups', 'migrations', 'user_roles', 'users']));
     const elsewhere = await store.sql.query(
       `SELECT table_schema FROM information_schema.tables WHERE table_name = 'users' AND table_schema <> 'plexer'`,
     );
@@ -101,10 +99,7 @@ describe('concurrent migrations', () => {
     const db = await freshDatabase();
     try {
       const configPath = writeConfig(db.url);
-      const [a, b] = await Promise.all([
-        runPlexer(['db', 'migrate'], { configPath }),
-        runPlexer(['db', 'migrate'], { configPath }),
-      ]);
+      const [a, b] = await Promise.all([runPlexer(['db', 'migrate'], { configPath }), runPlexer(['db', 'migrate'], { configPath })]);
       expect([a.code, b.code], `stderr:\n${a.stderr}\n${b.stderr}`).toEqual([0, 0]);
       // Exactly one of them applied the migrations.
       const appliedBy = [a, b].filter((r) => /migration applied/.test(r.stderr));
@@ -146,9 +141,7 @@ describe('a custom schema', () => {
         WHERE table_schema IN ('plexer', 'other') ORDER BY table_schema, table_name`,
     );
     expect(tables.rows.filter((r) => r.table_schema === 'plexer')).toEqual([]);
-    expect(tables.rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['daemon_groups', 'migrations', 'user_roles', 'users']),
-    );
+    expect(tables.rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(['daemon_groups', 'migrations', 'user_roles', 'users']));
     const migrations = await store.sql.query('SELECT id, name FROM other.migrations ORDER BY id');
     expect(migrations.rows).toEqual(MIGRATIONS);
   });
@@ -193,15 +186,10 @@ describe('schema guarantees', () => {
 
   it('user insert, update, rename and delete notify the old and new names', async () => {
     expect(await listener.collect(() => q("INSERT INTO daemon_groups (name) VALUES ('t1'), ('t2')"))).toEqual(['g:t1', 'g:t2']);
-    expect(await listener.collect(() => q("INSERT INTO users (name, password_hash) VALUES ('bob', $1)", [HASH]))).toEqual([
-      'u:bob',
-    ]);
+    expect(await listener.collect(() => q("INSERT INTO users (name, password_hash) VALUES ('bob', $1)", [HASH]))).toEqual(['u:bob']);
     // An update notifies old and new row; the same payload twice in one transaction is delivered once.
     expect(await listener.collect(() => q("UPDATE users SET daemon_group = 't1' WHERE name = 'bob'"))).toEqual(['u:bob']);
-    expect(await listener.collect(() => q("UPDATE users SET name = 'robert' WHERE name = 'bob'"))).toEqual([
-      'u:bob',
-      'u:robert',
-    ]);
+    expect(await listener.collect(() => q("UPDATE users SET name = 'robert' WHERE name = 'bob'"))).toEqual(['u:bob', 'u:robert']);
     expect(await listener.collect(() => q("DELETE FROM users WHERE name = 'robert'"))).toEqual(['u:robert']);
     // A statement that changes no row says nothing.
     expect(await listener.collect(() => q("UPDATE users SET disabled = true WHERE name = 'nobody'"))).toEqual([]);
@@ -209,25 +197,18 @@ describe('schema guarantees', () => {
 
   it('roles notify "r:<user>", and a user rename cascades to the roles', async () => {
     await q("INSERT INTO users (name, password_hash) VALUES ('carol', $1)", [HASH]);
-    expect(await listener.collect(() => q("INSERT INTO user_roles (user_name, role) VALUES ('carol', 'admin')"))).toEqual([
-      'r:carol',
-    ]);
+    expect(await listener.collect(() => q("INSERT INTO user_roles (user_name, role) VALUES ('carol', 'admin')"))).toEqual(['r:carol']);
     const payloads = await listener.collect(() => q("UPDATE users SET name = 'caroline' WHERE name = 'carol'"));
     expect(sorted(payloads)).toEqual(['r:carol', 'r:caroline', 'u:carol', 'u:caroline']);
     const roles = await q("SELECT user_name, role FROM user_roles WHERE user_name LIKE 'carol%'");
     expect(roles.rows).toEqual([{ user_name: 'caroline', role: 'admin' }]);
     // Deleting the user deletes its roles, and both are announced.
-    expect(sorted(await listener.collect(() => q("DELETE FROM users WHERE name = 'caroline'")))).toEqual([
-      'r:caroline',
-      'u:caroline',
-    ]);
+    expect(sorted(await listener.collect(() => q("DELETE FROM users WHERE name = 'caroline'")))).toEqual(['r:caroline', 'u:caroline']);
   });
 
   it('a group rename cascades to its users and notifies the group and every user in it', async () => {
     await q("INSERT INTO daemon_groups (name) VALUES ('old')");
-    await q("INSERT INTO users (name, password_hash, daemon_group) VALUES ('u1', $1, 'old'), ('u2', $1, 'old'), ('u3', $1, 't2')", [
-      HASH,
-    ]);
+    await q("INSERT INTO users (name, password_hash, daemon_group) VALUES ('u1', $1, 'old'), ('u2', $1, 'old'), ('u3', $1, 't2')", [HASH]);
     const payloads = await listener.collect(() => q("UPDATE daemon_groups SET name = 'new' WHERE name = 'old'"));
     expect(sorted(payloads)).toEqual(['g:new', 'g:old', 'u:u1', 'u:u2']);
     const users = await q("SELECT name, daemon_group FROM users WHERE name IN ('u1', 'u2', 'u3') ORDER BY name");
@@ -250,9 +231,7 @@ describe('schema guarantees', () => {
     await q("INSERT INTO daemon_groups (name) VALUES ('busy')");
     await q("INSERT INTO users (name, password_hash, daemon_group) VALUES ('worker', $1, 'busy')", [HASH]);
     let error: { code?: string; constraint?: string } | undefined;
-    const payloads = await listener.collect(() =>
-      q("DELETE FROM daemon_groups WHERE name = 'busy'").catch((e) => (error = e)),
-    );
+    const payloads = await listener.collect(() => q("DELETE FROM daemon_groups WHERE name = 'busy'").catch((e) => (error = e)));
     expect(error?.code).toBe('23503');
     expect(payloads).toEqual([]);
     expect((await q("SELECT count(*)::int AS n FROM daemon_groups WHERE name = 'busy'")).rows[0].n).toBe(1);
@@ -262,8 +241,9 @@ describe('schema guarantees', () => {
   });
 
   it('a user cannot name a group that does not exist', async () => {
-    await expect(q("INSERT INTO users (name, password_hash, daemon_group) VALUES ('ghost', $1, 'missing')", [HASH]))
-      .rejects.toMatchObject({ code: '23503' });
+    await expect(q("INSERT INTO users (name, password_hash, daemon_group) VALUES ('ghost', $1, 'missing')", [HASH])).rejects.toMatchObject({
+      code: '23503',
+    });
   });
 
   it.each([
@@ -285,10 +265,12 @@ describe('schema guarantees', () => {
   });
 
   it.each([HASH, '$apr1$abcdefgh$0123456789abcdefghijkl', '{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g='])(
-    'accepts password_hash %j (bcrypt, or htpasswd MD5/SHA-1 until the first login rehashes it)', async (hash) => {
+    'accepts password_hash %j (bcrypt, or htpasswd MD5/SHA-1 until the first login rehashes it)',
+    async (hash) => {
       await q("INSERT INTO users (name, password_hash) VALUES ('hashok', $1)", [hash]);
       await q("DELETE FROM users WHERE name = 'hashok'");
-    });
+    },
+  );
 
   it('refuses a non-positive capacity', async () => {
     await expect(q("INSERT INTO daemon_groups (name, capacity) VALUES ('cap', 0)")).rejects.toMatchObject({

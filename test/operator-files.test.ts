@@ -52,7 +52,7 @@ describe('apache/plexer.logrotate (standalone layout)', () => {
     expect(r.out.split('\n').filter((line) => /^error/i.test(line))).toEqual([]);
   });
 
-  it('rotates a running Apache\'s logs: old lines stay in access.log.1, Apache reopens and writes new ones to access.log', async () => {
+  it("rotates a running Apache's logs: old lines stay in access.log.1, Apache reopens and writes new ones to access.log", async () => {
     t = await startTestFront(seedTwoTenants);
     await waitUntilServed(t, 'alice', 'alice-pw');
     const dir = t.front.apacheDir;
@@ -67,10 +67,14 @@ describe('apache/plexer.logrotate (standalone layout)', () => {
     expect(readFileSync(join(dir, 'access.log.1'), 'utf8')).toContain(' alice ');
 
     // After the graceful restart of the postrotate script, requests land in the new file.
-    await waitFor(async () => {
-      await t!.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true });
-      return existsSync(access) && / bob \[.*\] 200 /.test(readFileSync(access, 'utf8'));
-    }, 20_000, "bob's request in the new access.log");
+    await waitFor(
+      async () => {
+        await t!.get('/app/whoami', { user: 'bob', password: 'bob-pw', fresh: true });
+        return existsSync(access) && / bob \[.*\] 200 /.test(readFileSync(access, 'utf8'));
+      },
+      20_000,
+      "bob's request in the new access.log",
+    );
     expect(readFileSync(access, 'utf8')).not.toContain(' alice ');
   }, 120_000);
 });

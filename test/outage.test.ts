@@ -32,8 +32,12 @@ beforeAll(async () => {
   configPath = join(dir, 'plexer.conf');
   writeFileSync(configPath, formatConfig({ database_url: url, bcrypt_cost: 4, map_deadline_ms: 50, authn_timeout_ms: 2000 }));
   expect((await runPlexer(['db', 'migrate'], { configPath })).code).toBe(0);
-  for (const args of [['group', 'add', 'tenant1'], ['group', 'add', 'tenant2'],
-    ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin']]) {
+  for (const args of [
+    ['group', 'add', 'tenant1'],
+    ['group', 'add', 'tenant2'],
+    ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'],
+    ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'],
+  ]) {
     expect((await runPlexer(args, { configPath, input: 'pw\n' })).code).toBe(0);
   }
   sql = new pg.Pool({ connectionString: url, options: '-c search_path=plexer', max: 2 });
@@ -109,8 +113,7 @@ describe('slow database', () => {
       console.log(`map answers with the table locked: max ${Math.max(...times).toFixed(1)} ms`);
       // Far below any "blocked" time (the lock is held for the whole loop); the margin is for a busy CI machine.
       expect(Math.max(...times)).toBeLessThan(500);
-      const { rows } = await sql.query(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'plexer-map-group'`);
+      const { rows } = await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'plexer-map-group'`);
       expect(rows[0].n).toBeLessThanOrEqual(4);
     } finally {
       await locker.query('ROLLBACK');

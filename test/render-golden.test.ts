@@ -35,7 +35,10 @@ const BASE: ApacheConfigOptions = {
 const FORM: Partial<ApacheConfigOptions> = { auth: 'form', sessionPassphraseFile: '/etc/plexer/session.key' };
 const DBM: Partial<ApacheConfigOptions> = { mapDir: '/var/lib/plexer/maps' };
 const SESSIONS_IN_DB: Partial<ApacheConfigOptions> = {
-  sessionDatabase: { conninfo: 'host=/var/run/postgresql dbname=plexer user=plexer_helper application_name=plexer-sessions', schema: 'plexer' },
+  sessionDatabase: {
+    conninfo: 'host=/var/run/postgresql dbname=plexer user=plexer_helper application_name=plexer-sessions',
+    schema: 'plexer',
+  },
 };
 
 // Golden file name -> the options that differ from BASE.
@@ -52,7 +55,9 @@ Object.assign(CASES, {
   // every group has its settings rendered in (`--settings-from config`).
   'basic-wsgi-prg-two-maps': { twoMaps: true },
   'basic-prefix-prg-two-maps': { routing: 'prefix', twoMaps: true },
-  'basic-wsgi-prg-settings-in-config': { groups: GROUPS.map((g) => ({ ...g, settingsModule: g.settingsModule ?? `tenants.settings_${g.name}` })) },
+  'basic-wsgi-prg-settings-in-config': {
+    groups: GROUPS.map((g) => ({ ...g, settingsModule: g.settingsModule ?? `tenants.settings_${g.name}` })),
+  },
   'basic-wsgi-no-groups': { groups: [] },
   'basic-wsgi-tls': {
     tls: true,
@@ -77,7 +82,15 @@ Object.assign(CASES, {
   },
   'form-wsgi-inline-passphrase': { auth: 'form', sessionPassphrase: 'golden-passphrase-golden-passphrase-0123' },
   'debian-basic-wsgi': { layout: 'debian', listenAddress: '*', port: 80 },
-  'debian-form-proxy-listen': { ...FORM, ...SESSIONS_IN_DB, layout: 'debian', routing: 'proxy', listenAddress: '*', port: 8443, listen: true },
+  'debian-form-proxy-listen': {
+    ...FORM,
+    ...SESSIONS_IN_DB,
+    layout: 'debian',
+    routing: 'proxy',
+    listenAddress: '*',
+    port: 8443,
+    listen: true,
+  },
   'debian-basic-prefix-dbm': { ...DBM, layout: 'debian', routing: 'prefix', listenAddress: '*', port: 80 },
 } satisfies Record<string, Partial<ApacheConfigOptions>>);
 
@@ -92,7 +105,9 @@ describe('rendered config, golden files', () => {
   }
 
   it('has a committed golden file for every case and none for a case that is gone', () => {
-    const expected = Object.keys(CASES).map((name) => `${name}.conf`).sort();
+    const expected = Object.keys(CASES)
+      .map((name) => `${name}.conf`)
+      .sort();
     // A first run for a new case writes its file and fails here: review the file, commit it, run again.
     expect([...committed].sort()).toEqual(expected);
   });

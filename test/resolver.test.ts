@@ -165,16 +165,11 @@ describe('resolver: store trouble', () => {
     expect(await resolver.resolve('alice')).toBe('tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
     expect(source.calls).toEqual(['alice', 'alice', 'alice']);
-    expect(log.lines).toEqual([
-      ['warn', 'store lookup failed; answering from stale cache or NULL', { error: 'connection refused' }],
-    ]);
+    expect(log.lines).toEqual([['warn', 'store lookup failed; answering from stale cache or NULL', { error: 'connection refused' }]]);
     source.mode = 'ok';
     source.data.set('alice', 'tenant2');
     expect(await resolver.resolve('alice')).toBe('tenant2');
-    expect(log.lines.map((l) => l[1])).toEqual([
-      'store lookup failed; answering from stale cache or NULL',
-      'store answering again',
-    ]);
+    expect(log.lines.map((l) => l[1])).toEqual(['store lookup failed; answering from stale cache or NULL', 'store answering again']);
     expect(resolver.resolve('alice')).toBe('tenant2');
   });
 
@@ -336,7 +331,10 @@ describe('resolver: concurrency', () => {
     source.data.set('alice', 'tenant1');
     await resolver.resolve('alice');
     await resolver.resolve('nobody');
-    expect(fresh).toEqual([['alice', 'tenant1'], ['nobody', null]]);
+    expect(fresh).toEqual([
+      ['alice', 'tenant1'],
+      ['nobody', null],
+    ]);
     source.mode = 'manual';
     resolver.evict('alice');
     const evicted = resolver.resolve('alice');
@@ -349,7 +347,10 @@ describe('resolver: concurrency', () => {
     expect(await expired).toBe('tenant2');
     source.mode = 'fail';
     expect(await resolver.resolve('carl')).toBeNull();
-    expect(fresh).toEqual([['alice', 'tenant1'], ['nobody', null]]);
+    expect(fresh).toEqual([
+      ['alice', 'tenant1'],
+      ['nobody', null],
+    ]);
   });
 
   it('evict during a fetch with no later lookup: the next lookup asks again', async () => {
@@ -466,7 +467,10 @@ describe('expireAll', () => {
     const { createResolver } = await import('../src/lookup/resolver.js');
     const { createLogger } = await import('../src/log.js');
     const clock = new Clock();
-    let source = new Map([['a', 'one'], ['b', 'two']]);
+    let source = new Map([
+      ['a', 'one'],
+      ['b', 'two'],
+    ]);
     let fail = false;
     const calls: string[] = [];
     const resolver = createResolver({
@@ -475,7 +479,11 @@ describe('expireAll', () => {
         if (fail) throw new Error('down');
         return source.get(key) ?? null;
       },
-      max: 10, ttlMs: 60_000, deadlineMs: 50, log: createLogger('test'), now: clock.now,
+      max: 10,
+      ttlMs: 60_000,
+      deadlineMs: 50,
+      log: createLogger('test'),
+      now: clock.now,
     });
     expect(await resolver.resolve('a')).toBe('one');
     expect(await resolver.resolve('b')).toBe('two');
@@ -485,7 +493,10 @@ describe('expireAll', () => {
     fail = true;
     expect(await resolver.resolve('a')).toBe('one');
     fail = false;
-    source = new Map([['a', 'uno'], ['b', 'two']]);
+    source = new Map([
+      ['a', 'uno'],
+      ['b', 'two'],
+    ]);
     expect(await resolver.resolve('a')).toBe('uno');
     expect(resolver.resolve('a')).toBe('uno');
     expect(calls).toEqual(['a', 'b', 'a', 'a']);
@@ -505,7 +516,11 @@ describe('expireAll during a fetch', () => {
         if (mode === 'ok') return Promise.resolve(`${key}-fresh`);
         return new Promise((resolve) => (release = resolve));
       },
-      max: 10, ttlMs: 60_000, deadlineMs: 20, log: createLogger('test'), now: clock.now,
+      max: 10,
+      ttlMs: 60_000,
+      deadlineMs: 20,
+      log: createLogger('test'),
+      now: clock.now,
     });
     const first = resolver.resolve('alice');
     resolver.expireAll();

@@ -32,10 +32,14 @@ function run(chunks: Array<Buffer | string>, answer: (key: string) => MapAnswer,
       result.text += text;
     },
   };
-  serveRewriteMapLoop(io, (key) => {
-    result.keys.push(key);
-    return answer(key);
-  }, options);
+  serveRewriteMapLoop(
+    io,
+    (key) => {
+      result.keys.push(key);
+      return answer(key);
+    },
+    options,
+  );
   return result;
 }
 
@@ -57,7 +61,7 @@ function chop(body: Buffer, rawCuts: number[]): Buffer[] {
 function outputLines(text: string): Buffer[] {
   const out = Buffer.from(text, 'latin1');
   const result: Buffer[] = [];
-  for (let start = 0; start < out.length; ) {
+  for (let start = 0; start < out.length;) {
     const nl = out.indexOf(0x0a, start);
     expect(nl).not.toBe(-1);
     result.push(out.subarray(start, nl));
@@ -84,7 +88,14 @@ describe('serveRewriteMapLoop', () => {
   it('answers an overlong line with one NULL and the next line normally, whatever the chunking', () => {
     const stream = Buffer.from('short\n' + 'x'.repeat(17) + '\n' + 'y'.repeat(16) + '\n' + 'z'.repeat(40) + '\nafter\n');
     const cuts = [1, 5, 6, 10, 20, 23, 24, 30, 41, 45, 70, 90];
-    for (const pieces of [chop(stream, cuts), [stream], chop(stream, Array.from({ length: stream.length }, (_, i) => i))]) {
+    for (const pieces of [
+      chop(stream, cuts),
+      [stream],
+      chop(
+        stream,
+        Array.from({ length: stream.length }, (_, i) => i),
+      ),
+    ]) {
       const r = run(pieces, (key) => (key === '' ? null : `<${key}>`), { maxLineBytes: 16 });
       expect(lines(r.text)).toEqual(['#short=<short>', 'NULL', `#${'y'.repeat(16)}=<${'y'.repeat(16)}>`, 'NULL', '#after=<after>']);
       // The overlong lines never reach the answer function.
@@ -116,7 +127,9 @@ describe('serveRewriteMapLoop', () => {
   it('decodes keys as latin1, one character per byte, and echoes them byte for byte', () => {
     const r = run([Buffer.from([0xe9, 0x0a, 0xc3, 0xa9, 0x0a, 0x00, 0xff, 0x0a])], (key) => (key === '\u00e9' ? '\u00e8' : null));
     expect(r.keys).toEqual(['\u00e9', '\u00c3\u00a9', '\u0000\u00ff']);
-    expect(Buffer.from(r.text, 'latin1')).toEqual(Buffer.from([0x23, 0xe9, 0x3d, 0xe8, 0x0a, 0x23, 0xc3, 0xa9, 0x3d, 0x0a, 0x23, 0x00, 0xff, 0x3d, 0x0a]));
+    expect(Buffer.from(r.text, 'latin1')).toEqual(
+      Buffer.from([0x23, 0xe9, 0x3d, 0xe8, 0x0a, 0x23, 0xc3, 0xa9, 0x3d, 0x0a, 0x23, 0x00, 0xff, 0x3d, 0x0a]),
+    );
   });
 
   it('answers an empty line (the answer function sees "")', () => {
@@ -200,7 +213,10 @@ describe('serveRewriteMapLoop', () => {
           fc.oneof(fc.array(byte, { maxLength: maxLineBytes }), fc.array(byte, { minLength: maxLineBytes, maxLength: maxLineBytes })),
           { maxLength: 20 },
         ),
-        values: fc.array(fc.option(fc.oneof(fc.string({ unit: 'binary', maxLength: 8 }), fc.stringMatching(/^[a-z=|#]{0,8}$/))), { minLength: 20, maxLength: 20 }),
+        values: fc.array(fc.option(fc.oneof(fc.string({ unit: 'binary', maxLength: 8 }), fc.stringMatching(/^[a-z=|#]{0,8}$/))), {
+          minLength: 20,
+          maxLength: 20,
+        }),
         throws: fc.array(fc.boolean(), { minLength: 20, maxLength: 20 }),
         cuts: fc.array(fc.nat(), { maxLength: 12 }),
       }),
@@ -208,11 +224,15 @@ describe('serveRewriteMapLoop', () => {
     fc.assert(
       fc.property(scenario, ({ maxLineBytes, input, values, throws, cuts }) => {
         let n = 0;
-        const r = run(chop(Buffer.from(input.map((l) => [...l, 0x0a]).flat()), cuts), () => {
-          const i = n++;
-          if (throws[i]) throw new Error('boom');
-          return values[i]!;
-        }, { maxLineBytes });
+        const r = run(
+          chop(Buffer.from(input.map((l) => [...l, 0x0a]).flat()), cuts),
+          () => {
+            const i = n++;
+            if (throws[i]) throw new Error('boom');
+            return values[i]!;
+          },
+          { maxLineBytes },
+        );
         const answers = outputLines(r.text);
         expect(answers).toHaveLength(input.length);
         input.forEach((line, i) => {
@@ -239,11 +259,15 @@ describe('serveRewriteMapLoop', () => {
       { weight: 2, arbitrary: fc.uint8Array({ maxLength: 16 }).map((a) => Buffer.from(a.filter((b) => b !== 0x0a)).toString('latin1')) },
       { weight: 1, arbitrary: fc.integer({ min: 17, max: 40 }).map((n) => 'q'.repeat(n)) },
     );
-    const value = fc.option(fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }), fc.stringMatching(/^[a-z#=\r\n]{0,10}$/), fc.constant('NULL')));
+    const value = fc.option(
+      fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }), fc.stringMatching(/^[a-z#=\r\n]{0,10}$/), fc.constant('NULL')),
+    );
     fc.assert(
       fc.property(fc.array(fc.tuple(line, value), { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 16 }), (entries, cuts) => {
         const values = new Map(entries);
-        const r = run(chop(Buffer.from(entries.map(([key]) => `${key}\n`).join(''), 'latin1'), cuts), (key) => values.get(key) ?? null, { maxLineBytes: 16 });
+        const r = run(chop(Buffer.from(entries.map(([key]) => `${key}\n`).join(''), 'latin1'), cuts), (key) => values.get(key) ?? null, {
+          maxLineBytes: 16,
+        });
         const answers = outputLines(r.text);
         expect(answers).toHaveLength(entries.length);
         answers.forEach((answer, i) => {
@@ -294,7 +318,12 @@ describe('the map process on real pipes (a broken config: answers no value, need
       map.child.stdin.write('alice\n');
       expect(await first).toBe('#alice=\n');
       // utime + stime of the map's process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
-      const ticks = () => readFileSync(`/proc/${map.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+      const ticks = () =>
+        readFileSync(`/proc/${map.child.pid}/stat`, 'utf8')
+          .split(') ')[1]!
+          .split(' ')
+          .slice(11, 13)
+          .reduce((a, b) => a + Number(b), 0);
       const start = ticks();
       // The 1 s window is what is measured (CPU spent idle in it), not a wait for something to happen.
       await new Promise((r) => setTimeout(r, 1_000));

@@ -100,7 +100,10 @@ describe('readPipeInput', () => {
     const input = new PassThrough();
     const read = readPipeInput(input, 2_000);
     let settled = false;
-    void read.then(() => (settled = true), () => (settled = true));
+    void read.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
     input.write('bob\ngroup1 group2\n');
     await taken(input);
     expect(settled).toBe(false);

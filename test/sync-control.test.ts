@@ -14,10 +14,12 @@ const N = 40;
 
 function ask(httpd: Httpd, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.get(`${httpd.url}${path}`, { agent }, (res) => {
-      res.resume();
-      resolve((res.headers.location ?? '').replace(/^https?:\/\/[^/]+\/answer\//, ''));
-    }).on('error', reject);
+    http
+      .get(`${httpd.url}${path}`, { agent }, (res) => {
+        res.resume();
+        resolve((res.headers.location ?? '').replace(/^https?:\/\/[^/]+\/answer\//, ''));
+      })
+      .on('error', reject);
   });
 }
 
@@ -75,7 +77,14 @@ RewriteRule ^/who/([^/]+)$ /answer/\${grp:$1|NONE} [R=302,L]
     writeFileSync(join(root, 'beta.txt'), mapText('beta'));
     // Its own process group, stopped in `finally` by that group's id; the loop also ends by itself after 10 s or
     // when the directory is gone, so it cannot outlive a crashed test worker.
-    const writer = spawn('/bin/bash', ['-c', `n=0; end=$((SECONDS + 10)); while [ $SECONDS -lt $end ] && [ -d ${root}/maps ]; do for g in alpha beta; do : > ${map}; /usr/sbin/httxt2dbm -f GDBM -i ${root}/$g.txt -o ${map}; n=$((n+1)); echo $n > ${root}/rewrites; sleep 0.02; done; done`], { stdio: 'ignore', detached: true });
+    const writer = spawn(
+      '/bin/bash',
+      [
+        '-c',
+        `n=0; end=$((SECONDS + 10)); while [ $SECONDS -lt $end ] && [ -d ${root}/maps ]; do for g in alpha beta; do : > ${map}; /usr/sbin/httxt2dbm -f GDBM -i ${root}/$g.txt -o ${map}; n=$((n+1)); echo $n > ${root}/rewrites; sleep 0.02; done; done`,
+      ],
+      { stdio: 'ignore', detached: true },
+    );
     const exited = new Promise((r) => writer.once('exit', r));
     const answers = new Map<string, number>();
     try {
@@ -95,7 +104,9 @@ RewriteRule ^/who/([^/]+)$ /answer/\${grp:$1|NONE} [R=302,L]
     }
     const rewrites = readFileSync(join(root, 'rewrites'), 'utf8').trim() || '?';
     const crashes = httpd.errorLog().match(/exit signal \w+/g) ?? [];
-    console.log(`control: ${rewrites} in-place rewrites, answers ${JSON.stringify(Object.fromEntries(answers))}, worker crashes: ${crashes.length} ${[...new Set(crashes)].join(', ')}`);
+    console.log(
+      `control: ${rewrites} in-place rewrites, answers ${JSON.stringify(Object.fromEntries(answers))}, worker crashes: ${crashes.length} ${[...new Set(crashes)].join(', ')}`,
+    );
     expect([...answers.keys()].some((a) => a !== 'alpha' && a !== 'beta')).toBe(true);
   });
 });

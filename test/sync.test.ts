@@ -12,7 +12,10 @@ import { waitFor } from './helpers/wait.js';
 
 const HASH = '$2b$04$' + 'a'.repeat(53);
 const haveApache =
-  existsSync('/usr/sbin/apache2') && existsSync('/usr/sbin/httxt2dbm') && existsSync('/usr/lib/apache2/modules/mod_rewrite.so') && process.getuid?.() === 0;
+  existsSync('/usr/sbin/apache2') &&
+  existsSync('/usr/sbin/httxt2dbm') &&
+  existsSync('/usr/lib/apache2/modules/mod_rewrite.so') &&
+  process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class SyncProcess {
@@ -21,7 +24,11 @@ class SyncProcess {
   readonly exited: Promise<number | null>;
 
   constructor(dir: string, configPath: string) {
-    this.child = spawn(process.execPath, [PLEXER_BIN, 'sync', '--dir', dir, '--config', configPath], { env: {}, cwd: '/', stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = spawn(process.execPath, [PLEXER_BIN, 'sync', '--dir', dir, '--config', configPath], {
+      env: {},
+      cwd: '/',
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (d: string) => (this.stderr += d));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
@@ -37,10 +44,14 @@ class SyncProcess {
   }
 
   async waitForRebuilds(count: number, limitMs = 10_000): Promise<void> {
-    await waitFor(() => {
-      if (this.child.exitCode !== null) throw new Error(`sync exited before rebuilding ${count} time(s); stderr:\n${this.stderr}`);
-      return this.rebuilds() >= count;
-    }, limitMs, () => `sync to rebuild ${count} time(s); stderr:\n${this.stderr}`);
+    await waitFor(
+      () => {
+        if (this.child.exitCode !== null) throw new Error(`sync exited before rebuilding ${count} time(s); stderr:\n${this.stderr}`);
+        return this.rebuilds() >= count;
+      },
+      limitMs,
+      () => `sync to rebuild ${count} time(s); stderr:\n${this.stderr}`,
+    );
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -74,7 +85,12 @@ function ask(httpd: Httpd, path: string): Promise<string> {
 async function waitForAnswer(httpd: Httpd, path: string, expected: string, limitMs = 5_000): Promise<number> {
   const start = performance.now();
   let answer = '';
-  await waitFor(async () => (answer = await ask(httpd, path)) === expected, limitMs, () => `${path} to answer "${expected}" (still "${answer}")`, 5);
+  await waitFor(
+    async () => (answer = await ask(httpd, path)) === expected,
+    limitMs,
+    () => `${path} to answer "${expected}" (still "${answer}")`,
+    5,
+  );
   return performance.now() - start;
 }
 
@@ -210,7 +226,9 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     const ofBurst = () => sync.rebuiltUsers().filter((users) => users >= usersBefore + 500).length;
     const statements = ['BEGIN'];
     for (let i = 0; i < 500; i++) {
-      statements.push(`INSERT INTO users (name, password_hash, daemon_group) VALUES ('burst${i}', '${HASH}', '${i % 2 ? 'alpha' : 'beta'}')`);
+      statements.push(
+        `INSERT INTO users (name, password_hash, daemon_group) VALUES ('burst${i}', '${HASH}', '${i % 2 ? 'alpha' : 'beta'}')`,
+      );
     }
     statements.push('COMMIT');
     await store.sql.query(statements.join(';\n'));
@@ -267,7 +285,9 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     writing = false;
     await writer;
     const rebuilds = sync.rebuilds() - rebuildsBefore;
-    console.log(`torn-map check: ${requests} requests, ${flips} flips, ${rebuilds} file replacements, answers ${JSON.stringify(Object.fromEntries(answers))}`);
+    console.log(
+      `torn-map check: ${requests} requests, ${flips} flips, ${rebuilds} file replacements, answers ${JSON.stringify(Object.fromEntries(answers))}`,
+    );
     expect(rebuilds).toBeGreaterThanOrEqual(8);
     for (const answer of answers.keys()) expect(['alpha', 'beta']).toContain(answer);
     expect(httpd.errorLog()).not.toMatch(/map lookup FAILED|cannot open DBM|exit signal/i);
@@ -277,9 +297,14 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     // A rebuild still running from the torn-map check fails with the connection and is retried; the
     // reconnection asks for its own rebuild either way, and that one says so.
     const before = sync.stderr.length;
-    await store.sql.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'plexer-sync' AND datname = current_database()`);
-    await waitFor(() => /maps rebuilt .*reason=reconnected/.test(sync.stderr.slice(before)), 10_000,
-      () => `a rebuild after the reconnection:\n${sync.stderr.slice(before)}`);
+    await store.sql.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'plexer-sync' AND datname = current_database()`,
+    );
+    await waitFor(
+      () => /maps rebuilt .*reason=reconnected/.test(sync.stderr.slice(before)),
+      10_000,
+      () => `a rebuild after the reconnection:\n${sync.stderr.slice(before)}`,
+    );
     expect(sync.stderr.slice(before)).toMatch(/listen connection lost/);
   });
 

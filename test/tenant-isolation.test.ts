@@ -57,7 +57,10 @@ afterAll(async () => {
 
 // Runs a small Node program as UID:GID (no supplementary groups: libuv drops them, as mod_wsgi's initgroups()
 // leaves a --create-user account with none) that tries each operation and reports the error code or "ok".
-function probeAs(user: string, checks: Array<{ op: 'read' | 'list' | 'write' | 'connect'; path: string }>): Promise<Record<string, string>> {
+function probeAs(
+  user: string,
+  checks: Array<{ op: 'read' | 'list' | 'write' | 'connect'; path: string }>,
+): Promise<Record<string, string>> {
   const program = `
     const fs = require('node:fs'); const net = require('node:net');
     const checks = ${JSON.stringify(checks)};
@@ -149,7 +152,7 @@ describe('one OS user per tenant (real Apache)', () => {
     }
   });
 
-  it('keeps plexer\'s files closed to tenants: modes and owners', () => {
+  it("keeps plexer's files closed to tenants: modes and owners", () => {
     const wwwData = ids('www-data').gid;
     const mode = (p: string) => {
       const st = statSync(p);
@@ -163,10 +166,12 @@ describe('one OS user per tenant (real Apache)', () => {
     for (const map of ['group.map', 'settings.map', 'backend.map']) expect(mode(join(mapDir, map))).toEqual([0, wwwData, 0o640]);
   });
 
-  it('a process running as alpha\'s uid can open nothing of beta\'s nor anything plexer keeps for Apache', async () => {
+  it("a process running as alpha's uid can open nothing of beta's nor anything plexer keeps for Apache", async () => {
     const [alpha, beta] = TENANTS;
     const betaDir = join(t.front.apacheDir, 'data', beta.group);
-    const sockets = readdirSync(t.front.apacheDir).filter((n) => n.endsWith('.sock')).map((n) => join(t.front.apacheDir, n));
+    const sockets = readdirSync(t.front.apacheDir)
+      .filter((n) => n.endsWith('.sock'))
+      .map((n) => join(t.front.apacheDir, n));
     expect(sockets.length).toBeGreaterThanOrEqual(2);
     const denied = [
       { op: 'read', path: join(betaDir, `${beta.group}.sqlite3`) },
@@ -197,7 +202,7 @@ describe('one OS user per tenant (real Apache)', () => {
     expect(Object.values(own)).toEqual(['ok', 'ok']);
   });
 
-  it('beta\'s daemon is equally closed to alpha\'s data', async () => {
+  it("beta's daemon is equally closed to alpha's data", async () => {
     const [alpha, beta] = TENANTS;
     const result = await probeAs(beta.user, [{ op: 'read', path: join(t.front.apacheDir, 'data', alpha.group, `${alpha.group}.sqlite3`) }]);
     expect(Object.values(result)).toEqual(['EACCES']);
@@ -206,17 +211,25 @@ describe('one OS user per tenant (real Apache)', () => {
 
 describe('rendering run-as', () => {
   const base = {
-    listenAddress: '127.0.0.1', port: 8080, serverName: 'localhost', stateDir: '/var/lib/plexer/apache',
-    plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'], configFile: '/etc/plexer/plexer.conf',
-    wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi', pythonPath: '/opt/plexer/apache/example',
-    errorPagesDir: '/opt/plexer/apache/errors', mapUser: 'www-data:www-data', tls: false, authCacheTimeoutSeconds: 60,
+    listenAddress: '127.0.0.1',
+    port: 8080,
+    serverName: 'localhost',
+    stateDir: '/var/lib/plexer/apache',
+    plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
+    configFile: '/etc/plexer/plexer.conf',
+    wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
+    pythonPath: '/opt/plexer/apache/example',
+    errorPagesDir: '/opt/plexer/apache/errors',
+    mapUser: 'www-data:www-data',
+    tls: false,
+    authCacheTimeoutSeconds: 60,
   };
   const daemonLine = (runAs: string | null | undefined) => {
     const config = renderApacheConfig({ ...base, groups: [{ name: 't1', settingsModule: null, enabled: true, runAs }] });
     return /^WSGIDaemonProcess t1 .*$/m.exec(config)![0];
   };
 
-  it('writes user= and group= always, the group defaulting to the user\'s own, never Apache\'s', () => {
+  it("writes user= and group= always, the group defaulting to the user's own, never Apache's", () => {
     expect(daemonLine('tenant-1')).toMatch(/ user=tenant-1 group=tenant-1 /);
     expect(daemonLine('tenant-1:tenants')).toMatch(/ user=tenant-1 group=tenants /);
     expect(daemonLine(null)).toMatch(/ user=www-data group=www-data /);
@@ -224,6 +237,7 @@ describe('rendering run-as', () => {
   });
 
   it('refuses root and anything that is not a run-as name', () => {
-    for (const bad of ['root', 'root:x', 'x:root', 'a b', 'x\ny', 'Alice', 'a:b:c']) expect(() => daemonLine(bad), bad).toThrow(/invalid run-as/);
+    for (const bad of ['root', 'root:x', 'x:root', 'a b', 'x\ny', 'Alice', 'a:b:c'])
+      expect(() => daemonLine(bad), bad).toThrow(/invalid run-as/);
   });
 });

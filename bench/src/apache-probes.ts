@@ -98,7 +98,10 @@ export async function checkPasswords(ctx: RunContext, r: Running): Promise<void>
   const ok = await get(r.httpd.port, '/app/', basic('u1')).catch((e: Error) => ({ status: 0, group: '', body: e.message }));
   if (ok.status !== 200 || ok.group !== 'pool') fail(ctx, `${r.v.id}: u1 answered ${ok.status} ${ok.body.trim().slice(0, 80)}`);
   if (r.v.auth !== undefined) {
-    for (const [user, pw] of [['u2', 'wrong'], ['nosuchuser', PASSWORD]] as const) {
+    for (const [user, pw] of [
+      ['u2', 'wrong'],
+      ['nosuchuser', PASSWORD],
+    ] as const) {
       const a = await get(r.httpd.port, '/app/', basic(user, pw)).catch(() => ({ status: 0 }));
       if (a.status !== 401) fail(ctx, `${r.v.id}: ${user}/${pw} answered ${a.status}, want 401`);
     }

@@ -15,14 +15,17 @@ function table(rows: Row[], section: string): string {
   const out = ['| variant | users | req/s (median) | p50 | p99 | × reference | rounds (req/s) |', '|---|---|---:|---:|---:|---:|---|'];
   for (const r of rows.filter((x) => x.section === section)) {
     const rps = median(r.rps);
-    out.push(`| ${r.label} | ${r.users} | ${fmt(rps)} | ${fmt(median(r.p50), 2)} ms | ${fmt(median(r.p99), 2)} ms | ${fmt(rps / refRps(r), 2)} | ${r.rps.map((x) => fmt(x)).join(' / ')} |`);
+    out.push(
+      `| ${r.label} | ${r.users} | ${fmt(rps)} | ${fmt(median(r.p50), 2)} ms | ${fmt(median(r.p99), 2)} ms | ${fmt(rps / refRps(r), 2)} | ${r.rps.map((x) => fmt(x)).join(' / ')} |`,
+    );
   }
   return out.join('\n');
 }
 
 function targets(ctx: RunContext): string {
   const { rows, warm, coldLatency, warmLatency, bcryptMs, propagation } = ctx.results;
-  const routed = (id: string, users: string) => median(rows.find((r) => r.section === 'routing' && r.id === id && r.users === users)?.rps ?? []);
+  const routed = (id: string, users: string) =>
+    median(rows.find((r) => r.section === 'routing' && r.id === id && r.users === users)?.rps ?? []);
   const out: string[] = ['| target | measured | met? |', '|---|---|---|'];
   for (const N of ctx.options.userCounts) {
     const u = String(N);
@@ -31,24 +34,43 @@ function targets(ctx: RunContext): string {
     const dbd = routed('dbd', u);
     const dbm = routed('dbm', u);
     const txt = routed('txt', u);
-    out.push(`| plexer map ≥ 1.10× minimal Python prg: (${u} users) | ${fmt(pl)} vs ${fmt(py)} req/s = ${fmt(pl / py, 2)}× | ${verdict(pl >= 1.1 * py)} |`);
-    out.push(`| plexer map ≥ 1.10× dbd: (${u} users) | ${fmt(pl)} vs ${fmt(dbd)} req/s = ${fmt(pl / dbd, 2)}× | ${verdict(pl >= 1.1 * dbd)} |`);
+    out.push(
+      `| plexer map ≥ 1.10× minimal Python prg: (${u} users) | ${fmt(pl)} vs ${fmt(py)} req/s = ${fmt(pl / py, 2)}× | ${verdict(pl >= 1.1 * py)} |`,
+    );
+    out.push(
+      `| plexer map ≥ 1.10× dbd: (${u} users) | ${fmt(pl)} vs ${fmt(dbd)} req/s = ${fmt(pl / dbd, 2)}× | ${verdict(pl >= 1.1 * dbd)} |`,
+    );
     const route = routed('plexer-route', u);
-    out.push(`| default config (route map: group + settings, one lookup) ≥ 1.0× dbd: without settings (${u} users) | ${fmt(route)} vs ${fmt(dbd)} req/s = ${fmt(route / dbd, 2)}× | ${verdict(route >= dbd)} |`);
-    out.push(`| dbm: with plexer sync ≥ 0.97× txt: (${u} users) | ${fmt(dbm)} vs ${fmt(txt)} req/s = ${fmt(dbm / txt, 2)}× | ${verdict(dbm >= 0.97 * txt)} |`);
+    out.push(
+      `| default config (route map: group + settings, one lookup) ≥ 1.0× dbd: without settings (${u} users) | ${fmt(route)} vs ${fmt(dbd)} req/s = ${fmt(route / dbd, 2)}× | ${verdict(route >= dbd)} |`,
+    );
+    out.push(
+      `| dbm: with plexer sync ≥ 0.97× txt: (${u} users) | ${fmt(dbm)} vs ${fmt(txt)} req/s = ${fmt(dbm / txt, 2)}× | ${verdict(dbm >= 0.97 * txt)} |`,
+    );
     // The same Python map with and without key-tied answers and plexer's key-checking rules: what the check costs.
     const pyKeyed = routed('pyprg-keyed', u);
-    out.push(`| key check costs ≤ 2 % (Python prg: keyed vs plain, ${u} users) | ${fmt(pyKeyed)} vs ${fmt(py)} req/s = ${fmt(pyKeyed / py, 3)}× | ${verdict(pyKeyed >= 0.98 * py)} |`);
+    out.push(
+      `| key check costs ≤ 2 % (Python prg: keyed vs plain, ${u} users) | ${fmt(pyKeyed)} vs ${fmt(py)} req/s = ${fmt(pyKeyed / py, 3)}× | ${verdict(pyKeyed >= 0.98 * py)} |`,
+    );
   }
   const none = median(warm.get('none')?.map((x) => x.rps) ?? []);
   // Issue 10's targets: the generated default's warm path ≥ 0.85× no auth, authd's ≥ 0.8×.
-  for (const [id, target] of [['dbd-socache', 0.9], ['ext-socache', 0.9], ['ext-socache-lockout', 0.85], ['authd', 0.8]] as const) {
+  for (const [id, target] of [
+    ['dbd-socache', 0.9],
+    ['ext-socache', 0.9],
+    ['ext-socache-lockout', 0.85],
+    ['authd', 0.8],
+  ] as const) {
     const w = median(warm.get(id)?.map((x) => x.rps) ?? []);
-    out.push(`| warm ${id} ≥ ${target}× no auth | ${fmt(w)} vs ${fmt(none)} req/s = ${fmt(w / none, 2)}× | ${verdict(w >= target * none)} |`);
+    out.push(
+      `| warm ${id} ≥ ${target}× no auth | ${fmt(w)} vs ${fmt(none)} req/s = ${fmt(w / none, 2)}× | ${verdict(w >= target * none)} |`,
+    );
   }
   const authdCold = coldLatency.get('authd')?.p50ms ?? Number.NaN;
   const bcryptP50 = pct(bcryptMs, 50);
-  out.push(`| cold check via authd ≤ bcrypt + 3 ms (p50, one connection) | ${fmt(authdCold, 2)} ms vs bcrypt ${fmt(bcryptP50, 2)} ms + 3 ms = ${fmt(bcryptP50 + 3, 2)} ms (warm request at c1: ${fmt(warmLatency.get('authd')?.p50ms ?? Number.NaN, 2)} ms) | ${verdict(authdCold <= bcryptP50 + 3)} |`);
+  out.push(
+    `| cold check via authd ≤ bcrypt + 3 ms (p50, one connection) | ${fmt(authdCold, 2)} ms vs bcrypt ${fmt(bcryptP50, 2)} ms + 3 ms = ${fmt(bcryptP50 + 3, 2)} ms (warm request at c1: ${fmt(warmLatency.get('authd')?.p50ms ?? Number.NaN, 2)} ms) | ${verdict(authdCold <= bcryptP50 + 3)} |`,
+  );
   const pmRow = propagation.find((p) => p[0]!.startsWith('`plexer map'));
   const pmP99 = pmRow ? Number(pmRow[3]!.replace(' ms', '')) : Number.NaN;
   out.push(`| propagation p99 < 100 ms (plexer map) | p99 ${fmt(pmP99, 1)} ms | ${verdict(pmP99 < 100)} |`);
@@ -61,14 +83,21 @@ function latencyTable(ctx: RunContext): string {
   for (const r of passwordVariants) {
     const c = coldLatency.get(r.id);
     const w = warmLatency.get(r.id);
-    out.push(`| ${r.label} | ${c ? fmt(c.p50ms, 2) + ' ms' : '= warm (no cache)'} | ${c ? fmt(c.p99ms, 2) + ' ms' : ''} | ${w ? fmt(w.p50ms, 2) + ' ms' : '—'} |`);
+    out.push(
+      `| ${r.label} | ${c ? fmt(c.p50ms, 2) + ' ms' : '= warm (no cache)'} | ${c ? fmt(c.p99ms, 2) + ' ms' : ''} | ${w ? fmt(w.p50ms, 2) + ' ms' : '—'} |`,
+    );
   }
-  out.push(`| bcrypt verify alone, cost 5 (bcryptjs in Node, as authd) | ${fmt(pct(bcryptMs, 50), 2)} ms | ${fmt(pct(bcryptMs, 99), 2)} ms | |`);
+  out.push(
+    `| bcrypt verify alone, cost 5 (bcryptjs in Node, as authd) | ${fmt(pct(bcryptMs, 50), 2)} ms | ${fmt(pct(bcryptMs, 99), 2)} ms | |`,
+  );
   return out.join('\n');
 }
 
 function cpuTable(ctx: RunContext): string {
-  const out = ['| run | ' + CPU_CATEGORIES.join(' | ') + ' | total | requests |', '|---|' + CPU_CATEGORIES.map(() => '---:|').join('') + '---:|---:|'];
+  const out = [
+    '| run | ' + CPU_CATEGORIES.join(' | ') + ' | total | requests |',
+    '|---|' + CPU_CATEGORIES.map(() => '---:|').join('') + '---:|---:|',
+  ];
   for (const [key, t] of ctx.cpuTotals) {
     const per = (k: string) => (1000 * (t.ms.get(k) ?? 0)) / Math.max(1, t.requests);
     const total = CPU_CATEGORIES.reduce((a, k) => a + per(k), 0);
@@ -137,7 +166,7 @@ export function renderReport(ctx: RunContext): string {
     '## Where the CPU goes',
     '',
     'CPU time (user + system, from /proc, including reaped children such as forked authenticators) per request in',
-    'µs, summed over the measured runs: the variant\'s Apache children (`apache`), its WSGI daemons (`wsgi`), its',
+    "µs, summed over the measured runs: the variant's Apache children (`apache`), its WSGI daemons (`wsgi`), its",
     '`prg:` program (`map`), PostgreSQL, plexer authd and plexer sync. wrk itself (same 2 cores) is not counted.',
     '',
     cpuTable(ctx),

@@ -13,8 +13,22 @@ import { createDatabase, startPrivateCluster } from '../../dist/demo/private-clu
 import { migrate } from '../../dist/store/migrate.js';
 import { fail, log, pct, selected, type Running, type RunContext } from './apache-context.js';
 import {
-  basic, checkPasswords, checkRouting, get, loadUsers, mapQueryCalls, sh, shuffled, sleep, startDaemon, startVariants,
-  stopChild, stopVariants, writeHeaders, wrk, type Answer,
+  basic,
+  checkPasswords,
+  checkRouting,
+  get,
+  loadUsers,
+  mapQueryCalls,
+  sh,
+  shuffled,
+  sleep,
+  startDaemon,
+  startVariants,
+  stopChild,
+  stopVariants,
+  writeHeaders,
+  wrk,
+  type Answer,
 } from './apache-probes.js';
 import { GROUPS, groupOf, passwordVariants, PASSWORD, PY_MAP, routingVariants, WSGI_APP, type Env } from './apache-variants.js';
 import { writeWrkScript, type WrkResult } from './wrk.js';
@@ -156,8 +170,13 @@ async function routing(ctx: RunContext, s: Setup): Promise<void> {
     await stopChild(ctx.live.sync);
     const t = performance.now();
     await startSync(ctx, s);
-    ctx.results.notes.push(`plexer sync: first full rebuild with ${N} users took ${(performance.now() - t).toFixed(0)} ms (start to "maps rebuilt").`);
-    const headers = writeHeaders(join(s.env.dir, `h-rot-${N}.txt`), shuffled(N).map((i) => `u${i}`));
+    ctx.results.notes.push(
+      `plexer sync: first full rebuild with ${N} users took ${(performance.now() - t).toFixed(0)} ms (start to "maps rebuilt").`,
+    );
+    const headers = writeHeaders(
+      join(s.env.dir, `h-rot-${N}.txt`),
+      shuffled(N).map((i) => `u${i}`),
+    );
 
     const running = await startVariants(ctx, s.env, selected(ctx, routingVariants(s.env)), `r${N}`);
     for (const r of running) await checkRouting(ctx, r, N);
@@ -185,7 +204,9 @@ async function routing(ctx: RunContext, s: Setup): Promise<void> {
           plexerRequests += res.requests;
         }
         results.set(r.v.id, [...(results.get(r.v.id) ?? []), res]);
-        log(`round ${round + 1} ${r.v.id.padEnd(8)} ${res.rps.toFixed(0).padStart(6)} req/s p50 ${res.p50ms.toFixed(2)} ms p99 ${res.p99ms.toFixed(2)} ms`);
+        log(
+          `round ${round + 1} ${r.v.id.padEnd(8)} ${res.rps.toFixed(0).padStart(6)} req/s p50 ${res.p50ms.toFixed(2)} ms p99 ${res.p99ms.toFixed(2)} ms`,
+        );
       }
     }
     for (const r of running) {
@@ -249,7 +270,14 @@ async function propagation(ctx: RunContext, s: Setup, running: Running[], N: num
   };
   const rows = ctx.results.propagation;
   const row = (label: string, times: number[], note: string) =>
-    rows.push([label, String(times.length), `${pct(times, 50).toFixed(1)} ms`, `${pct(times, 99).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`, note]);
+    rows.push([
+      label,
+      String(times.length),
+      `${pct(times, 50).toFixed(1)} ms`,
+      `${pct(times, 99).toFixed(1)} ms`,
+      `${Math.max(...times).toFixed(1)} ms`,
+      note,
+    ]);
   row('`plexer map group` (LISTEN/NOTIFY)', await measureMoves('plexer', ctx.options.moves, 10_000), 'poll every ~1 ms from COMMIT');
   row('`dbd:` (query per lookup)', await measureMoves('dbd', ctx.options.moves, 10_000), 'immediate by construction');
   // fastdbd: warm several children's caches with a user, move it, sample on fresh connections.
@@ -262,7 +290,14 @@ async function propagation(ctx: RunContext, s: Setup, running: Running[], N: num
     await sleep(1000);
     let stale = 0;
     for (let k = 0; k < 40; k++) if ((await get(r.httpd.port, '/app/', basic(user))).group !== 't1') stale++;
-    rows.push(['`fastdbd:` (per-child cache)', '1', '—', '—', '—', `until restart: ${stale}/40 requests 1 s after the move still went to the old group (the children that had cached it)`]);
+    rows.push([
+      '`fastdbd:` (per-child cache)',
+      '1',
+      '—',
+      '—',
+      '—',
+      `until restart: ${stale}/40 requests 1 s after the move still went to the old group (the children that had cached it)`,
+    ]);
   }
   // plexer sync: restart (full rebuild), then moves; each move -> NOTIFY -> a full rebuild of all users.
   await startSync(ctx, s);
@@ -294,7 +329,11 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
     if (coldNext > cold + 1) throw new Error('out of cold users');
     return writeHeaders(join(dir, `h-cold-${coldNext}.txt`), users);
   };
-  const authd = await startDaemon(['authd', '--listen', `127.0.0.1:${s.env.authdPort}`, '--config', s.authdConf], / listening /, 'plexer authd');
+  const authd = await startDaemon(
+    ['authd', '--listen', `127.0.0.1:${s.env.authdPort}`, '--config', s.authdConf],
+    / listening /,
+    'plexer authd',
+  );
   ctx.live.authd = authd;
   ctx.cpuRoots.authd = authd.pid;
   const variants = passwordVariants(s.env);
@@ -317,13 +356,17 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
     for (const r of order) {
       const res = await wrk(ctx, s.script, r, headersOf(r.v.id), { cpuKey: `passwords warm ${r.v.id}` });
       out.warm.set(r.v.id, [...(out.warm.get(r.v.id) ?? []), res]);
-      log(`warm round ${round + 1} ${r.v.id.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} req/s p50 ${res.p50ms.toFixed(2)} ms p99 ${res.p99ms.toFixed(2)} ms`);
+      log(
+        `warm round ${round + 1} ${r.v.id.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} req/s p50 ${res.p50ms.toFixed(2)} ms p99 ${res.p99ms.toFixed(2)} ms`,
+      );
       if (cached.has(r.v.id)) {
         const n = coldPerRun[r.v.id]!;
         const c = await wrk(ctx, s.script, r, coldSlice(n), { cpuKey: `passwords cold ${r.v.id}` });
         if (c.requests > n) out.coldWrapped.push(`${r.v.id} round ${round + 1}: ${c.requests} requests over ${n} fresh users`);
         coldRes.set(r.v.id, [...(coldRes.get(r.v.id) ?? []), c]);
-        log(`cold round ${round + 1} ${r.v.id.padEnd(12)} ${c.rps.toFixed(0).padStart(6)} req/s p50 ${c.p50ms.toFixed(2)} ms p99 ${c.p99ms.toFixed(2)} ms`);
+        log(
+          `cold round ${round + 1} ${r.v.id.padEnd(12)} ${c.rps.toFixed(0).padStart(6)} req/s p50 ${c.p50ms.toFixed(2)} ms p99 ${c.p99ms.toFixed(2)} ms`,
+        );
       }
     }
   }
@@ -349,10 +392,28 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   }
   for (const r of running) {
     const w = out.warm.get(r.v.id) ?? [];
-    out.rows.push({ section: 'passwords', id: r.v.id, label: `${r.v.label} — warm`, users: `${o.warmUsers} seen`, rps: w.map((x) => x.rps), p50: w.map((x) => x.p50ms), p99: w.map((x) => x.p99ms), ref: 'none' });
+    out.rows.push({
+      section: 'passwords',
+      id: r.v.id,
+      label: `${r.v.label} — warm`,
+      users: `${o.warmUsers} seen`,
+      rps: w.map((x) => x.rps),
+      p50: w.map((x) => x.p50ms),
+      p99: w.map((x) => x.p99ms),
+      ref: 'none',
+    });
     const c = coldRes.get(r.v.id);
     if (c) {
-      out.rows.push({ section: 'passwords', id: `${r.v.id}-cold`, label: `${r.v.label} — cold`, users: 'never seen', rps: c.map((x) => x.rps), p50: c.map((x) => x.p50ms), p99: c.map((x) => x.p99ms), ref: 'none' });
+      out.rows.push({
+        section: 'passwords',
+        id: `${r.v.id}-cold`,
+        label: `${r.v.label} — cold`,
+        users: 'never seen',
+        rps: c.map((x) => x.rps),
+        p50: c.map((x) => x.p50ms),
+        p99: c.map((x) => x.p99ms),
+        ref: 'none',
+      });
     }
   }
   await stopVariants(ctx);

@@ -81,16 +81,7 @@ export interface Env {
   authdPort: number;
 }
 
-const BASE_MODULES = [
-  'mpm_prefork',
-  'authz_core',
-  'authz_user',
-  'authn_core',
-  'auth_basic',
-  'rewrite',
-  'env',
-  'wsgi',
-];
+const BASE_MODULES = ['mpm_prefork', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'rewrite', 'env', 'wsgi'];
 
 export function renderConfig(env: Env, v: Variant, port: number, stateDir: string): string {
   const modules = [...BASE_MODULES, ...(v.modules ?? [])];
@@ -121,10 +112,14 @@ export function renderConfig(env: Env, v: Variant, port: number, stateDir: strin
   ];
   // Same pool everywhere: 4 daemon processes x 4 threads (one group of 4 processes for the fixed reference).
   if (v.map === undefined) {
-    L.push(`WSGIDaemonProcess pool display-name=%{GROUP} processes=4 threads=4 user=www-data group=www-data home=${env.app} lang=C.UTF-8 locale=C.UTF-8`);
+    L.push(
+      `WSGIDaemonProcess pool display-name=%{GROUP} processes=4 threads=4 user=www-data group=www-data home=${env.app} lang=C.UTF-8 locale=C.UTF-8`,
+    );
   } else {
     for (const g of GROUPS) {
-      L.push(`WSGIDaemonProcess ${g} display-name=%{GROUP} processes=1 threads=4 user=www-data group=www-data home=${env.app} lang=C.UTF-8 locale=C.UTF-8`);
+      L.push(
+        `WSGIDaemonProcess ${g} display-name=%{GROUP} processes=1 threads=4 user=www-data group=www-data home=${env.app} lang=C.UTF-8 locale=C.UTF-8`,
+      );
     }
   }
   L.push(...(v.server ?? []));
@@ -160,7 +155,9 @@ export function renderConfig(env: Env, v: Variant, port: number, stateDir: strin
       }),
       `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(GROUPS)}`,
       '        RewriteRule ^ - [R=503]',
-      ...(v.route ? [`        RewriteCond %{ENV:PLEXER_SETTINGS} !^bench\\.settings_(${GROUPS.join('|')})$`, '        RewriteRule ^ - [R=503]'] : []),
+      ...(v.route
+        ? [`        RewriteCond %{ENV:PLEXER_SETTINGS} !^bench\\.settings_(${GROUPS.join('|')})$`, '        RewriteRule ^ - [R=503]']
+        : []),
       '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
     );
   } else if (v.map !== undefined) {
@@ -176,7 +173,13 @@ export function renderConfig(env: Env, v: Variant, port: number, stateDir: strin
   } else {
     L.push('        WSGIProcessGroup pool');
   }
-  L.push('        WSGIApplicationGroup %{GLOBAL}', `        WSGIRestrictProcess ${groups.join(' ')}`, '    </Directory>', '</VirtualHost>', '');
+  L.push(
+    '        WSGIApplicationGroup %{GLOBAL}',
+    `        WSGIRestrictProcess ${groups.join(' ')}`,
+    '    </Directory>',
+    '</VirtualHost>',
+    '',
+  );
   return L.join('\n');
 }
 
@@ -208,18 +211,45 @@ export function routingVariants(env: Env): Variant[] {
   return [
     { id: 'fixed', label: 'no map, fixed WSGIProcessGroup [reference]', auth, modules: authMods },
     { id: 'txt', label: '`txt:` map', map: `txt:${env.txtMap}`, auth, modules: authMods },
-    { id: 'dbd', label: '`dbd:` map (mod_dbd, pgsql)', map: `dbd:${DBD_GROUP_QUERY}`, auth, modules: [...authMods, 'dbd'], server: dbdServer(env) },
-    { id: 'fastdbd', label: '`fastdbd:` map (mod_dbd, pgsql)', map: `fastdbd:${DBD_GROUP_QUERY}`, auth, modules: [...authMods, 'dbd'], server: dbdServer(env) },
-    { id: 'pyprg', label: 'minimal Python `prg:` (dict from a file)', map: `prg:/usr/bin/python3 ${env.app}/map.py ${env.txtMap}`, auth, modules: authMods },
+    {
+      id: 'dbd',
+      label: '`dbd:` map (mod_dbd, pgsql)',
+      map: `dbd:${DBD_GROUP_QUERY}`,
+      auth,
+      modules: [...authMods, 'dbd'],
+      server: dbdServer(env),
+    },
+    {
+      id: 'fastdbd',
+      label: '`fastdbd:` map (mod_dbd, pgsql)',
+      map: `fastdbd:${DBD_GROUP_QUERY}`,
+      auth,
+      modules: [...authMods, 'dbd'],
+      server: dbdServer(env),
+    },
+    {
+      id: 'pyprg',
+      label: 'minimal Python `prg:` (dict from a file)',
+      map: `prg:/usr/bin/python3 ${env.app}/map.py ${env.txtMap}`,
+      auth,
+      modules: authMods,
+    },
     {
       id: 'pyprg-keyed',
-      label: 'minimal Python `prg:`, answers name their key + the key check (plexer\'s rules)',
+      label: "minimal Python `prg:`, answers name their key + the key check (plexer's rules)",
       map: `prg:/usr/bin/python3 ${env.app}/map.py ${env.txtMap} keyed`,
       keyed: true,
       auth,
       modules: authMods,
     },
-    { id: 'plexer', label: '`plexer map group` (`prg:`)', map: `prg:${NODE} ${PLEXER} map group --config ${env.conf}`, keyed: true, auth, modules: authMods },
+    {
+      id: 'plexer',
+      label: '`plexer map group` (`prg:`)',
+      map: `prg:${NODE} ${PLEXER} map group --config ${env.conf}`,
+      keyed: true,
+      auth,
+      modules: authMods,
+    },
     {
       id: 'plexer-route',
       label: '`plexer map route` (`prg:`): group + settings in one lookup, the default generated config',
@@ -282,10 +312,7 @@ export function passwordVariants(env: Env): Variant[] {
       modules: ['authnz_external', 'socache_shmcb', 'authn_socache'],
       server: shmcb('ext'),
       vhost: [ext],
-      auth: [
-        ...socacheExternal,
-        'Require valid-user',
-      ],
+      auth: [...socacheExternal, 'Require valid-user'],
     },
     {
       // What `plexer apache config` renders by default: the above, plus `plexer lockout` counting the 401s and
@@ -298,10 +325,7 @@ export function passwordVariants(env: Env): Variant[] {
         `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.dir}/locks --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,
       ],
       vhost: [`DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`],
-      auth: [
-        ...socacheExternal,
-        ...requireUnlocked(`${env.dir}/locks`, 'valid-user'),
-      ],
+      auth: [...socacheExternal, ...requireUnlocked(`${env.dir}/locks`, 'valid-user')],
     },
     {
       id: 'authd',

@@ -29,7 +29,8 @@ const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
-const fmt = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms  p90 ${pct(xs, 90).toFixed(2)} ms  p99 ${pct(xs, 99).toFixed(2)} ms  (n=${xs.length})`;
+const fmt = (xs: number[]) =>
+  `p50 ${pct(xs, 50).toFixed(2)} ms  p90 ${pct(xs, 90).toFixed(2)} ms  p99 ${pct(xs, 99).toFixed(2)} ms  (n=${xs.length})`;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -56,12 +57,16 @@ async function main(): Promise<void> {
     await sql.query(`INSERT INTO daemon_groups (name) VALUES ('t1')`).catch(() => undefined);
     const users = Array.from({ length: N + 1 }, (_, i) => `user${i}`);
     for (const name of users) {
-      await sql.query('INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [name, hash, 't1'])
+      await sql
+        .query('INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [name, hash, 't1'])
         .catch(() => sql.query('INSERT INTO users (name, password_hash) VALUES ($1, $2)', [name, hash]));
     }
 
     const port = await freePort();
-    daemon = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'authd', '--listen', `127.0.0.1:${port}`, '--config', configPath], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'authd', '--listen', `127.0.0.1:${port}`, '--config', configPath], {
+      env: {},
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     await new Promise<void>((resolve, reject) => {
       let log = '';
       daemon!.stderr!.on('data', (d) => {
@@ -73,7 +78,11 @@ async function main(): Promise<void> {
     const target = { host: '127.0.0.1', port };
     const check = async (user: string, password: string) => {
       const start = performance.now();
-      const answer = await authorizerRequest(target, { FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '127.0.0.1' }, 120_000);
+      const answer = await authorizerRequest(
+        target,
+        { FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: '127.0.0.1' },
+        120_000,
+      );
       return { ms: performance.now() - start, status: answer.status };
     };
 
@@ -105,19 +114,23 @@ async function main(): Promise<void> {
     const concurrency = 16;
     const until = performance.now() + (quick ? 1_000 : 3_000);
     let done = 0;
-    await Promise.all(Array.from({ length: concurrency }, async (_, c) => {
-      while (performance.now() < until) {
-        await check(users[1 + (c % N)]!, 'pw');
-        done++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, c) => {
+        while (performance.now() < until) {
+          await check(users[1 + (c % N)]!, 'pw');
+          done++;
+        }
+      }),
+    );
     const rps = done / ((quick ? 1_000 : 3_000) / 1000);
 
     console.log(`plexer authd latency, bcrypt cost ${cost} (bcryptjs ${process.version}), one FastCGI connection per check:`);
     console.log(`  bcrypt verify alone (in-process)        ${fmt(raw)}`);
     console.log(`  cold check (store + bcrypt + lockout)   ${fmt(cold)}`);
     console.log(`  warm check (cached, lockout read)       ${fmt(warm)}`);
-    console.log(`  warm check during 32 queued cold checks ${fmt(warmUnderLoad)}; the 32 took ${floodMs.toFixed(0)} ms, statuses ${[...new Set(floodResults.map((r) => r.status))].join(',')}`);
+    console.log(
+      `  warm check during 32 queued cold checks ${fmt(warmUnderLoad)}; the 32 took ${floodMs.toFixed(0)} ms, statuses ${[...new Set(floodResults.map((r) => r.status))].join(',')}`,
+    );
     console.log(`  warm throughput, ${concurrency} concurrent clients: ${rps.toFixed(0)} checks/s`);
     await sql.end();
   } finally {

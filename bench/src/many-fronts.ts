@@ -187,14 +187,30 @@ async function startFront(index: number, dir: string, configPath: string, secret
   const fds = Object.fromEntries(Object.entries(logs).map(([k, path]) => [k, openSync(path, 'a')])) as Record<keyof typeof logs, number>;
   const authdPort = await freePort();
   const maps = { group: new MapPipe('group', configPath, fds.group), settings: new MapPipe('settings', configPath, fds.settings) };
-  const helpers = new Map<HelperKind, ChildProcess>([['map group', maps.group.child], ['map settings', maps.settings.child]]);
+  const helpers = new Map<HelperKind, ChildProcess>([
+    ['map group', maps.group.child],
+    ['map settings', maps.settings.child],
+  ]);
   if (WITH_SYNC) {
-    helpers.set('sync', spawn(process.execPath, [PLEXER, 'sync', '--dir', mapDir, '--config', configPath], { env: {}, stdio: ['ignore', 'ignore', fds.sync] }));
+    helpers.set(
+      'sync',
+      spawn(process.execPath, [PLEXER, 'sync', '--dir', mapDir, '--config', configPath], {
+        env: {},
+        stdio: ['ignore', 'ignore', fds.sync],
+      }),
+    );
   }
-  helpers.set('authd', spawn(process.execPath, [PLEXER, 'authd', '--listen', `127.0.0.1:${authdPort}`, '--apache-user', 'root', '--secret-file', secretFile, '--config', configPath], {
-    env: {},
-    stdio: ['ignore', 'ignore', fds.authd],
-  }));
+  helpers.set(
+    'authd',
+    spawn(
+      process.execPath,
+      [PLEXER, 'authd', '--listen', `127.0.0.1:${authdPort}`, '--apache-user', 'root', '--secret-file', secretFile, '--config', configPath],
+      {
+        env: {},
+        stdio: ['ignore', 'ignore', fds.authd],
+      },
+    ),
+  );
   const front: Front = {
     index,
     maps,
@@ -211,15 +227,29 @@ async function startFront(index: number, dir: string, configPath: string, secret
 function authCheck(front: Front, user: string): Promise<number> {
   return authorizerRequest(
     { host: '127.0.0.1', port: front.authdPort },
-    { FCGI_APACHE_ROLE: 'AUTHENTICATOR', REMOTE_USER: user, REMOTE_PASSWD: PASSWORD, REMOTE_ADDR: '127.0.0.1', [SECRET_PARAM]: front.secret },
+    {
+      FCGI_APACHE_ROLE: 'AUTHENTICATOR',
+      REMOTE_USER: user,
+      REMOTE_PASSWD: PASSWORD,
+      REMOTE_ADDR: '127.0.0.1',
+      [SECRET_PARAM]: front.secret,
+    },
     30_000,
   ).then((answer) => answer.status);
 }
 
 async function waitReady(front: Front, expectGroup: string): Promise<void> {
   const name = `front ${front.index}`;
-  await waitUntil(`${name}'s group map to answer user1`, 60_000, async () => (await front.maps.group.ask('user1')) === answerNaming('user1', expectGroup));
-  await waitUntil(`${name}'s settings map to answer tenant1`, 60_000, async () => (await front.maps.settings.ask('tenant1')) === answerNaming('tenant1', 'tenants.t1.v0'));
+  await waitUntil(
+    `${name}'s group map to answer user1`,
+    60_000,
+    async () => (await front.maps.group.ask('user1')) === answerNaming('user1', expectGroup),
+  );
+  await waitUntil(
+    `${name}'s settings map to answer tenant1`,
+    60_000,
+    async () => (await front.maps.settings.ask('tenant1')) === answerNaming('tenant1', 'tenants.t1.v0'),
+  );
   if (WITH_SYNC) await waitUntil(`${name}'s sync to write group.map`, 60_000, () => existsSync(join(front.mapDir, 'group.map')));
   await waitUntil(`${name}'s authd to listen`, 60_000, () => / listening /.test(readFileSync(front.logs.authd, 'utf8')));
   const status = await authCheck(front, 'user1');
@@ -265,7 +295,7 @@ function postgresTicks(before: CpuSample, after: CpuSample): number {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {
-    console.error('bench:fronts: run as root (authd answers only Apache\'s user or root; sync writes files for group www-data)');
+    console.error("bench:fronts: run as root (authd answers only Apache's user or root; sync writes files for group www-data)");
     process.exit(2);
   }
   const started = performance.now();
@@ -275,7 +305,8 @@ async function main(): Promise<void> {
   let driver: pg.Pool | undefined;
   let failed = false;
   const stopAll = async () => {
-    const exits = fronts.flatMap((f) => [...f.helpers.values()])
+    const exits = fronts
+      .flatMap((f) => [...f.helpers.values()])
       .filter((c) => c.exitCode === null && c.signalCode === null)
       .map((child) => {
         const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -296,8 +327,13 @@ async function main(): Promise<void> {
     const configPath = join(dir, 'plexer.conf');
     // The helpers connect as a read-only role, as installed (README "Least privilege in PostgreSQL").
     const values = {
-      pg_host: cluster.host, pg_port: cluster.port, pg_database: 'bench', pg_user: 'plexer_helper', admin_pg_user: cluster.superuser,
-      pool_max: POOL_MAX, bcrypt_cost: 4,
+      pg_host: cluster.host,
+      pg_port: cluster.port,
+      pg_database: 'bench',
+      pg_user: 'plexer_helper',
+      admin_pg_user: cluster.superuser,
+      pool_max: POOL_MAX,
+      bcrypt_cost: 4,
     };
     writeFileAtomic(configPath, formatConfig(values), { mode: 0o644 });
     await runPlexer(['db', 'migrate', '--helper-role', 'plexer_helper', '--login', '--config', configPath]);
@@ -307,7 +343,10 @@ async function main(): Promise<void> {
     // Idle clients see the cluster's shutdown at the end as an error event, which must not end the bench.
     sql.on('error', () => undefined);
     const hash = await bcrypt.hash(PASSWORD, 4);
-    await sql.query(`INSERT INTO daemon_groups (name, settings_module) SELECT 'tenant' || i, 'tenants.t' || i || '.v0' FROM generate_series(1, $1::integer) i`, [GROUPS]);
+    await sql.query(
+      `INSERT INTO daemon_groups (name, settings_module) SELECT 'tenant' || i, 'tenants.t' || i || '.v0' FROM generate_series(1, $1::integer) i`,
+      [GROUPS],
+    );
     await sql.query(
       `INSERT INTO users (name, password_hash, daemon_group)
        SELECT 'user' || i, $2, 'tenant' || (1 + i % $3::integer) FROM generate_series(1, $1::integer) i`,
@@ -324,10 +363,12 @@ async function main(): Promise<void> {
     for (let i = 1; i <= FRONTS; i++) fronts.push(await startFront(i, dir, configPath, secretFile));
     for (const front of fronts) await waitReady(front, groupOf.get('user1')!);
     log(`all ready after ${((performance.now() - started) / 1000).toFixed(1)} s; filling every map's cache`);
-    await Promise.all(fronts.map(async (front) => {
-      for (const user of groupOf.keys()) await front.maps.group.ask(user);
-      for (const group of settingsOf.keys()) await front.maps.settings.ask(group);
-    }));
+    await Promise.all(
+      fronts.map(async (front) => {
+        for (const user of groupOf.keys()) await front.maps.group.ask(user);
+        for (const group of settingsOf.keys()) await front.maps.settings.ask(group);
+      }),
+    );
 
     // What PostgreSQL sees, sampled once a second.
     const peaks = new Map<string, number>();
@@ -337,7 +378,8 @@ async function main(): Promise<void> {
     const sampleConnections = async () => {
       const { rows } = await sql.query<{ pid: number; app: string }>(
         `SELECT pid, coalesce(nullif(application_name, ''), backend_type) AS app FROM pg_stat_activity
-          WHERE datname = current_database() OR datname IS NULL`);
+          WHERE datname = current_database() OR datname IS NULL`,
+      );
       const counts = new Map<string, number>();
       for (const row of rows) {
         counts.set(row.app, (counts.get(row.app) ?? 0) + 1);
@@ -386,7 +428,9 @@ async function main(): Promise<void> {
     await sleep(BASELINE_SECONDS * 1000);
     const baseEnd = sampleCpu(cluster, fronts);
 
-    log(`churn: ${RATE} changes/s for ${SECONDS} s (${SETTINGS_EVERY > 0 ? `every ${SETTINGS_EVERY}th a settings change, the others user moves` : 'user moves only'})`);
+    log(
+      `churn: ${RATE} changes/s for ${SECONDS} s (${SETTINGS_EVERY > 0 ? `every ${SETTINGS_EVERY}th a settings change, the others user moves` : 'user moves only'})`,
+    );
     const changes: Change[] = [];
     const pending = new Set<string>();
     const watches: Array<Promise<void>> = [];
@@ -444,7 +488,10 @@ async function main(): Promise<void> {
     const rss = new Map<HelperKind, number[]>();
     for (const front of fronts) {
       for (const [kind, child] of front.helpers) {
-        rss.set(kind, [...(rss.get(kind) ?? []), rssKiB(child.pid)].sort((a, b) => a - b));
+        rss.set(
+          kind,
+          [...(rss.get(kind) ?? []), rssKiB(child.pid)].sort((a, b) => a - b),
+        );
       }
     }
     running = false;
@@ -454,7 +501,11 @@ async function main(): Promise<void> {
     // Figures.
     const observed = changes.flatMap((c) => c.seenAfterMs.filter((ms): ms is number => ms !== undefined)).sort((a, b) => a - b);
     const missed = changes.reduce((n, c) => n + fronts.filter((f) => c.seenAfterMs[f.index - 1] === undefined).length, 0);
-    const byKind = (kind: Kind) => changes.filter((c) => c.kind === kind).flatMap((c) => c.seenAfterMs.filter((ms): ms is number => ms !== undefined)).sort((a, b) => a - b);
+    const byKind = (kind: Kind) =>
+      changes
+        .filter((c) => c.kind === kind)
+        .flatMap((c) => c.seenAfterMs.filter((ms): ms is number => ms !== undefined))
+        .sort((a, b) => a - b);
     const churnSeconds = (churnEnd.at - churnStart.at) / 1000;
     const baseSeconds = (baseEnd.at - baseStart.at) / 1000;
     const pgBaselineMsPerS = (postgresTicks(baseStart, baseEnd) * TICK_MS) / baseSeconds;
@@ -472,7 +523,13 @@ async function main(): Promise<void> {
       pgByApp.set(app, (pgByApp.get(app) ?? 0) + (p.ticks - (churnStart.postgres.get(pid)?.ticks ?? 0)) * TICK_MS);
     }
     const rebuilds = fronts.reduce((n, f) => n + (readFileSync(f.logs.sync, 'utf8').match(/ maps rebuilt /g) ?? []).length, 0);
-    const problems = fronts.flatMap((f) => Object.values(f.logs).flatMap((path) => readFileSync(path, 'utf8').split('\n').filter((l) => / (warn|error): /.test(l))));
+    const problems = fronts.flatMap((f) =>
+      Object.values(f.logs).flatMap((path) =>
+        readFileSync(path, 'utf8')
+          .split('\n')
+          .filter((l) => / (warn|error): /.test(l)),
+      ),
+    );
     const plexerApps = [...peaks.keys()].filter((app) => app.startsWith('plexer')).sort();
     const fmt = (xs: number[]) =>
       xs.length === 0 ? 'none' : `${percentile(xs, 50).toFixed(1)} ms / ${percentile(xs, 99).toFixed(1)} ms / ${xs.at(-1)!.toFixed(1)} ms`;
@@ -485,22 +542,56 @@ async function main(): Promise<void> {
     const rows: Array<[string, string]> = [
       [`front ends (each: ${HELPER_KINDS.join(', ')})`, String(FRONTS)],
       ['users / groups in the store', `${USERS} / ${GROUPS}`],
-      ['changes committed (user moves + settings changes)', `${changes.length} in ${churnSeconds.toFixed(1)} s (${changes.filter((c) => c.kind === 'group').length} + ${changes.filter((c) => c.kind === 'settings').length})`],
+      [
+        'changes committed (user moves + settings changes)',
+        `${changes.length} in ${churnSeconds.toFixed(1)} s (${changes.filter((c) => c.kind === 'group').length} + ${changes.filter((c) => c.kind === 'settings').length})`,
+      ],
       ['(change, front end) pairs seen / missed', `${observed.length} / ${missed}`],
       ['propagation COMMIT → map answers new value, p50 / p99 / max', fmt(observed)],
       ['… user moves (group map)', fmt(byKind('group'))],
       ['… settings changes (settings map)', fmt(byKind('settings'))],
-      ...plexerApps.map((app): [string, string] => [`connections held by \`${app}\`, peak (at end)`, `${peaks.get(app)} (${lastCounts.get(app) ?? 0})`]),
-      ['connections held by plexer, peak total (per front end; budget per front end)', `${peakTotal} (${(peakTotal / FRONTS).toFixed(1)}; ${BUDGET_PER_FRONT})`],
+      ...plexerApps.map((app): [string, string] => [
+        `connections held by \`${app}\`, peak (at end)`,
+        `${peaks.get(app)} (${lastCounts.get(app) ?? 0})`,
+      ]),
+      [
+        'connections held by plexer, peak total (per front end; budget per front end)',
+        `${peakTotal} (${(peakTotal / FRONTS).toFixed(1)}; ${BUDGET_PER_FRONT})`,
+      ],
       ['PostgreSQL CPU, baseline (traffic, no changes)', `${pgBaselineMsPerS.toFixed(1)} ms/s`],
-      ['PostgreSQL CPU per change (baseline subtracted)', `${(pgNetMs / changes.length).toFixed(2)} ms (raw ${(pgChurnMs / changes.length).toFixed(2)} ms)`],
-      ...[...pgByApp].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]).map(([app, ms]): [string, string] => [`… in \`${app}\` backends (raw)`, `${(ms / changes.length).toFixed(2)} ms`]),
-      ['this bench process (drives every pipe) CPU during the churn', `${((benchCpu.user + benchCpu.system) / 1000 / churnSeconds / 10).toFixed(0)} % of one core`],
-      ['machine CPU busy during the churn (all cores, every process)', `${((100 * (churnEnd.machine.busy - churnStart.machine.busy)) / (churnEnd.machine.total - churnStart.machine.total)).toFixed(0)} %`],
-      ...HELPER_KINDS.map((kind): [string, string] => [`helper CPU per change per front end: ${kind}`, `${helperPerChange(kind).toFixed(2)} ms`]),
-      ...(WITH_SYNC ? [['sync rebuilds (all front ends)', `${rebuilds} (${(rebuilds / FRONTS / churnSeconds).toFixed(1)}/s per front end)`] as [string, string]] : []),
+      [
+        'PostgreSQL CPU per change (baseline subtracted)',
+        `${(pgNetMs / changes.length).toFixed(2)} ms (raw ${(pgChurnMs / changes.length).toFixed(2)} ms)`,
+      ],
+      ...[...pgByApp]
+        .filter(([, ms]) => ms > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([app, ms]): [string, string] => [`… in \`${app}\` backends (raw)`, `${(ms / changes.length).toFixed(2)} ms`]),
+      [
+        'this bench process (drives every pipe) CPU during the churn',
+        `${((benchCpu.user + benchCpu.system) / 1000 / churnSeconds / 10).toFixed(0)} % of one core`,
+      ],
+      [
+        'machine CPU busy during the churn (all cores, every process)',
+        `${((100 * (churnEnd.machine.busy - churnStart.machine.busy)) / (churnEnd.machine.total - churnStart.machine.total)).toFixed(0)} %`,
+      ],
+      ...HELPER_KINDS.map((kind): [string, string] => [
+        `helper CPU per change per front end: ${kind}`,
+        `${helperPerChange(kind).toFixed(2)} ms`,
+      ]),
+      ...(WITH_SYNC
+        ? [
+            ['sync rebuilds (all front ends)', `${rebuilds} (${(rebuilds / FRONTS / churnSeconds).toFixed(1)}/s per front end)`] as [
+              string,
+              string,
+            ],
+          ]
+        : []),
       ...HELPER_KINDS.map((kind): [string, string] => [`RSS ${kind}, median / max`, rssRow(kind)]),
-      ['background map lookups / authd checks (statuses)', `${trafficLookups} / ${[...authStatuses].map(([s, n]) => `${n}×${s}`).join(', ')}`],
+      [
+        'background map lookups / authd checks (statuses)',
+        `${trafficLookups} / ${[...authStatuses].map(([s, n]) => `${n}×${s}`).join(', ')}`,
+      ],
       ['helper warn/error log lines', String(problems.length)],
     ];
     const table = [
@@ -519,13 +610,21 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${table}`);
     if (problems.length > 0) process.stdout.write(`\nfirst helper warnings:\n${problems.slice(0, 10).join('\n')}\n`);
     if (opts.json) {
-      writeFileSync(opts.json, JSON.stringify({
-        fronts: FRONTS,
-        changes: changes.map((c) => ({ kind: c.kind, key: c.key, value: c.value, seenBy: c.seenAfterMs.filter((ms) => ms !== undefined).length })),
-        missed,
-        peakConnections: Object.fromEntries(peaks),
-        authStatuses: Object.fromEntries(authStatuses),
-      }));
+      writeFileSync(
+        opts.json,
+        JSON.stringify({
+          fronts: FRONTS,
+          changes: changes.map((c) => ({
+            kind: c.kind,
+            key: c.key,
+            value: c.value,
+            seenBy: c.seenAfterMs.filter((ms) => ms !== undefined).length,
+          })),
+          missed,
+          peakConnections: Object.fromEntries(peaks),
+          authStatuses: Object.fromEntries(authStatuses),
+        }),
+      );
     }
     if (missed > 0) {
       failed = true;

@@ -26,7 +26,10 @@ class MapPipe {
   private onDone: (() => void) | undefined;
 
   constructor(configPath: string) {
-    this.child = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'map', 'group', '--config', configPath], { env: {}, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'map', 'group', '--config', configPath], {
+      env: {},
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (chunk: string) => {
       this.buffer += chunk;
@@ -83,7 +86,9 @@ async function main(): Promise<void> {
     await sql.query(
       `INSERT INTO users (name, password_hash, daemon_group)
        SELECT 'user' || i, '$2b$04$d1zKlBqgH3WPlpi6R00EK./eQ5KVv/iKwy/jCb7F38jm4Vw85UHNu', 'tenant' || (1 + i % 10)
-         FROM generate_series(1, $1::integer) i`, [USERS]);
+         FROM generate_series(1, $1::integer) i`,
+      [USERS],
+    );
 
     const map = new MapPipe(configPath);
     const keys = Array.from({ length: USERS }, (_, i) => `user${i + 1}`);
@@ -102,7 +107,8 @@ async function main(): Promise<void> {
       for (let i = 0; i < keys.length; i += 5000) {
         const answers = await map.lookup(keys.slice(i, i + 5000));
         answers.forEach((answer, j) => {
-          if (answer !== `#user${i + j + 1}=tenant${1 + ((i + j + 1) % 10)}`) throw new Error(`wrong answer for user${i + j + 1}: ${answer}`);
+          if (answer !== `#user${i + j + 1}=tenant${1 + ((i + j + 1) % 10)}`)
+            throw new Error(`wrong answer for user${i + j + 1}: ${answer}`);
         });
         answered += answers.length;
       }
@@ -141,7 +147,10 @@ async function main(): Promise<void> {
       ['warm, pipelined (5,000 keys per write)', `${pipelinedPerSecond.toFixed(0)} lookups/s`],
       ['warm, one key at a time (as mod_rewrite)', `${singlePerSecond.toFixed(0)} lookups/s`],
       ['one-at-a-time round trip p50 / p99', `${percentile(latencies, 50).toFixed(1)} µs / ${percentile(latencies, 99).toFixed(1)} µs`],
-      ['propagation after COMMIT p50 / p99 / max', `${percentile(propagation, 50).toFixed(1)} ms / ${percentile(propagation, 99).toFixed(1)} ms / ${propagation.at(-1)!.toFixed(1)} ms`],
+      [
+        'propagation after COMMIT p50 / p99 / max',
+        `${percentile(propagation, 50).toFixed(1)} ms / ${percentile(propagation, 99).toFixed(1)} ms / ${propagation.at(-1)!.toFixed(1)} ms`,
+      ],
       ['map RSS at start / with all users cached', `${rssStart.toFixed(0)} MiB / ${rssWarm.toFixed(0)} MiB`],
     ];
     const table = [

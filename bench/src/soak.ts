@@ -26,16 +26,39 @@ const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/e2e-ch
 });
 const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
 
-interface Proc { pid: number; rssKiB: number; cmd: string }
-interface Sample { parent: Proc; workers: Proc[]; wsgi: Proc[]; maps: Proc[] }
+interface Proc {
+  pid: number;
+  rssKiB: number;
+  cmd: string;
+}
+interface Sample {
+  parent: Proc;
+  workers: Proc[];
+  wsgi: Proc[];
+  maps: Proc[];
+}
 interface Saved {
   report: {
-    seconds: number; clients: number; windowMs: number; requests: number; byStatus: Record<string, number>; wrongTenant: number;
-    servedWhileBlocked: number; wrongUser: number; unexpected401: number; unexpected403: number; unexpectedOther: number;
-    networkErrors: number; maxStalenessMs: number; staleResponses: number;
+    seconds: number;
+    clients: number;
+    windowMs: number;
+    requests: number;
+    byStatus: Record<string, number>;
+    wrongTenant: number;
+    servedWhileBlocked: number;
+    wrongUser: number;
+    unexpected401: number;
+    unexpected403: number;
+    unexpectedOther: number;
+    networkErrors: number;
+    maxStalenessMs: number;
+    staleResponses: number;
     changes: { total: number; cli: number; sql: number; failed: number; byOp: Record<string, number> };
   };
-  before: Sample; after: Sample; signal15: number; mapChanges: string[];
+  before: Sample;
+  after: Sample;
+  signal15: number;
+  mapChanges: string[];
 }
 
 let saved: Saved | undefined;
@@ -55,7 +78,9 @@ if (saved) {
   const rows: Array<[string, string, string?]> = [
     ['duration / clients', `${r.seconds} s / ${r.clients}`],
     ['requests sent', `${r.requests} (${(r.requests / r.seconds).toFixed(1)}/s)`],
-    ...Object.entries(r.byStatus).sort().map(([status, n]): [string, string] => [`  status ${status === '0' ? 'network error' : status}`, String(n)]),
+    ...Object.entries(r.byStatus)
+      .sort()
+      .map(([status, n]): [string, string] => [`  status ${status === '0' ? 'network error' : status}`, String(n)]),
     ['wrong-tenant 200s', `${r.wrongTenant} (served while blocked: ${r.servedWhileBlocked}; other REMOTE_USER: ${r.wrongUser})`],
     ['401 for a servable user', `${r.unexpected401} ("died on signal 15" in the error log: ${saved.signal15})`],
     ['403 for a servable user', String(r.unexpected403)],
@@ -65,7 +90,11 @@ if (saved) {
     ['map restarts seen', saved.mapChanges.length === 0 ? 'none' : saved.mapChanges.join('; ')],
     ['', 'before', 'after'],
     ['RSS apache parent', mib(before.parent.rssKiB), mib(after.parent.rssKiB)],
-    ['RSS apache children', `${mib(total(before.workers))} in ${before.workers.length}`, `${mib(total(after.workers))} in ${after.workers.length}`],
+    [
+      'RSS apache children',
+      `${mib(total(before.workers))} in ${before.workers.length}`,
+      `${mib(total(after.workers))} in ${after.workers.length}`,
+    ],
     ['RSS wsgi daemons', `${mib(total(before.wsgi))} in ${before.wsgi.length}`, `${mib(total(after.wsgi))} in ${after.wsgi.length}`],
     ['RSS map group', mapRss(before, 'group'), mapRss(after, 'group')],
     ['RSS map settings', mapRss(before, 'settings'), mapRss(after, 'settings')],

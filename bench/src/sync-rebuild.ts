@@ -42,7 +42,9 @@ async function main(): Promise<void> {
 
     const readStart = performance.now();
     const snapshot = await readSnapshot(client);
-    process.stdout.write(`snapshot read alone (3 queries, one REPEATABLE READ transaction): ${(performance.now() - readStart).toFixed(0)} ms, ${snapshot.group.length} + ${snapshot.settings.length} + ${snapshot.backend.length} rows\n`);
+    process.stdout.write(
+      `snapshot read alone (3 queries, one REPEATABLE READ transaction): ${(performance.now() - readStart).toFixed(0)} ms, ${snapshot.group.length} + ${snapshot.settings.length} + ${snapshot.backend.length} rows\n`,
+    );
 
     const results: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {

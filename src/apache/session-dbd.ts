@@ -16,8 +16,10 @@ export function sessionDatabaseFrom(config: PlexerConfig): SessionDatabase {
   const c: ConnectionSettings = config.connection;
   const plain = (label: string, value: string): string => {
     if (!PLAIN_VALUE.test(value)) {
-      throw new ConfigError(`${label} holds characters Apache's DBDParams cannot carry (quotes, spaces, $, \\): `
-        + (label.includes('password') ? 'put the password in a pg_passfile instead' : 'use plain characters'));
+      throw new ConfigError(
+        `${label} holds characters Apache's DBDParams cannot carry (quotes, spaces, $, \\): ` +
+          (label.includes('password') ? 'put the password in a pg_passfile instead' : 'use plain characters'),
+      );
     }
     return value;
   };
@@ -25,8 +27,12 @@ export function sessionDatabaseFrom(config: PlexerConfig): SessionDatabase {
     return { conninfo: plain('database_url', c.connectionString), schema: config.schema };
   }
   const pairs: [string, string | number | undefined][] = [
-    ['host', c.host], ['port', c.port], ['dbname', c.database], ['user', c.user],
-    ['password', c.password], ['passfile', c.passfile],
+    ['host', c.host],
+    ['port', c.port],
+    ['dbname', c.database],
+    ['user', c.user],
+    ['password', c.password],
+    ['passfile', c.passfile],
   ];
   const conninfo = pairs
     .filter((pair): pair is [string, string | number] => pair[1] !== undefined)

@@ -39,7 +39,8 @@ interface ConnectionVerdict {
 
 export class CallerGate {
   private readonly verdicts = new WeakMap<FastCgiConnection, ConnectionVerdict>();
-  private readonly options: Required<Omit<CallerGateOptions, 'secret' | 'allowedUids' | 'owners'>> & Pick<CallerGateOptions, 'secret' | 'allowedUids'>;
+  private readonly options: Required<Omit<CallerGateOptions, 'secret' | 'allowedUids' | 'owners'>> &
+    Pick<CallerGateOptions, 'secret' | 'allowedUids'>;
   private readonly owners: PeerOwners;
   // Per reason: a flood of one kind of refusal must not hide another.
   private readonly budgets = new Map<Refusal, { windowStart: number; logged: number; suppressed: number }>();
@@ -81,7 +82,8 @@ export class CallerGate {
     const { remoteAddress, remotePort, localAddress, localPort } = connection;
     if (remoteAddress === undefined) return {}; // Unix socket: its file mode decides who connects.
     if (remotePort === undefined || localAddress === undefined || localPort === undefined) return { refusal: 'peer-not-local' };
-    const uid = await this.owners.lookup({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })
+    const uid = await this.owners
+      .lookup({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })
       .catch(() => undefined);
     if (uid === undefined) return { refusal: 'peer-not-local' };
     if (!allowedUids.has(uid)) return { uid, refusal: 'peer-uid' };

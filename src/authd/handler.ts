@@ -63,7 +63,10 @@ export function createAuthdHandler({ service, log, deadlineMs, gate }: HandlerOp
     if (apacheRole === 'AUTHORIZER') {
       const roleText = params.get(ROLES_PARAM);
       if (roleText === undefined) {
-        log.error(`role check refused: no ${ROLES_PARAM} in the request; set it with SetEnvIf next to "Require"`, { user, uri: params.get('REQUEST_URI') });
+        log.error(`role check refused: no ${ROLES_PARAM} in the request; set it with SetEnvIf next to "Require"`, {
+          user,
+          uri: params.get('REQUEST_URI'),
+        });
         return { status: 403 };
       }
       const roles = roleText.split(/[\s,]+/).filter((role) => role !== '');

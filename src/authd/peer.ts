@@ -177,9 +177,11 @@ export function assertPeerLookupWorks(procNet = PROC_NET): void {
   try {
     readFileSync(`${procNet}/tcp`, { encoding: 'latin1', flag: 'r' }).slice(0, 1);
   } catch (error) {
-    throw new ConfigError(`cannot read ${procNet}/tcp (${coerceError(error).message}): plexer authd needs it to tell ` +
-      "Apache's connections from other local users'. Do not hide /proc/self/net from the daemon " +
-      '(systemd: no PrivateNetwork=, and ProcSubset=pid is fine)');
+    throw new ConfigError(
+      `cannot read ${procNet}/tcp (${coerceError(error).message}): plexer authd needs it to tell ` +
+        "Apache's connections from other local users'. Do not hide /proc/self/net from the daemon " +
+        '(systemd: no PrivateNetwork=, and ProcSubset=pid is fine)',
+    );
   }
 }
 
@@ -196,8 +198,10 @@ export function uidOf(name: string, passwd = '/etc/passwd'): number {
     const fields = line.split(':');
     if (fields[0] === name && fields.length >= 3 && /^\d+$/.test(fields[2]!)) return Number(fields[2]);
   }
-  throw new ConfigError(`--apache-user: no user "${name}" in ${passwd}; name the user Apache's workers run as ` +
-    '(the User directive; www-data on Debian, apache on Red Hat) or give its numeric uid');
+  throw new ConfigError(
+    `--apache-user: no user "${name}" in ${passwd}; name the user Apache's workers run as ` +
+      '(the User directive; www-data on Debian, apache on Red Hat) or give its numeric uid',
+  );
 }
 
 export interface PeerOwners {
@@ -259,7 +263,10 @@ export class NetlinkOwners implements PeerOwners {
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly python = '/usr/bin/python3', private readonly timeoutMs = 2_000) {}
+  constructor(
+    private readonly python = '/usr/bin/python3',
+    private readonly timeoutMs = 2_000,
+  ) {}
 
   private start(): ChildProcessWithoutNullStreams {
     // -I: no user site, no PYTHON* variables; -S: no site module. Nothing from the environment runs.
@@ -335,7 +342,10 @@ export async function selfTest(owners: PeerOwners): Promise<boolean> {
     client.on('error', () => undefined);
     const socket = await accepted;
     try {
-      const uid = await owners.lookup({ address: socket.remoteAddress!, port: socket.remotePort! }, { address: socket.localAddress!, port: socket.localPort! });
+      const uid = await owners.lookup(
+        { address: socket.remoteAddress!, port: socket.remotePort! },
+        { address: socket.localAddress!, port: socket.localPort! },
+      );
       return uid === process.getuid?.();
     } finally {
       client.destroy();

@@ -43,18 +43,27 @@ export function readSecretFile(path: string): SharedSecret {
       closeSync(fd);
     }
   } catch (error) {
-    throw new ConfigError(`--secret-file: cannot read ${path} (${coerceError(error).message}); create it as root with ` +
-      `"plexer authd --new-secret ${path}", then chgrp it to the daemon's group`);
+    throw new ConfigError(
+      `--secret-file: cannot read ${path} (${coerceError(error).message}); create it as root with ` +
+        `"plexer authd --new-secret ${path}", then chgrp it to the daemon's group`,
+    );
   }
   // Anyone who can read it can ask the daemon about any password; anyone who can write it can lock Apache out.
   if ((mode & 0o007) !== 0 || (mode & 0o020) !== 0) {
-    throw new ConfigError(`--secret-file: ${path} is mode ${(mode & 0o777).toString(8).padStart(4, '0')}; it must not be ` +
-      `readable by others nor writable by its group: chmod 0640 ${path}`);
+    throw new ConfigError(
+      `--secret-file: ${path} is mode ${(mode & 0o777).toString(8).padStart(4, '0')}; it must not be ` +
+        `readable by others nor writable by its group: chmod 0640 ${path}`,
+    );
   }
-  const values = text.split('\n').map((line) => DEFINE.exec(line)?.[1]).filter((v): v is string => v !== undefined);
+  const values = text
+    .split('\n')
+    .map((line) => DEFINE.exec(line)?.[1])
+    .filter((v): v is string => v !== undefined);
   if (values.length !== 1 || !VALUE.test(values[0]!)) {
-    throw new ConfigError(`--secret-file: ${path} must hold exactly one line "Define ${SECRET_PARAM} <32 to 256 letters ` +
-      `and digits>"; write a new one with "plexer authd --new-secret FILE"`);
+    throw new ConfigError(
+      `--secret-file: ${path} must hold exactly one line "Define ${SECRET_PARAM} <32 to 256 letters ` +
+        `and digits>"; write a new one with "plexer authd --new-secret FILE"`,
+    );
   }
   return new SharedSecret(values[0]!);
 }
@@ -63,7 +72,7 @@ export function secretFileText(secret = randomBytes(32).toString('hex')): string
   return [
     '# plexer authd: the secret Apache sends with every password and role check (see "plexer authd --help").',
     '# Apache reads it as root through Include; plexer authd reads it through its group. Keep it 0640',
-    '# root:<the daemon\'s group>. After replacing it: apache2ctl graceful, then restart plexer authd.',
+    "# root:<the daemon's group>. After replacing it: apache2ctl graceful, then restart plexer authd.",
     `Define ${SECRET_PARAM} ${secret}`,
     '',
   ].join('\n');

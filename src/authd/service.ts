@@ -191,8 +191,15 @@ export class AuthService {
     }
   }
 
-  private async cold(user: string, password: string, ip: string | undefined, digest: string, epoch: number,
-    useCache: boolean, signal: AbortSignal): Promise<Outcome> {
+  private async cold(
+    user: string,
+    password: string,
+    ip: string | undefined,
+    digest: string,
+    epoch: number,
+    useCache: boolean,
+    signal: AbortSignal,
+  ): Promise<Outcome> {
     try {
       const checked = await checkPassword(this.passwordCheck(signal), user, password, ip);
       if (checked.verdict === 'accept' && useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
@@ -217,10 +224,11 @@ export class AuthService {
       throttle: this.throttle,
       bcryptCost: this.config.bcryptCost,
       countFailures: true,
-      verify: (password, hash) => this.bcrypt.run(async () => {
-        this.counters.bcryptRuns++;
-        return this.bcryptPool.verify(password, hash);
-      }, signal),
+      verify: (password, hash) =>
+        this.bcrypt.run(async () => {
+          this.counters.bcryptRuns++;
+          return this.bcryptPool.verify(password, hash);
+        }, signal),
       hash: (password, cost) => this.bcrypt.run(() => this.bcryptPool.hash(password, cost)),
     };
   }

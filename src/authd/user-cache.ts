@@ -49,6 +49,8 @@ export class UserKeyedCache<V extends {}> {
     const keys = this.byUser.get(user);
     if (!keys) return 0;
     const count = keys.size;
+    // A copy: deleting from the LRU runs its dispose, which removes each key from this very set.
+    // oxlint-disable-next-line unicorn/no-useless-spread
     for (const key of [...keys]) this.lru.delete(key);
     this.byUser.delete(user);
     return count;

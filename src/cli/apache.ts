@@ -97,7 +97,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, options);
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const [action] = expectPositionals(positionals, ['action']);
     if (action !== 'config' && action !== 'modules') throw new UsageError(`unknown apache action "${action}"; see plexer apache --help`);
     const auth = values.auth ?? 'basic';
@@ -106,15 +106,17 @@ export const command: Command = {
     if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
     const trustedProxies = ([] as string[]).concat(values['trusted-proxy'] ?? []);
     const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies });
-    if (action === 'modules') return print(modules.join(' ')), 0;
+    if (action === 'modules') return (print(modules.join(' ')), 0);
     const layout = values.layout ?? 'standalone';
     if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
     if (layout === 'debian') {
-      if (values.reload) throw new UsageError('--reload is for the standalone layout; with Debian\'s Apache run apache2ctl graceful');
+      if (values.reload) throw new UsageError("--reload is for the standalone layout; with Debian's Apache run apache2ctl graceful");
       const confDir = debianConfDir();
       const fixes = debianModuleCommands(checkDebianModules(confDir, modules));
       if (fixes.length > 0) {
-        throw new RefusedError(`${confDir} lacks what this configuration needs; as root, run:\n  ${fixes.join('\n  ')}\nthen this command again`);
+        throw new RefusedError(
+          `${confDir} lacks what this configuration needs; as root, run:\n  ${fixes.join('\n  ')}\nthen this command again`,
+        );
       }
     }
     const listen = values.listen ?? (layout === 'debian' ? '*:80' : '127.0.0.1:8080');
@@ -122,7 +124,8 @@ export const command: Command = {
     if (!match) throw new UsageError(`--listen must be ADDRESS:PORT, got "${listen}"`);
     const settingsFrom = values['settings-from'] ?? 'map';
     if (settingsFrom !== 'map' && settingsFrom !== 'config') throw new UsageError('--settings-from takes map or config');
-    if (auth !== 'form' && (values['session-key-file'] || values['session-max-age'])) throw new UsageError('--session-key-file and --session-max-age need --auth form');
+    if (auth !== 'form' && (values['session-key-file'] || values['session-max-age']))
+      throw new UsageError('--session-key-file and --session-max-age need --auth form');
     if (values.reload && !values.out) throw new UsageError('--reload needs --out (the file Apache loads)');
     // The helpers get the file this command read: Apache gives them no PLEXER_CONFIG.
     const configFile = resolve(configFilePath(values.config));
@@ -160,20 +163,24 @@ export const command: Command = {
       ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
       auth,
       routing,
-      ...(auth === 'form' ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) } : {}),
+      ...(auth === 'form'
+        ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) }
+        : {}),
       ...(auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(config) } : {}),
       ...(values['tls-proxy'] ? { tlsProxy: true } : {}),
       ...(values['two-maps'] ? { twoMaps: true } : {}),
       ...(values['session-max-age'] ? { sessionMaxAgeSeconds: parseWholeNumber(values['session-max-age'], '--session-max-age') } : {}),
     } satisfies ApacheConfigOptions);
-    if (!values.out) return process.stdout.write(rendered), 0;
+    if (!values.out) return (process.stdout.write(rendered), 0);
     const out = resolve(values.out);
     writeFileAtomic(out, rendered, { mode: 0o600, ...(root ? { owner: { uid: 0, gid: 0 } } : {}) });
     print(`wrote ${out} (${groups.length} daemon group(s))`);
     if (!values.reload) {
-      print(layout === 'debian'
-        ? 'new or removed daemon groups take effect after a graceful reload: apache2ctl graceful'
-        : 'new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful');
+      print(
+        layout === 'debian'
+          ? 'new or removed daemon groups take effect after a graceful reload: apache2ctl graceful'
+          : 'new or removed daemon groups take effect after a graceful reload: run again with --reload, or apachectl -k graceful',
+      );
       return 0;
     }
     const pidFile = `${stateDir}/httpd.pid`;

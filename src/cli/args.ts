@@ -24,7 +24,9 @@ export function parseCommand<T extends Options>(argv: string[], options: T): Par
 
 export function expectPositionals(positionals: string[], names: string[]): string[] {
   if (positionals.length !== names.length) {
-    throw new UsageError(`expected ${names.length ? names.map((n) => n.toUpperCase()).join(' ') : 'no arguments'}, got ${positionals.length} argument(s)`);
+    throw new UsageError(
+      `expected ${names.length ? names.map((n) => n.toUpperCase()).join(' ') : 'no arguments'}, got ${positionals.length} argument(s)`,
+    );
   }
   return positionals;
 }

@@ -76,7 +76,8 @@ export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind
 
 export function parseListen(value: string): ListenAddress {
   if (value.startsWith('/')) {
-    if (!isAbsolute(value) || value.length > 100) throw new UsageError('--listen: a Unix socket path must be absolute and at most 100 characters');
+    if (!isAbsolute(value) || value.length > 100)
+      throw new UsageError('--listen: a Unix socket path must be absolute and at most 100 characters');
     return { kind: 'unix', path: value };
   }
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
@@ -98,14 +99,16 @@ export const command: Command = {
       'new-secret': { type: 'string' },
       'peer-check': { type: 'string' },
     });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     if (values['new-secret'] !== undefined) {
       if (values.listen !== undefined) throw new UsageError('--new-secret writes a file and exits; it takes no --listen');
-      if (!isAbsolute(values['new-secret'])) throw new UsageError('--new-secret: give an absolute path (Apache\'s Include needs one)');
+      if (!isAbsolute(values['new-secret'])) throw new UsageError("--new-secret: give an absolute path (Apache's Include needs one)");
       writeNewSecretFile(values['new-secret']);
-      print(`wrote ${values['new-secret']} (mode 0640). Next: chgrp it to plexer authd's group, Include it in Apache's ` +
-        'config and start plexer authd with --secret-file (see plexer authd --help).');
+      print(
+        `wrote ${values['new-secret']} (mode 0640). Next: chgrp it to plexer authd's group, Include it in Apache's ` +
+          'config and start plexer authd with --secret-file (see plexer authd --help).',
+      );
       return 0;
     }
     if (!values.listen) throw new UsageError('--listen is required');
@@ -145,11 +148,15 @@ async function peerOwners(log: Logger): Promise<PeerOwners> {
   assertPeerLookupWorks();
   const proc = new ProcOwners();
   if (!(await selfTest(proc))) {
-    throw new ConfigError("cannot find the owner of a loopback connection (neither through python3's AF_NETLINK sock_diag " +
-      'nor /proc/self/net/tcp): --peer-check uid cannot work here; see plexer authd --help');
+    throw new ConfigError(
+      "cannot find the owner of a loopback connection (neither through python3's AF_NETLINK sock_diag " +
+        'nor /proc/self/net/tcp): --peer-check uid cannot work here; see plexer authd --help',
+    );
   }
-  log.warn('socket owners found through /proc/self/net/tcp, which costs milliseconds per check under load: ' +
-    'install python3 and allow AF_NETLINK (systemd: RestrictAddressFamilies) for the fast path');
+  log.warn(
+    'socket owners found through /proc/self/net/tcp, which costs milliseconds per check under load: ' +
+      'install python3 and allow AF_NETLINK (systemd: RestrictAddressFamilies) for the fast path',
+  );
   return proc;
 }
 
@@ -175,7 +182,12 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   const lockouts = followLockouts(config, db, log);
   const lockListener = lockouts.listener;
   service = new AuthService({
-    db, config, log, listening: () => listener.isListening(), lockouts: lockouts.mirror, lockoutsLive: lockouts.live,
+    db,
+    config,
+    log,
+    listening: () => listener.isListening(),
+    lockouts: lockouts.mirror,
+    lockoutsLive: lockouts.live,
   });
 
   const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }), log });

@@ -23,7 +23,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const started = startPipeHelper('authn', values.config);
     if (!started) return AuthExit.StoreError;
     const code = await authenticate(started.config, started.log, values['counted-by-log'] === true);
@@ -48,15 +48,20 @@ async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boo
   const { first: user, second: password } = input;
   const db = helperStore(config, 'plexer-authn');
   try {
-    const checked = await checkPassword({
-      db,
-      log,
-      throttle: throttleOf(config),
-      bcryptCost: config.bcryptCost,
-      countFailures: !countedByLog,
-      verify: verifyPassword,
-      hash: hashPassword,
-    }, user, password, ip);
+    const checked = await checkPassword(
+      {
+        db,
+        log,
+        throttle: throttleOf(config),
+        bcryptCost: config.bcryptCost,
+        countFailures: !countedByLog,
+        verify: verifyPassword,
+        hash: hashPassword,
+      },
+      user,
+      password,
+      ip,
+    );
     await checked.rehashed;
     return exitFor[checked.reason] ?? AuthExit.StoreError;
   } catch (error) {

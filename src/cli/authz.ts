@@ -19,7 +19,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values } = parseCommand(argv, {});
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const started = startPipeHelper('authz', values.config);
     if (!started) return AuthExit.StoreError;
     process.exit(await checkRoles(started.config, started.log));
@@ -30,7 +30,11 @@ async function checkRoles(config: PlexerConfig, log: Logger): Promise<number> {
   const input = await readHelperInput(config, log, 'role check refused');
   if (!input) return AuthExit.BadInput;
   const { first: user, second: roleLine } = input;
-  const roles = rolesToCheck(log, user, roleLine.split(/\s+/).filter((role) => role !== ''));
+  const roles = rolesToCheck(
+    log,
+    user,
+    roleLine.split(/\s+/).filter((role) => role !== ''),
+  );
   if (!roles) return AuthExit.BadInput;
   const db = helperStore(config, 'plexer-authz');
   try {

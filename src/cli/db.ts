@@ -24,11 +24,11 @@ role that is a member of it, and admin_pg_user to the owner of the schema.
 Both connect as the admin identity (admin_pg_user), which must own the schema or be a superuser.`;
 
 export const command: Command = {
-  summary: 'create or update the database schema; grant the helpers\' role',
+  summary: "create or update the database schema; grant the helpers' role",
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, { 'helper-role': { type: 'string' }, login: { type: 'boolean' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const [action] = expectPositionals(positionals, ['action']);
     if (action !== 'migrate' && action !== 'grant') throw new UsageError(`unknown db action "${action}"; see plexer db --help`);
     const helperRole = values['helper-role'];
@@ -47,7 +47,10 @@ export const command: Command = {
         if (helperRole !== undefined) {
           const outcome = await grantHelperRole(client, config.schema, helperRole, { login: values.login === true });
           log.info('helper role granted', {
-            schema: config.schema, role: outcome.role, created: outcome.created, login_added: outcome.loginAdded,
+            schema: config.schema,
+            role: outcome.role,
+            created: outcome.created,
+            login_added: outcome.loginAdded,
           });
         }
       } finally {

@@ -52,7 +52,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values } = parseCommand(argv, { 'state-dir': { type: 'string' }, port: { type: 'string' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     if (process.getuid?.() !== 0) throw new RefusedError('the demo starts its own Apache, which needs root to switch to www-data');
     const stateDir = resolve(values['state-dir'] ?? join(PACKAGE_ROOT, '.state/demo'));
     const wanted = values.port ? parseWholeNumber(values.port, '--port') : 8080;
@@ -71,7 +71,9 @@ export const command: Command = {
     const pgDir = join(stateDir, 'pg');
     const cluster = await startPrivateCluster({ dir: pgDir, peerMap: DEMO_PEER_MAP, log: print }).catch((error: unknown) => {
       if (!(error instanceof ClusterError)) throw error;
-      throw new ServiceStartError(`PostgreSQL did not start: ${error.message.split('\n', 1)[0]}\nPostgreSQL's log: ${join(pgDir, 'postgres.log')}`);
+      throw new ServiceStartError(
+        `PostgreSQL did not start: ${error.message.split('\n', 1)[0]}\nPostgreSQL's log: ${join(pgDir, 'postgres.log')}`,
+      );
     });
     const stops: Array<() => Promise<void>> = [() => cluster.stop()];
     let failed = false;
@@ -88,11 +90,17 @@ export const command: Command = {
       const configPath = join(stateDir, 'plexer.conf');
       // 0640 root:www-data: Apache's helpers read it, the tenants (their own users) cannot.
       const values = {
-        pg_host: cluster.host, pg_port: cluster.port, pg_database: 'plexer', pg_user: HELPER_ROLE, admin_pg_user: ADMIN_ROLE,
-        cache_ttl_ms: 300000, map_deadline_ms: 50,
+        pg_host: cluster.host,
+        pg_port: cluster.port,
+        pg_database: 'plexer',
+        pg_user: HELPER_ROLE,
+        admin_pg_user: ADMIN_ROLE,
+        cache_ttl_ms: 300000,
+        map_deadline_ms: 50,
       };
-      const comment = 'Written by plexer demo: the private cluster on its unix socket, no TCP, peer authentication through an\n'
-        + `ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`;
+      const comment =
+        'Written by plexer demo: the private cluster on its unix socket, no TCP, peer authentication through an\n' +
+        `ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`;
       writeFileAtomic(configPath, formatConfig(values, comment), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
       const config = loadConfig({ path: configPath });
       await seed(config);
@@ -100,7 +108,8 @@ export const command: Command = {
       stops.push(() => front.stop());
       print(`plexer demo is up: ${front.httpd.url}/app/  (Apache PID ${front.httpd.pid})`);
       print('Sample accounts (HTTP Basic):');
-      for (const u of SAMPLE_USERS) print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
+      for (const u of SAMPLE_USERS)
+        print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
       print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
       print('Ctrl-C stops Apache and PostgreSQL.');
@@ -112,7 +121,9 @@ export const command: Command = {
     } catch (error) {
       // A short reason, not a stack: what broke is named, the logs are in the state directory.
       if (error instanceof PlexerError) throw error;
-      throw new ServiceStartError(`the demo did not start: ${(error as Error).message}\nlogs: ${stateDir}/apache/error.log, ${pgDir}/postgres.log`);
+      throw new ServiceStartError(
+        `the demo did not start: ${(error as Error).message}\nlogs: ${stateDir}/apache/error.log, ${pgDir}/postgres.log`,
+      );
     } finally {
       await stopAll();
     }
@@ -135,7 +146,9 @@ function claimStateDir(stateDir: string): void {
   const pidFile = join(stateDir, 'demo.pid');
   const other = Number.parseInt(readFileSyncOrEmpty(pidFile), 10);
   if (Number.isInteger(other) && other !== process.pid && demoStateDir(other) === stateDir) {
-    throw new RefusedError(`another plexer demo (PID ${other}) runs on ${stateDir}: stop it first (kill ${other}), or give this one another --state-dir`);
+    throw new RefusedError(
+      `another plexer demo (PID ${other}) runs on ${stateDir}: stop it first (kill ${other}), or give this one another --state-dir`,
+    );
   }
   mkdirSync(stateDir, { recursive: true });
   writeFileAtomic(pidFile, `${process.pid}\n`, { mode: 0o644 });
@@ -202,7 +215,11 @@ function demoStateDir(pid: number): string | undefined {
 const ADMIN_ROLE = 'plexer_admin';
 const HELPER_ROLE = 'plexer_helper';
 const DEMO_PEER_MAP: Array<[string, string]> = [
-  ['postgres', 'postgres'], ['root', 'postgres'], ['root', ADMIN_ROLE], ['root', HELPER_ROLE], ['www-data', HELPER_ROLE],
+  ['postgres', 'postgres'],
+  ['root', 'postgres'],
+  ['root', ADMIN_ROLE],
+  ['root', HELPER_ROLE],
+  ['www-data', HELPER_ROLE],
 ];
 
 // As the superuser: the two roles (no powers; the admin role gets none either, owning the database is enough

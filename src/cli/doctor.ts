@@ -31,11 +31,16 @@ interface Check {
 
 // As www-data itself (test -r follows every parent directory's permissions too); only root can switch users.
 function configCheck(file: string): Check {
-  if (process.getuid?.() !== 0) return { status: 'warn', name: 'config', detail: `${file} parses; run doctor as root to check that ${APACHE_RUN_USER} can read it` };
+  if (process.getuid?.() !== 0)
+    return { status: 'warn', name: 'config', detail: `${file} parses; run doctor as root to check that ${APACHE_RUN_USER} can read it` };
   const owner = apacheOwner();
   const readable = spawnSync('test', ['-r', file], { uid: owner.uid, gid: owner.gid, env: { PATH: '/usr/bin:/bin' } }).status === 0;
   if (!readable) {
-    return { status: 'FAIL', name: 'config', detail: `${APACHE_RUN_USER} cannot read ${file}, so every helper fails: chgrp ${APACHE_RUN_USER} ${file} && chmod 640 ${file} (and let it traverse the directories)` };
+    return {
+      status: 'FAIL',
+      name: 'config',
+      detail: `${APACHE_RUN_USER} cannot read ${file}, so every helper fails: chgrp ${APACHE_RUN_USER} ${file} && chmod 640 ${file} (and let it traverse the directories)`,
+    };
   }
   return { status: 'ok', name: 'config', detail: `${file} parses and ${APACHE_RUN_USER} can read it` };
 }
@@ -46,7 +51,7 @@ async function helperCheck(config: PlexerConfig): Promise<Check> {
   try {
     await client.connect();
     await client.query('SELECT 1 FROM users LIMIT 1');
-    return { status: 'ok', name: 'database', detail: 'reachable; the helpers\' role reads users' };
+    return { status: 'ok', name: 'database', detail: "reachable; the helpers' role reads users" };
   } catch (error) {
     const explained = explainConnectError(error, config, config) ?? explainSchemaError(error, config);
     return { status: 'FAIL', name: 'database', detail: `as the helpers' role: ${explained?.message ?? coerceError(error).message}` };
@@ -81,14 +86,26 @@ function processCheck(configFile: string, apacheText: string | null): Check[] {
   const usesDbm = apacheText !== null && /RewriteMap\s+\S+\s+"?dbm/.test(apacheText);
   const checks: Check[] = [];
   if (usesPrg) {
-    checks.push(maps > 0
-      ? { status: 'ok', name: 'maps', detail: `${maps} "plexer map" process(es) running for ${configFile}` }
-      : { status: 'FAIL', name: 'maps', detail: `no "plexer map" process runs with --config ${configFile}: is Apache running this site? (apache2ctl -S; the error log says why a map died)` });
+    checks.push(
+      maps > 0
+        ? { status: 'ok', name: 'maps', detail: `${maps} "plexer map" process(es) running for ${configFile}` }
+        : {
+            status: 'FAIL',
+            name: 'maps',
+            detail: `no "plexer map" process runs with --config ${configFile}: is Apache running this site? (apache2ctl -S; the error log says why a map died)`,
+          },
+    );
   }
   if (usesDbm) {
-    checks.push(syncs > 0
-      ? { status: 'ok', name: 'sync', detail: `"plexer sync" running for ${configFile}` }
-      : { status: 'FAIL', name: 'sync', detail: `Apache reads dbm: maps but no "plexer sync" runs with --config ${configFile}: systemctl start plexer-sync (the maps stop following changes)` });
+    checks.push(
+      syncs > 0
+        ? { status: 'ok', name: 'sync', detail: `"plexer sync" running for ${configFile}` }
+        : {
+            status: 'FAIL',
+            name: 'sync',
+            detail: `Apache reads dbm: maps but no "plexer sync" runs with --config ${configFile}: systemctl start plexer-sync (the maps stop following changes)`,
+          },
+    );
   }
   return checks;
 }
@@ -98,25 +115,45 @@ async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<
     const checks: Check[] = [];
     const latest = Math.max(...readMigrations().map((m) => m.id));
     const applied = (await pool.query<{ id: number | null }>('SELECT max(id) AS id FROM migrations')).rows[0]?.id ?? 0;
-    checks.push(applied >= latest
-      ? { status: 'ok', name: 'schema', detail: `at version ${applied}` }
-      : { status: 'FAIL', name: 'schema', detail: `at version ${applied}, this plexer needs ${latest}: run \`plexer db migrate\`` });
+    checks.push(
+      applied >= latest
+        ? { status: 'ok', name: 'schema', detail: `at version ${applied}` }
+        : { status: 'FAIL', name: 'schema', detail: `at version ${applied}, this plexer needs ${latest}: run \`plexer db migrate\`` },
+    );
     const groups = (await listGroups(pool)).filter((g) => g.enabled).map((g) => g.name);
     const running = readApacheConfigGroups(apacheConfig);
     if (!running) {
-      checks.push({ status: 'warn', name: 'apache groups', detail: `cannot read ${apacheConfig}: give --apache-config FILE to compare its groups with the database` });
+      checks.push({
+        status: 'warn',
+        name: 'apache groups',
+        detail: `cannot read ${apacheConfig}: give --apache-config FILE to compare its groups with the database`,
+      });
     } else if (running.groups === null) {
       checks.push({ status: 'ok', name: 'apache groups', detail: `${apacheConfig} routes through backends (no daemon per group)` });
     } else {
       const missing = groups.filter((g) => !running.groups!.has(g));
-      checks.push(missing.length === 0
-        ? { status: 'ok', name: 'apache groups', detail: `all ${groups.length} enabled group(s) are in ${apacheConfig}` }
-        : { status: 'FAIL', name: 'apache groups', detail: `${missing.join(', ')} in the database but not in ${apacheConfig} (their users get 503): plexer apache config … --out ${apacheConfig}, then apache2ctl graceful` });
+      checks.push(
+        missing.length === 0
+          ? { status: 'ok', name: 'apache groups', detail: `all ${groups.length} enabled group(s) are in ${apacheConfig}` }
+          : {
+              status: 'FAIL',
+              name: 'apache groups',
+              detail: `${missing.join(', ')} in the database but not in ${apacheConfig} (their users get 503): plexer apache config … --out ${apacheConfig}, then apache2ctl graceful`,
+            },
+      );
     }
     const locked = await userLockouts(pool);
-    checks.push(locked.length === 0
-      ? { status: 'ok', name: 'lockouts', detail: 'no user is locked out' }
-      : { status: 'warn', name: 'lockouts', detail: locked.map((l) => `${l.user}${l.address ? ` from ${l.address}` : ''} until ${l.until.toISOString()}`).join('; ') + ' (plexer user unlock NAME)' });
+    checks.push(
+      locked.length === 0
+        ? { status: 'ok', name: 'lockouts', detail: 'no user is locked out' }
+        : {
+            status: 'warn',
+            name: 'lockouts',
+            detail:
+              locked.map((l) => `${l.user}${l.address ? ` from ${l.address}` : ''} until ${l.until.toISOString()}`).join('; ') +
+              ' (plexer user unlock NAME)',
+          },
+    );
     return checks;
   });
 }
@@ -126,7 +163,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, { 'apache-config': { type: 'string' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     expectPositionals(positionals, []);
     const file = resolve(configFilePath(values.config));
     const apacheConfig = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
@@ -140,7 +177,11 @@ export const command: Command = {
     }
     if (config) {
       checks.push(await helperCheck(config));
-      checks.push(...await storeChecks(config, apacheConfig).catch((error: unknown) => [{ status: 'FAIL' as const, name: 'store', detail: coerceError(error).message }]));
+      checks.push(
+        ...(await storeChecks(config, apacheConfig).catch((error: unknown) => [
+          { status: 'FAIL' as const, name: 'store', detail: coerceError(error).message },
+        ])),
+      );
     }
     let apacheText: string | null = null;
     try {

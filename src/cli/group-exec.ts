@@ -38,7 +38,11 @@ function runOne(group: GroupRow, command: string[], o: ExecOptions): Promise<num
   ensureTenantDataDir(o.dataDir, group.name, owner);
   return new Promise((done) => {
     const child = spawn(command[0]!, command.slice(1), {
-      cwd: o.pythonPath, env: groupEnvironment(group, o), uid: owner.uid, gid: owner.gid, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: o.pythonPath,
+      env: groupEnvironment(group, o),
+      uid: owner.uid,
+      gid: owner.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const relay = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) => {
       let partial = '';

@@ -66,22 +66,26 @@ const options = {
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
 
 function groupName(name: string): string {
-  if (!isGroupName(name)) throw new UsageError(`invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63`);
+  if (!isGroupName(name))
+    throw new UsageError(`invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63`);
   return name;
 }
 
 function fieldsFrom(values: Values): accounts.GroupFields {
   const fields: accounts.GroupFields = {};
   if (values.settings !== undefined) {
-    if (!isSettingsModule(values.settings)) throw new UsageError(`invalid settings module "${values.settings}": a dotted Python module path`);
+    if (!isSettingsModule(values.settings))
+      throw new UsageError(`invalid settings module "${values.settings}": a dotted Python module path`);
     fields.settingsModule = values.settings;
   }
   if (values['no-settings']) fields.settingsModule = null;
   if (values.backend !== undefined) {
     // The generated proxy rules route only what PROXY_BACKEND_REGEX matches; anything else would answer 503.
     if (!isBackend(values.backend) || !new RegExp(PROXY_BACKEND_REGEX).test(values.backend)) {
-      throw new UsageError(`invalid or unsupported backend "${values.backend}": expected unix:/path|http://localhost/, `
-        + 'unix:/path|fcgi://localhost/, http://HOST:PORT/ or fcgi://HOST:PORT/ (the generated proxy rules route no other scheme)');
+      throw new UsageError(
+        `invalid or unsupported backend "${values.backend}": expected unix:/path|http://localhost/, ` +
+          'unix:/path|fcgi://localhost/, http://HOST:PORT/ or fcgi://HOST:PORT/ (the generated proxy rules route no other scheme)',
+      );
     }
     fields.backend = values.backend;
   }
@@ -119,7 +123,7 @@ export const command: Command = {
     const argv = dashes === -1 ? argvWithCommand : argvWithCommand.slice(0, dashes);
     const execCommand = dashes === -1 ? [] : argvWithCommand.slice(dashes + 1);
     const { values, positionals } = parseCommand(argv, options);
-    if (values.help || positionals.length === 0) return print(help), values.help ? 0 : 2;
+    if (values.help || positionals.length === 0) return (print(help), values.help ? 0 : 2);
     const [action, ...rest] = positionals as [string, ...string[]];
     const config = loadCommandConfig(values.config);
     switch (action) {
@@ -141,9 +145,15 @@ export const command: Command = {
       case 'list': {
         expectPositionals(rest, []);
         const groups = await withStore(config, (pool) => accounts.listGroups(pool));
-        if (values.json) return print(JSON.stringify(groups)), 0;
-        const rows = groups.map((g) => [g.name, g.enabled ? 'enabled' : 'disabled', `${g.users}/${g.capacity ?? '-'}`,
-          g.settings_module ?? '-', g.backend ?? '-', g.run_as ?? '-']);
+        if (values.json) return (print(JSON.stringify(groups)), 0);
+        const rows = groups.map((g) => [
+          g.name,
+          g.enabled ? 'enabled' : 'disabled',
+          `${g.users}/${g.capacity ?? '-'}`,
+          g.settings_module ?? '-',
+          g.backend ?? '-',
+          g.run_as ?? '-',
+        ]);
         print(table([['NAME', 'STATE', 'USERS/CAP', 'SETTINGS', 'BACKEND', 'RUN AS'], ...rows]));
         return 0;
       }
@@ -157,7 +167,7 @@ export const command: Command = {
         return restart(config, groupName(name), values['apache-pid-file']);
       }
       case 'exec': {
-        if (process.getuid?.() !== 0) throw new UsageError('group exec switches to each group\'s run-as user: run it as root');
+        if (process.getuid?.() !== 0) throw new UsageError("group exec switches to each group's run-as user: run it as root");
         const names = values.all ? (expectPositionals(rest, []), null) : [groupName((expectPositionals(rest, ['name']) as [string])[0])];
         const all = await withStore(config, (pool) => accounts.listGroups(pool));
         const groups = names === null ? all.filter((g) => g.enabled) : all.filter((g) => g.name === names[0]);

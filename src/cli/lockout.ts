@@ -38,7 +38,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values } = parseCommand(argv, { 'lock-dir': { type: 'string' }, user: { type: 'string' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const lockDir = values['lock-dir'];
     if (!lockDir?.startsWith('/')) throw new UsageError('--lock-dir DIR (absolute) is required');
     const log = createLogger('lockout');
@@ -107,11 +107,16 @@ export const command: Command = {
       // One failure at a time to the store: a burst of guesses must not also become a burst of queries that
       // takes the CPU this process needs to read the next lines at once.
       const answered = new Set<string>();
-      const stored = storeQueue.then(() => countFailure(db, subjects, throttle, log, (subject, failures) => {
-        estimate.counted(subject, failures);
-        answered.add(subject);
-      }));
-      storeQueue = stored.then(() => undefined, () => undefined);
+      const stored = storeQueue.then(() =>
+        countFailure(db, subjects, throttle, log, (subject, failures) => {
+          estimate.counted(subject, failures);
+          answered.add(subject);
+        }),
+      );
+      storeQueue = stored.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
         lockNow(await stored);
       } finally {
@@ -131,7 +136,13 @@ export const command: Command = {
       }
       pending++;
       count(user, address)
-        .catch((error: unknown) => log.error('cannot count a refused login', { user: isUserName(user) ? user : undefined, ip: address, error: coerceError(error).message }))
+        .catch((error: unknown) =>
+          log.error('cannot count a refused login', {
+            user: isUserName(user) ? user : undefined,
+            ip: address,
+            error: coerceError(error).message,
+          }),
+        )
         .finally(() => pending--);
     }
     clearInterval(expiry);

@@ -24,7 +24,10 @@ async function usage(): Promise<string> {
   for (const [name, load] of Object.entries(commands)) {
     lines.push(`  ${name.padEnd(8)} ${(await load()).command.summary}`);
   }
-  lines.push('', 'Run "plexer COMMAND --help" for a command\'s options, "plexer --version" for the version. Default config file: /etc/plexer/plexer.conf');
+  lines.push(
+    '',
+    'Run "plexer COMMAND --help" for a command\'s options, "plexer --version" for the version. Default config file: /etc/plexer/plexer.conf',
+  );
   return lines.join('\n');
 }
 

@@ -34,9 +34,10 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, {});
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     const kind = positionals[0] as PrgMapKind;
-    if (positionals.length !== 1 || !kinds.includes(kind)) throw new UsageError('expected one of: map group, map settings, map backend, map route');
+    if (positionals.length !== 1 || !kinds.includes(kind))
+      throw new UsageError('expected one of: map group, map settings, map backend, map route');
     const log = createLogger(`map.${kind}`);
     // The map must never exit on its own: mod_rewrite does not restart it, and every later lookup would get
     // an empty answer. Whatever escapes is logged and the loop goes on.
@@ -80,7 +81,12 @@ function serveFromStore(kind: PrgMapKind, config: PlexerConfig, log: Logger): nu
   // deadline on a busy machine) and be answered with no value: wait for its first word, briefly. Keys wait in
   // the pipe meanwhile; well under the 2 s after which the watchdog kills a map that keeps a worker waiting.
   Atomics.wait(signal, 0, 0, STARTUP_WAIT_MS);
-  const lookup = createMapLookup(kind, { link: { port: port1, signal }, max: config.cacheMax, ttlMs: config.cacheTtlMs, deadlineMs: config.mapDeadlineMs });
+  const lookup = createMapLookup(kind, {
+    link: { port: port1, signal },
+    max: config.cacheMax,
+    ttlMs: config.cacheTtlMs,
+    deadlineMs: config.mapDeadlineMs,
+  });
   const code = answerUntilEof(log, lookup) ?? 0;
   // EOF means Apache is gone: never linger, even if a connection is slow to close.
   void store.terminate();

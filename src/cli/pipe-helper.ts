@@ -34,8 +34,12 @@ export function helperStore(config: PlexerConfig, applicationName: string): pg.P
 }
 
 // The two lines mod_authnz_external writes, or undefined after logging `refused` (malformed input).
-export async function readHelperInput(config: PlexerConfig, log: Logger, refused: string,
-  fields: LogFields = {}): Promise<PipeInput | undefined> {
+export async function readHelperInput(
+  config: PlexerConfig,
+  log: Logger,
+  refused: string,
+  fields: LogFields = {},
+): Promise<PipeInput | undefined> {
   try {
     return await readPipeInput(process.stdin, config.authnTimeoutMs);
   } catch (error) {

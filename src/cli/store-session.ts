@@ -23,9 +23,11 @@ export async function withStore<T>(config: PlexerConfig, work: (pool: pg.Pool) =
       const schema = explainSchemaError(error, config);
       if (schema) throw schema;
       if ((error as { code?: string }).code !== '42501') throw error;
-      throw new PermissionDeniedError(`${coerceError(error).message} (connected as ${describeTarget(admin)}): admin commands need the `
-        + 'role that owns plexer\'s schema; set admin_pg_user (and admin_pg_passfile, or peer authentication) in the config '
-        + '— pg_user is the helpers\' read-only role');
+      throw new PermissionDeniedError(
+        `${coerceError(error).message} (connected as ${describeTarget(admin)}): admin commands need the ` +
+          "role that owns plexer's schema; set admin_pg_user (and admin_pg_passfile, or peer authentication) in the config " +
+          "— pg_user is the helpers' read-only role",
+      );
     });
   } finally {
     await pool.end();
@@ -41,8 +43,10 @@ async function probe(config: PlexerConfig, admin: PlexerConfig): Promise<void> {
     await client.connect();
     await client.query('SELECT 1');
   } catch (error) {
-    throw explainConnectError(error, config, admin)
-      ?? new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${coerceError(error).message}`);
+    throw (
+      explainConnectError(error, config, admin) ??
+      new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${coerceError(error).message}`)
+    );
   } finally {
     await client.end().catch(() => undefined);
   }

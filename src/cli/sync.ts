@@ -30,7 +30,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, { dir: { type: 'string' }, once: { type: 'boolean' } });
-    if (values.help) return print(help), 0;
+    if (values.help) return (print(help), 0);
     if (positionals.length !== 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     if (!values.dir) throw new UsageError('--dir DIR is required');
     const dir = resolve(values.dir);

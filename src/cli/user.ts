@@ -46,7 +46,8 @@ const options = {
 const IMPORT_BATCH = 1_000;
 
 function userName(name: string): string {
-  if (!isUserName(name)) throw new UsageError(`invalid user name "${name}": letters, digits and . _ @ + -, starting with a letter or digit, at most 128`);
+  if (!isUserName(name))
+    throw new UsageError(`invalid user name "${name}": letters, digits and . _ @ + -, starting with a letter or digit, at most 128`);
   return name;
 }
 
@@ -81,7 +82,7 @@ export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommand(argv, options);
-    if (values.help || positionals.length === 0) return print(help), values.help ? 0 : 2;
+    if (values.help || positionals.length === 0) return (print(help), values.help ? 0 : 2);
     const [action, ...rest] = positionals as [string, ...string[]];
     const config = loadCommandConfig(values.config);
     const fromStdin = values['password-stdin'] === true;
@@ -100,11 +101,13 @@ export const command: Command = {
         userName(name);
         const choice = groupChoice(values.group);
         const hash = await newPasswordHash(fromStdin, config.bcryptCost);
-        const group = await withStore(config, (pool) => inTransaction(pool, async (client) => {
-          const chosen = await assign(client, choice);
-          await accounts.addUser(client, name, hash, chosen);
-          return chosen;
-        }));
+        const group = await withStore(config, (pool) =>
+          inTransaction(pool, async (client) => {
+            const chosen = await assign(client, choice);
+            await accounts.addUser(client, name, hash, chosen);
+            return chosen;
+          }),
+        );
         print(`user ${name} added${group ? ` to ${group}` : ' without a daemon group'}`);
         return 0;
       }
@@ -119,16 +122,20 @@ export const command: Command = {
         const [name] = expectPositionals(rest, ['name']) as [string];
         userName(name);
         const choice = groupChoice(values.group);
-        const group = await withStore(config, (pool) => inTransaction(pool, async (client) => {
-          const chosen = await assign(client, choice);
-          await accounts.moveUser(client, name, chosen);
-          return chosen;
-        }));
+        const group = await withStore(config, (pool) =>
+          inTransaction(pool, async (client) => {
+            const chosen = await assign(client, choice);
+            await accounts.moveUser(client, name, chosen);
+            return chosen;
+          }),
+        );
         print(`user ${name} moved to ${group ?? 'no daemon group'}`);
         const running = group === null ? null : readApacheConfigGroups(values['apache-config']);
         if (group !== null && running?.groups && !running.groups.has(group)) {
-          process.stderr.write(`warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 `
-            + 'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n');
+          process.stderr.write(
+            `warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 ` +
+              'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n',
+          );
         }
         return 0;
       }
@@ -157,9 +164,10 @@ export const command: Command = {
         return 0;
       }
       case 'unlock': {
-        const [kind, value] = values.ip !== undefined
-          ? (expectPositionals(rest, []), ['ip', values.ip] as const)
-          : ['user', userName((expectPositionals(rest, ['name']) as [string])[0])] as const;
+        const [kind, value] =
+          values.ip !== undefined
+            ? (expectPositionals(rest, []), ['ip', values.ip] as const)
+            : (['user', userName((expectPositionals(rest, ['name']) as [string])[0])] as const);
         const cleared = await withStore(config, (pool) => unlockSubjects(pool, kind, value));
         print(cleared.length > 0 ? cleared.map((subject) => `${subject} unlocked`).join('\n') : `${kind}:${value} had no failed logins`);
         return 0;
@@ -168,12 +176,23 @@ export const command: Command = {
         expectPositionals(rest, []);
         const group = values.group === undefined ? undefined : groupChoice(values.group);
         if (group === 'auto') throw new UsageError('--group auto makes no sense for list');
-        const [users, lockouts] = await withStore(config, (pool) => Promise.all([accounts.listUsers(pool, group ?? undefined), userLockouts(pool)]));
+        const [users, lockouts] = await withStore(config, (pool) =>
+          Promise.all([accounts.listUsers(pool, group ?? undefined), userLockouts(pool)]),
+        );
         const lockedOf = (name: string) => lockouts.filter((l) => l.user === name).map(({ address, until }) => ({ address, until }));
-        if (values.json) return print(JSON.stringify(users.map((u) => ({ ...u, lockouts: lockedOf(u.name) })))), 0;
+        if (values.json) return (print(JSON.stringify(users.map((u) => ({ ...u, lockouts: lockedOf(u.name) })))), 0);
         // "from everywhere" is the name's own lockout (many addresses); "from ADDR" only that address's guesses.
-        const locked = (name: string) => lockedOf(name).map(({ address, until }) => `${address === null ? 'everywhere' : `from ${address}`} until ${until.toISOString()}`).join('; ') || '-';
-        const rows = users.map((u) => [u.name, u.daemon_group ?? '-', u.disabled ? 'disabled' : 'enabled', u.roles.join(',') || '-', locked(u.name)]);
+        const locked = (name: string) =>
+          lockedOf(name)
+            .map(({ address, until }) => `${address === null ? 'everywhere' : `from ${address}`} until ${until.toISOString()}`)
+            .join('; ') || '-';
+        const rows = users.map((u) => [
+          u.name,
+          u.daemon_group ?? '-',
+          u.disabled ? 'disabled' : 'enabled',
+          u.roles.join(',') || '-',
+          locked(u.name),
+        ]);
         print(table([['NAME', 'GROUP', 'STATE', 'ROLES', 'LOCKED OUT'], ...rows]));
         return 0;
       }
@@ -185,22 +204,31 @@ export const command: Command = {
         const existing: accounts.ExistingUsers = values.update ? 'update' : values['skip-existing'] ? 'skip' : 'refuse';
         const { entries, rejected } = parseHtpasswd(readTextFile(file, 'htpasswd file'));
         const lineOf = new Map(entries.map((entry) => [entry.user, entry.line]));
-        const left = await withStore(config, (pool) => inTransaction(pool, async (client) => {
-          if (choice !== null && !(await accounts.groupExists(client, choice))) {
-            throw new NotFoundError(`no daemon group "${choice}"; create it with \`plexer group add ${choice}\` first (nothing imported)`);
-          }
-          const progress = startProgress(`importing ${file}`, entries.length);
-          const names: string[] = [];
-          for (let i = 0; i < entries.length; i += IMPORT_BATCH) {
-            const batch = entries.slice(i, i + IMPORT_BATCH);
-            names.push(...await accounts.importUsers(client, batch, choice, existing));
-            progress.advance(batch.length);
-          }
-          progress.done();
-          return names;
-        }));
+        const left = await withStore(config, (pool) =>
+          inTransaction(pool, async (client) => {
+            if (choice !== null && !(await accounts.groupExists(client, choice))) {
+              throw new NotFoundError(
+                `no daemon group "${choice}"; create it with \`plexer group add ${choice}\` first (nothing imported)`,
+              );
+            }
+            const progress = startProgress(`importing ${file}`, entries.length);
+            const names: string[] = [];
+            for (let i = 0; i < entries.length; i += IMPORT_BATCH) {
+              const batch = entries.slice(i, i + IMPORT_BATCH);
+              names.push(...(await accounts.importUsers(client, batch, choice, existing)));
+              progress.advance(batch.length);
+            }
+            progress.done();
+            return names;
+          }),
+        );
         if (existing === 'refuse') {
-          for (const user of left) rejected.push({ line: lineOf.get(user)!, user, reason: 'user already exists (--skip-existing leaves it, --update replaces its hash and group)' });
+          for (const user of left)
+            rejected.push({
+              line: lineOf.get(user)!,
+              user,
+              reason: 'user already exists (--skip-existing leaves it, --update replaces its hash and group)',
+            });
         }
         rejected.sort((a, b) => a.line - b.line);
         for (const r of rejected) process.stderr.write(`${file}:${r.line}: ${r.user ?? '(no user)'}: ${r.reason}\n`);

@@ -41,8 +41,12 @@ export const command: Command = {
   summary: 'restarts dead or hung RewriteMap programs (run by Apache as a piped logger)',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, { maps: { type: 'string' }, 'state-file': { type: 'string' }, 'interval-ms': { type: 'string' } });
-    if (values.help) return print(help), 0;
+    const { values } = parseCommand(argv, {
+      maps: { type: 'string' },
+      'state-file': { type: 'string' },
+      'interval-ms': { type: 'string' },
+    });
+    if (values.help) return (print(help), 0);
     if (values.maps === undefined) throw new UsageError('--maps N is required: how many prg: maps the Apache config starts');
     const expected = parseWholeNumber(values.maps, '--maps');
     const intervalMs = values['interval-ms'] ? parseWholeNumber(values['interval-ms'], '--interval-ms') : 250;
@@ -77,7 +81,11 @@ export const command: Command = {
         const children = liveChildren(apachePid, () => true);
         const maps = liveChildren(apachePid, (args) => args[1] === script && args[2] === 'map');
         const now = Date.now();
-        for (const map of stuck.check(now, maps, children.filter((pid) => !maps.includes(pid)))) {
+        for (const map of stuck.check(
+          now,
+          maps,
+          children.filter((pid) => !maps.includes(pid)),
+        )) {
           log.warn('map kept a worker waiting without answering: killing it', { log_id: 'PLX0903', map_pid: map });
           try {
             process.kill(map, 'SIGKILL');

@@ -62,7 +62,9 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       ...(o.auth ? { auth: o.auth } : {}),
       ...(o.routing ? { routing: o.routing } : {}),
       ...(o.sessionMaxAgeSeconds !== undefined ? { sessionMaxAgeSeconds: o.sessionMaxAgeSeconds } : {}),
-      ...(o.auth === 'form' && o.extra?.sessionPassphrase === undefined ? { sessionPassphraseFile: ensureSessionKeyFile(join(apacheDir, 'session.key')) } : {}),
+      ...(o.auth === 'form' && o.extra?.sessionPassphrase === undefined
+        ? { sessionPassphraseFile: ensureSessionKeyFile(join(apacheDir, 'session.key')) }
+        : {}),
       // Server-side sessions, so logout ends every copy of one (o.extra may choose the cookie store).
       ...(o.auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(o.config) } : {}),
       ...o.extra,

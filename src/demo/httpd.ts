@@ -107,7 +107,10 @@ export async function stopLeftoverHttpd(dir: string): Promise<number> {
 
 // What an operator needs from a failed start: the few lines that say why, and where the rest is.
 function startFailure(what: string, output: string, errorLogPath: string): ServiceStartError {
-  const lines = output.split('\n').map((line) => line.trim()).filter(Boolean);
+  const lines = output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   // From the first line that names an error (an AHnnnnn code, an errno, a severity), which is followed by its
   // detail ("Invalid command …" after "AH00526: Syntax error on line …").
   const first = lines.findIndex((line) => /AH\d{5}|\[(emerg|alert|crit|error)\]|\(\d+\)/.test(line));
@@ -159,7 +162,12 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
 
   const logBefore = errorLog().length;
   const started = await run(['-f', configPath, '-k', 'start'], 30_000);
-  if (started.code !== 0) throw startFailure(`Apache did not start (apache2 -k start exit ${started.code})`, `${started.stderr}\n${errorLog().slice(logBefore)}`, errorLogPath);
+  if (started.code !== 0)
+    throw startFailure(
+      `Apache did not start (apache2 -k start exit ${started.code})`,
+      `${started.stderr}\n${errorLog().slice(logBefore)}`,
+      errorLogPath,
+    );
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   let pid: number | undefined;
@@ -168,7 +176,11 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
     if (pid !== undefined && (await portAnswers(port))) break;
     if (Date.now() > deadline) {
       if (pid !== undefined) await stopApacheTree(pid, errorLogPath);
-      throw startFailure(`Apache did not answer on port ${port} within ${options.startTimeoutMs ?? 15_000} ms`, errorLog().slice(logBefore), errorLogPath);
+      throw startFailure(
+        `Apache did not answer on port ${port} within ${options.startTimeoutMs ?? 15_000} ms`,
+        errorLog().slice(logBefore),
+        errorLogPath,
+      );
     }
     await sleep(50);
   }

@@ -41,7 +41,10 @@ export interface StartOptions {
 
 export class ClusterError extends Error {
   override name = 'ClusterError';
-  constructor(message: string, readonly logTail?: string) {
+  constructor(
+    message: string,
+    readonly logTail?: string,
+  ) {
     super(logTail ? `${message}\n--- tail of postgres.log ---\n${logTail}` : message);
   }
 }
@@ -81,9 +84,7 @@ export async function createDatabase(server: { url: string }, name: string): Pro
 
 /** Drops a database, disconnecting anyone still using it (a test that leaked a pool must not block cleanup). */
 export async function dropDatabase(server: { url: string }, name: string): Promise<void> {
-  await withClient(server.url, (client) =>
-    client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
-  );
+  await withClient(server.url, (client) => client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`));
 }
 
 /** The same connection URL with its database name replaced. */
@@ -130,9 +131,12 @@ function makeHandle(paths: ClusterPaths, port: number, log?: (line: string) => v
 async function initCluster(paths: ClusterPaths, log?: (line: string) => void): Promise<void> {
   log?.(`initdb ${paths.dataDir}`);
   const result = await pgTool('initdb', [
-    '-D', paths.dataDir,
-    '-U', SUPERUSER,
-    '-E', 'UTF8',
+    '-D',
+    paths.dataDir,
+    '-U',
+    SUPERUSER,
+    '-E',
+    'UTF8',
     '--locale=C',
     '--no-sync',
     '--auth-local=trust',
@@ -236,9 +240,7 @@ async function isRunning(dataDir: string): Promise<boolean> {
 async function removeStaleLockFiles(paths: ClusterPaths): Promise<void> {
   await rm(join(paths.dataDir, 'postmaster.pid'), { force: true });
   const entries = await readdir(paths.socketDir).catch(() => [] as string[]);
-  await Promise.all(
-    entries.filter((name) => name.startsWith('.s.PGSQL.')).map((name) => rm(join(paths.socketDir, name), { force: true })),
-  );
+  await Promise.all(entries.filter((name) => name.startsWith('.s.PGSQL.')).map((name) => rm(join(paths.socketDir, name), { force: true })));
 }
 
 async function postmasterPid(dataDir: string): Promise<number | undefined> {

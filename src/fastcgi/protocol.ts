@@ -41,7 +41,8 @@ export interface FastCgiRecord {
 export class FastCgiProtocolError extends Error {}
 
 export function encodeRecord(type: number, requestId: number, content: Buffer = Buffer.alloc(0)): Buffer {
-  if (content.length > FCGI_MAX_CONTENT_LEN) throw new RangeError(`record content of ${content.length} bytes exceeds ${FCGI_MAX_CONTENT_LEN}`);
+  if (content.length > FCGI_MAX_CONTENT_LEN)
+    throw new RangeError(`record content of ${content.length} bytes exceeds ${FCGI_MAX_CONTENT_LEN}`);
   if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0xffff) throw new RangeError(`bad request id ${requestId}`);
   // Pad to a multiple of 8, as the specification recommends.
   const padding = (8 - (content.length % 8)) % 8;

@@ -151,7 +151,10 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   const respond = (requestId: number, state: RequestState, response: FastCgiResponse) => {
     // The request may have been aborted, or the connection closed, while the handler ran.
     if (requests.get(requestId) !== state || closed) return;
-    write([...encodeStream(RecordType.Stdout, requestId, renderResponse(response)), encodeEndRequest(requestId, 0, ProtocolStatus.RequestComplete)]);
+    write([
+      ...encodeStream(RecordType.Stdout, requestId, renderResponse(response)),
+      encodeEndRequest(requestId, 0, ProtocolStatus.RequestComplete),
+    ]);
     finish(requestId, state);
   };
 
@@ -224,14 +227,16 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
           return run(requestId, state);
         }
         state.paramsBytes += content.length;
-        if (state.paramsBytes > limits.maxParamsBytes) throw new FastCgiProtocolError(`PARAMS of request ${requestId} exceed ${limits.maxParamsBytes} bytes`);
+        if (state.paramsBytes > limits.maxParamsBytes)
+          throw new FastCgiProtocolError(`PARAMS of request ${requestId} exceed ${limits.maxParamsBytes} bytes`);
         state.params.push(content);
         return;
       case RecordType.Stdin:
       case RecordType.Data:
         if (!state) return;
         state.stdinBytes += content.length;
-        if (state.stdinBytes > limits.maxStdinBytes) throw new FastCgiProtocolError(`STDIN of request ${requestId} exceeds ${limits.maxStdinBytes} bytes`);
+        if (state.stdinBytes > limits.maxStdinBytes)
+          throw new FastCgiProtocolError(`STDIN of request ${requestId} exceeds ${limits.maxStdinBytes} bytes`);
         return;
       default:
         // STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT, UNKNOWN_TYPE flow the other way; anything else is

@@ -17,7 +17,12 @@ export interface FollowedLockouts {
 
 // The lockouts in force, in memory, from the store's lockouts channel (migration 005). `onChange` runs after
 // every change the mirror takes in: a message (given), or the full read after each (re)connection.
-export function followLockouts(config: PlexerConfig, db: pg.Pool, log: Logger, onChange: (payload?: string) => void = () => undefined): FollowedLockouts {
+export function followLockouts(
+  config: PlexerConfig,
+  db: pg.Pool,
+  log: Logger,
+  onChange: (payload?: string) => void = () => undefined,
+): FollowedLockouts {
   const mirror = new LockMirror();
   const listener = listenForChanges({
     connect: () => createClient(config, { applicationName: 'plexer-lockouts', connectTimeoutMs: 3_000 }),
@@ -33,7 +38,9 @@ export function followLockouts(config: PlexerConfig, db: pg.Pool, log: Logger, o
           mirror.loaded(rows);
           onChange();
         })
-        .catch((error: unknown) => log.warn('cannot read the lockouts in force; will retry at the next reconnection', { error: coerceError(error).message }));
+        .catch((error: unknown) =>
+          log.warn('cannot read the lockouts in force; will retry at the next reconnection', { error: coerceError(error).message }),
+        );
     },
     log,
   });

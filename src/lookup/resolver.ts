@@ -120,7 +120,11 @@ export function createResolver(options: ResolverOptions): Resolver {
         if (running >= maxInFlight) return stale;
         pending = startFetch(key);
       }
-      return withDeadline(pending.catch(() => stale), deadlineMs, () => stale);
+      return withDeadline(
+        pending.catch(() => stale),
+        deadlineMs,
+        () => stale,
+      );
     },
     // A query already running may have read the row before the change: later lookups must not join it.
     evict(key) {

@@ -42,7 +42,9 @@ function refuseConstraint(error: unknown, what: string): never {
   if (e.code === '23505') throw new RefusedError(`${what} already exists`);
   if (e.code === '23503' && e.constraint === 'users_daemon_group_fkey') {
     const group = /\(daemon_group\)=\((.*)\)/.exec(e.detail ?? '')?.[1] ?? '?';
-    throw new NotFoundError(`${what}: no daemon group "${group}"; create it with \`plexer group add ${group}\` (see \`plexer group list\`)`);
+    throw new NotFoundError(
+      `${what}: no daemon group "${group}"; create it with \`plexer group add ${group}\` (see \`plexer group list\`)`,
+    );
   }
   if (e.code === '23503') throw new RefusedError(`${what}: ${e.detail ?? 'a referenced row is missing or still in use'}`);
   if (e.code === '23514') throw new RefusedError(`${what}: rejected by constraint ${e.constraint ?? '(unknown)'}`);
@@ -58,13 +60,18 @@ async function run<R extends pg.QueryResultRow>(db: Queryable, what: string, tex
 }
 
 export async function addGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
-  await run(db, `daemon group "${name}"`,
+  await run(
+    db,
+    `daemon group "${name}"`,
     `INSERT INTO daemon_groups (name, settings_module, backend, capacity, enabled, run_as) VALUES ($1, $2, $3, $4, $5, $6)`,
-    [name, fields.settingsModule ?? null, fields.backend ?? null, fields.capacity ?? null, fields.enabled ?? true, fields.runAs ?? null]);
+    [name, fields.settingsModule ?? null, fields.backend ?? null, fields.capacity ?? null, fields.enabled ?? true, fields.runAs ?? null],
+  );
 }
 
 export async function updateGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
-  const result = await run(db, `daemon group "${name}"`,
+  const result = await run(
+    db,
+    `daemon group "${name}"`,
     `UPDATE daemon_groups SET
        settings_module = CASE WHEN $2 THEN $3 ELSE settings_module END,
        backend = CASE WHEN $4 THEN $5 ELSE backend END,
@@ -72,9 +79,19 @@ export async function updateGroup(db: Queryable, name: string, fields: GroupFiel
        enabled = COALESCE($8, enabled),
        run_as = CASE WHEN $9 THEN $10 ELSE run_as END
      WHERE name = $1`,
-    [name, fields.settingsModule !== undefined, fields.settingsModule ?? null, fields.backend !== undefined,
-      fields.backend ?? null, fields.capacity !== undefined, fields.capacity ?? null, fields.enabled ?? null,
-      fields.runAs !== undefined, fields.runAs ?? null]);
+    [
+      name,
+      fields.settingsModule !== undefined,
+      fields.settingsModule ?? null,
+      fields.backend !== undefined,
+      fields.backend ?? null,
+      fields.capacity !== undefined,
+      fields.capacity ?? null,
+      fields.enabled ?? null,
+      fields.runAs !== undefined,
+      fields.runAs ?? null,
+    ],
+  );
   if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
 }
 
@@ -90,7 +107,8 @@ export async function listGroups(db: Queryable): Promise<GroupRow[]> {
   const result = await db.query<GroupRow>(
     `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, g.run_as, count(u.name)::integer AS users
        FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
-      GROUP BY g.name ORDER BY g.name`);
+      GROUP BY g.name ORDER BY g.name`,
+  );
   return result.rows;
 }
 
@@ -108,13 +126,13 @@ export async function pickGroupWithRoom(client: pg.ClientBase): Promise<string |
     `SELECT g.name FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
       WHERE g.enabled GROUP BY g.name, g.capacity
      HAVING g.capacity IS NULL OR count(u.name) < g.capacity
-      ORDER BY count(u.name), g.name LIMIT 1`);
+      ORDER BY count(u.name), g.name LIMIT 1`,
+  );
   return result.rows[0]?.name ?? null;
 }
 
 export async function addUser(db: Queryable, name: string, passwordHash: string, group: string | null): Promise<void> {
-  await run(db, `user "${name}"`, 'INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)',
-    [name, passwordHash, group]);
+  await run(db, `user "${name}"`, 'INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [name, passwordHash, group]);
 }
 
 async function updateUser(db: Queryable, name: string, assignment: string, value: unknown): Promise<void> {
@@ -132,8 +150,7 @@ export async function deleteUser(db: Queryable, name: string): Promise<void> {
 }
 
 export async function grantRole(db: Queryable, name: string, role: string): Promise<void> {
-  await run(db, `user "${name}"`,
-    'INSERT INTO user_roles (user_name, role) VALUES ($1, $2) ON CONFLICT DO NOTHING', [name, role]);
+  await run(db, `user "${name}"`, 'INSERT INTO user_roles (user_name, role) VALUES ($1, $2) ON CONFLICT DO NOTHING', [name, role]);
 }
 
 export async function revokeRole(db: Queryable, name: string, role: string): Promise<boolean> {
@@ -147,7 +164,9 @@ export async function listUsers(db: Queryable, group?: string): Promise<UserRow[
             coalesce(array_agg(r.role ORDER BY r.role) FILTER (WHERE r.role IS NOT NULL), '{}') AS roles
        FROM users u LEFT JOIN user_roles r ON r.user_name = u.name
       WHERE $1::text IS NULL OR u.daemon_group = $1
-      GROUP BY u.name ORDER BY u.name`, [group ?? null]);
+      GROUP BY u.name ORDER BY u.name`,
+    [group ?? null],
+  );
   return result.rows;
 }
 
@@ -168,14 +187,16 @@ export interface ImportEntry {
 // One INSERT per batch (not one per user): 20,000 lines in a few round trips. Returns the names that already
 // existed and were left as they are ('refuse' and 'skip').
 export async function importUsers(db: Queryable, entries: ImportEntry[], group: string | null, existing: ExistingUsers): Promise<string[]> {
-  const onConflict = existing === 'update'
-    ? 'DO UPDATE SET password_hash = EXCLUDED.password_hash, daemon_group = EXCLUDED.daemon_group'
-    : 'DO NOTHING';
-  const result = await run<{ name: string }>(db, `importing into daemon group "${group ?? 'none'}"`,
+  const onConflict =
+    existing === 'update' ? 'DO UPDATE SET password_hash = EXCLUDED.password_hash, daemon_group = EXCLUDED.daemon_group' : 'DO NOTHING';
+  const result = await run<{ name: string }>(
+    db,
+    `importing into daemon group "${group ?? 'none'}"`,
     `INSERT INTO users (name, password_hash, daemon_group)
      SELECT n, h, $3 FROM unnest($1::text[], $2::text[]) AS t(n, h)
      ON CONFLICT (name) ${onConflict} RETURNING name`,
-    [entries.map((e) => e.user), entries.map((e) => e.hash), group]);
+    [entries.map((e) => e.user), entries.map((e) => e.hash), group],
+  );
   const written = new Set(result.rows.map((row) => row.name));
   return entries.filter((e) => !written.has(e.user)).map((e) => e.user);
 }

@@ -17,9 +17,10 @@ export function explainConnectError(error: unknown, config: PlexerConfig, admin:
   const e = error as PgError;
   const target = describeTarget(admin);
   if (AUTH_CODES.has(e.code ?? '') || NO_PASSWORD.test(e.message)) {
-    const keys = config.admin.user !== undefined
-      ? 'admin_pg_passfile (a root-only .pgpass) or peer authentication for admin_pg_user'
-      : 'pg_password or pg_passfile (or peer authentication: pg_host = the socket directory)';
+    const keys =
+      config.admin.user !== undefined
+        ? 'admin_pg_passfile (a root-only .pgpass) or peer authentication for admin_pg_user'
+        : 'pg_password or pg_passfile (or peer authentication: pg_host = the socket directory)';
     const missing = /must be a string|no password supplied/i.test(e.message) ? 'no password is configured' : e.message;
     return new ConfigError(`PostgreSQL at ${target} refused the login (${missing}): set ${keys} in the config file`);
   }
@@ -29,7 +30,9 @@ export function explainConnectError(error: unknown, config: PlexerConfig, admin:
   // No code: node-postgres's own (a timeout, a closed connection); a syscall: the socket (ENOENT, ECONNREFUSED);
   // 08xxx connection_exception, 57P0x the server shutting down.
   if (e.code === undefined || 'syscall' in e || /^(08|57P0)/.test(e.code)) {
-    return new StoreUnavailableError(`cannot reach PostgreSQL at ${target}: ${e.message} (is it running? check pg_host/pg_port or database_url)`);
+    return new StoreUnavailableError(
+      `cannot reach PostgreSQL at ${target}: ${e.message} (is it running? check pg_host/pg_port or database_url)`,
+    );
   }
   return null;
 }
@@ -39,6 +42,8 @@ export function explainConnectError(error: unknown, config: PlexerConfig, admin:
 export function explainSchemaError(error: unknown, config: PlexerConfig): PlexerError | null {
   const code = (error as PgError).code;
   if (code !== '42P01' && code !== '3F000' && code !== '42883') return null;
-  return new ConfigError(`${coerceError(error).message}: plexer's schema "${config.schema}" is missing or out of date `
-    + `in this database; run \`plexer db migrate\``);
+  return new ConfigError(
+    `${coerceError(error).message}: plexer's schema "${config.schema}" is missing or out of date ` +
+      `in this database; run \`plexer db migrate\``,
+  );
 }

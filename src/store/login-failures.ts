@@ -16,11 +16,13 @@ export const pairSubject = (user: string, ip: string) => `pair:${user}/${ip}`;
 
 // The subjects (of those given) that are locked out right now.
 export async function lockedSubjects(db: Queryable, subjects: string[]): Promise<string[]> {
-  const result = await db.query<{ subject: string }>({
-    name: 'plexer_locked_subjects',
-    text: 'SELECT subject FROM login_failures WHERE subject = ANY($1::text[]) AND locked_until > now()',
-    values: [subjects],
-  }).catch(rethrowExplained);
+  const result = await db
+    .query<{ subject: string }>({
+      name: 'plexer_locked_subjects',
+      text: 'SELECT subject FROM login_failures WHERE subject = ANY($1::text[]) AND locked_until > now()',
+      values: [subjects],
+    })
+    .catch(rethrowExplained);
   return result.rows.map((row) => row.subject);
 }
 
@@ -34,11 +36,13 @@ export interface FailureCount {
 // table themselves: the function is the one write their role is granted. One statement, so concurrent front
 // ends count exactly.
 export async function recordFailure(db: Queryable, subjects: string[], policy: LockoutPolicy): Promise<FailureCount[]> {
-  const result = await db.query<{ subject: string; failures: number; locked_now: boolean }>({
-    name: 'plexer_record_login_failure',
-    text: 'SELECT subject, failures, locked_now FROM record_login_failure($1::text[], $2, $3, $4)',
-    values: [subjects, policy.windowSeconds, policy.maxFailures, policy.lockSeconds],
-  }).catch(rethrowExplained);
+  const result = await db
+    .query<{ subject: string; failures: number; locked_now: boolean }>({
+      name: 'plexer_record_login_failure',
+      text: 'SELECT subject, failures, locked_now FROM record_login_failure($1::text[], $2, $3, $4)',
+      values: [subjects, policy.windowSeconds, policy.maxFailures, policy.lockSeconds],
+    })
+    .catch(rethrowExplained);
   return result.rows.map((row) => ({ subject: row.subject, failures: row.failures, lockedNow: row.locked_now }));
 }
 
@@ -46,9 +50,10 @@ export async function recordFailure(db: Queryable, subjects: string[], policy: L
 // of every pair of that name, or an address's and those of every pair from it. Returns the subjects cleared.
 export async function unlockSubjects(db: Queryable, kind: 'user' | 'ip', value: string): Promise<string[]> {
   const result = await db.query<{ subject: string }>({
-    text: kind === 'user'
-      ? `DELETE FROM login_failures WHERE subject = 'user:' || $1 OR starts_with(subject, 'pair:' || $1 || '/') RETURNING subject`
-      : `DELETE FROM login_failures WHERE subject = 'ip:' || $1
+    text:
+      kind === 'user'
+        ? `DELETE FROM login_failures WHERE subject = 'user:' || $1 OR starts_with(subject, 'pair:' || $1 || '/') RETURNING subject`
+        : `DELETE FROM login_failures WHERE subject = 'ip:' || $1
             OR (starts_with(subject, 'pair:') AND substr(subject, strpos(subject, '/') + 1) = $1) RETURNING subject`,
     values: [value],
   });
@@ -59,20 +64,24 @@ export async function unlockSubjects(db: Queryable, kind: 'user' | 'ip', value: 
 // is — the user's failure count reset, as `plexer authn` does after every successful login. One round trip;
 // the function deletes nothing (and writes nothing) in the usual case.
 export async function lockedSubjectsClearingUser(db: Queryable, subjects: string[], userSubject: string): Promise<string[]> {
-  const result = await db.query<{ subject: string; locked: boolean }>({
-    name: 'plexer_locked_or_clear',
-    text: 'SELECT subject, locked FROM clear_login_failures($2::text[], $1::text[])',
-    values: [subjects, [userSubject]],
-  }).catch(rethrowExplained);
+  const result = await db
+    .query<{ subject: string; locked: boolean }>({
+      name: 'plexer_locked_or_clear',
+      text: 'SELECT subject, locked FROM clear_login_failures($2::text[], $1::text[])',
+      values: [subjects, [userSubject]],
+    })
+    .catch(rethrowExplained);
   return result.rows.filter((row) => row.locked).map((row) => row.subject);
 }
 
 // Every lockout in force, for authd's mirror (src/authd/lock-mirror.ts).
 export async function currentLockouts(db: Queryable): Promise<Array<{ subject: string; untilMs: number }>> {
-  const result = await db.query<{ subject: string; until_ms: string }>({
-    name: 'plexer_current_lockouts',
-    text: 'SELECT subject, floor(extract(epoch FROM locked_until) * 1000)::bigint AS until_ms FROM login_failures WHERE locked_until > now()',
-  }).catch(rethrowExplained);
+  const result = await db
+    .query<{ subject: string; until_ms: string }>({
+      name: 'plexer_current_lockouts',
+      text: 'SELECT subject, floor(extract(epoch FROM locked_until) * 1000)::bigint AS until_ms FROM login_failures WHERE locked_until > now()',
+    })
+    .catch(rethrowExplained);
   return result.rows.map((row) => ({ subject: row.subject, untilMs: Number(row.until_ms) }));
 }
 
@@ -90,6 +99,7 @@ export async function userLockouts(db: Queryable): Promise<UserLockout[]> {
             CASE WHEN starts_with(subject, 'pair:') THEN split_part(subject, '/', 2) END AS address, locked_until
        FROM login_failures
       WHERE locked_until > now() AND (starts_with(subject, 'user:') OR starts_with(subject, 'pair:'))
-      ORDER BY locked_until`);
+      ORDER BY locked_until`,
+  );
   return result.rows.map((row) => ({ user: row.user_name, address: row.address, until: row.locked_until }));
 }

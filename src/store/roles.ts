@@ -46,7 +46,12 @@ interface RoleRow {
 // Makes `role` able to do exactly what the helpers do in `schema`, and nothing else: it revokes whatever
 // else it had on the schema's tables, sequences and functions first, so running it again is harmless and
 // repairs a hand-made grant. One transaction.
-export async function grantHelperRole(client: pg.ClientBase, schema: string, role: string, options: GrantOptions = {}): Promise<GrantOutcome> {
+export async function grantHelperRole(
+  client: pg.ClientBase,
+  schema: string,
+  role: string,
+  options: GrantOptions = {},
+): Promise<GrantOutcome> {
   if (!ROLE_NAME.test(role)) {
     throw new UsageError(`--helper-role "${role}": expected a lower-case SQL identifier (letters, digits, _; at most 63)`);
   }
@@ -56,11 +61,13 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
   try {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`plexer.grant:${schema}`]);
     const missing = await client.query<{ fn: string }>(
-      'SELECT fn FROM unnest($1::text[]) AS fn WHERE to_regprocedure($2 || \'.\' || fn) IS NULL',
+      "SELECT fn FROM unnest($1::text[]) AS fn WHERE to_regprocedure($2 || '.' || fn) IS NULL",
       [HELPER_FUNCTIONS, s],
     );
     if ((missing.rowCount ?? 0) > 0) {
-      throw new RefusedError(`schema "${schema}" lacks ${missing.rows.map((row) => row.fn.split('(')[0]).join(', ')}: run \`plexer db migrate\` first`);
+      throw new RefusedError(
+        `schema "${schema}" lacks ${missing.rows.map((row) => row.fn.split('(')[0]).join(', ')}: run \`plexer db migrate\` first`,
+      );
     }
 
     let existing = await readRole(client, role);
@@ -70,15 +77,19 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
       // cluster-wide, the advisory lock is not).
       await client.query('SAVEPOINT create_role');
       try {
-        await client.query(`CREATE ROLE ${r} ${options.login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`);
+        await client.query(
+          `CREATE ROLE ${r} ${options.login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`,
+        );
         created = true;
       } catch (error) {
         await client.query('ROLLBACK TO SAVEPOINT create_role');
         const code = (error as { code?: string }).code;
         if (code === '42501') {
-          throw new PermissionDeniedError(`cannot create role "${role}": ${coerceError(error).message}. The admin role needs `
-            + `no CREATEROLE for plexer otherwise, so create the role once as a superuser (psql: CREATE ROLE ${role} `
-            + `${options.login ? 'LOGIN' : 'NOLOGIN'};) and run this command again`);
+          throw new PermissionDeniedError(
+            `cannot create role "${role}": ${coerceError(error).message}. The admin role needs ` +
+              `no CREATEROLE for plexer otherwise, so create the role once as a superuser (psql: CREATE ROLE ${role} ` +
+              `${options.login ? 'LOGIN' : 'NOLOGIN'};) and run this command again`,
+          );
         }
         if (code !== '42710' && code !== '23505') throw error;
       }
@@ -87,12 +98,17 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
     }
 
     const powers = [
-      existing.rolsuper && 'SUPERUSER', existing.rolcreatedb && 'CREATEDB', existing.rolcreaterole && 'CREATEROLE',
-      existing.rolreplication && 'REPLICATION', existing.rolbypassrls && 'BYPASSRLS',
+      existing.rolsuper && 'SUPERUSER',
+      existing.rolcreatedb && 'CREATEDB',
+      existing.rolcreaterole && 'CREATEROLE',
+      existing.rolreplication && 'REPLICATION',
+      existing.rolbypassrls && 'BYPASSRLS',
     ].filter((p): p is string => typeof p === 'string');
     if (powers.length > 0) {
-      throw new RefusedError(`role "${role}" has ${powers.join(', ')}; the helpers' role must have none. Pick another `
-        + `name, or as a superuser: ALTER ROLE ${role} ${powers.map((p) => `NO${p}`).join(' ')};`);
+      throw new RefusedError(
+        `role "${role}" has ${powers.join(', ')}; the helpers' role must have none. Pick another ` +
+          `name, or as a superuser: ALTER ROLE ${role} ${powers.map((p) => `NO${p}`).join(' ')};`,
+      );
     }
     const owns = await client.query<{ what: string }>(
       `SELECT 'schema ' || n.nspname AS what FROM pg_namespace n
@@ -107,8 +123,10 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
       [existing.oid, schema],
     );
     if ((owns.rowCount ?? 0) > 0) {
-      throw new RefusedError(`role "${role}" owns (or is a member of the owner of) ${owns.rows.map((row) => row.what).join(', ')}; `
-        + 'the helpers need a role of their own that owns nothing: pick another name for --helper-role');
+      throw new RefusedError(
+        `role "${role}" owns (or is a member of the owner of) ${owns.rows.map((row) => row.what).join(', ')}; ` +
+          'the helpers need a role of their own that owns nothing: pick another name for --helper-role',
+      );
     }
 
     let loginAdded = false;
@@ -123,7 +141,9 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
     // CONNECT usually comes from PUBLIC already; granting it needs the database's owner, who may not be the
     // schema's, so only when it is missing.
     const database = await client.query<{ name: string; can_connect: boolean }>(
-      `SELECT current_database() AS name, has_database_privilege($1, current_database(), 'CONNECT') AS can_connect`, [role]);
+      `SELECT current_database() AS name, has_database_privilege($1, current_database(), 'CONNECT') AS can_connect`,
+      [role],
+    );
     await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${s} FROM ${r}`);
@@ -137,8 +157,10 @@ export async function grantHelperRole(client: pg.ClientBase, schema: string, rol
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     if ((error as { code?: string }).code === '42501') {
-      throw new PermissionDeniedError(`${coerceError(error).message}: \`plexer db grant\` must run as the role that owns `
-        + `schema "${schema}" (admin_pg_user), or a superuser`);
+      throw new PermissionDeniedError(
+        `${coerceError(error).message}: \`plexer db grant\` must run as the role that owns ` +
+          `schema "${schema}" (admin_pg_user), or a superuser`,
+      );
     }
     throw error;
   }
@@ -159,13 +181,17 @@ export function explainHelperError(error: unknown): unknown {
   const code = (error as { code?: string }).code;
   const message = coerceError(error).message;
   if (code === '42501') {
-    return new PermissionDeniedError(`${message}: the helpers' role (pg_user) lacks its grants; as the admin run `
-      + '`plexer db grant --helper-role ROLE` with ROLE = pg_user (or a role pg_user is a member of)');
+    return new PermissionDeniedError(
+      `${message}: the helpers' role (pg_user) lacks its grants; as the admin run ` +
+        '`plexer db grant --helper-role ROLE` with ROLE = pg_user (or a role pg_user is a member of)',
+    );
   }
   // Without USAGE on the schema its tables are not even seen.
   if (code === '42P01') {
-    return new ConfigError(`${message}: either pg_user lacks USAGE on plexer's schema (as the admin run \`plexer db grant `
-      + '--helper-role ROLE` with ROLE = pg_user) or the schema is not there (`plexer db migrate`; the `schema` setting)');
+    return new ConfigError(
+      `${message}: either pg_user lacks USAGE on plexer's schema (as the admin run \`plexer db grant ` +
+        '--helper-role ROLE` with ROLE = pg_user) or the schema is not there (`plexer db migrate`; the `schema` setting)',
+    );
   }
   if (code === '42883' && /record_login_failure|clear_login_failures|rehash_password/.test(message)) {
     return new ConfigError(`${message}: the schema predates migration 003; run \`plexer db migrate\` as the admin`);

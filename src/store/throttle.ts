@@ -71,18 +71,30 @@ export async function lockedNow(db: Queryable, subjects: Subjects, throttle: Thr
 
 // One failure against every subject, each with its own limit (record_login_failure, one statement per limit).
 // Returns the subjects this failure locked; `counted` hears every subject's count.
-export async function countFailure(db: Queryable, subjects: Subjects, throttle: Throttle, log: Logger,
-  counted: (subject: string, failures: number) => void = () => undefined): Promise<string[]> {
+export async function countFailure(
+  db: Queryable,
+  subjects: Subjects,
+  throttle: Throttle,
+  log: Logger,
+  counted: (subject: string, failures: number) => void = () => undefined,
+): Promise<string[]> {
   if (throttle.maxFailures === 0) return [];
-  const counts = await Promise.all(subjects.limits.map(({ subjects: group, maxFailures }) =>
-    recordFailure(db, group, { ...throttle, maxFailures } satisfies LockoutPolicy)));
+  const counts = await Promise.all(
+    subjects.limits.map(({ subjects: group, maxFailures }) =>
+      recordFailure(db, group, { ...throttle, maxFailures } satisfies LockoutPolicy),
+    ),
+  );
   for (const count of counts.flat()) counted(count.subject, count.failures);
   const locked: string[] = [];
   for (const count of counts.flat()) {
     if (!count.lockedNow) continue;
     locked.push(count.subject);
     if (count.subject === subjects.user && subjects.own !== subjects.user) {
-      log.error('account locked: failed logins from many addresses', { subject: count.subject, failures: count.failures, seconds: throttle.lockSeconds });
+      log.error('account locked: failed logins from many addresses', {
+        subject: count.subject,
+        failures: count.failures,
+        seconds: throttle.lockSeconds,
+      });
     } else {
       log.warn('lockout started', { subject: count.subject, failures: count.failures, seconds: throttle.lockSeconds });
     }
@@ -93,9 +105,11 @@ export async function countFailure(db: Queryable, subjects: Subjects, throttle: 
 // After a successful login: that user's count from that address (and the name's own, as before) restart.
 export async function clearOnSuccess(db: Queryable, subjects: Subjects, throttle: Throttle): Promise<void> {
   if (throttle.maxFailures === 0) return;
-  await db.query({
-    name: 'plexer_clear_on_success',
-    text: 'SELECT subject FROM clear_login_failures($1::text[])',
-    values: [[...new Set([subjects.own, subjects.user])]],
-  }).catch(rethrowExplained);
+  await db
+    .query({
+      name: 'plexer_clear_on_success',
+      text: 'SELECT subject FROM clear_login_failures($1::text[])',
+      values: [[...new Set([subjects.own, subjects.user])]],
+    })
+    .catch(rethrowExplained);
 }

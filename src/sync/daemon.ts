@@ -102,7 +102,11 @@ export function startSyncDaemon(options: SyncDaemonOptions): SyncDaemon {
       dirty = true;
       reason = 'retry';
       if (failures === 0 || failures % 10 === 0) {
-        log.warn('rebuild failed; keeping the last good map files', { error: coerceError(error).message, retry_ms: retry, attempts: failures + 1 });
+        log.warn('rebuild failed; keeping the last good map files', {
+          error: coerceError(error).message,
+          retry_ms: retry,
+          attempts: failures + 1,
+        });
       }
       failures++;
       retry = Math.min(retry * 2, maxRetry);

@@ -36,7 +36,9 @@ export function mapFileOwner(): Owner | undefined {
   if (gid === null) throw new ConfigError(`group ${APACHE_RUN_GROUP} does not exist: is Debian's apache2 installed?`);
   if (process.getuid?.() === 0) return { uid: 0, gid };
   if (process.getgid?.() === gid || (process.getgroups?.() ?? []).includes(gid)) return { uid: -1, gid };
-  throw new ConfigError(`plexer sync must run as root or with group ${APACHE_RUN_GROUP}: the maps are mode 0640 and Apache's workers read them through that group`);
+  throw new ConfigError(
+    `plexer sync must run as root or with group ${APACHE_RUN_GROUP}: the maps are mode 0640 and Apache's workers read them through that group`,
+  );
 }
 
 export interface RebuildResult {
@@ -125,7 +127,10 @@ function mapText(entries: Array<[string, string]>): string {
 
 function runHttxt2dbm(binary: string, input: string, output: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['-f', 'GDBM', '-i', '-', '-o', output], { stdio: ['pipe', 'ignore', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+    const child = spawn(binary, ['-f', 'GDBM', '-i', '-', '-o', output], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { PATH: '/usr/bin:/bin' },
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
@@ -140,7 +145,13 @@ function runHttxt2dbm(binary: string, input: string, output: string): Promise<vo
 }
 
 // Produces a complete, fsynced map file in TEMPDIR (ours, 0700, fresh); the caller renames it into place.
-async function writeTemp(binary: string, tempDir: string, kind: MapKind, entries: Array<[string, string]>, owner: Owner | undefined): Promise<string> {
+async function writeTemp(
+  binary: string,
+  tempDir: string,
+  kind: MapKind,
+  entries: Array<[string, string]>,
+  owner: Owner | undefined,
+): Promise<string> {
   // httxt2dbm opens its output by name, read-write-create, following symlinks and merging into an existing
   // file: hence a name in a directory no one else can enter, never one in the shared map directory.
   const temp = join(tempDir, mapFileName(kind));

@@ -43,7 +43,11 @@ export function createReloadPolicy(options: ReloadPolicyOptions, startedAtMs: nu
   const maxBackoffMs = options.maxBackoffMs ?? 60_000;
   let missingSince: number | undefined = startedAtMs - missingGraceMs + (options.startupGraceMs ?? 3_000);
   let desyncAt: number | undefined;
-  let { nextReloadAt, backoffMs, lastReloadAt } = saved ?? { nextReloadAt: Number.MIN_SAFE_INTEGER, backoffMs: firstBackoffMs, lastReloadAt: Number.MIN_SAFE_INTEGER };
+  let { nextReloadAt, backoffMs, lastReloadAt } = saved ?? {
+    nextReloadAt: Number.MIN_SAFE_INTEGER,
+    backoffMs: firstBackoffMs,
+    lastReloadAt: Number.MIN_SAFE_INTEGER,
+  };
   const reload = (now: number) => {
     lastReloadAt = now;
     nextReloadAt = now + backoffMs;

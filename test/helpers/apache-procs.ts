@@ -23,14 +23,20 @@ function childrenOf(parentPid: number): Child[] {
 }
 
 export const mapProcesses = (apachePid: number, kind: string): number[] =>
-  childrenOf(apachePid).filter((c) => c.argv[2] === 'map' && c.argv[3] === kind).map((c) => c.pid);
+  childrenOf(apachePid)
+    .filter((c) => c.argv[2] === 'map' && c.argv[3] === kind)
+    .map((c) => c.pid);
 
 export const watchdogProcesses = (apachePid: number): number[] =>
-  childrenOf(apachePid).filter((c) => c.argv[2] === 'watchdog').map((c) => c.pid);
+  childrenOf(apachePid)
+    .filter((c) => c.argv[2] === 'watchdog')
+    .map((c) => c.pid);
 
 // Prefork workers run the same binary as the parent.
 export const apacheWorkers = (apachePid: number): number[] =>
-  childrenOf(apachePid).filter((c) => /apache2$/.test(c.argv[0] ?? '')).map((c) => c.pid);
+  childrenOf(apachePid)
+    .filter((c) => (c.argv[0] ?? '').endsWith('apache2'))
+    .map((c) => c.pid);
 
 // A worker blocked reading a pipe is one waiting for a prg: map's answer under the rewrite-map lock.
 export function workersWaitingOnPipe(apachePid: number): number[] {

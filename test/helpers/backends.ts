@@ -61,8 +61,13 @@ function httpServer(tenant: string): http.Server {
     const headers: Record<string, string> = {};
     for (const [k, value] of Object.entries(req.headers)) headers[k] = Array.isArray(value) ? value.join(', ') : String(value);
     const answer: BackendAnswer = {
-      tenant, kind: 'http', path: url.pathname, query: url.search,
-      user: (req.headers['x-plexer-user'] as string | undefined) ?? null, remoteUser: null, headers,
+      tenant,
+      kind: 'http',
+      path: url.pathname,
+      query: url.search,
+      user: (req.headers['x-plexer-user'] as string | undefined) ?? null,
+      remoteUser: null,
+      headers,
     };
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(answer));
@@ -98,7 +103,7 @@ function decodeParams(data: Buffer): Record<string, string> {
   let i = 0;
   const length = () => {
     const first = data.readUInt8(i);
-    if (first < 128) return (i += 1), first;
+    if (first < 128) return ((i += 1), first);
     const value = data.readUInt32BE(i) & 0x7fffffff;
     i += 4;
     return value;
@@ -124,15 +129,27 @@ function fcgiConnection(tenant: string, socket: net.Socket) {
     const headers: Record<string, string> = {};
     for (const [k, value] of Object.entries(env)) if (k.startsWith('HTTP_')) headers[k] = value;
     const answer: BackendAnswer = {
-      tenant, kind: 'fcgi', path: env['SCRIPT_NAME'] ?? env['REQUEST_URI'] ?? '', query: env['QUERY_STRING'] ?? '',
-      user: env['HTTP_X_PLEXER_USER'] ?? null, remoteUser: env['REMOTE_USER'] ?? null, headers,
+      tenant,
+      kind: 'fcgi',
+      path: env['SCRIPT_NAME'] ?? env['REQUEST_URI'] ?? '',
+      query: env['QUERY_STRING'] ?? '',
+      user: env['HTTP_X_PLEXER_USER'] ?? null,
+      remoteUser: env['REMOTE_USER'] ?? null,
+      headers,
     };
     (answer as BackendAnswer & { env: Record<string, string> }).env = Object.fromEntries(
-      Object.entries(env).filter(([k]) => ['REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO', 'SCRIPT_FILENAME', 'AUTH_TYPE'].includes(k)));
+      Object.entries(env).filter(([k]) => ['REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO', 'SCRIPT_FILENAME', 'AUTH_TYPE'].includes(k)),
+    );
     const body = Buffer.from(JSON.stringify(answer));
     const head = Buffer.from(`Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
     const end = Buffer.alloc(8); // appStatus 0, protocolStatus 0 (REQUEST_COMPLETE)
-    socket.write(Buffer.concat([record(FCGI.STDOUT, id, Buffer.concat([head, body])), record(FCGI.STDOUT, id, Buffer.alloc(0)), record(FCGI.END_REQUEST, id, end)]));
+    socket.write(
+      Buffer.concat([
+        record(FCGI.STDOUT, id, Buffer.concat([head, body])),
+        record(FCGI.STDOUT, id, Buffer.alloc(0)),
+        record(FCGI.END_REQUEST, id, end),
+      ]),
+    );
     if (!r.keep) socket.end();
   };
   socket.on('data', (chunk) => {
@@ -172,7 +189,9 @@ export async function startFcgiBackend(tenant: string, socketPath: string): Prom
   const sockets = new Set<net.Socket>();
   server.on('connection', (s) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
   return {
-    tenant, kind: 'fcgi', target: `unix:${socketPath}|fcgi://localhost/`,
+    tenant,
+    kind: 'fcgi',
+    target: `unix:${socketPath}|fcgi://localhost/`,
     stop: async () => {
       for (const s of sockets) s.destroy();
       await closeServer(server, socketPath);

@@ -25,7 +25,12 @@ import type { RunResult } from './plexer.js';
 export type State = string | null;
 type Cli = (args: string[], input?: string) => Promise<RunResult>;
 
-interface Change { since: number; at: number; state: State; op: string }
+interface Change {
+  since: number;
+  at: number;
+  state: State;
+  op: string;
+}
 
 export class Timeline {
   private readonly changes = new Map<string, Change[]>();
@@ -79,7 +84,16 @@ export interface ChurnOptions {
   onTick?: () => void;
 }
 
-export interface Sample { user: string; client: number; sent: number; received: number; status: number; group?: string; jsonUser?: string; error?: string }
+export interface Sample {
+  user: string;
+  client: number;
+  sent: number;
+  received: number;
+  status: number;
+  group?: string;
+  jsonUser?: string;
+  error?: string;
+}
 
 export interface ChurnReport {
   seconds: number;
@@ -123,7 +137,11 @@ function get(url: string, user: string, agent: http.Agent | false): Promise<{ st
   });
 }
 
-interface Account { present: boolean; group: string | null; disabled: boolean }
+interface Account {
+  present: boolean;
+  group: string | null;
+  disabled: boolean;
+}
 const stateOf = (a: Account): State => (a.present && !a.disabled ? a.group : null);
 
 export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
@@ -138,10 +156,11 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
   {
     const seeded = names.slice(0, o.users).map((n, i) => [n, o.groups[i % o.groups.length]!] as const);
     const since = now();
-    await o.sql.query(
-      'INSERT INTO users (name, password_hash, daemon_group) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])',
-      [seeded.map(([n]) => n), seeded.map(([n]) => hashes.get(n)!), seeded.map(([, g]) => g)],
-    );
+    await o.sql.query('INSERT INTO users (name, password_hash, daemon_group) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])', [
+      seeded.map(([n]) => n),
+      seeded.map(([n]) => hashes.get(n)!),
+      seeded.map(([, g]) => g),
+    ]);
     const at = now();
     for (const [n, g] of seeded) {
       Object.assign(accounts.get(n)!, { present: true, group: g, disabled: false });
@@ -158,7 +177,15 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
   const busy = new Set<string>();
   const inFlight = new Set<Promise<void>>();
 
-  const change = async (user: string, op: string, next: Account, viaCli: boolean, cliArgs: string[], input: string | undefined, sql: [string, unknown[]]) => {
+  const change = async (
+    user: string,
+    op: string,
+    next: Account,
+    viaCli: boolean,
+    cliArgs: string[],
+    input: string | undefined,
+    sql: [string, unknown[]],
+  ) => {
     busy.add(user);
     const since = now();
     try {
@@ -204,27 +231,44 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
     switch (op) {
       case 'add': {
         const group = Math.random() < 0.1 ? null : pick(o.groups);
-        p = change(user, 'add', { present: true, group, disabled: false }, viaCli,
-          ['user', 'add', user, '--group', group ?? 'none', '--password-stdin'], `${passwordOf(user)}\n`,
-          ['INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [user, hashes.get(user), group]]);
+        p = change(
+          user,
+          'add',
+          { present: true, group, disabled: false },
+          viaCli,
+          ['user', 'add', user, '--group', group ?? 'none', '--password-stdin'],
+          `${passwordOf(user)}\n`,
+          ['INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [user, hashes.get(user), group]],
+        );
         break;
       }
       case 'move':
       case 'move-none': {
         const group = op === 'move-none' ? (a.group === null ? pick(o.groups) : null) : pick(o.groups.filter((g) => g !== a.group));
-        p = change(user, op, { ...a, group }, viaCli, ['user', 'move', user, '--group', group ?? 'none'], undefined,
-          ['UPDATE users SET daemon_group = $2 WHERE name = $1', [user, group]]);
+        p = change(user, op, { ...a, group }, viaCli, ['user', 'move', user, '--group', group ?? 'none'], undefined, [
+          'UPDATE users SET daemon_group = $2 WHERE name = $1',
+          [user, group],
+        ]);
         break;
       }
       case 'disable-toggle': {
         const disabled = !a.disabled;
-        p = change(user, disabled ? 'disable' : 'enable', { ...a, disabled }, viaCli, ['user', disabled ? 'disable' : 'enable', user], undefined,
-          ['UPDATE users SET disabled = $2 WHERE name = $1', [user, disabled]]);
+        p = change(
+          user,
+          disabled ? 'disable' : 'enable',
+          { ...a, disabled },
+          viaCli,
+          ['user', disabled ? 'disable' : 'enable', user],
+          undefined,
+          ['UPDATE users SET disabled = $2 WHERE name = $1', [user, disabled]],
+        );
         break;
       }
       default: {
-        p = change(user, 'del', { present: false, group: null, disabled: false }, viaCli, ['user', 'del', user], undefined,
-          ['DELETE FROM users WHERE name = $1', [user]]);
+        p = change(user, 'del', { present: false, group: null, disabled: false }, viaCli, ['user', 'del', user], undefined, [
+          'DELETE FROM users WHERE name = $1',
+          [user],
+        ]);
       }
     }
     inFlight.add(p);
@@ -242,7 +286,8 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
         // Mostly users who exist: a request for an absent one forks the authenticator every time (failures are
         // not cached), which on 2 cores would turn the run into a fork benchmark.
         const absent = names.filter((n) => !accounts.get(n)!.present);
-        const user = absent.length > 0 && Math.random() < o.absentShare ? pick(absent) : pick(names.filter((n) => accounts.get(n)!.present));
+        const user =
+          absent.length > 0 && Math.random() < o.absentShare ? pick(absent) : pick(names.filter((n) => accounts.get(n)!.present));
         const sent = now();
         try {
           const r = await get(url, user, agent);
@@ -270,7 +315,7 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
       churnOnce();
       await sleep(between(o.churnEveryMs));
     }
-    await Promise.all([...inFlight]);
+    await Promise.all(inFlight);
   };
   const ticker = setInterval(() => o.onTick?.(), 500);
   try {
@@ -280,23 +325,50 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnReport> {
   }
 
   return {
-    seconds: o.seconds, clients: o.clients,
-    changes: { total: cliMs.length + sqlMs.length, byOp, cli: cliMs.length, sql: sqlMs.length, failed, cliMsP50: median(cliMs), sqlMsP50: median(sqlMs) },
+    seconds: o.seconds,
+    clients: o.clients,
+    changes: {
+      total: cliMs.length + sqlMs.length,
+      byOp,
+      cli: cliMs.length,
+      sql: sqlMs.length,
+      failed,
+      cliMsP50: median(cliMs),
+      sqlMsP50: median(sqlMs),
+    },
     ...judge(samples, timeline, o.windowMs, failures),
   };
 }
 
 // Checks every response against the timeline (rules at the top of this file).
-export function judge(samples: Sample[], timeline: Timeline, windowMs: number, notes: string[] = []): Omit<ChurnReport, 'seconds' | 'clients' | 'changes'> {
+export function judge(
+  samples: Sample[],
+  timeline: Timeline,
+  windowMs: number,
+  notes: string[] = [],
+): Omit<ChurnReport, 'seconds' | 'clients' | 'changes'> {
   const report = {
-    windowMs, requests: samples.length, byStatus: {} as Record<string, number>, ok200: 0, wrongTenant: 0, servedWhileBlocked: 0, wrongUser: 0,
-    unexpected401: 0, unexpected403: 0, unexpectedOther: 0, networkErrors: 0, maxStalenessMs: 0, staleResponses: 0,
+    windowMs,
+    requests: samples.length,
+    byStatus: {} as Record<string, number>,
+    ok200: 0,
+    wrongTenant: 0,
+    servedWhileBlocked: 0,
+    wrongUser: 0,
+    unexpected401: 0,
+    unexpected403: 0,
+    unexpectedOther: 0,
+    networkErrors: 0,
+    maxStalenessMs: 0,
+    staleResponses: 0,
     examples: [...notes],
   };
   const example = (what: string, s: Sample, states: State[]) => {
     if (report.examples.length < 20) {
-      report.examples.push(`${what}: ${s.user} client ${s.client} sent ${s.sent.toFixed(0)} ms received ${s.received.toFixed(0)} ms status ${s.status}` +
-        ` group ${s.group ?? '-'} user ${s.jsonUser ?? '-'} allowed [${states.map((x) => x ?? 'none').join(',')}]${s.error ? ` ${s.error}` : ''}`);
+      report.examples.push(
+        `${what}: ${s.user} client ${s.client} sent ${s.sent.toFixed(0)} ms received ${s.received.toFixed(0)} ms status ${s.status}` +
+          ` group ${s.group ?? '-'} user ${s.jsonUser ?? '-'} allowed [${states.map((x) => x ?? 'none').join(',')}]${s.error ? ` ${s.error}` : ''}`,
+      );
     }
   };
   for (const s of samples) {
@@ -350,7 +422,13 @@ export function judge(samples: Sample[], timeline: Timeline, windowMs: number, n
 }
 
 // ---- processes, from /proc ----
-export interface Proc { pid: number; ppid: number; startTicks: number; rssKiB: number; cmd: string }
+export interface Proc {
+  pid: number;
+  ppid: number;
+  startTicks: number;
+  rssKiB: number;
+  cmd: string;
+}
 
 export function readProc(pid: number): Proc | undefined {
   try {
@@ -414,7 +492,12 @@ export function formatReport(r: ChurnReport, before?: ApacheSample, after?: Apac
   const rows: Array<[string, string]> = [
     ['load', `${r.seconds} s, ${r.clients} clients`],
     ['requests sent', String(r.requests)],
-    ['by status', Object.entries(r.byStatus).map(([k, v]) => `${k === '0' ? 'neterr' : k}: ${v}`).join(', ')],
+    [
+      'by status',
+      Object.entries(r.byStatus)
+        .map(([k, v]) => `${k === '0' ? 'neterr' : k}: ${v}`)
+        .join(', '),
+    ],
     ['WRONG-TENANT 200s', `${r.wrongTenant} (of which served while blocked: ${r.servedWhileBlocked})`],
     ['200 with another REMOTE_USER', String(r.wrongUser)],
     ['401 for a servable user (spurious)', String(r.unexpected401)],
@@ -423,8 +506,16 @@ export function formatReport(r: ChurnReport, before?: ApacheSample, after?: Apac
     ['network errors', String(r.networkErrors)],
     ['propagation window allowed', `${r.windowMs} ms`],
     ['max staleness observed', `${r.maxStalenessMs.toFixed(1)} ms (${r.staleResponses} stale 200s)`],
-    ['changes committed', `${r.changes.total} (cli ${r.changes.cli}, p50 ${r.changes.cliMsP50.toFixed(0)} ms; sql ${r.changes.sql}, p50 ${r.changes.sqlMsP50.toFixed(1)} ms; failed ${r.changes.failed})`],
-    ['changes by op', Object.entries(r.changes.byOp).map(([k, v]) => `${k} ${v}`).join(', ')],
+    [
+      'changes committed',
+      `${r.changes.total} (cli ${r.changes.cli}, p50 ${r.changes.cliMsP50.toFixed(0)} ms; sql ${r.changes.sql}, p50 ${r.changes.sqlMsP50.toFixed(1)} ms; failed ${r.changes.failed})`,
+    ],
+    [
+      'changes by op',
+      Object.entries(r.changes.byOp)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ],
   ];
   if (before && after) {
     const b = describeSample(before);

@@ -17,7 +17,10 @@ export interface TestFront {
   cli: Cli;
   // fresh: a new connection for this request alone, so an idle keep-alive connection that the server closes
   // (as Apache's old children do on a graceful reload, and as HTTP allows) cannot be mistaken for a drop.
-  get(path: string, opts?: { user?: string; password?: string; headers?: Record<string, string>; fresh?: boolean }): Promise<{ status: number; body: string; json(): any }>;
+  get(
+    path: string,
+    opts?: { user?: string; password?: string; headers?: Record<string, string>; fresh?: boolean },
+  ): Promise<{ status: number; body: string; json(): any }>;
   close(): Promise<void>;
 }
 
@@ -45,9 +48,20 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: Te
   const cli: Cli = (args, input = 'pw\n') => runPlexer(args, { configPath, input });
   await seed(cli);
   const late = opts.beforeStart ? await opts.beforeStart(stateDir, configPath) : {};
-  const front = await startFront({ stateDir, configPath, config: loadConfig({ path: configPath }), port: await freePort(), ...opts.front, ...late });
+  const front = await startFront({
+    stateDir,
+    configPath,
+    config: loadConfig({ path: configPath }),
+    port: await freePort(),
+    ...opts.front,
+    ...late,
+  });
   const api: TestFront = {
-    store, configPath, stateDir, cli, front,
+    store,
+    configPath,
+    stateDir,
+    cli,
+    front,
     async get(path, o = {}) {
       const headers: Record<string, string> = { ...o.headers };
       if (o.user !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.user}:${o.password ?? 'pw'}`).toString('base64')}`;
@@ -81,8 +95,12 @@ function getOnNewConnection(url: string, headers: Record<string, string>): Promi
 // being made (answered NULL, so our 403); wait until the user is really served before a test begins.
 export async function waitUntilServed(t: TestFront, user: string, password: string, limitMs = 15_000): Promise<void> {
   let status = 0;
-  await waitFor(async () => (status = (await t.get('/app/whoami', { user, password, fresh: true })).status) === 200, limitMs,
-    () => `${user} to be served (still ${status}):\n${t.front.httpd.errorLog().slice(-2000)}`, 100);
+  await waitFor(
+    async () => (status = (await t.get('/app/whoami', { user, password, fresh: true })).status) === 200,
+    limitMs,
+    () => `${user} to be served (still ${status}):\n${t.front.httpd.errorLog().slice(-2000)}`,
+    100,
+  );
 }
 
 // Runs a plexer command that must succeed, with its stderr in the failure message.

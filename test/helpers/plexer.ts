@@ -36,7 +36,9 @@ export function connectionValues(url: string): ConfigValues {
   const s = parsePgUrl(url);
   const helper = s.password ? undefined : helperRoles.get(url);
   return {
-    pg_host: s.host, pg_port: s.port, pg_database: s.database,
+    pg_host: s.host,
+    pg_port: s.port,
+    pg_database: s.database,
     ...(helper ? { pg_user: helper, admin_pg_user: s.user } : { pg_user: s.user }),
     ...(s.password ? { pg_password: s.password } : {}),
   };
@@ -64,7 +66,10 @@ export async function freshStore(extraConfig: ConfigValues = {}): Promise<TestSt
   // Dropping the database at close terminates idle connections; that is expected, not a test failure.
   sql.on('error', () => undefined);
   return {
-    db, configPath, sql, helperRole,
+    db,
+    configPath,
+    sql,
+    helperRole,
     async close() {
       await sql.end();
       await db.drop();
@@ -83,7 +88,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function runPlexer(args: string[], opts: { configPath?: string; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export function runPlexer(
+  args: string[],
+  opts: { configPath?: string; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [PLEXER_BIN, ...args, ...(opts.configPath ? ['--config', opts.configPath] : [])], {
       env: opts.env ?? {},
@@ -202,7 +210,11 @@ export const answerLine = (key: string, value: string | null): string => `${ANSW
 export async function waitForAnswer(map: MapProcess, key: string, expected: string | null, limitMs = 3_000): Promise<number> {
   const start = performance.now();
   let answer = '';
-  await waitFor(async () => (answer = await map.ask(key)) === answerLine(key, expected), limitMs,
-    () => `the map to answer "${answerLine(key, expected)}" (still "${answer}")`, 5);
+  await waitFor(
+    async () => (answer = await map.ask(key)) === answerLine(key, expected),
+    limitMs,
+    () => `the map to answer "${answerLine(key, expected)}" (still "${answer}")`,
+    5,
+  );
   return performance.now() - start;
 }

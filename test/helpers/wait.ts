@@ -1,7 +1,12 @@
 // Tests wait on conditions, never on time: poll `condition` until it holds (returns a truthy value, which is
 // returned) or `timeoutMs` passes, then fail naming what was awaited (`what` as a function: read at the
 // failure, so it can say what was seen last).
-export async function waitFor<T>(condition: () => T | Promise<T>, timeoutMs: number, what: string | (() => string), pollMs = 20): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string | (() => string),
+  pollMs = 20,
+): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await condition();

@@ -11,8 +11,8 @@ export function authDefinitions(v: Validated): string[] {
       : '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
     '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
     '    # and Apache waits with no timeout, so the helper bounds its own run time.',
-    '    # --counted-by-log: its refusals are 401s (Basic, and the login handler\'s), which `plexer lockout` counts',
-    '    # along with the cache\'s own.',
+    "    # --counted-by-log: its refusals are 401s (Basic, and the login handler's), which `plexer lockout` counts",
+    "    # along with the cache's own.",
     `    DefineExternalAuth plexer pipe "${helperCommand(v, 'authn --counted-by-log')}"`,
     '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
     `    DefineExternalGroup plexer_roles pipe "${helperCommand(v, 'authz')}"`,
@@ -39,7 +39,7 @@ export function applicationAuth(v: Validated, indent: string): string[] {
   lines.push('AuthExternal plexer', 'AuthExternalProvideCache On', 'AuthnCacheProvideFor external');
   if (v.auth === 'form') {
     lines.push(
-      '# One cache for the login handler and the application (the default context is the section\'s path).',
+      "# One cache for the login handler and the application (the default context is the section's path).",
       'AuthnCacheContext plexer-form',
     );
   }

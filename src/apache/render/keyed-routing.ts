@@ -57,7 +57,10 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
   }
   if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
   if (o.settingsTarget) {
-    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(\\S+)\\s?(.*)$`, `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.settingsTarget}:%3]`);
+    lines.push(
+      `${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(\\S+)\\s?(.*)$`,
+      `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.settingsTarget}:%3]`,
+    );
   } else {
     lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);
   }

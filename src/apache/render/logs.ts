@@ -16,7 +16,7 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
     '',
     '# mod_rewrite never restarts a prg: map that dies or hangs. Apache does restart a piped logger that dies, so',
     '# the watchdog runs as one: it reloads Apache gracefully (fresh maps) when a map is gone, kills a map that',
-    '# keeps a worker waiting, and hears of every request that found a map\'s pipe behind (PLEXER_DESYNC, set by',
+    "# keeps a worker waiting, and hears of every request that found a map's pipe behind (PLEXER_DESYNC, set by",
     '# the routing rules below): only those requests are written to it.',
     `CustomLog "|${v.command} watchdog --maps ${plan.kinds.length} --state-file ${v.stateDir}/watchdog.state" "desync %u" env=PLEXER_DESYNC`,
   ];
@@ -52,8 +52,8 @@ export function vhostLoginLogs(v: Validated): string[] {
 export function vhostLogs(v: Validated): string[] {
   if (v.layout !== 'debian') return [];
   return [
-    '    # The site\'s own logs, where /etc/logrotate.d/apache2 rotates them (${APACHE_LOG_DIR}/*.log). The maps, the',
-    '    # watchdog and the WSGI daemons write to Apache\'s main error log, next to them.',
+    "    # The site's own logs, where /etc/logrotate.d/apache2 rotates them (${APACHE_LOG_DIR}/*.log). The maps, the",
+    "    # watchdog and the WSGI daemons write to Apache's main error log, next to them.",
     '    ErrorLog ${APACHE_LOG_DIR}/plexer_error.log',
     `    LogLevel ${v.logLevel}`,
     `    ${logFormat(v)}`,
@@ -77,7 +77,9 @@ function loginAuditLog(v: Validated, file: string): string[] {
     '# Login audit: successes (form) and failures, one line each.',
     `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=%{REQUEST_STATUS} == 401 && -n %{REMOTE_USER}"`,
     ...(v.auth === 'form'
-      ? [`CustomLog "${file}" "${stamp} plexer-login ok ip=%a user=\\"%u\\"" "expr=%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302"`]
+      ? [
+          `CustomLog "${file}" "${stamp} plexer-login ok ip=%a user=\\"%u\\"" "expr=%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302"`,
+        ]
       : []),
   ];
 }

@@ -7,11 +7,20 @@ export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 
   return [
     // Prefork, not event or worker: see the comment on PREFORK_DIRECTIVES' use (global.ts).
     'mpm_prefork',
-    'authz_core', 'authz_user', 'authn_core', 'auth_basic',
+    'authz_core',
+    'authz_user',
+    'authn_core',
+    'auth_basic',
     // The socache provider for authentication results and its shared-memory backend.
-    'socache_shmcb', 'authn_socache', 'authnz_external',
+    'socache_shmcb',
+    'authn_socache',
+    'authnz_external',
     // env: SetEnv PLEXER_DATA_ROOT for the WSGI application.
-    'rewrite', 'alias', 'mime', 'env', 'dir',
+    'rewrite',
+    'alias',
+    'mime',
+    'env',
+    'dir',
     ...(routing === 'proxy' ? [] : ['wsgi']),
     // Form login: mod_auth_form keeps user + password in a session (mod_session), stored in a cookie
     // (mod_session_cookie), encrypted and MACed (mod_session_crypto); mod_request keeps the POST body for it.

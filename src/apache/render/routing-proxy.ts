@@ -16,7 +16,7 @@ export const PROXY_BACKEND_REGEX =
 // Proxy routing: the mount aliased to an empty directory whose rules proxy to the user's backend.
 export function proxyRouting(v: Validated, plan: MapPlan): string[] {
   const lines = [
-    '    # ---- Routing: mod_proxy to the user\'s own backend (map backend) ----------------------------------',
+    "    # ---- Routing: mod_proxy to the user's own backend (map backend) ----------------------------------",
     '    # Rewrite rules inside <Location> are unsupported and vhost rules run before authentication, so the',
     `    # mount is aliased to an empty directory whose per-directory rules run after it (REMOTE_USER is set).`,
     `    Alias ${v.mountPath} ${v.proxyMountDir}`,
@@ -31,7 +31,7 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
     '',
     '        RewriteEngine On',
     ...userNameGuard(),
-    '        # 1. The backend of the user\'s group, from the map only, and only from an answer that names this user.',
+    "        # 1. The backend of the user's group, from the map only, and only from an answer that names this user.",
     `        RewriteRule ^ - [E=PLEXER_BACKEND:${UNROUTED_SENTINEL}]`,
     ...keyedRouting({
       map: mapName('backend'),
@@ -50,11 +50,11 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
     '        RewriteRule ^ - [R=503]',
     '        # 4. Proxy: backend (trailing slash dropped) + "/" + the path below the mount; the query string is',
     '        #    appended by mod_rewrite. The authority comes from the map answer alone, so the request path',
-    '        #    cannot change the backend. A backend that does not answer: mod_proxy\'s 503 -> our 503 page.',
+    "        #    cannot change the backend. A backend that does not answer: mod_proxy's 503 -> our 503 page.",
     '        RewriteCond %{ENV:PLEXER_BACKEND} ^(.*?)/?$',
     '        RewriteRule ^(.*)$ %1/$1 [P,L]',
     '',
-    '        # What the backend learns about the user comes from authentication only: the client\'s copies of the',
+    "        # What the backend learns about the user comes from authentication only: the client's copies of the",
     `        # header (also with "_" for "-", which some frameworks fold together) are dropped, ours is set.`,
     `        RequestHeader unset ${USER_HEADER.replace(/-/g, '_')}`,
     `        RequestHeader unset ${USER_HEADER.replace(/-(?=[^-]*$)/, '_')}`,

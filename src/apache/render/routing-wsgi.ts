@@ -102,8 +102,8 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
     );
   }
   lines.push(
-    '        # The root of the tenants\' data directories; the WSGI script appends the group that really serves the',
-    '        # request (mod_wsgi.process_group), so a tenant\'s Django only ever opens DATA-ROOT/ITS-GROUP.',
+    "        # The root of the tenants' data directories; the WSGI script appends the group that really serves the",
+    "        # request (mod_wsgi.process_group), so a tenant's Django only ever opens DATA-ROOT/ITS-GROUP.",
     `        SetEnv PLEXER_DATA_ROOT ${v.dataDir}`,
     '',
     '        # Resolved in the handler phase, after the rules above. An unset variable would be used literally',
@@ -111,13 +111,13 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
     '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',
     '        # One interpreter per daemon process (Django is not multi-interpreter safe; C extensions prefer it).',
     '        WSGIApplicationGroup %{GLOBAL}',
-    '        # Keep the Basic credentials (the password!) out of the application\'s environ (the default, stated).',
+    "        # Keep the Basic credentials (the password!) out of the application's environ (the default, stated).",
     '        WSGIPassAuthorization Off',
-    '        # Only the pool\'s groups may be selected from here (explicit names, no wildcards).',
+    "        # Only the pool's groups may be selected from here (explicit names, no wildcards).",
     enabled.length > 0
       ? `        WSGIRestrictProcess ${enabled.map((g) => g.name).join(' ')}`
-      // With no group WSGIRestrictProcess still needs a name: one that no daemon can have (invalid group name).
-      : `        WSGIRestrictProcess ${UNROUTED_SENTINEL}`,
+      : // With no group WSGIRestrictProcess still needs a name: one that no daemon can have (invalid group name).
+        `        WSGIRestrictProcess ${UNROUTED_SENTINEL}`,
     '        # The WSGI script gets nothing the client can forge: PROCESS_GROUP/PLEXER_SETTINGS come only from',
     '        # the rules above; headers arrive as HTTP_*, cookies and query strings never become variables.',
     '    </Directory>',

@@ -38,12 +38,14 @@ function cidr(value: string): string {
 }
 
 function sessionDatabase(d: SessionDatabase): SessionDatabase {
-  if (!/^[^"\\$\x00-\x1f\x7f]{1,2000}$/.test(d.conninfo)) throw new ApacheConfigError('sessionDatabase.conninfo may not hold quotes, backslashes, $ or control characters');
+  if (!/^[^"\\$\x00-\x1f\x7f]{1,2000}$/.test(d.conninfo))
+    throw new ApacheConfigError('sessionDatabase.conninfo may not hold quotes, backslashes, $ or control characters');
   return { conninfo: d.conninfo, schema: word('sessionDatabase.schema', d.schema) };
 }
 
 function positiveInt(label: string, value: number, max: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > max) throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
   return value;
 }
 
@@ -65,16 +67,25 @@ export function validate(o: ApacheConfigOptions) {
     seen.add(g.name);
   }
   if (o.plexerCommand.length < 1) throw new ApacheConfigError('plexerCommand is empty');
-  const plexerCommand = o.plexerCommand.map((part, i) => (i === 0 ? path('plexerCommand[0]', part) : i === 1 && part.startsWith('/') ? path('plexerCommand[1]', part) : word(`plexerCommand[${i}]`, part)));
+  const plexerCommand = o.plexerCommand.map((part, i) =>
+    i === 0
+      ? path('plexerCommand[0]', part)
+      : i === 1 && part.startsWith('/')
+        ? path('plexerCommand[1]', part)
+        : word(`plexerCommand[${i}]`, part),
+  );
   const mapUser = o.mapUser;
-  if (!/^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/.test(mapUser)) throw new ApacheConfigError(`mapUser must be USER:GROUP: ${JSON.stringify(mapUser)}`);
+  if (!/^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/.test(mapUser))
+    throw new ApacheConfigError(`mapUser must be USER:GROUP: ${JSON.stringify(mapUser)}`);
   const mountPath = o.mountPath ?? '/app';
-  if (!SAFE_URL_PATH.test(mountPath) || mountPath === '/' || mountPath.endsWith('/')) throw new ApacheConfigError(`invalid mountPath ${mountPath}`);
+  if (!SAFE_URL_PATH.test(mountPath) || mountPath === '/' || mountPath.endsWith('/'))
+    throw new ApacheConfigError(`invalid mountPath ${mountPath}`);
   const roleLocations = (o.roleLocations ?? []).map((r) => {
     if (!SAFE_URL_PATH.test(r.path) || !(r.path === mountPath || r.path.startsWith(mountPath + '/'))) {
       throw new ApacheConfigError(`role location ${JSON.stringify(r.path)} must be under ${mountPath}`);
     }
-    if (r.roles.length === 0 || !r.roles.every((role) => ROLE_NAME_PATTERN.test(role))) throw new ApacheConfigError(`invalid roles for ${r.path}`);
+    if (r.roles.length === 0 || !r.roles.every((role) => ROLE_NAME_PATTERN.test(role)))
+      throw new ApacheConfigError(`invalid roles for ${r.path}`);
     return r;
   });
   const authRealm = o.authRealm ?? 'plexer';
@@ -82,12 +93,15 @@ export function validate(o: ApacheConfigOptions) {
   const logLevel = o.logLevel ?? 'warn';
   if (!/^[a-z_:0-9 ]+$/.test(logLevel)) throw new ApacheConfigError(`invalid logLevel ${logLevel}`);
   const layout = o.layout ?? 'standalone';
-  if (layout !== 'standalone' && layout !== 'debian') throw new ApacheConfigError(`layout must be standalone or debian: ${JSON.stringify(layout)}`);
-  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$|^\*$/.test(o.listenAddress)) throw new ApacheConfigError(`listenAddress must be an IP literal or *: ${o.listenAddress}`);
+  if (layout !== 'standalone' && layout !== 'debian')
+    throw new ApacheConfigError(`layout must be standalone or debian: ${JSON.stringify(layout)}`);
+  if (!/^[0-9.]+$|^\[[0-9a-fA-F:]+\]$|^\*$/.test(o.listenAddress))
+    throw new ApacheConfigError(`listenAddress must be an IP literal or *: ${o.listenAddress}`);
   const auth = o.auth ?? 'basic';
   if (auth !== 'basic' && auth !== 'form') throw new ApacheConfigError(`auth must be basic or form: ${JSON.stringify(auth)}`);
   const routing = o.routing ?? 'wsgi';
-  if (!['wsgi', 'proxy', 'prefix'].includes(routing)) throw new ApacheConfigError(`routing must be wsgi, proxy or prefix: ${JSON.stringify(routing)}`);
+  if (!['wsgi', 'proxy', 'prefix'].includes(routing))
+    throw new ApacheConfigError(`routing must be wsgi, proxy or prefix: ${JSON.stringify(routing)}`);
   const errorPagesDir = path('errorPagesDir', o.errorPagesDir);
   const siblingOfErrors = (name: string) => `${errorPagesDir.replace(/\/[^/]+$/, '')}/${name}`;
   let sessionPassphrase: string | undefined;
@@ -105,7 +119,12 @@ export function validate(o: ApacheConfigOptions) {
   const loginSuccessPath = o.loginSuccessPath ?? `${mountPath}/`;
   if (!SAFE_URL_PATH.test(loginSuccessPath)) throw new ApacheConfigError(`invalid loginSuccessPath ${loginSuccessPath}`);
   const userPrefix = o.userPrefix ?? '/u';
-  if (!/^\/[a-z0-9_-]+$/.test(userPrefix) || userPrefix === '/_plexer' || mountPath === userPrefix || mountPath.startsWith(userPrefix + '/')) {
+  if (
+    !/^\/[a-z0-9_-]+$/.test(userPrefix) ||
+    userPrefix === '/_plexer' ||
+    mountPath === userPrefix ||
+    mountPath.startsWith(userPrefix + '/')
+  ) {
     throw new ApacheConfigError(`invalid userPrefix ${userPrefix}: one segment of [a-z0-9_-], not the mount`);
   }
   if (routing !== 'wsgi' && roleLocations.length > 0) throw new ApacheConfigError('roleLocations are supported with routing wsgi only');

@@ -20,7 +20,7 @@ export function wsgiDaemons(v: Validated): string[] {
       `# Group ${g.name}: settings ${g.settingsModule ?? '(from the settings map)'}. processes=1 keeps one Django per tenant;`,
       '# display-name shows "(wsgi:NAME)" in ps; home= is the cwd; request-timeout bounds a stuck request;',
       '# startup-timeout restarts a daemon whose application does not load.',
-      ...(g.runAs ? ['# Runs as its own account: other tenants\' data and plexer\'s files (root:www-data) are out of its reach.'] : []),
+      ...(g.runAs ? ["# Runs as its own account: other tenants' data and plexer's files (root:www-data) are out of its reach."] : []),
       `WSGIDaemonProcess ${g.name} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} ${daemonAccount(v, g)} home=${v.pythonPath} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
     );
   }
