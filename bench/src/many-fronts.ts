@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { formatConfig } from '../../dist/config.js';
+import { coerceError } from '../../dist/errors.js';
 import { createDatabase, startPrivateCluster, type PrivateCluster } from '../../dist/demo/private-cluster.js';
 import { writeFileAtomic } from '../../dist/files.js';
 import { SECRET_PARAM } from '../../dist/authd/secret.js';
@@ -632,7 +633,7 @@ async function main(): Promise<void> {
     }
   } catch (error) {
     failed = true;
-    console.error(`bench:fronts: ${(error as Error).message}; helper logs in ${dir}`);
+    console.error(`bench:fronts: ${coerceError(error).message}; helper logs in ${dir}`);
     await stopAll();
   } finally {
     await driver?.end();

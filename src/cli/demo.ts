@@ -7,7 +7,7 @@ import { freePort, stopLeftoverHttpd } from '../demo/httpd.js';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ClusterError, startPrivateCluster, withDatabase } from '../demo/private-cluster.js';
 import { adminConfig, formatConfig, loadConfig } from '../config.js';
-import { PlexerError, RefusedError, ServiceStartError } from '../errors.js';
+import { coerceError, PlexerError, RefusedError, ServiceStartError } from '../errors.js';
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
@@ -122,7 +122,7 @@ export const command: Command = {
       // A short reason, not a stack: what broke is named, the logs are in the state directory.
       if (error instanceof PlexerError) throw error;
       throw new ServiceStartError(
-        `the demo did not start: ${(error as Error).message}\nlogs: ${stateDir}/apache/error.log, ${pgDir}/postgres.log`,
+        `the demo did not start: ${coerceError(error).message}\nlogs: ${stateDir}/apache/error.log, ${pgDir}/postgres.log`,
       );
     } finally {
       await stopAll();
