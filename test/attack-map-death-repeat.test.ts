@@ -10,12 +10,11 @@
 //    logger), which keeps its backoff in --state-file, so the reloads come further and further apart (1 s, 2 s,
 //    4 s … 60 s), instead of a reload (and a restart of every WSGI daemon) every ~1.2 s forever.
 import { existsSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coerceError } from '../src/errors.js';
 import { mapProcesses, workersWaitingOnPipe } from './helpers/apache-procs.js';
-import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { seedTwoTenants, startTestFront, type TestFront, waitUntilServed, whoamiWithin } from './helpers/front.js';
 import { waitFor } from './helpers/wait.js';
 
 let t: TestFront;
@@ -28,29 +27,7 @@ beforeAll(async () => {
 
 afterAll(() => t?.close());
 
-function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string; body?: string }> {
-  return new Promise((resolve) => {
-    const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
-    const request = http.get(
-      `${t.front.httpd.url}/app/whoami`,
-      { headers: { authorization: `Basic ${auth}` }, agent: false },
-      (response) => {
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => {
-          const status = response.statusCode ?? 0;
-          resolve({ status, body, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
-        });
-      },
-    );
-    request.setTimeout(timeoutMs, () => {
-      request.destroy();
-      resolve({ status: 'timeout' });
-    });
-    request.on('error', () => resolve({ status: 'timeout' }));
-  });
-}
+const get = (user: string, timeoutMs: number) => whoamiWithin(t, user, timeoutMs);
 
 const GROUP: Record<string, string> = { alice: 'tenant1', bob: 'tenant2' };
 

@@ -6,10 +6,9 @@
 // map that keeps a worker waiting 2 s without writing (PLX0903) and Apache is reloaded with fresh maps.
 // A tenant under its own --run-as uid can do neither.
 import { spawnSync } from 'node:child_process';
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapProcesses } from './helpers/apache-procs.js';
-import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { seedTwoTenants, startTestFront, type TestFront, waitUntilServed, whoamiWithin } from './helpers/front.js';
 import { waitFor } from './helpers/wait.js';
 
 const WWW_DATA = 33; // a daemon group without --run-as runs as this uid
@@ -32,29 +31,7 @@ function asUid(uid: number, script: string) {
   });
 }
 
-function get(user: string, timeoutMs: number): Promise<{ status: number | 'timeout'; group?: string }> {
-  return new Promise((resolve) => {
-    const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
-    const request = http.get(
-      `${t.front.httpd.url}/app/whoami`,
-      { headers: { authorization: `Basic ${auth}` }, agent: false },
-      (response) => {
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => {
-          const status = response.statusCode ?? 0;
-          resolve({ status, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
-        });
-      },
-    );
-    request.setTimeout(timeoutMs, () => {
-      request.destroy();
-      resolve({ status: 'timeout' });
-    });
-    request.on('error', () => resolve({ status: 'timeout' }));
-  });
-}
+const get = (user: string, timeoutMs: number) => whoamiWithin(t, user, timeoutMs);
 
 describe("the map's pipes and signals from a tenant's uid", () => {
   it('a tenant under its own uid can neither write into the answer pipe nor signal the map', () => {

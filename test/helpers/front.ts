@@ -116,3 +116,33 @@ export async function seedTwoTenants(cli: Cli): Promise<void> {
   await cliOk(cli, ['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cliOk(cli, ['user', 'add', 'bob', '--group', 'tenant2', '--password-stdin'], 'bob-pw\n');
 }
+
+// One GET of /app/whoami as USER (password USER-pw) on a fresh connection that gives up after timeoutMs: an
+// Apache stuck under mod_rewrite's map lock shows as 'timeout' instead of a test that never ends.
+export function whoamiWithin(
+  t: TestFront,
+  user: string,
+  timeoutMs: number,
+): Promise<{ status: number | 'timeout'; group?: string; body?: string }> {
+  return new Promise((resolve) => {
+    const auth = Buffer.from(`${user}:${user}-pw`).toString('base64');
+    const request = http.get(
+      `${t.front.httpd.url}/app/whoami`,
+      { headers: { authorization: `Basic ${auth}` }, agent: false },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          resolve({ status, body, group: status === 200 ? (JSON.parse(body) as { group: string }).group : undefined });
+        });
+      },
+    );
+    request.setTimeout(timeoutMs, () => {
+      request.destroy();
+      resolve({ status: 'timeout' });
+    });
+    request.on('error', () => resolve({ status: 'timeout' }));
+  });
+}
