@@ -1,20 +1,16 @@
 // PostgreSQL stops under a real Apache serving the login page with server-side sessions (mod_session_dbd):
 // what a logged-in user and a new login get, in bounded time, and that sessions work again by themselves.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFront, type Front } from '../src/demo/front.js';
 import { freePort } from '../src/demo/httpd.js';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
-import { formatConfig, loadConfig } from '../src/config.js';
-import { writeFileAtomic } from '../src/files.js';
-import { parsePgUrl } from './helpers/database.js';
-import { runPlexer } from './helpers/plexer.js';
+import type { PrivateCluster } from '../src/demo/private-cluster.js';
+import { loadConfig } from '../src/config.js';
+import { storeOnOwnCluster, type OwnClusterStore } from './helpers/own-cluster.js';
 import { waitFor } from './helpers/wait.js';
 
 let cluster: PrivateCluster;
 let front: Front;
-let dir: string;
+let store: OwnClusterStore;
 
 interface Answer {
   status: number;
@@ -46,29 +42,9 @@ async function request(path: string, o: { cookie?: string; form?: Record<string,
 const login = (user: string) => request('/_plexer/form-login-handler', { form: { httpd_username: user, httpd_password: `${user}-pw` } });
 
 beforeAll(async () => {
-  dir = mkdtempSync('/tmp/pxf-');
-  chmodSync(dir, 0o755);
-  cluster = await startPrivateCluster({ dir: join(dir, 'pg') });
-  const s = parsePgUrl(await createDatabase(cluster, 'formoutage'));
-  const configPath = join(dir, 'plexer.conf');
-  writeFileAtomic(
-    configPath,
-    formatConfig({
-      pg_host: s.host,
-      pg_port: s.port,
-      pg_database: s.database,
-      pg_user: 'plexer_helper',
-      admin_pg_user: s.user,
-      bcrypt_cost: 4,
-      authn_timeout_ms: 3000,
-    }),
-    { mode: 0o644 },
-  );
-  const cli = async (args: string[], input = 'pw\n') => {
-    const result = await runPlexer(args, { configPath, input });
-    if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
-  };
-  await cli(['db', 'migrate', '--helper-role', 'plexer_helper', '--login']);
+  store = await storeOnOwnCluster('pxf', 'formoutage');
+  const { cli, configPath, dir } = store;
+  cluster = store.cluster;
   await cli(['group', 'add', 'tenant1', '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'carol', '--group', 'tenant1', '--password-stdin'], 'carol-pw\n');
@@ -84,8 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await front?.stop();
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await store?.close();
 });
 
 describe('database outage with server-side sessions', () => {

@@ -1,22 +1,18 @@
 // PostgreSQL stops under a running Apache and comes back: users already seen keep being served (socache for
 // the password, the map's stale cache for the group), nobody new gets in, every request is answered in bounded
 // time, and everything recovers by itself, without restarting Apache.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFront, type Front } from '../src/demo/front.js';
 import { freePort } from '../src/demo/httpd.js';
-import { createDatabase, startPrivateCluster, type PrivateCluster } from '../src/demo/private-cluster.js';
-import { formatConfig, loadConfig } from '../src/config.js';
-import { writeFileAtomic } from '../src/files.js';
-import { parsePgUrl } from './helpers/database.js';
-import { runPlexer } from './helpers/plexer.js';
+import type { PrivateCluster } from '../src/demo/private-cluster.js';
+import { loadConfig } from '../src/config.js';
+import { storeOnOwnCluster, type OwnClusterStore } from './helpers/own-cluster.js';
 import { waitFor } from './helpers/wait.js';
 
 let cluster: PrivateCluster;
 let front: Front;
-let dir: string;
+let store: OwnClusterStore;
 let sql: pg.Pool;
 
 async function get(user: string, password: string): Promise<{ status: number; group?: string; ms: number }> {
@@ -36,31 +32,9 @@ async function until(check: () => Promise<boolean>, limitMs: number, what: strin
 }
 
 beforeAll(async () => {
-  // A cluster of its own, so stopping it disturbs no other test file.
-  dir = mkdtempSync('/tmp/pxo-');
-  chmodSync(dir, 0o755);
-  cluster = await startPrivateCluster({ dir: join(dir, 'pg') });
-  const s = parsePgUrl(await createDatabase(cluster, 'outage'));
-  const configPath = join(dir, 'plexer.conf');
-  // The helpers as a read-only role, the CLI as the superuser (this cluster is this file's own).
-  writeFileAtomic(
-    configPath,
-    formatConfig({
-      pg_host: s.host,
-      pg_port: s.port,
-      pg_database: s.database,
-      pg_user: 'plexer_helper',
-      admin_pg_user: s.user,
-      bcrypt_cost: 4,
-      authn_timeout_ms: 3000,
-    }),
-    { mode: 0o644 },
-  );
-  const cli = async (args: string[], input = 'pw\n') => {
-    const result = await runPlexer(args, { configPath, input });
-    if (result.code !== 0) throw new Error(`plexer ${args.join(' ')}: ${result.stderr}`);
-  };
-  await cli(['db', 'migrate', '--helper-role', 'plexer_helper', '--login']);
+  store = await storeOnOwnCluster('pxo', 'outage');
+  const { cli, configPath, dir, pg: s } = store;
+  cluster = store.cluster;
   for (const g of ['tenant1', 'tenant2']) await cli(['group', 'add', g, '--settings', 'tenants.settings_generic']);
   await cli(['user', 'add', 'alice', '--group', 'tenant1', '--password-stdin'], 'alice-pw\n');
   await cli(['user', 'add', 'carol', '--group', 'tenant2', '--password-stdin'], 'carol-pw\n');
@@ -79,8 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await front?.stop();
   await sql?.end().catch(() => undefined);
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await store?.close();
 });
 
 describe('database outage under a real Apache', () => {
