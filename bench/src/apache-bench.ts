@@ -7,10 +7,12 @@
 //
 //   routing    same auth ({SHA} Basic, mod_authn_dbm), same tiny WSGI app, same daemon pool (4 processes x 4
 //              threads): no map (fixed WSGIProcessGroup) [reference] | txt: | dbd: | fastdbd: | minimal Python
-//              prg: | plexer map group (prg:) | plexer map route (prg:, group + settings: the default config)
-//              | dbm: kept by plexer sync
+//              prg: (plain, keyed) | minimal Node prg: (keyed, blocking loop: plexer map's ceiling) | plexer
+//              map group (prg:) | plexer map route (prg:, group + settings: the default config) | dbm: kept by
+//              plexer sync
 //   passwords  no auth [reference] | bcrypt htpasswd cost 5 (mod_authn_file) | mod_authn_dbd + socache |
-//              plexer authn (mod_authnz_external) without / with socache | plexer authd (mod_authnz_fcgi);
+//              plexer authn (mod_authnz_external) without / with socache | plexer authd (mod_authnz_fcgi) |
+//              a minimal FastCGI authorizer that checks nothing (authd's ceiling, warm only);
 //              warm (users seen before) and cold (users never seen)
 //   propagation  UPDATE … COMMIT of a user's group -> first request served by the new group
 //

@@ -82,11 +82,17 @@ export interface RunContext {
   startedAt: number;
   failures: string[];
   // Where the CPU goes: these processes' time is counted apart from the variant's Apache tree.
-  cpuRoots: { postmaster?: number; authd?: number; sync?: number };
+  cpuRoots: { postmaster?: number; authd?: number; fcgiMin?: number; sync?: number };
   // Per run key: summed CPU ms per category and requests over the measured runs.
   cpuTotals: Map<string, { ms: Map<string, number>; requests: number }>;
   // What the cleanup must stop, whatever step failed.
-  live: { cluster?: PrivateCluster; sync?: ChildProcess | undefined; authd?: ChildProcess | undefined; running: Running[] };
+  live: {
+    cluster?: PrivateCluster;
+    sync?: ChildProcess | undefined;
+    authd?: ChildProcess | undefined;
+    fcgiMin?: ChildProcess | undefined;
+    running: Running[];
+  };
   results: BenchResults;
 }
 

@@ -97,7 +97,7 @@ export async function checkRouting(ctx: RunContext, r: Running, users: number, w
 export async function checkPasswords(ctx: RunContext, r: Running): Promise<void> {
   const ok = await get(r.httpd.port, '/app/', basic('u1')).catch((e: Error) => ({ status: 0, group: '', body: e.message }));
   if (ok.status !== 200 || ok.group !== 'pool') fail(ctx, `${r.v.id}: u1 answered ${ok.status} ${ok.body.trim().slice(0, 80)}`);
-  if (r.v.auth !== undefined) {
+  if (r.v.auth !== undefined && !r.v.acceptsAnyPassword) {
     for (const [user, pw] of [
       ['u2', 'wrong'],
       ['nosuchuser', PASSWORD],
@@ -109,18 +109,20 @@ export async function checkPasswords(ctx: RunContext, r: Running): Promise<void>
 }
 
 // Where the CPU goes during a run: the variant's Apache tree (children, WSGI daemons, the prg: program),
-// PostgreSQL, plexer authd and plexer sync.
-export const CPU_CATEGORIES = ['apache', 'wsgi', 'map', 'postgres', 'authd', 'sync'] as const;
+// PostgreSQL, plexer authd (with its python3 sock_diag helper: a living child's time is in no cutime, so it is
+// read from its own /proc/PID/stat), the minimal FastCGI authorizer and plexer sync.
+export const CPU_CATEGORIES = ['apache', 'wsgi', 'map', 'postgres', 'authd', 'fcgi-min', 'sync'] as const;
 function classifierFor(ctx: RunContext, r: Running): Classifier {
   const roots = ctx.cpuRoots;
   return (p, all) => {
     if (isDescendant(p, r.httpd.pid, all)) {
       if (p.cmd.includes('(wsgi:')) return 'wsgi';
-      if (/ map (group|route) |\/map\.py /.test(` ${p.cmd} `)) return 'map';
+      if (/ map (group|route) |\/map\.(py|cjs) /.test(` ${p.cmd} `)) return 'map';
       return 'apache';
     }
     if (roots.postmaster !== undefined && isDescendant(p, roots.postmaster, all)) return 'postgres';
-    if (p.pid === roots.authd) return 'authd';
+    if (roots.authd !== undefined && isDescendant(p, roots.authd, all)) return 'authd';
+    if (p.pid === roots.fcgiMin) return 'fcgi-min';
     if (p.pid === roots.sync) return 'sync';
     return undefined;
   };
@@ -200,8 +202,9 @@ export async function mapQueryCalls(sql: pg.Client): Promise<number> {
   return Number(r.rows[0]?.calls ?? 0);
 }
 
-export function startDaemon(args: string[], ready: RegExp, name: string): Promise<ChildProcess> {
-  const child = spawn(NODE, [PLEXER, ...args], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
+// `args`: plexer's arguments, or with `script` another Node program's.
+export function startDaemon(args: string[], ready: RegExp, name: string, script = PLEXER): Promise<ChildProcess> {
+  const child = spawn(NODE, [script, ...args], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
   let logText = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} not ready after 120 s: ${logText}`)), 120_000);

@@ -37,6 +37,11 @@ function targets(ctx: RunContext): string {
     out.push(
       `| plexer map ≥ 1.10× minimal Python prg: (${u} users) | ${fmt(pl)} vs ${fmt(py)} req/s = ${fmt(pl / py, 2)}× | ${verdict(pl >= 1.1 * py)} |`,
     );
+    // The ceiling for plexer map's own code: the same keyed answers and rules from a blocking loop over a Map.
+    const nodeMap = routed('nodeprg-keyed', u);
+    out.push(
+      `| (informational) plexer map vs the minimal blocking Node map (${u} users) | ${fmt(pl)} vs ${fmt(nodeMap)} req/s = ${fmt(pl / nodeMap, 2)}× | — |`,
+    );
     out.push(
       `| plexer map ≥ 1.10× dbd: (${u} users) | ${fmt(pl)} vs ${fmt(dbd)} req/s = ${fmt(pl / dbd, 2)}× | ${verdict(pl >= 1.1 * dbd)} |`,
     );
@@ -66,6 +71,11 @@ function targets(ctx: RunContext): string {
       `| warm ${id} ≥ ${target}× no auth | ${fmt(w)} vs ${fmt(none)} req/s = ${fmt(w / none, 2)}× | ${verdict(w >= target * none)} |`,
     );
   }
+  // authd's ceiling: the same Apache lines against an authorizer that checks nothing.
+  const fcgiMin = median(warm.get('fcgi-min')?.map((x) => x.rps) ?? []);
+  out.push(
+    `| (informational) ceiling: minimal FastCGI authorizer ${fmt(fcgiMin / none, 2)}× no auth (mod_authnz_fcgi opens a TCP connection per check) | ${fmt(fcgiMin)} vs ${fmt(none)} req/s = ${fmt(fcgiMin / none, 2)}× | — |`,
+  );
   const authdCold = coldLatency.get('authd')?.p50ms ?? Number.NaN;
   const bcryptP50 = pct(bcryptMs, 50);
   out.push(
@@ -167,7 +177,9 @@ export function renderReport(ctx: RunContext): string {
     '',
     'CPU time (user + system, from /proc, including reaped children such as forked authenticators) per request in',
     "µs, summed over the measured runs: the variant's Apache children (`apache`), its WSGI daemons (`wsgi`), its",
-    '`prg:` program (`map`), PostgreSQL, plexer authd and plexer sync. wrk itself (same 2 cores) is not counted.',
+    '`prg:` program (`map`: plexer map, the minimal Python or Node map), PostgreSQL, plexer authd (`authd`: with the',
+    'utime + stime of its living python3 sock_diag helper, read from its own /proc/PID/stat since a living child is in',
+    'no cutime), the minimal FastCGI authorizer (`fcgi-min`) and plexer sync. wrk itself (same 2 cores) is not counted.',
     '',
     cpuTable(ctx),
     '',

@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { formatConfig } from '../../dist/config.js';
@@ -30,7 +31,7 @@ import {
   wrk,
   type Answer,
 } from './apache-probes.js';
-import { GROUPS, groupOf, passwordVariants, PASSWORD, PY_MAP, routingVariants, WSGI_APP, type Env } from './apache-variants.js';
+import { GROUPS, groupOf, NODE_MAP, passwordVariants, PASSWORD, PY_MAP, routingVariants, WSGI_APP, type Env } from './apache-variants.js';
 import { writeWrkScript, type WrkResult } from './wrk.js';
 
 // What every step shares once the store is up.
@@ -54,6 +55,7 @@ export async function runBench(ctx: RunContext): Promise<void> {
     await stopVariants(ctx).catch((e: Error) => log(`stop: ${e.message}`));
     await stopChild(ctx.live.sync);
     await stopChild(ctx.live.authd);
+    await stopChild(ctx.live.fcgiMin);
     await ctx.live.cluster?.stop().catch((e: Error) => log(`cluster stop: ${e.message}`));
     if (!ctx.options.keep) rmSync(dir, { recursive: true, force: true });
   }
@@ -67,6 +69,7 @@ async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
   chmodSync(app, 0o755);
   writeFileSync(join(app, 'bench.wsgi'), WSGI_APP, { mode: 0o644 });
   writeFileSync(join(app, 'map.py'), PY_MAP, { mode: 0o644 });
+  writeFileSync(join(app, 'map.cjs'), NODE_MAP, { mode: 0o644 });
   mkdirSync(join(dir, 'docroot'), { mode: 0o755 });
   const mapDir = join(dir, 'maps');
   mkdirSync(mapDir);
@@ -112,6 +115,9 @@ async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
   writeFileAtomic(syncConf, formatConfig({ database_url: url, log_level: 'info' }), { mode: 0o644 });
   const authdConf = join(dir, 'authd.conf');
   writeFileAtomic(authdConf, formatConfig({ ...values, log_level: 'info' }), { mode: 0o644 });
+  const authdPort = await freePort();
+  let fcgiMinPort = await freePort();
+  while (fcgiMinPort === authdPort) fcgiMinPort = await freePort();
   const env: Env = {
     dir,
     app,
@@ -121,7 +127,8 @@ async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
     mapDir,
     authDbm: join(dir, 'users.dbm'),
     bcryptFile: join(dir, 'bcrypt.htpasswd'),
-    authdPort: await freePort(),
+    authdPort,
+    fcgiMinPort,
   };
   return { env, script, sql, hash, syncConf, authdConf };
 }
@@ -336,6 +343,14 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   );
   ctx.live.authd = authd;
   ctx.cpuRoots.authd = authd.pid;
+  const fcgiMin = await startDaemon(
+    [String(s.env.fcgiMinPort)],
+    / listening /,
+    'minimal FastCGI authorizer',
+    fileURLToPath(new URL('./fcgi-min.js', import.meta.url)),
+  );
+  ctx.live.fcgiMin = fcgiMin;
+  ctx.cpuRoots.fcgiMin = fcgiMin.pid;
   const variants = passwordVariants(s.env);
   out.passwordVariants = variants.map(({ id, label }) => ({ id, label }));
   const running = await startVariants(ctx, s.env, selected(ctx, variants), 'pw');
@@ -419,4 +434,6 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   await stopVariants(ctx);
   await stopChild(authd);
   ctx.live.authd = undefined;
+  await stopChild(fcgiMin);
+  ctx.live.fcgiMin = undefined;
 }

@@ -52,6 +52,29 @@ while True:
     out.flush()
 `;
 
+// The "minimal Node prg:" map, the ceiling for plexer map's own code: a Map from the same file as the txt: map,
+// a blocking read/write loop (no event loop, no store, no cache bookkeeping), every answer naming its key as
+// plexer's do. Apache hands prg: programs blocking pipes, so readSync waits and writeSync writes it all.
+export const NODE_MAP = `'use strict';
+const fs = require('fs');
+const d = new Map();
+for (const line of fs.readFileSync(process.argv[2], 'latin1').split('\\n')) {
+  const i = line.indexOf(' ');
+  if (i > 0) d.set(line.slice(0, i), line.slice(i + 1));
+}
+const buf = Buffer.alloc(65536);
+let tail = '';
+for (;;) {
+  const n = fs.readSync(0, buf, 0, buf.length, null);
+  if (n === 0) break;
+  const lines = (tail + buf.toString('latin1', 0, n)).split('\\n');
+  tail = lines.pop();
+  let out = '';
+  for (const k of lines) out += '#' + k + '=' + (d.get(k) ?? '') + '\\n';
+  if (out) fs.writeSync(1, out, null, 'latin1');
+}
+`;
+
 export interface Variant {
   id: string;
   label: string;
@@ -67,11 +90,13 @@ export interface Variant {
   // Authentication lines inside <Directory>; undefined: Require all granted.
   auth?: string[];
   modules?: string[];
+  // Answers every password with 200 (the minimal authorizer, a ceiling): the wrong-password checks are skipped.
+  acceptsAnyPassword?: boolean;
 }
 
 export interface Env {
   dir: string;
-  app: string; // directory with bench.wsgi, map.py
+  app: string; // directory with bench.wsgi, map.py, map.cjs
   conf: string; // plexer.conf
   dbdParams: string;
   txtMap: string;
@@ -79,6 +104,7 @@ export interface Env {
   authDbm: string;
   bcryptFile: string;
   authdPort: number;
+  fcgiMinPort: number; // the minimal FastCGI authorizer (bench/src/fcgi-min.ts)
 }
 
 const BASE_MODULES = ['mpm_prefork', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'rewrite', 'env', 'wsgi'];
@@ -243,6 +269,14 @@ export function routingVariants(env: Env): Variant[] {
       modules: authMods,
     },
     {
+      id: 'nodeprg-keyed',
+      label: "minimal Node `prg:` (blocking readSync/writeSync loop, a Map from the same file), answers name their key + plexer's rules",
+      map: `prg:${NODE} ${env.app}/map.cjs ${env.txtMap}`,
+      keyed: true,
+      auth,
+      modules: authMods,
+    },
+    {
       id: 'plexer',
       label: '`plexer map group` (`prg:`)',
       map: `prg:${NODE} ${PLEXER} map group --config ${env.conf}`,
@@ -333,6 +367,16 @@ export function passwordVariants(env: Env): Variant[] {
       modules: ['authnz_fcgi'],
       server: [`AuthnzFcgiDefineProvider authn plexer fcgi://127.0.0.1:${env.authdPort}/`],
       auth: [...basicLines, 'AuthBasicProvider plexer', 'Require valid-user'],
+    },
+    {
+      // The same Apache lines as authd, against a server that checks nothing: what mod_authnz_fcgi itself
+      // costs (a TCP connection and a FastCGI exchange per check), the ceiling for authd.
+      id: 'fcgi-min',
+      label: 'minimal FastCGI authorizer (answers 200 without checking anything): the ceiling of mod_authnz_fcgi',
+      modules: ['authnz_fcgi'],
+      server: [`AuthnzFcgiDefineProvider authn plexer fcgi://127.0.0.1:${env.fcgiMinPort}/`],
+      auth: [...basicLines, 'AuthBasicProvider plexer', 'Require valid-user'],
+      acceptsAnyPassword: true,
     },
   ];
 }

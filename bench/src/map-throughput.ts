@@ -1,7 +1,10 @@
 // npm run bench:map — the map program alone over a pipe, against a private PostgreSQL: warm-cache throughput
 // (pipelined and one-at-a-time, as mod_rewrite sends), per-lookup latency, change propagation and RSS.
+// The one-at-a-time round trip is also measured, in the same harness, for the Apache bench's minimal Python
+// and Node maps (references for the figures), and for all three with the map and this client pinned to one
+// CPU: the share of a round trip that is waking an idle core on another CPU.
 // Writes a Markdown table to bench/map-results.md and stdout.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { formatConfig } from '../../dist/config.js';
 import { createDatabase, startPrivateCluster } from '../../dist/demo/private-cluster.js';
+import { NODE_MAP, PY_MAP } from './apache-variants.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);
@@ -25,11 +29,8 @@ class MapPipe {
   private received: string[] = [];
   private onDone: (() => void) | undefined;
 
-  constructor(configPath: string) {
-    this.child = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'map', 'group', '--config', configPath], {
-      env: {},
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+  constructor(command: string, args: string[]) {
+    this.child = spawn(command, args, { env: {}, stdio: ['pipe', 'pipe', 'inherit'] });
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (chunk: string) => {
       this.buffer += chunk;
@@ -66,6 +67,51 @@ class MapPipe {
   }
 }
 
+// taskset -a: every thread of the process (Node's event loop, libuv and V8 threads).
+function affinity(pid: number): string {
+  return /mask: ([0-9a-f]+)/.exec(execFileSync('taskset', ['-p', String(pid)], { encoding: 'utf8' }))![1]!;
+}
+function setAffinity(pid: number, mask: string): void {
+  execFileSync('taskset', ['-a', '-p', mask, String(pid)], { stdio: 'ignore' });
+}
+
+interface OneAtATime {
+  perSecond: number;
+  p50: number; // µs
+  p99: number;
+}
+
+// One key at a time, waiting for each answer: what mod_rewrite does under its lock. Every answer is checked.
+async function oneAtATime(map: MapPipe, keys: string[], n: number): Promise<OneAtATime> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  for (let i = 0; i < n; i++) {
+    const k = (i * 7919) % keys.length;
+    const t = performance.now();
+    const [answer] = await map.lookup([keys[k]!]);
+    latencies.push((performance.now() - t) * 1000);
+    if (answer !== `#user${k + 1}=tenant${1 + ((k + 1) % 10)}`) throw new Error(`wrong answer for user${k + 1}: ${answer}`);
+  }
+  const perSecond = n / ((performance.now() - start) / 1000);
+  latencies.sort((a, b) => a - b);
+  return { perSecond, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+// The same measurement with the map and this process on CPU 0 only; both affinities are restored after.
+async function pinnedOneAtATime(map: MapPipe, keys: string[], n: number): Promise<OneAtATime> {
+  const own = affinity(process.pid);
+  const map0 = affinity(map.pid);
+  setAffinity(map.pid, '1');
+  setAffinity(process.pid, '1');
+  try {
+    await oneAtATime(map, keys, Math.min(n, 2_000)); // settle on the new CPU
+    return await oneAtATime(map, keys, n);
+  } finally {
+    setAffinity(process.pid, own);
+    setAffinity(map.pid, map0);
+  }
+}
+
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
@@ -81,6 +127,8 @@ async function main(): Promise<void> {
     const migrate = spawn(process.execPath, [join(ROOT, 'bin/plexer'), 'db', 'migrate', '--config', configPath], { stdio: 'inherit' });
     await new Promise((resolve) => migrate.on('exit', resolve));
     const sql = new pg.Client({ connectionString: url, options: '-c search_path=plexer' });
+    // A failure below stops the cluster under this connection: its error must not hide the failure's own.
+    sql.on('error', () => undefined);
     await sql.connect();
     await sql.query(`INSERT INTO daemon_groups (name) SELECT 'tenant' || i FROM generate_series(1, 10) i`);
     await sql.query(
@@ -90,7 +138,7 @@ async function main(): Promise<void> {
       [USERS],
     );
 
-    const map = new MapPipe(configPath);
+    const map = new MapPipe(process.execPath, [join(ROOT, 'bin/plexer'), 'map', 'group', '--config', configPath]);
     const keys = Array.from({ length: USERS }, (_, i) => `user${i + 1}`);
     const rssStart = rssMiB(map.pid);
     const warmStart = performance.now();
@@ -115,17 +163,10 @@ async function main(): Promise<void> {
     }
     const pipelinedPerSecond = answered / ((performance.now() - pipeStart) / 1000);
 
-    // One key at a time, waiting for each answer: what mod_rewrite does under its lock.
     const singles = quick ? 5_000 : 50_000;
-    const latencies: number[] = [];
-    const singleStart = performance.now();
-    for (let i = 0; i < singles; i++) {
-      const t = performance.now();
-      await map.lookup([keys[(i * 7919) % keys.length]!]);
-      latencies.push((performance.now() - t) * 1000);
-    }
-    const singlePerSecond = singles / ((performance.now() - singleStart) / 1000);
-    latencies.sort((a, b) => a - b);
+    const single = await oneAtATime(map, keys, singles);
+    // Before the propagation below moves users: every answer is still the one in the txt file.
+    const singlePinned = await pinnedOneAtATime(map, keys, singles);
 
     // Propagation: commit a move with plain SQL, then ask until the new group is answered.
     const propagation: number[] = [];
@@ -141,12 +182,40 @@ async function main(): Promise<void> {
     await map.close();
     await sql.end();
 
+    // The references: the Apache bench's minimal maps, keyed, over a txt file of the same users and groups.
+    const txtMap = join(dir, 'group.txt');
+    writeFileSync(txtMap, keys.map((k, i) => `${k} tenant${1 + ((i + 1) % 10)}`).join('\n') + '\n');
+    writeFileSync(join(dir, 'map.py'), PY_MAP);
+    writeFileSync(join(dir, 'map.cjs'), NODE_MAP);
+    const references: Array<{ name: string; single: OneAtATime; pinned: OneAtATime }> = [];
+    for (const [name, command, args] of [
+      ['minimal Python', '/usr/bin/python3', [join(dir, 'map.py'), txtMap, 'keyed']],
+      ['minimal Node', process.execPath, [join(dir, 'map.cjs'), txtMap]],
+    ] as const) {
+      const ref = new MapPipe(command, [...args]);
+      await oneAtATime(ref, keys, Math.min(singles, 2_000)); // warm-up
+      references.push({ name, single: await oneAtATime(ref, keys, singles), pinned: await pinnedOneAtATime(ref, keys, singles) });
+      await ref.close();
+    }
+    const us = (r: OneAtATime) => `${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} µs`;
+    const compare = (pick: (r: { single: OneAtATime; pinned: OneAtATime }) => OneAtATime) =>
+      [`plexer ${us(pick({ single, pinned: singlePinned }))}`, ...references.map((r) => `${r.name} ${us(pick(r))}`)].join(', ');
+
     const rows = [
       ['users in the store (all cached)', String(USERS)],
       ['cold fill from PostgreSQL (32 keys per write)', `${(USERS / (warmMs / 1000)).toFixed(0)} lookups/s`],
       ['warm, pipelined (5,000 keys per write)', `${pipelinedPerSecond.toFixed(0)} lookups/s`],
-      ['warm, one key at a time (as mod_rewrite)', `${singlePerSecond.toFixed(0)} lookups/s`],
-      ['one-at-a-time round trip p50 / p99', `${percentile(latencies, 50).toFixed(1)} µs / ${percentile(latencies, 99).toFixed(1)} µs`],
+      ['warm, one key at a time (as mod_rewrite)', `${single.perSecond.toFixed(0)} lookups/s`],
+      ['one-at-a-time round trip p50 / p99', `${single.p50.toFixed(1)} µs / ${single.p99.toFixed(1)} µs`],
+      ["one at a time p50 / p99, same harness: plexer vs the Apache bench's minimal keyed maps", compare((r) => r.single)],
+      ['the same, map and client pinned to one CPU (`taskset -c 0`: no cross-CPU wake-up)', compare((r) => r.pinned)],
+      [
+        'one key at a time, lookups/s (unpinned / pinned)',
+        [
+          `plexer ${single.perSecond.toFixed(0)} / ${singlePinned.perSecond.toFixed(0)}`,
+          ...references.map((r) => `${r.name} ${r.single.perSecond.toFixed(0)} / ${r.pinned.perSecond.toFixed(0)}`),
+        ].join(', '),
+      ],
       [
         'propagation after COMMIT p50 / p99 / max',
         `${percentile(propagation, 50).toFixed(1)} ms / ${percentile(propagation, 99).toFixed(1)} ms / ${propagation.at(-1)!.toFixed(1)} ms`,
