@@ -62,7 +62,7 @@ beforeAll(async () => {
       front: { extra: { trustedProxies: ['127.0.0.1'] } },
     },
   );
-  lockDir = join(t.stateDir, 'apache', 'locks');
+  lockDir = t.front.lockDir;
   await waitUntilServed(t, 'alice', 'alice-pw');
   // Apache starts the logger with itself; Node needs a moment before it reads (lines meanwhile wait in the pipe).
   await waitFor(() => /lockout info: counting refused logins/.test(t.front.httpd.errorLog()), 15_000, 'plexer lockout to start');

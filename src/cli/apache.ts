@@ -18,7 +18,7 @@ const help = `Usage: plexer apache config [--layout standalone|debian] [--out FI
                            [--settings-from map|config] [--auth-cache-timeout SECONDS] [--trusted-proxy CIDR]…
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
-                           [--routing wsgi|proxy|prefix] [--data-dir DIR]
+                           [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
        plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
@@ -63,6 +63,10 @@ needs a reload.
   --data-dir DIR          root of the groups' data directories (default STATE-DIR/data): group G's Django gets
                           DIR/G. With --out, as root, DIR (root, 0711) and every DIR/G (0700, owned by G's run-as
                           user, else www-data) are created or corrected. A group's run-as account must exist here.
+  --lock-dir DIR          where \`plexer lockout\` keeps its lock files, one per lockout in force (default
+                          /run/plexer/locks). Keep it on tmpfs: a file made on a journaled file system can wait
+                          tens of milliseconds behind other processes' fsyncs while guesses go on being answered.
+                          Two Apaches on one host need two directories.
 --out is written atomically, mode 0600 (owner root when run as root): it names every tenant and Apache's root
 parent is its only reader.
 Paths of the helpers are absolute (Apache starts them with an empty environment): node is ${process.execPath},
@@ -88,6 +92,7 @@ const options = {
   'session-key-file': { type: 'string' },
   'session-max-age': { type: 'string' },
   'data-dir': { type: 'string' },
+  'lock-dir': { type: 'string' },
   layout: { type: 'string' },
   'trusted-proxy': { type: 'string', multiple: true },
 } as const;
@@ -161,6 +166,7 @@ export const command: Command = {
       authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
       trustedProxies,
       ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
+      ...(values['lock-dir'] ? { lockDir: resolve(values['lock-dir']) } : {}),
       auth,
       routing,
       ...(auth === 'form'

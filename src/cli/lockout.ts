@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync } from 'node:fs';
+import { chownSync, mkdirSync, statfsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
 import { coerceError, UsageError } from '../errors.js';
@@ -33,6 +33,16 @@ config starts it:
 // which would stall Apache's workers as they log.
 const MAX_PENDING = 1_000;
 
+// statfs(2) f_type of tmpfs and ramfs.
+const MEMORY_FILE_SYSTEMS = new Set([0x01021994, 0x858458f6]);
+function onTmpfs(dir: string): boolean {
+  try {
+    return MEMORY_FILE_SYSTEMS.has(statfsSync(dir).type);
+  } catch {
+    return false;
+  }
+}
+
 export const command: Command = {
   summary: 'counts failed logins Apache refused itself and keeps lock files (run by Apache as a piped logger)',
   help,
@@ -47,6 +57,11 @@ export const command: Command = {
     const throttle = throttleOf(config);
 
     mkdirSync(lockDir, { recursive: true, mode: 0o711 });
+    if (!onTmpfs(lockDir))
+      log.warn(
+        "the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and guesses go on being answered meanwhile; use /run/plexer/locks (plexer apache config --lock-dir)",
+        { dir: lockDir },
+      );
     // Root only for the directory: counting and the files need no more than Apache's user.
     if (process.getuid?.() === 0 && process.setuid && process.setgid) {
       const user = values.user ?? 'www-data';

@@ -1,4 +1,4 @@
-import { chownSync, lstatSync, mkdirSync, chmodSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { FileError } from '../errors.js';
@@ -33,6 +33,8 @@ export interface FrontOptions {
 
 export interface Front {
   httpd: Httpd;
+  // Where `plexer lockout` keeps this front's lock files.
+  lockDir: string;
   runtime: Runtime;
   apacheDir: string;
   // Re-renders from the current groups and reloads gracefully (what `plexer apache config --reload` does).
@@ -92,15 +94,36 @@ export async function startFront(o: FrontOptions): Promise<Front> {
   secureConfigFile(o.configPath);
   // "nobody" (no groups): the code must be readable by every tenant's own user too, not only by www-data.
   const runtime = prepareRuntime(o.stateDir, 'nobody');
-  const httpd = await startHttpd({ config: await renderFromStore(o, runtime, apacheDir), dir: apacheDir });
+  // Lock files on tmpfs, as the generated default has them (/run/plexer/locks, options.ts lockDir), but one
+  // directory per front: several run side by side here. A random name made by root, so no other local user can
+  // have put a directory or a link there first (/dev/shm is world-writable).
+  const ownLocks = o.extra?.lockDir === undefined ? mkdtempSync('/dev/shm/plexer-') : undefined;
+  if (ownLocks !== undefined) chmodSync(ownLocks, 0o711);
+  const lockDir = o.extra?.lockDir ?? join(ownLocks!, 'locks');
+  const options: FrontOptions = { ...o, extra: { ...o.extra, lockDir } };
+  const removeLocks = () => ownLocks !== undefined && rmSync(ownLocks, { recursive: true, force: true });
+  let httpd: Httpd;
+  try {
+    httpd = await startHttpd({ config: await renderFromStore(options, runtime, apacheDir), dir: apacheDir });
+  } catch (error) {
+    removeLocks();
+    throw error;
+  }
   return {
     httpd,
+    lockDir,
     runtime,
     apacheDir,
     async reconfigure() {
-      writeFileAtomic(httpd.configPath, await renderFromStore(o, runtime, apacheDir), { mode: 0o600, owner: { uid: 0, gid: 0 } });
+      writeFileAtomic(httpd.configPath, await renderFromStore(options, runtime, apacheDir), { mode: 0o600, owner: { uid: 0, gid: 0 } });
       await httpd.graceful();
     },
-    stop: () => httpd.stop(),
+    stop: async () => {
+      try {
+        await httpd.stop();
+      } finally {
+        removeLocks();
+      }
+    },
   };
 }

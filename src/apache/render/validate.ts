@@ -6,6 +6,8 @@ import type { ApacheConfigOptions } from './options.js';
 const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
 const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
 const SAFE_URL_PATH = /^\/[A-Za-z0-9._\/-]*$/;
+// Lock files on tmpfs by default (options.ts lockDir says why).
+export const DEFAULT_LOCK_DIR = '/run/plexer/locks';
 
 export class ApacheConfigError extends Error {
   override name = 'ApacheConfigError';
@@ -170,7 +172,7 @@ export function validate(o: ApacheConfigOptions) {
     layout,
     ownListen: layout === 'standalone' || o.listen === true,
     twoMaps: o.twoMaps === true,
-    lockDir: `${stateDir}/locks`,
+    lockDir: o.lockDir === undefined ? DEFAULT_LOCK_DIR : path('lockDir', o.lockDir),
     enabled: groups.filter((g) => g.enabled),
     disabled: groups.filter((g) => !g.enabled),
     // Enabled groups that take their settings module from a map rather than from this config.
