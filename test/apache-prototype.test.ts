@@ -116,6 +116,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
       serverName: 'localhost',
       stateDir: state,
       dataDir: data,
+      lockDir: join(root, 'locks'),
       plexerCommand: [join(bin, 'plexer')],
       configFile: join(root, 'plexer.conf'),
       wsgiScript: join(app, 'wsgi', 'plexer.wsgi'),
@@ -145,11 +146,13 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     if (root && !process.env.KEEP_APACHE_PROTOTYPE) rmSync(root, { recursive: true, force: true });
   });
 
-  it('asks for credentials without any (401, our page)', async () => {
+  it('asks for credentials without any: 401 and the challenge, even with no refusal page served', async () => {
+    // The stand-in lockout serves no page (plexer lockout does, on LOCKDIR/refused.sock): Apache's ErrorDocument
+    // fetch fails and it still answers 401 with its challenge, never a 503 in its place.
     const res = await get('/app/whoami');
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toBe('Basic realm="plexer"');
-    expect(res.body).toContain('plexer-error:401');
+    expect(res.body).toContain('401');
   });
 
   it('rejects unknown users and wrong passwords (401)', async () => {
@@ -310,7 +313,7 @@ describe('renderApacheConfig', () => {
     );
     // Every 401 goes to plexer lockout, and every authenticated request checks its lock files.
     expect(text).toMatch(
-      /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \S+\/locks --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m,
+      /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \/run\/plexer\/locks --refusal-page \S+\/401.html --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m,
     );
     expect(text).toMatch(/<RequireAll>\n\s+Require valid-user\n\s+Require expr "!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' && /);
     expect(text).not.toContain('RemoteIP');

@@ -3,12 +3,13 @@
 // tenant's data nor anything plexer keeps for Apache (plexer.conf, the session key, the generated config,
 // the logs, the dbm maps, the other daemons' sockets).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureSessionKeyFile } from '../src/apache/session-key.js';
 import { renderApacheConfig } from '../src/apache/render/index.js';
 import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
 
 const TENANTS = [
   { group: 'isoalpha', user: 'plexer-iso-alpha', login: 'alice', password: 'alice-pw' },
@@ -43,6 +44,7 @@ beforeAll(async () => {
     }
   });
   for (const x of TENANTS) await waitUntilServed(t, x.login, x.password);
+  await waitFor(() => existsSync(join(t.front.lockDir, 'refused.sock')), 15_000, 'plexer lockout to serve the refusal page');
   // The other files plexer writes for Apache, as the front end and `plexer sync` write them.
   sessionKey = ensureSessionKeyFile(join(t.front.apacheDir, 'session.key'));
   mapDir = join(t.stateDir, 'maps');
@@ -191,6 +193,9 @@ describe('one OS user per tenant (real Apache)', () => {
       { op: 'read', path: join(mapDir, 'backend.map') },
       // mod_wsgi gives the daemons' sockets to Apache's user, mode 0600: no tenant can talk to another's daemon.
       ...sockets.map((path) => ({ op: 'connect' as const, path })),
+      // Nor feed plexer lockout refusals (locking others out), nor plant or remove lock files.
+      { op: 'connect', path: join(t.front.lockDir, 'refused.sock') },
+      { op: 'write', path: join(t.front.lockDir, 'planted') },
     ] as const;
     const result = await probeAs(alpha.user, [...denied]);
     expect(result).toEqual(Object.fromEntries(denied.map((c) => [`${c.op} ${c.path}`, 'EACCES'])));

@@ -1,20 +1,22 @@
-import { chownSync, mkdirSync, statfsSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
 import { coerceError, UsageError } from '../errors.js';
-import { createLogger, setLogLevel } from '../log.js';
+import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
-import { syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
+import { REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
-import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf } from '../store/throttle.js';
+import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf, type Subjects } from '../store/throttle.js';
+import { serveRefusalPage } from '../lockout/refusal-page.js';
 import { uidOf } from '../authd/peer.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
-const help = `Usage: plexer lockout --lock-dir DIR [--user USER] [--config FILE]
+const help = `Usage: plexer lockout --lock-dir DIR [--refusal-page FILE] [--user USER] [--config FILE]
 
 Counts the failed logins Apache refuses itself and keeps lockouts where Apache can see them. mod_authn_socache
 answers a wrong password for a user it has cached without asking plexer, so those guesses would never count.
@@ -25,7 +27,10 @@ This runs as one of Apache's piped loggers (Apache starts it as root and restart
   - keeps one empty file per lockout in force in DIR (DIR/user/NAME, DIR/ip/ADDRESS, DIR/pair/ADDRESS/NAME),
     from the store's lockouts channel, so every front end and \`plexer user unlock\` count; the generated config
     refuses a request whose file exists, even when the cache would accept its password.
-After creating DIR it runs as USER (default www-data). It exits when Apache closes the pipe. The generated
+With --refusal-page it also serves FILE (the 401 page) on the unix socket DIR/refused.sock, which the generated
+Basic sections use as their ErrorDocument 401 through mod_proxy: each refusal is counted, and its lock file made,
+before Apache sends the 401, so a guesser's next request cannot outrun the count (the log line that follows
+then only takes it to the store). After creating DIR it runs as USER (default www-data). It exits when Apache closes the pipe. The generated
 config starts it:
   CustomLog "|/usr/bin/node /opt/plexer/bin/plexer lockout --lock-dir /run/plexer/locks --config …" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
 
@@ -43,15 +48,32 @@ function onTmpfs(dir: string): boolean {
   }
 }
 
+// The page Apache sends with a 401. Unreadable: a bare one, so that refusals are still counted before they leave.
+function readPage(file: string, log: Logger): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    log.error('cannot read the refusal page; serving a bare one', { file, error: coerceError(error).message });
+    return Buffer.from('<!doctype html><title>401 Unauthorized</title><h1>Unauthorized</h1>\n');
+  }
+}
+
 export const command: Command = {
   summary: 'counts failed logins Apache refused itself and keeps lock files (run by Apache as a piped logger)',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, { 'lock-dir': { type: 'string' }, user: { type: 'string' } });
+    const { values } = parseCommand(argv, {
+      'lock-dir': { type: 'string' },
+      'refusal-page': { type: 'string' },
+      user: { type: 'string' },
+    });
     if (values.help) return (print(help), 0);
     const lockDir = values['lock-dir'];
     if (!lockDir?.startsWith('/')) throw new UsageError('--lock-dir DIR (absolute) is required');
+    const pageFile = values['refusal-page'];
+    const pageSocket = pageFile === undefined ? undefined : join(lockDir, REFUSAL_SOCKET);
     const log = createLogger('lockout');
+    const pageBody = pageFile === undefined ? undefined : readPage(pageFile, log);
     const config = loadConfig({ path: values.config });
     setLogLevel(config.logLevel);
     const throttle = throttleOf(config);
@@ -112,15 +134,22 @@ export const command: Command = {
         }
       }
     };
-    const count = async (user: string, address: string) => {
-      const subjects = isUserName(user) ? subjectsOf(user, address, throttle) : addressOnly(address, throttle);
-      // As authn: a refusal while locked out is not another guess (the lockout answered it, not a password).
-      if (lockouts.mirror.locked(subjects.all).length > 0 || early.locked(subjects.all).length > 0) return;
-      // A guesser's next request arrives before the store has answered for this one: the file is made as
-      // soon as the count this process expects reaches a limit, and the store's count corrects the guess.
+    const subjectsFor = (user: string, address: string) =>
+      isUserName(user) ? subjectsOf(user, address, throttle) : addressOnly(address, throttle);
+    // The part of a count that must happen before the guesser's next request: the expected count, and the lock
+    // file when it reaches a limit. Undefined when a lockout already answered this refusal (as authn: a refusal
+    // while locked out is not another guess, the lockout answered it, not a password).
+    const countEarly = (user: string, address: string): Subjects | undefined => {
+      const subjects = subjectsFor(user, address);
+      if (lockouts.mirror.locked(subjects.all).length > 0 || early.locked(subjects.all).length > 0) return undefined;
+      // The store answers after the guesser's next request has arrived: the file is made as soon as the count this
+      // process expects reaches a limit, and the store's count corrects the guess.
       lockNow(estimate.add(subjects));
-      // One failure at a time to the store: a burst of guesses must not also become a burst of queries that
-      // takes the CPU this process needs to read the next lines at once.
+      return subjects;
+    };
+    // The store's count, one failure at a time: a burst of guesses must not also become a burst of queries that
+    // takes the CPU this process needs to read the next lines at once.
+    const countInStore = async (subjects: Subjects) => {
       const answered = new Set<string>();
       const stored = storeQueue.then(() =>
         countFailure(db, subjects, throttle, log, (subject, failures) => {
@@ -138,7 +167,44 @@ export const command: Command = {
         estimate.settle(subjects.all.filter((subject) => !answered.has(subject)));
       }
     };
-    log.info('counting refused logins', { lock_dir: lockDir });
+    // Refusals whose early count the refusal page made, by "user address", waiting for their log line (which
+    // follows the page): that line then only takes the count to the store.
+    const countedByPage = new Map<string, Array<Subjects | undefined>>();
+    // Apache escapes what it logs, so a name that is no user name reads differently in the page request and in
+    // the log line: both count only the address, and are matched by it.
+    const keyOf = (user: string, address: string) => (isUserName(user) ? `${user} ${address}` : ` ${address}`);
+    const onPage = (user: string, address: string) => {
+      if (throttle.maxFailures === 0) return;
+      const key = keyOf(user, address);
+      const waiting = countedByPage.get(key) ?? [];
+      // A page request whose log line never comes (none should) must not pin memory.
+      if (waiting.length >= MAX_PENDING) return;
+      waiting.push(countEarly(user, address));
+      countedByPage.set(key, waiting);
+    };
+    const count = async (user: string, address: string) => {
+      const key = keyOf(user, address);
+      const waiting = countedByPage.get(key);
+      let subjects: Subjects | undefined;
+      if (waiting !== undefined && waiting.length > 0) {
+        subjects = waiting.shift();
+        if (waiting.length === 0) countedByPage.delete(key);
+      } else {
+        subjects = countEarly(user, address);
+      }
+      if (subjects !== undefined) await countInStore(subjects);
+    };
+    const pageServer =
+      pageSocket === undefined
+        ? undefined
+        : await serveRefusalPage({ socketPath: pageSocket, page: pageBody!, onRefused: onPage, log }).catch((error: unknown) => {
+            log.error('cannot serve the refusal page; refused logins are counted from the log only', {
+              socket: pageSocket,
+              error: coerceError(error).message,
+            });
+            return undefined;
+          });
+    log.info('counting refused logins', { lock_dir: lockDir, ...(pageServer ? { page_socket: pageSocket } : {}) });
     for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
       if (throttle.maxFailures === 0) continue;
       const space = line.lastIndexOf(' ');
@@ -161,6 +227,9 @@ export const command: Command = {
         .finally(() => pending--);
     }
     clearInterval(expiry);
+    // Not close(): that would unlink the socket path, which the logger Apache started in this one's place may
+    // already listen on.
+    pageServer?.unref();
     await Promise.allSettled([lockouts.listener.close(), db.end()]);
     return 0;
   },

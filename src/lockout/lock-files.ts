@@ -13,6 +13,10 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { isUserName } from '../names.js';
 
+// The socket of the refusal page (refusal-page.ts), in the lock directory: the logger owns it, Apache's user can
+// reach it, and lock files live only in its subdirectories.
+export const REFUSAL_SOCKET = 'refused.sock';
+
 export function lockFileOf(dir: string, subject: string): string | undefined {
   const colon = subject.indexOf(':');
   const kind = subject.slice(0, colon);

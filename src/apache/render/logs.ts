@@ -29,7 +29,8 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
 // the cache accepts its password. Apache restarts it if it dies. (A vhost with its own CustomLog, as in the
 // Debian layout, inherits no server-level log: there it goes inside the vhost.)
 function lockoutLog(v: Validated): string {
-  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}`)}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
+  const page = v.auth === 'form' ? '' : ` --refusal-page ${v.errorPagesDir}/401.html`;
+  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
 }
 
 // The standalone layout's server-level logs of failed logins; Debian's go inside the vhost (vhostLoginLogs).

@@ -28,7 +28,9 @@ export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 
     // mod_headers forbids framing our pages.
     ...(o.auth === 'form' ? ['request', 'session', 'session_cookie', 'session_dbd', 'dbd', 'session_crypto', 'auth_form', 'headers'] : []),
     // Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.
-    ...(routing === 'proxy' ? ['proxy', 'proxy_http', 'proxy_fcgi', ...(o.auth === 'form' ? [] : ['headers'])] : []),
+    // Basic: mod_proxy_http also fetches the 401 page from `plexer lockout` (vhost.ts refusalPage).
+    ...(routing === 'proxy' || o.auth !== 'form' ? ['proxy', 'proxy_http'] : []),
+    ...(routing === 'proxy' ? ['proxy_fcgi', ...(o.auth === 'form' ? [] : ['headers'])] : []),
     ...(o.tls ? ['ssl'] : []),
     // The client's own address from a trusted proxy's X-Forwarded-For.
     ...((o.trustedProxies ?? []).length > 0 ? ['remoteip'] : []),

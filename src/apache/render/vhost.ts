@@ -1,3 +1,4 @@
+import { REFUSAL_SOCKET } from '../../lockout/lock-files.js';
 import { authDefinitions } from './auth.js';
 import { loginPieces, sessions } from './form.js';
 import { vhostLoginLogs, vhostLogs } from './logs.js';
@@ -55,6 +56,22 @@ function clientAddress(v: Validated): string[] {
   ];
 }
 
+// Basic: every 401 is answered with the page `plexer lockout` serves on a unix socket, which counts the refused
+// guess, and makes its lock file, before the page goes back (src/lockout/refusal-page.ts).
+function refusalPage(v: Validated): string[] {
+  return [
+    '    # 401: the page comes from `plexer lockout`, which counts the refused guess (and makes its lock file) before',
+    "    # it answers, so a guesser's next request cannot outrun the count. Only as an error document: asked for",
+    '    # directly, our 403. retry=0: while the logger restarts (the log line then counts the guess) the next 401',
+    "    # tries again instead of Apache's default 60 s pause.",
+    '    ErrorDocument 401 /_plexer/refused',
+    '    <Location /_plexer/refused>',
+    `        Require expr "%{ENV:REDIRECT_STATUS} == '401'"`,
+    `        ProxyPass "unix:${v.lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=2`,
+    '    </Location>',
+  ];
+}
+
 function errorPages(v: Validated): string[] {
   return [
     '',
@@ -68,7 +85,7 @@ function errorPages(v: Validated): string[] {
     '        Options None',
     '        Require all granted',
     '    </Directory>',
-    '    ErrorDocument 401 /_plexer/errors/401.html',
+    ...(v.auth === 'form' ? ['    ErrorDocument 401 /_plexer/errors/401.html'] : refusalPage(v)),
     '    ErrorDocument 403 /_plexer/errors/403.html',
     '    ErrorDocument 500 /_plexer/errors/500.html',
     '    ErrorDocument 503 /_plexer/errors/503.html',
