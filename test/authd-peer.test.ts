@@ -13,6 +13,7 @@ import { ConfigError } from '../src/errors.js';
 import type { FastCgiConnection, FastCgiRequest } from '../src/fastcgi/server.js';
 import type { Logger, LogFields } from '../src/log.js';
 import { PLEXER_BIN } from './helpers/plexer.js';
+import { waitFor } from './helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'plexer-authd-peer-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -75,6 +76,53 @@ describe('peerUid', () => {
     ).join('');
     const procNet = fakeProcNet(header + filler + row('0100007F:9C40', '0100007F:2649', '01', 33));
     expect(await peerUid({ address: '127.0.0.1', port: 40000 }, { address: '127.0.0.1', port: 9801 }, procNet)).toBe(33);
+  });
+
+  it('answers questions asked together, which go to the sock_diag helper in one write, each with its own owner', async () => {
+    const netlink = new NetlinkOwners();
+    const server = net.createServer();
+    const clients: net.Socket[] = [];
+    const accepted: net.Socket[] = [];
+    try {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      server.on('connection', (s) => accepted.push(s));
+      for (let i = 0; i < 20; i++) clients.push(net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }));
+      await waitFor(
+        () => accepted.length === 20,
+        5_000,
+        () => `20 connections (${accepted.length})`,
+      );
+      const ends = (s: net.Socket, shift = 0) =>
+        [
+          { address: s.remoteAddress!, port: s.remotePort! + shift },
+          { address: s.localAddress!, port: s.localPort! },
+        ] as const;
+      // Interleaved with ones that match no socket: each answer must reach its own question.
+      const uids = await Promise.all(accepted.flatMap((s) => [netlink.lookup(...ends(s)), netlink.lookup(...ends(s, 1))]));
+      expect(uids.filter((_, i) => i % 2 === 0)).toEqual(Array<number>(20).fill(process.getuid!()));
+      // A neighbour's port may be another of these clients; only a socket that exists may answer.
+      for (const [i, uid] of uids.entries()) if (i % 2 === 1 && uid !== undefined) expect(uid).toBe(process.getuid!());
+    } finally {
+      netlink.close();
+      for (const c of clients) c.destroy();
+      for (const s of accepted) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('refuses (undefined) a question the helper does not answer in time', async () => {
+    // A helper that runs but never answers.
+    const mute = join(dir, 'mute-python3');
+    writeFileSync(mute, '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(mute, 0o755);
+    const silent = new NetlinkOwners(mute, 100);
+    try {
+      const started = performance.now();
+      expect(await silent.lookup({ address: '127.0.0.1', port: 40000 }, { address: '127.0.0.1', port: 9801 })).toBeUndefined();
+      expect(performance.now() - started).toBeLessThan(1_000);
+    } finally {
+      silent.close();
+    }
   });
 
   it("finds the same owners through the kernel's sock_diag (python3 helper) as through /proc, other users' included", async () => {

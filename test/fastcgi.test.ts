@@ -5,6 +5,7 @@ import {
   decodeBeginRequest,
   decodeEndRequest,
   decodeNameValuePairs,
+  NameValueIndex,
   encodeBeginRequest,
   encodeEndRequest,
   encodeNameValuePairs,
@@ -74,6 +75,25 @@ describe('FastCGI codec', () => {
   it('keeps every byte of a name or value (latin1 out, UTF-8 in)', () => {
     const pairs = decodeNameValuePairs(encodeNameValuePairs([['REMOTE_PASSWD', Buffer.from([0xc3, 0xa9, 0xff, 0x00])]]));
     expect(Buffer.from(pairs.get('REMOTE_PASSWD')!, 'latin1')).toEqual(Buffer.from([0xc3, 0xa9, 0xff, 0x00]));
+  });
+
+  it("reads a request's parameters lazily with the answers of the decoded Map", () => {
+    const data = encodeNameValuePairs([
+      ['REMOTE_USER', 'alice'],
+      ['REMOTE_PASSWD', Buffer.from([0xc3, 0xa9, 0xff, 0x00])],
+      ['EMPTY', ''],
+      ['REMOTE_USER', 'bob'],
+      ['N'.repeat(300), 'v'],
+    ]);
+    const index = new NameValueIndex(data);
+    for (const [name, value] of decodeNameValuePairs(data)) expect(index.get(name), name).toBe(value);
+    expect(index.get('REMOTE_USER')).toBe('bob');
+    expect(index.get('REMOTE_USE')).toBeUndefined();
+    expect(index.get('REMOTE_USERS')).toBeUndefined();
+    expect(index.get('remote_user')).toBeUndefined();
+    expect(index.get('\u0152MPTY')).toBeUndefined();
+    expect(() => new NameValueIndex(Buffer.from([5, 1, 65]))).toThrow(/past the end/);
+    expect(() => new NameValueIndex(data, { maxPairs: 4 })).toThrow(/more than 4/);
   });
 
   it('refuses name-value pairs that run past the end, or too many of them', () => {

@@ -9,7 +9,6 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { connect, createServer, isIP, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { coerceError, ConfigError } from '../errors.js';
 
 export interface Endpoint {
@@ -212,36 +211,39 @@ export interface PeerOwners {
 // The kernel's sock_diag interface answers "who owns the socket with this 4-tuple" with one hash lookup
 // (~4 µs, whatever the table holds), where /proc lists every socket — TIME_WAIT ones included, one per check
 // for 60 s: at a few thousand checks per second a walk took 30 ms. Node cannot open AF_NETLINK sockets, so a
-// small python3 helper does the lookups; one line per question, one per answer, in order. Unprivileged: any
+// small python3 helper does the lookups; one line per question, one per answer, in order. Questions asked
+// while the event loop handles one batch of I/O go out in one write, and come back in one. Unprivileged: any
 // user may ask the kernel about any socket's owner.
 const NETLINK_HELPER = String.raw`
-import socket, struct, sys
+import os, socket, struct, sys
 nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # NETLINK_SOCK_DIAG
 nl.bind((0, 0))
 seq = 0
+# nlmsghdr (SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST) + inet_diag_req_v2 (all states, INET_DIAG_NOCOOKIE), in host
+# order but the ports, which are big-endian on the wire (htons).
+REQUEST = struct.Struct('=IHHIIBBBBIHH16s16sIII')
+U16 = struct.Struct('=H')
+U32 = struct.Struct('=I')
+PORTS = struct.Struct('!HH')
 def ask(family, src, sport, dst, dport):
     global seq
     seq += 1
-    a = socket.inet_pton(family, src).ljust(16, b'\0')
-    b = socket.inet_pton(family, dst).ljust(16, b'\0')
-    # inet_diag_req_v2, all states, INET_DIAG_NOCOOKIE
-    req = struct.pack('=BBBBI', family, socket.IPPROTO_TCP, 0, 0, 0xffffffff) + struct.pack('!HH', sport, dport) + a + b + struct.pack('=III', 0, 0xffffffff, 0xffffffff)
-    nl.send(struct.pack('=IHHII', 16 + len(req), 20, 1, seq, 0) + req)  # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST
+    nl.send(REQUEST.pack(REQUEST.size, 20, 1, seq, 0, family, socket.IPPROTO_TCP, 0, 0, 0xffffffff, socket.htons(sport),
+                         socket.htons(dport), socket.inet_pton(family, src), socket.inet_pton(family, dst), 0, 0xffffffff, 0xffffffff))
     while True:
         data = nl.recv(65536)
-        if struct.unpack_from('=I', data, 8)[0] == seq:
+        if U32.unpack_from(data, 8)[0] == seq:
             break
-    if struct.unpack_from('=H', data, 4)[0] != 20:
+    if U16.unpack_from(data, 4)[0] != 20:
         return None
     state = data[17]
-    rsport, rdport = struct.unpack_from('!HH', data, 20)
-    uid = struct.unpack_from('=I', data, 80)[0]  # inet_diag_msg.idiag_uid
+    rsport, rdport = PORTS.unpack_from(data, 20)
+    uid = U32.unpack_from(data, 80)[0]  # inet_diag_msg.idiag_uid
     # Not the socket asked about (a listener matched instead), or a state whose uid means nothing.
     if rsport != sport or rdport != dport or state in (6, 10, 12):
         return None
     return uid
-for line in sys.stdin:
-    answer = '-'
+def answer(line):
     try:
         rid, fam, src, sport, dst, dport = line.split()
         if fam == '4':
@@ -250,18 +252,36 @@ for line in sys.stdin:
                 uid = ask(socket.AF_INET6, '::ffff:' + src, int(sport), '::ffff:' + dst, int(dport))
         else:
             uid = ask(socket.AF_INET6, src, int(sport), dst, int(dport))
-        answer = '-' if uid is None else str(uid)
+        return rid + ' ' + ('-' if uid is None else str(uid)) + '\n'
     except Exception:
-        rid = line.split(' ', 1)[0]
-    sys.stdout.write(rid + ' ' + answer + '\n')
+        return line.split(' ', 1)[0] + ' -\n'
+# Every question already in the pipe is answered in one write: one wakeup of the daemon per batch.
+rest = ''
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    lines = (rest + data.decode('latin-1')).split('\n')
+    rest = lines.pop()
+    out = ''.join(answer(line) for line in lines)
+    sys.stdout.write(out)
     sys.stdout.flush()
 `;
 
+interface Question {
+  resolve: (uid: number | undefined) => void;
+  expires: number;
+}
+
 export class NetlinkOwners implements PeerOwners {
   private child: ChildProcessWithoutNullStreams | undefined;
-  private readonly pending = new Map<number, (uid: number | undefined) => void>();
+  // In the order asked, so the oldest is first: one timer, armed for it, bounds them all.
+  private readonly pending = new Map<number, Question>();
   private nextId = 1;
   private closed = false;
+  private outgoing = '';
+  private flushScheduled = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly python = '/usr/bin/python3',
@@ -272,17 +292,23 @@ export class NetlinkOwners implements PeerOwners {
     // -I: no user site, no PYTHON* variables; -S: no site module. Nothing from the environment runs.
     const child = spawn(this.python, ['-I', '-S', '-c', NETLINK_HELPER], { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
     child.stderr.resume();
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const [id, answer] = line.split(' ');
-      const resolve = this.pending.get(Number(id));
-      if (!resolve) return;
-      this.pending.delete(Number(id));
-      resolve(answer !== undefined && /^\d+$/.test(answer) ? Number(answer) : undefined);
+    child.stdout.setEncoding('latin1');
+    let carry = '';
+    child.stdout.on('data', (chunk: string) => {
+      const text = carry + chunk;
+      let from = 0;
+      for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', from)) {
+        this.answer(text.slice(from, newline));
+        from = newline + 1;
+      }
+      carry = text.slice(from);
     });
     const gone = () => {
-      if (this.child === child) this.child = undefined;
+      if (this.child !== child) return;
+      this.child = undefined;
       // Unanswered questions are refusals; the next one starts a new helper.
-      for (const resolve of this.pending.values()) resolve(undefined);
+      this.outgoing = '';
+      for (const question of this.pending.values()) question.resolve(undefined);
       this.pending.clear();
     };
     child.on('exit', gone);
@@ -290,6 +316,36 @@ export class NetlinkOwners implements PeerOwners {
     child.stdin.on('error', () => undefined);
     return child;
   }
+
+  private answer(line: string): void {
+    const space = line.indexOf(' ');
+    const id = Number(line.slice(0, space));
+    const question = this.pending.get(id);
+    if (!question) return;
+    this.pending.delete(id);
+    const uid = line.slice(space + 1);
+    question.resolve(/^\d+$/.test(uid) ? Number(uid) : undefined);
+  }
+
+  private readonly flush = () => {
+    this.flushScheduled = false;
+    const lines = this.outgoing;
+    this.outgoing = '';
+    if (lines !== '') this.child?.stdin.write(lines, 'latin1');
+  };
+
+  private readonly expire = () => {
+    this.timer = undefined;
+    const now = performance.now();
+    for (const [id, question] of this.pending) {
+      if (question.expires > now) {
+        this.timer = setTimeout(this.expire, question.expires - now);
+        return;
+      }
+      this.pending.delete(id);
+      question.resolve(undefined);
+    }
+  };
 
   lookup(peer: Endpoint, local: Endpoint): Promise<number | undefined> {
     if (this.closed) return Promise.resolve(undefined);
@@ -301,15 +357,15 @@ export class NetlinkOwners implements PeerOwners {
     if (family === '6' && (isIP(src!) !== 6 || isIP(dst!) !== 6)) return Promise.resolve(undefined);
     this.child ??= this.start();
     const id = this.nextId++;
+    this.outgoing += `${id} ${family} ${src} ${peer.port} ${dst} ${local.port}\n`;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // After the event loop has handled every connection that was ready: their questions share one write.
+      setImmediate(this.flush);
+    }
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        if (this.pending.delete(id)) resolve(undefined);
-      }, this.timeoutMs);
-      this.pending.set(id, (uid) => {
-        clearTimeout(timer);
-        resolve(uid);
-      });
-      this.child!.stdin.write(`${id} ${family} ${src} ${peer.port} ${dst} ${local.port}\n`);
+      this.pending.set(id, { resolve, expires: performance.now() + this.timeoutMs });
+      this.timer ??= setTimeout(this.expire, this.timeoutMs);
     });
   }
 

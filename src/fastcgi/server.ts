@@ -19,11 +19,13 @@ import {
   FastCgiProtocolError,
   FCGI_KEEP_CONN,
   FCGI_NULL_REQUEST_ID,
+  NameValueIndex,
   ProtocolStatus,
   RecordDecoder,
   RecordType,
   Role,
   type FastCgiRecord,
+  type NameValueLookup,
 } from './protocol.js';
 import { coerceError } from '../errors.js';
 
@@ -42,7 +44,7 @@ export interface FastCgiRequest {
   // Absent only in requests built by hand (tests); the server always sets it.
   connection?: FastCgiConnection;
   // Names and values as latin1 strings, one character per byte (see protocol.ts `utf8`).
-  params: Map<string, string>;
+  params: NameValueLookup;
   // Aborted on ABORT_REQUEST or when the connection closes: the answer would go nowhere.
   signal: AbortSignal;
 }
@@ -89,13 +91,28 @@ interface RequestState {
   paramsBytes: number;
   paramsDone: boolean;
   stdinBytes: number;
-  controller: AbortController;
+  // Made when the handler first reads `signal`: most never do, and one per check is measurable.
+  controller?: AbortController;
+  aborted: boolean;
+}
+
+function abort(state: RequestState): void {
+  state.aborted = true;
+  state.controller?.abort();
+}
+
+function signalOf(state: RequestState): AbortSignal {
+  if (!state.controller) {
+    state.controller = new AbortController();
+    if (state.aborted) state.controller.abort();
+  }
+  return state.controller.signal;
 }
 
 export function createFastCgiServer(options: FastCgiServerOptions): net.Server {
   const limits: FastCgiLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const roles = new Set(options.roles ?? [Role.Authorizer]);
-  const server = net.createServer({ noDelay: true }, (socket) => serveConnection(socket, options, limits, roles));
+  const server = net.createServer((socket) => serveConnection(socket, options, limits, roles));
   server.maxConnections = limits.maxConnections;
   return server;
 }
@@ -114,11 +131,12 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   let closed = false;
   // Close once the last answer is written when the peer asked for it (no FCGI_KEEP_CONN).
   let closeWhenIdle = false;
+  let noDelay = false;
 
   const close = () => {
     if (closed) return;
     closed = true;
-    for (const state of requests.values()) state.controller.abort();
+    for (const state of requests.values()) abort(state);
     requests.clear();
     socket.destroy();
   };
@@ -159,14 +177,23 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   };
 
   const run = (requestId: number, state: RequestState) => {
-    let params: Map<string, string>;
+    let params: NameValueIndex;
     try {
-      params = decodeNameValuePairs(Buffer.concat(state.params, state.paramsBytes));
+      params = new NameValueIndex(state.params.length === 1 ? state.params[0]! : Buffer.concat(state.params, state.paramsBytes));
     } catch (error) {
       return fail(coerceError(error).message);
     }
     state.params = [];
-    handler({ requestId, role: state.role, connection, params, signal: state.controller.signal }).then(
+    const request: FastCgiRequest = {
+      requestId,
+      role: state.role,
+      connection,
+      params,
+      get signal() {
+        return signalOf(state);
+      },
+    };
+    handler(request).then(
       (response) => respond(requestId, state, response),
       (error: unknown) => {
         log.error('request handler failed; answering 500', { peer, error: coerceError(error).message });
@@ -206,16 +233,22 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
           paramsBytes: 0,
           paramsDone: false,
           stdinBytes: 0,
-          controller: new AbortController(),
+          aborted: false,
         };
         requests.set(requestId, fresh);
+        // Nagle's algorithm only holds back an answer written while an earlier one is unacknowledged: a
+        // connection with one request (mod_authnz_fcgi's) writes once, so the system call is saved there.
+        if (!noDelay && (fresh.keepConn || requests.size > 1)) {
+          noDelay = true;
+          socket.setNoDelay(true);
+        }
         if (!roles.has(begin.role)) return endRequest(requestId, fresh, ProtocolStatus.UnknownRole);
         if (requests.size > limits.maxRequestsPerConnection) return endRequest(requestId, fresh, ProtocolStatus.Overloaded);
         return;
       }
       case RecordType.AbortRequest:
         if (!state) return;
-        state.controller.abort();
+        abort(state);
         return endRequest(requestId, state, ProtocolStatus.RequestComplete, 1);
       case RecordType.Params:
         // Records for a request that is not active are ignored, as the specification says (a late record
@@ -268,7 +301,7 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   });
   socket.on('close', () => {
     closed = true;
-    for (const state of requests.values()) state.controller.abort();
+    for (const state of requests.values()) abort(state);
     requests.clear();
   });
 }
