@@ -51,8 +51,11 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
   const ask = `E=${o.answerVar}:\${${o.map}:${o.key}${o.prg ? '' : `|${mark}${o.key}=`}}`;
   const lines = [...(o.conds ?? []), `${i}RewriteRule ^ - [${ask}]`];
   if (o.prg) {
+    // The usual case, an answer that names the key, is one test and a skip past the retries. A retry carries the
+    // lookup's own conditions: where the lookup was not made (the answer is empty), it must not be made either.
+    lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=`, `${i}RewriteRule ^ - [S=${DESYNC_RETRIES}]`);
     for (let retry = 0; retry < DESYNC_RETRIES; retry++) {
-      lines.push(`${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
+      lines.push(...(o.conds ?? []), `${i}RewriteCond ${pair} !^([^,]*),${mark}\\1=`, `${i}RewriteRule ^ - [E=PLEXER_DESYNC:1,${ask}]`);
     }
   }
   if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
