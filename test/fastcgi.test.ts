@@ -7,6 +7,7 @@ import {
   decodeNameValuePairs,
   NameValueIndex,
   encodeBeginRequest,
+  encodeAnswer,
   encodeEndRequest,
   encodeNameValuePairs,
   encodeRecord,
@@ -75,6 +76,15 @@ describe('FastCGI codec', () => {
   it('keeps every byte of a name or value (latin1 out, UTF-8 in)', () => {
     const pairs = decodeNameValuePairs(encodeNameValuePairs([['REMOTE_PASSWD', Buffer.from([0xc3, 0xa9, 0xff, 0x00])]]));
     expect(Buffer.from(pairs.get('REMOTE_PASSWD')!, 'latin1')).toEqual(Buffer.from([0xc3, 0xa9, 0xff, 0x00]));
+  });
+
+  it('encodes a whole answer as the STDOUT records and END_REQUEST one by one would', () => {
+    for (const length of [0, 1, 7, 8, 13, 65535, 65536, 140_000]) {
+      const stdout = Buffer.alloc(length, 0x61);
+      expect(encodeAnswer(7, stdout, 3, ProtocolStatus.Overloaded), `${length} bytes`).toEqual(
+        Buffer.concat([...encodeStream(RecordType.Stdout, 7, stdout), encodeEndRequest(7, 3, ProtocolStatus.Overloaded)]),
+      );
+    }
   });
 
   it("reads a request's parameters lazily with the answers of the decoded Map", () => {

@@ -14,7 +14,7 @@ import {
   encodeEndRequest,
   encodeNameValuePairs,
   encodeRecord,
-  encodeStream,
+  encodeAnswer,
   encodeUnknownType,
   FastCgiProtocolError,
   FCGI_KEEP_CONN,
@@ -147,33 +147,31 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
     close();
   };
 
-  const write = (data: Buffer | Buffer[]) => {
+  const write = (data: Buffer) => {
     if (closed || socket.destroyed) return;
-    socket.write(Array.isArray(data) ? Buffer.concat(data) : data);
+    socket.write(data);
   };
 
-  const finish = (requestId: number, state: RequestState) => {
+  // The last answer goes out with the end of the connection, in one call.
+  const finish = (requestId: number, state: RequestState, answer: Buffer) => {
     requests.delete(requestId);
     if (!state.keepConn) closeWhenIdle = true;
     if (closeWhenIdle && requests.size === 0 && !closed) {
       closed = true;
-      socket.end();
+      if (!socket.destroyed) socket.end(answer);
+      return;
     }
+    write(answer);
   };
 
   const endRequest = (requestId: number, state: RequestState, protocolStatus: number, appStatus = 0) => {
-    write(encodeEndRequest(requestId, appStatus, protocolStatus));
-    finish(requestId, state);
+    finish(requestId, state, encodeEndRequest(requestId, appStatus, protocolStatus));
   };
 
   const respond = (requestId: number, state: RequestState, response: FastCgiResponse) => {
     // The request may have been aborted, or the connection closed, while the handler ran.
     if (requests.get(requestId) !== state || closed) return;
-    write([
-      ...encodeStream(RecordType.Stdout, requestId, renderResponse(response)),
-      encodeEndRequest(requestId, 0, ProtocolStatus.RequestComplete),
-    ]);
-    finish(requestId, state);
+    finish(requestId, state, encodeAnswer(requestId, renderResponse(response), 0, ProtocolStatus.RequestComplete));
   };
 
   const run = (requestId: number, state: RequestState) => {
