@@ -357,3 +357,36 @@ describe('4. availability', () => {
     expect(existsSync(join(lockDir, 'refused.sock'))).toBe(true);
   }, 120_000);
 });
+
+describe('an Authorization header with text after the credentials', () => {
+  // Apache decodes base64 up to the first character that is not base64 and ignores the rest; the page must read
+  // the same user name, or such a guess is counted only later, from the log, after the guesser's next request.
+  it('is still counted before its answer: exactly limit - 1 guesses answered while the right password passed', async () => {
+    let octet = 1;
+    for (const suffix of [' x', '\tx', ', Basic Zm9vOmJhcg==', ' !']) {
+      const address = `10.66.0.${octet++}`;
+      // Apache takes these credentials as carol's: her right password with the suffix is served.
+      expect((await send('/app/whoami', { authorization: basic('carol', 'carol-pw') + suffix, 'x-forwarded-for': address })).status).toBe(
+        200,
+      );
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const lockFile = join(lockDir, 'pair', address, 'carol');
+      let answeredUnlocked = 0;
+      try {
+        for (let i = 0; i < 20; i++) {
+          const refused = await send(
+            '/app/whoami',
+            { authorization: basic('carol', `g${i}`) + suffix, 'x-forwarded-for': address },
+            { agent },
+          );
+          expect(refused.status).toBe(401);
+          if (!existsSync(lockFile)) answeredUnlocked++;
+        }
+      } finally {
+        agent.destroy();
+      }
+      expect(answeredUnlocked, `suffix ${JSON.stringify(suffix)}`).toBe(MAX_FAILURES - 1);
+      await cliOk(t.cli, ['user', 'unlock', 'carol']);
+    }
+  }, 60_000);
+});

@@ -59,12 +59,31 @@ describe('refusal page', () => {
       { 'x-forwarded-for': '192.0.2.7' },
       { authorization: basic('alice:x') },
       { authorization: 'Bearer abc', 'x-forwarded-for': '192.0.2.7' },
-      { authorization: 'Basic !!!', 'x-forwarded-for': '192.0.2.7' },
-      { authorization: basic('no-colon'), 'x-forwarded-for': '192.0.2.7' },
+      { authorization: `Basic\t${Buffer.from('alice:x').toString('base64')}`, 'x-forwarded-for': '192.0.2.7' },
       { authorization: basic('alice:x'), 'x-forwarded-for': '192.0.2.7, not-an-address' },
     ];
     for (const headers of requests) expect(await ask(headers)).toEqual({ status: 401, body: PAGE.toString() });
     expect(refused).toEqual([]);
+  });
+
+  it('reads the user name as mod_auth_basic does, whatever follows the credentials', async () => {
+    // Apache accepts all of these as alice's credentials (attack-refusal-page): so must the count.
+    const b64 = Buffer.from('alice:pw').toString('base64');
+    for (const authorization of [
+      `${basic('alice:pw')} x`,
+      `${basic('alice:pw')}\tx`,
+      `${basic('alice:pw')}, Basic Zm9vOmJhcg==`,
+      `BASIC    ${b64}`,
+      `basic \t ${b64}!`,
+      `Basic ${b64.replace(/=+$/, '')}`,
+    ])
+      expect(basicUser(authorization), authorization).toBe('alice');
+    // The text ends at a NUL; without a colon all of it is the name; "Basic" alone or with no base64 is "".
+    expect(basicUser(basic('vic\0tim:x'))).toBe('vic');
+    expect(basicUser(basic('no-colon'))).toBe('no-colon');
+    expect(basicUser('Basic')).toBe('');
+    expect(basicUser('Basic !!!')).toBe('');
+    expect(basicUser('Digest username="alice"')).toBeUndefined();
   });
 
   it('hands over a hostile user name as it came (the counter refuses it as a name and counts the address)', async () => {
@@ -80,6 +99,7 @@ describe('refusal page', () => {
   it('parses only what Apache sends', () => {
     expect(basicUser(basic('bob:pw'))).toBe('bob');
     expect(basicUser(basic(':pw'))).toBe('');
+    expect(basicUser(basic('bob:pw:with:colons'))).toBe('bob');
     expect(basicUser(undefined)).toBeUndefined();
     expect(lastForwardedAddress('2001:db8::1')).toBe('2001:db8::1');
     expect(lastForwardedAddress(undefined)).toBeUndefined();

@@ -13,13 +13,22 @@ import { isIP } from 'node:net';
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-// The user name of a Basic Authorization header; the password is never kept. Undefined without one.
+// The user name Apache itself took from an Authorization header, read as mod_auth_basic reads it
+// (get_basic_auth): the first word, up to a space, is "Basic" in any case; spaces and tabs are skipped; base64 is
+// decoded up to the first character that is not base64 (whatever follows, a second header's ", Basic …"
+// included, is ignored); the text ends at a NUL; the name is what comes before the first ":", or all of it.
+// Anything Apache would accept as credentials must name the same user here, or a suffix would skip the count.
+// The password is never kept. Undefined when Apache would have found no credentials.
 export function basicUser(authorization: string | undefined): string | undefined {
-  const match = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('latin1');
-  const colon = decoded.indexOf(':');
-  return colon < 0 ? undefined : decoded.slice(0, colon);
+  if (authorization === undefined) return undefined;
+  const space = authorization.indexOf(' ');
+  const scheme = space < 0 ? authorization : authorization.slice(0, space);
+  if (scheme.toLowerCase() !== 'basic') return undefined;
+  const encoded = /^[ \t]*([A-Za-z0-9+/]*)/.exec(space < 0 ? '' : authorization.slice(space + 1))![1]!;
+  const decoded = Buffer.from(encoded, 'base64').toString('latin1');
+  const text = decoded.includes('\0') ? decoded.slice(0, decoded.indexOf('\0')) : decoded;
+  const colon = text.indexOf(':');
+  return colon < 0 ? text : text.slice(0, colon);
 }
 
 // The client as Apache saw it: mod_proxy_http appends it as the LAST entry of X-Forwarded-For, after whatever

@@ -63,11 +63,11 @@ function refusalPage(v: Validated): string[] {
     '    # 401: the page comes from `plexer lockout`, which counts the refused guess (and makes its lock file) before',
     "    # it answers, so a guesser's next request cannot outrun the count. Only as an error document: asked for",
     '    # directly, our 403. retry=0: while the logger restarts (the log line then counts the guess) the next 401',
-    "    # tries again instead of Apache's default 60 s pause.",
+    "    # tries again instead of Apache's default 60 s pause; timeout=1: a stopped logger holds each 401 a second.",
     '    ErrorDocument 401 /_plexer/refused',
     '    <Location /_plexer/refused>',
     `        Require expr "%{ENV:REDIRECT_STATUS} == '401'"`,
-    `        ProxyPass "unix:${v.lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=2`,
+    `        ProxyPass "unix:${v.lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=1`,
     '    </Location>',
   ];
 }
