@@ -1,10 +1,12 @@
 // Attacks on the 401 page that `plexer lockout` serves (ErrorDocument 401 → mod_proxy → LOCKDIR/refused.sock),
 // against a real Apache with the generated Basic config and a real store.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
+import { lockoutProcesses } from './helpers/apache-procs.js';
+import { cliOk, type TestFront } from './helpers/front.js';
+import { startLockoutFront } from './helpers/lockout-front.js';
 import { waitFor } from './helpers/wait.js';
 
 const MAX_FAILURES = 10;
@@ -64,25 +66,7 @@ async function failures(subject: string): Promise<number> {
   return rows[0]?.failures ?? 0;
 }
 
-function childrenOf(parent: number): Array<{ pid: number; argv: string[] }> {
-  const found: Array<{ pid: number; argv: string[] }> = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      if (Number(fields[1]) !== parent || fields[0] === 'Z') continue;
-      found.push({ pid: Number(entry), argv: readFileSync(`/proc/${entry}/cmdline`, 'latin1').split('\0') });
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
-const loggerPids = () =>
-  childrenOf(t.front.httpd.pid)
-    .filter((c) => c.argv.includes('lockout'))
-    .map((c) => c.pid);
+const loggerPids = () => lockoutProcesses(t.front.httpd.pid);
 
 // Served by plexer lockout: its page and Apache's challenge.
 async function pageServed(): Promise<boolean> {
@@ -91,25 +75,7 @@ async function pageServed(): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  t = await startTestFront(
-    async (cli) => {
-      await seedTwoTenants(cli);
-      for (const user of ['carol', 'dave', 'erin', 'frank', 'gina', 'hank'])
-        await cliOk(cli, ['user', 'add', user, '--group', 'tenant2', '--password-stdin'], `${user}-pw\n`);
-    },
-    {
-      configExtra: { lockout_max_failures: MAX_FAILURES, lockout_window_seconds: 600, lockout_seconds: 600 },
-      front: { extra: { trustedProxies: ['127.0.0.1'] } },
-    },
-  );
-  lockDir = t.front.lockDir;
-  refusalPage = readFileSync(join(t.front.runtime.errorPagesDir, '401.html'), 'latin1');
-  await waitUntilServed(t, 'alice', 'alice-pw');
-  await waitFor(
-    () => /lockout info: counting refused logins .*page_socket=/.test(t.front.httpd.errorLog()),
-    15_000,
-    'plexer lockout to start',
-  );
+  ({ t, lockDir, refusalPage } = await startLockoutFront(['carol', 'dave', 'erin', 'frank', 'gina', 'hank'], MAX_FAILURES));
 }, 120_000);
 
 afterAll(async () => {

@@ -1,11 +1,11 @@
 // Guessing around the cache, and throttling that protects users, against a real Apache with the generated
 // config (mod_authn_socache in front of plexer authn, `plexer lockout` as a piped logger) and a real store.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliOk, seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
-import { waitFor } from './helpers/wait.js';
+import { cliOk, type TestFront } from './helpers/front.js';
+import { startLockoutFront } from './helpers/lockout-front.js';
 
 const MAX_FAILURES = 10;
 let t: TestFront;
@@ -63,27 +63,7 @@ const errorsBut = (code: string) =>
     .join('\n');
 
 beforeAll(async () => {
-  t = await startTestFront(
-    async (cli) => {
-      await seedTwoTenants(cli);
-      for (const user of ['carol', 'dave'])
-        await cliOk(cli, ['user', 'add', user, '--group', 'tenant2', '--password-stdin'], `${user}-pw\n`);
-    },
-    {
-      configExtra: { lockout_max_failures: MAX_FAILURES, lockout_window_seconds: 600, lockout_seconds: 600 },
-      // The test's own connections come from 127.0.0.1: that is the proxy whose X-Forwarded-For is believed.
-      front: { extra: { trustedProxies: ['127.0.0.1'] } },
-    },
-  );
-  lockDir = t.front.lockDir;
-  refusalPage = readFileSync(join(t.front.runtime.errorPagesDir, '401.html'), 'utf8');
-  await waitUntilServed(t, 'alice', 'alice-pw');
-  // Apache starts the logger with itself; Node needs a moment before it reads (lines meanwhile wait in the pipe).
-  await waitFor(
-    () => /lockout info: counting refused logins .*page_socket=/.test(t.front.httpd.errorLog()),
-    15_000,
-    'plexer lockout to start',
-  );
+  ({ t, lockDir, refusalPage } = await startLockoutFront(['carol', 'dave'], MAX_FAILURES));
 }, 120_000);
 
 afterAll(async () => {

@@ -27,6 +27,11 @@ export const mapProcesses = (apachePid: number, kind: string): number[] =>
     .filter((c) => c.argv[2] === 'map' && c.argv[3] === kind)
     .map((c) => c.pid);
 
+export const lockoutProcesses = (apachePid: number): number[] =>
+  childrenOf(apachePid)
+    .filter((c) => c.argv[2] === 'lockout')
+    .map((c) => c.pid);
+
 export const watchdogProcesses = (apachePid: number): number[] =>
   childrenOf(apachePid)
     .filter((c) => c.argv[2] === 'watchdog')
