@@ -1,12 +1,14 @@
 // plexer doctor against a real Apache and PostgreSQL: all well, then a group Apache's config lacks (doctor
 // fails, `user move` warns), a lockout, a config www-data cannot read, a database without plexer's schema.
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatConfig } from '../src/config.js';
 import { freshDatabase, parsePgUrl, type FreshDatabase } from './helpers/database.js';
 import { seedTwoTenants, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
 import { runPlexer } from './helpers/plexer.js';
+import { lockoutProcesses } from './helpers/apache-procs.js';
+import { waitFor } from './helpers/wait.js';
 
 let t: TestFront;
 let bare: FreshDatabase;
@@ -17,6 +19,7 @@ beforeAll(async () => {
   t = await startTestFront(seedTwoTenants);
   bare = await freshDatabase();
   await waitUntilServed(t, 'alice', 'alice-pw');
+  await waitFor(() => existsSync(join(t.front.lockDir, 'refused.sock')), 15_000, 'plexer lockout to serve the 401 page');
 }, 90_000);
 
 afterAll(async () => {
@@ -34,6 +37,21 @@ describe('plexer doctor', () => {
     expect(line(result.stdout, 'apache groups')).toMatch(/^ok {4}apache groups: all 2 enabled group\(s\) are in /);
     expect(line(result.stdout, 'lockouts')).toMatch(/^ok/);
     expect(line(result.stdout, 'maps')).toMatch(/^ok {4}maps: [1-9]\d* "plexer map" process\(es\) running/);
+    expect(line(result.stdout, 'lockout')).toMatch(
+      /^ok {4}lockout: "plexer lockout" counts refused logins before their answer; lock files in \/dev\/shm\//,
+    );
+  });
+
+  it('fails while the 401 page is not served, until Apache has restarted the logger', async () => {
+    const socket = join(t.front.lockDir, 'refused.sock');
+    rmSync(socket);
+    const result = await doctor();
+    expect(result.code).toBe(1);
+    expect(line(result.stdout, 'lockout')).toMatch(/^FAIL  lockout: .*refused\.sock is missing: 401s are answered before they are counted/);
+    // A new logger makes a new socket: Apache restarts a piped logger that dies.
+    for (const pid of lockoutProcesses(t.front.httpd.pid)) process.kill(pid, 'SIGKILL');
+    await waitFor(() => existsSync(socket), 15_000, 'Apache to restart plexer lockout');
+    expect((await doctor()).code).toBe(0);
   });
 
   it('fails on a group Apache does not know yet, and user move warns about it', async () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
@@ -8,6 +8,7 @@ import { listGroups } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 import { userLockouts } from '../store/login-failures.js';
+import { isOnTmpfs, REFUSAL_SOCKET } from '../lockout/lock-files.js';
 import { readMigrations } from '../store/migrate.js';
 import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
 import { expectPositionals, parseCommand } from './args.js';
@@ -20,7 +21,8 @@ Checks an installation, one line per check ("ok", "warn" or "FAIL" and what to d
 and ${APACHE_RUN_USER} (Apache's helpers) can read it; the database answers the helpers' role; the schema is at
 this plexer's version; every enabled group in the database is defined in Apache's config (--apache-config,
 default ${DEFAULT_APACHE_CONFIG}); which users are locked out (warn); "plexer map" and, with dbm: maps,
-"plexer sync" processes for this config file are running. Exit 0 when nothing failed, else 1. Run it as root.`;
+"plexer sync" processes for this config file are running; the "plexer lockout" logger Apache's config starts
+runs, keeps its lock files on tmpfs and (Basic) serves the 401 page. Exit 0 when nothing failed, else 1. Run it as root.`;
 
 type Status = 'ok' | 'warn' | 'FAIL';
 interface Check {
@@ -60,10 +62,10 @@ async function helperCheck(config: PlexerConfig): Promise<Check> {
   }
 }
 
-// The plexer processes running with this config file: Apache starts them as `… bin/plexer map KIND --config FILE`.
-function helperProcesses(configFile: string): { maps: number; syncs: number } {
-  let maps = 0;
-  let syncs = 0;
+// The command lines of the plexer processes running (Apache starts them as `… bin/plexer COMMAND …`), from the
+// word after bin/plexer on.
+function helperArgvs(): string[][] {
+  const found: string[][] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     let argv: string[];
@@ -73,9 +75,19 @@ function helperProcesses(configFile: string): { maps: number; syncs: number } {
       continue;
     }
     const at = argv.findIndex((arg) => arg.endsWith('/bin/plexer'));
-    if (at === -1 || !argv.some((arg, i) => arg === configFile && argv[i - 1] === '--config')) continue;
-    if (argv[at + 1] === 'map') maps++;
-    if (argv[at + 1] === 'sync') syncs++;
+    if (at !== -1) found.push(argv.slice(at + 1));
+  }
+  return found;
+}
+
+// The maps and syncs running with this config file.
+function helperProcesses(configFile: string): { maps: number; syncs: number } {
+  let maps = 0;
+  let syncs = 0;
+  for (const argv of helperArgvs()) {
+    if (!argv.some((arg, i) => arg === configFile && argv[i - 1] === '--config')) continue;
+    if (argv[0] === 'map') maps++;
+    if (argv[0] === 'sync') syncs++;
   }
   return { maps, syncs };
 }
@@ -108,6 +120,57 @@ function processCheck(configFile: string, apacheText: string | null): Check[] {
     );
   }
   return checks;
+}
+
+// The lockout logger the Apache config starts: running, its directory on tmpfs, and (Basic) its 401 page served.
+function lockoutChecks(apacheConfig: string, apacheText: string | null): Check[] {
+  if (apacheText === null) return [];
+  const logger = /\blockout --lock-dir (\S+)( --refusal-page \S+)?/.exec(apacheText);
+  if (!logger) {
+    return [
+      {
+        status: 'warn',
+        name: 'lockout',
+        detail: `${apacheConfig} starts no "plexer lockout": guesses that mod_authn_socache refuses by itself are not counted (plexer apache config … --out ${apacheConfig})`,
+      },
+    ];
+  }
+  const dir = logger[1]!;
+  const running = helperArgvs().some((argv) => argv[0] === 'lockout' && argv[argv.indexOf('--lock-dir') + 1] === dir);
+  if (!running) {
+    return [
+      {
+        status: 'FAIL',
+        name: 'lockout',
+        detail: `no "plexer lockout --lock-dir ${dir}" runs: Apache starts it as a piped logger, so is Apache running this site? (its error log says why the logger died)`,
+      },
+    ];
+  }
+  if (logger[2] !== undefined && !existsSync(join(dir, REFUSAL_SOCKET))) {
+    return [
+      {
+        status: 'FAIL',
+        name: 'lockout',
+        detail: `${join(dir, REFUSAL_SOCKET)} is missing: 401s are answered before they are counted (the logger's lines in Apache's error log say why)`,
+      },
+    ];
+  }
+  if (!isOnTmpfs(dir)) {
+    return [
+      {
+        status: 'warn',
+        name: 'lockout',
+        detail: `${dir} is not on tmpfs: every 401 waits for a lock file to be made there (plexer apache config --lock-dir /run/plexer/locks)`,
+      },
+    ];
+  }
+  return [
+    {
+      status: 'ok',
+      name: 'lockout',
+      detail: `"plexer lockout" counts refused logins${logger[2] ? ' before their answer' : ''}; lock files in ${dir}`,
+    },
+  ];
 }
 
 async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<Check[]> {
@@ -189,7 +252,7 @@ export const command: Command = {
     } catch {
       // Reported by the apache groups check; the map check then assumes the default prg: maps.
     }
-    checks.push(...processCheck(file, apacheText));
+    checks.push(...processCheck(file, apacheText), ...lockoutChecks(apacheConfig, apacheText));
     for (const c of checks) print(`${c.status.padEnd(4)}  ${c.name}: ${c.detail}`);
     return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
   },

@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
@@ -7,7 +7,7 @@ import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
-import { REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
+import { isOnTmpfs, REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
 import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf, type Subjects } from '../store/throttle.js';
@@ -37,16 +37,6 @@ config starts it:
 // Lines waiting for the store; beyond this a flood is dropped (and said so) rather than let the pipe fill,
 // which would stall Apache's workers as they log.
 const MAX_PENDING = 1_000;
-
-// statfs(2) f_type of tmpfs and ramfs.
-const MEMORY_FILE_SYSTEMS = new Set([0x01021994, 0x858458f6]);
-function onTmpfs(dir: string): boolean {
-  try {
-    return MEMORY_FILE_SYSTEMS.has(statfsSync(dir).type);
-  } catch {
-    return false;
-  }
-}
 
 // The page Apache sends with a 401. Unreadable: a bare one, so that refusals are still counted before they leave.
 function readPage(file: string, log: Logger): Buffer {
@@ -79,7 +69,7 @@ export const command: Command = {
     const throttle = throttleOf(config);
 
     mkdirSync(lockDir, { recursive: true, mode: 0o711 });
-    if (!onTmpfs(lockDir))
+    if (!isOnTmpfs(lockDir))
       log.warn(
         "the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and guesses go on being answered meanwhile; use /run/plexer/locks (plexer apache config --lock-dir)",
         { dir: lockDir },

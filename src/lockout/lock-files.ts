@@ -8,7 +8,7 @@
 //   pair:NAME/ADDR  DIR/pair/ADDR/NAME
 // Only a valid user name and a real IP literal become a path component, so no subject, however it was
 // written into login_failures, can name a file outside DIR.
-import { mkdirSync, readdirSync, rmSync, writeFileSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync, rmdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { isUserName } from '../names.js';
@@ -16,6 +16,17 @@ import { isUserName } from '../names.js';
 // The socket of the refusal page (refusal-page.ts), in the lock directory: the logger owns it, Apache's user can
 // reach it, and lock files live only in its subdirectories.
 export const REFUSAL_SOCKET = 'refused.sock';
+
+// statfs(2) f_type of tmpfs and ramfs. Lock files belong on one: each 401 waits for its file to be made, and on a
+// journaled file system that can wait behind other processes' fsyncs (render/options.ts lockDir).
+const MEMORY_FILE_SYSTEMS = new Set([0x01021994, 0x858458f6]);
+export function isOnTmpfs(dir: string): boolean {
+  try {
+    return MEMORY_FILE_SYSTEMS.has(statfsSync(dir).type);
+  } catch {
+    return false;
+  }
+}
 
 export function lockFileOf(dir: string, subject: string): string | undefined {
   const colon = subject.indexOf(':');
