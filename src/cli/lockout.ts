@@ -141,10 +141,19 @@ export const command: Command = {
     // takes the CPU this process needs to read the next lines at once.
     const countInStore = async (subjects: Subjects) => {
       const answered = new Set<string>();
+      const limitOf = new Map(subjects.limits.flatMap(({ subjects: group, maxFailures }) => group.map((s) => [s, maxFailures] as const)));
       const stored = storeQueue.then(() =>
         countFailure(db, subjects, throttle, log, (subject, failures) => {
           estimate.counted(subject, failures);
           answered.add(subject);
+          // The store is the one count: an early lock it does not bear out once every failure sent is answered
+          // (a successful login reset the count meanwhile, or its window had passed) is lifted. Otherwise it would
+          // hold, unseen by \`user list\` and untouched by \`user unlock\` (the store has no lockout to remove), until
+          // it ends by itself.
+          if (failures < (limitOf.get(subject) ?? Infinity) && estimate.pending(subject) === 0 && early.locked([subject]).length > 0) {
+            early.set(subject, 0);
+            sync();
+          }
         }),
       );
       storeQueue = stored.then(

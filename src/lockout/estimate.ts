@@ -27,6 +27,11 @@ export class FailureEstimate {
     this.settle([subject]);
   }
 
+  // Failures sent for a subject that the store has not answered yet.
+  pending(subject: string): number {
+    return this.unanswered.get(subject) ?? 0;
+  }
+
   // Failures the store will not answer for (an error).
   settle(subjects: readonly string[]): void {
     for (const subject of subjects) {
