@@ -99,8 +99,8 @@ export const command: Command = {
       });
     };
     // Lockouts this process started itself, before the store's message confirms them: kept apart from the
-    // mirror, which forgets everything at each reconnection until it has read the store again. Only a message
-    // (an unlock, a TRUNCATE) or their end removes them.
+    // mirror, which forgets everything at each reconnection until it has read the store again. A message (an
+    // unlock, a TRUNCATE), their end, or the store's count not bearing them out (countInStore) removes them.
     const early = new LockMirror();
     const lockouts = followLockouts(config, db, log, (payload) => {
       if (payload !== undefined) early.apply(payload);
