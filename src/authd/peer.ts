@@ -340,6 +340,8 @@ export class NetlinkOwners implements PeerOwners {
     for (const [id, question] of this.pending) {
       if (question.expires > now) {
         this.timer = setTimeout(this.expire, question.expires - now);
+        // A question that waits must not keep a closing daemon alive.
+        this.timer.unref();
         return;
       }
       this.pending.delete(id);
@@ -365,12 +367,17 @@ export class NetlinkOwners implements PeerOwners {
     }
     return new Promise((resolve) => {
       this.pending.set(id, { resolve, expires: performance.now() + this.timeoutMs });
-      this.timer ??= setTimeout(this.expire, this.timeoutMs);
+      if (this.timer === undefined) {
+        this.timer = setTimeout(this.expire, this.timeoutMs);
+        this.timer.unref();
+      }
     });
   }
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.child?.kill('SIGTERM');
   }
 }

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
@@ -8,7 +9,7 @@ import { listGroups } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 import { userLockouts } from '../store/login-failures.js';
-import { isOnTmpfs, REFUSAL_SOCKET } from '../lockout/lock-files.js';
+import { DEFAULT_LOCK_DIR, isOnTmpfs, REFUSAL_SOCKET } from '../lockout/lock-files.js';
 import { readMigrations } from '../store/migrate.js';
 import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
 import { expectPositionals, parseCommand } from './args.js';
@@ -123,7 +124,21 @@ function processCheck(configFile: string, apacheText: string | null): Check[] {
 }
 
 // The lockout logger the Apache config starts: running, its directory on tmpfs, and (Basic) its 401 page served.
-function lockoutChecks(apacheConfig: string, apacheText: string | null): Check[] {
+// Whether something accepts connections on a unix socket: a file left by a logger that died still exists.
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect(path);
+    const finish = (answered: boolean) => {
+      socket.destroy();
+      done(answered);
+    };
+    socket.setTimeout(1_000, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+async function lockoutChecks(apacheConfig: string, apacheText: string | null): Promise<Check[]> {
   if (apacheText === null) return [];
   const logger = /\blockout --lock-dir (\S+)( --refusal-page \S+)?/.exec(apacheText);
   if (!logger) {
@@ -146,12 +161,12 @@ function lockoutChecks(apacheConfig: string, apacheText: string | null): Check[]
       },
     ];
   }
-  if (logger[2] !== undefined && !existsSync(join(dir, REFUSAL_SOCKET))) {
+  if (logger[2] !== undefined && !(await socketAnswers(join(dir, REFUSAL_SOCKET)))) {
     return [
       {
         status: 'FAIL',
         name: 'lockout',
-        detail: `${join(dir, REFUSAL_SOCKET)} is missing: 401s are answered before they are counted (the logger's lines in Apache's error log say why)`,
+        detail: `nothing answers on ${join(dir, REFUSAL_SOCKET)}: 401s are answered before they are counted (the logger's lines in Apache's error log say why)`,
       },
     ];
   }
@@ -160,7 +175,7 @@ function lockoutChecks(apacheConfig: string, apacheText: string | null): Check[]
       {
         status: 'warn',
         name: 'lockout',
-        detail: `${dir} is not on tmpfs: every 401 waits for a lock file to be made there (plexer apache config --lock-dir /run/plexer/locks)`,
+        detail: `${dir} is not on tmpfs: every 401 waits for a lock file to be made there (plexer apache config --lock-dir ${DEFAULT_LOCK_DIR})`,
       },
     ];
   }
@@ -252,7 +267,7 @@ export const command: Command = {
     } catch {
       // Reported by the apache groups check; the map check then assumes the default prg: maps.
     }
-    checks.push(...processCheck(file, apacheText), ...lockoutChecks(apacheConfig, apacheText));
+    checks.push(...processCheck(file, apacheText), ...(await lockoutChecks(apacheConfig, apacheText)));
     for (const c of checks) print(`${c.status.padEnd(4)}  ${c.name}: ${c.detail}`);
     return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
   },

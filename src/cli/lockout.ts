@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
@@ -7,7 +7,7 @@ import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
-import { isOnTmpfs, REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
+import { DEFAULT_LOCK_DIR, isOnTmpfs, prepareLockDir, REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
 import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf, type Subjects } from '../store/throttle.js';
@@ -30,13 +30,17 @@ This runs as one of Apache's piped loggers (Apache starts it as root and restart
 With --refusal-page it also serves FILE (the 401 page) on the unix socket DIR/refused.sock, which the generated
 Basic sections use as their ErrorDocument 401 through mod_proxy: each refusal is counted, and its lock file made,
 before Apache sends the 401, so a guesser's next request cannot outrun the count (the log line that follows
-then only takes it to the store). After creating DIR it runs as USER (default www-data). It exits when Apache closes the pipe. The generated
-config starts it:
+then only takes it to the store). After creating DIR it runs as USER (default www-data). DIR is refused when
+anyone but root could have put something in its way: a symbolic link on the path, a directory above it that
+is not root's or that others may write (unless sticky, as /tmp and /dev/shm), or DIR itself owned by another
+user. It exits when Apache closes the pipe. The generated config starts it:
   CustomLog "|/usr/bin/node /opt/plexer/bin/plexer lockout --lock-dir /run/plexer/locks --config …" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
 
 // Lines waiting for the store; beyond this a flood is dropped (and said so) rather than let the pipe fill,
 // which would stall Apache's workers as they log.
 const MAX_PENDING = 1_000;
+// Clients (user + address) whose refusals the page has counted and whose log lines have not come yet.
+const MAX_PAGE_KEYS = 10_000;
 
 // The page Apache sends with a 401. Unreadable: a bare one, so that refusals are still counted before they leave.
 function readPage(file: string, log: Logger): Buffer {
@@ -68,19 +72,20 @@ export const command: Command = {
     setLogLevel(config.logLevel);
     const throttle = throttleOf(config);
 
-    mkdirSync(lockDir, { recursive: true, mode: 0o711 });
+    // Root only for the directory: counting and the files need no more than Apache's user.
+    const root = process.getuid?.() === 0 && process.setuid !== undefined && process.setgid !== undefined;
+    const user = values.user ?? 'www-data';
+    const uid = root ? uidOf(user) : undefined;
+    if (uid !== undefined) prepareLockDir(lockDir, uid);
+    else mkdirSync(lockDir, { recursive: true, mode: 0o711 });
     if (!isOnTmpfs(lockDir))
       log.warn(
-        "the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and guesses go on being answered meanwhile; use /run/plexer/locks (plexer apache config --lock-dir)",
+        `the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and every 401 waits for it; use ${DEFAULT_LOCK_DIR} (plexer apache config --lock-dir)`,
         { dir: lockDir },
       );
-    // Root only for the directory: counting and the files need no more than Apache's user.
-    if (process.getuid?.() === 0 && process.setuid && process.setgid) {
-      const user = values.user ?? 'www-data';
-      const uid = uidOf(user);
-      chownSync(lockDir, uid, -1);
-      process.setgid(user);
-      process.setuid(uid);
+    if (uid !== undefined) {
+      process.setgid!(user);
+      process.setuid!(uid);
     }
 
     const db = createPool(config, { applicationName: 'plexer-lockout', connectTimeoutMs: 3_000, max: 4 });
@@ -176,8 +181,9 @@ export const command: Command = {
       if (throttle.maxFailures === 0) return;
       const key = keyOf(user, address);
       const waiting = countedByPage.get(key) ?? [];
-      // A page request whose log line never comes (none should) must not pin memory.
-      if (waiting.length >= MAX_PENDING) return;
+      // Page requests whose log lines do not come (a flood past MAX_PENDING drops lines) must not pin memory: past
+      // these bounds a refusal is counted from its log line alone, after its answer.
+      if (waiting.length >= MAX_PENDING || (waiting.length === 0 && countedByPage.size >= MAX_PAGE_KEYS)) return;
       waiting.push(countEarly(user, address));
       countedByPage.set(key, waiting);
     };
@@ -209,7 +215,11 @@ export const command: Command = {
       const space = line.lastIndexOf(' ');
       const user = line.slice(0, space);
       const address = clientAddress(line.slice(space + 1));
-      if (space <= 0 || user === '-' || address === undefined) continue;
+      if (space <= 0 || address === undefined) continue;
+      // "-" is how Apache logs a 401 without a user (no credentials at all: nothing to count), and also a user
+      // literally named "-": that one the refusal page has counted (by its address), and only then is the line
+      // its count's way to the store.
+      if (user === '-' && !countedByPage.has(keyOf(user, address))) continue;
       if (pending >= MAX_PENDING) {
         if (dropped++ % 1_000 === 0) log.error('too many refused logins waiting for the store; not counting some', { dropped });
         continue;

@@ -8,10 +8,14 @@
 //   pair:NAME/ADDR  DIR/pair/ADDR/NAME
 // Only a valid user name and a real IP literal become a path component, so no subject, however it was
 // written into login_failures, can name a file outside DIR.
-import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync, rmdirSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync, rmdirSync } from 'node:fs';
+import { FileError } from '../errors.js';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isUserName } from '../names.js';
+
+// On tmpfs on Debian (render/options.ts lockDir says why it must be), reachable only through root's directories.
+export const DEFAULT_LOCK_DIR = '/run/plexer/locks';
 
 // The socket of the refusal page (refusal-page.ts), in the lock directory: the logger owns it, Apache's user can
 // reach it, and lock files live only in its subdirectories.
@@ -26,6 +30,40 @@ export function isOnTmpfs(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+// As root, before the logger drops to Apache's user (uid): DIR made, or taken over, where nobody but root and that
+// user can have put anything in its way. Root follows symbolic links: a link planted in a directory others may
+// write would hand any directory to Apache's user, and a directory of theirs would let them plant or remove lock
+// files, or answer on refused.sock (which receives every refused Authorization header). So every directory above
+// DIR must be a real directory of root's that others cannot write (or sticky, as /tmp and /dev/shm: there they
+// cannot remove or rename what root made), and DIR, if it exists, a real directory of root's or of that user's.
+export function prepareLockDir(dir: string, uid: number): void {
+  const parts = resolve(dir)
+    .split('/')
+    .filter((part) => part !== '');
+  let path = '';
+  for (const [i, part] of parts.entries()) {
+    path += `/${part}`;
+    try {
+      mkdirSync(path, { mode: 0o711 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const found = lstatSync(path);
+    const refuse = (why: string) =>
+      new FileError(`refusing the lock directory ${dir}: ${path} ${why}; use a directory only root can reach, such as ${DEFAULT_LOCK_DIR}`);
+    if (!found.isDirectory()) throw refuse('is not a directory (a symbolic link?)');
+    if (i === parts.length - 1) {
+      if (found.uid !== 0 && found.uid !== uid) throw refuse(`belongs to uid ${found.uid}`);
+    } else if (found.uid !== 0) {
+      throw refuse(`belongs to uid ${found.uid}, not root`);
+    } else if ((found.mode & 0o022) !== 0 && (found.mode & 0o1000) === 0) {
+      throw refuse('may be written by others');
+    }
+  }
+  chmodSync(dir, 0o711);
+  chownSync(dir, uid, -1);
 }
 
 export function lockFileOf(dir: string, subject: string): string | undefined {

@@ -47,7 +47,9 @@ export interface RefusalPageOptions {
 }
 
 export async function serveRefusalPage({ socketPath, page, onRefused, log }: RefusalPageOptions): Promise<Server> {
-  const server = createServer((request, response) => {
+  // Apache lets a request carry 100 header fields of 8190 bytes and mod_proxy passes them all on; at Node's
+  // default limit (16 KiB) a guess with large headers would get 431 before it is counted.
+  const server = createServer({ maxHeaderSize: 1 << 20 }, (request, response) => {
     const user = basicUser(request.headers.authorization);
     const address = lastForwardedAddress(request.headers['x-forwarded-for'] as string | undefined);
     if (user !== undefined && address !== undefined) {

@@ -2,12 +2,11 @@ import { isIP } from 'node:net';
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
 import type { SessionDatabase } from '../session-dbd.js';
 import type { ApacheConfigOptions } from './options.js';
+import { DEFAULT_LOCK_DIR } from '../../lockout/lock-files.js';
 
 const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
 const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
 const SAFE_URL_PATH = /^\/[A-Za-z0-9._\/-]*$/;
-// Lock files on tmpfs by default (options.ts lockDir says why).
-export const DEFAULT_LOCK_DIR = '/run/plexer/locks';
 
 export class ApacheConfigError extends Error {
   override name = 'ApacheConfigError';
