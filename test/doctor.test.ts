@@ -47,7 +47,9 @@ describe('plexer doctor', () => {
     rmSync(socket);
     const result = await doctor();
     expect(result.code).toBe(1);
-    expect(line(result.stdout, 'lockout')).toMatch(/^FAIL  lockout: nothing answers on .*refused\.sock: 401s are answered before they are counted/);
+    expect(line(result.stdout, 'lockout')).toMatch(
+      /^FAIL  lockout: nothing answers on .*refused\.sock: 401s are answered before they are counted/,
+    );
     // A new logger makes a new socket: Apache restarts a piped logger that dies.
     for (const pid of lockoutProcesses(t.front.httpd.pid)) process.kill(pid, 'SIGKILL');
     await waitFor(() => existsSync(socket), 15_000, 'Apache to restart plexer lockout');
