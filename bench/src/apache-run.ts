@@ -46,8 +46,11 @@ interface Setup {
 
 export async function runBench(ctx: RunContext): Promise<void> {
   const dir = mkdtempSync('/tmp/plexer-ab-');
+  // plexer lockout's lock files on tmpfs, as the generated default keeps them (/run/plexer/locks).
+  const locks = mkdtempSync('/dev/shm/plexer-ab-');
   try {
-    const setup = await setUp(ctx, dir);
+    chmodSync(locks, 0o711);
+    const setup = await setUp(ctx, dir, join(locks, 'locks'));
     await routing(ctx, setup);
     await passwords(ctx, setup);
     await setup.sql.end();
@@ -58,10 +61,11 @@ export async function runBench(ctx: RunContext): Promise<void> {
     await stopChild(ctx.live.fcgiMin);
     await ctx.live.cluster?.stop().catch((e: Error) => log(`cluster stop: ${e.message}`));
     if (!ctx.options.keep) rmSync(dir, { recursive: true, force: true });
+    rmSync(locks, { recursive: true, force: true });
   }
 }
 
-async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
+async function setUp(ctx: RunContext, dir: string, lockDir: string): Promise<Setup> {
   const o = ctx.options;
   chmodSync(dir, 0o755);
   const app = join(dir, 'app');
@@ -70,6 +74,7 @@ async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
   writeFileSync(join(app, 'bench.wsgi'), WSGI_APP, { mode: 0o644 });
   writeFileSync(join(app, 'map.py'), PY_MAP, { mode: 0o644 });
   writeFileSync(join(app, 'map.cjs'), NODE_MAP, { mode: 0o644 });
+  writeFileSync(join(app, '401.html'), '<!doctype html><title>401</title><p>Sign-in required.</p>\n', { mode: 0o644 });
   mkdirSync(join(dir, 'docroot'), { mode: 0o755 });
   const mapDir = join(dir, 'maps');
   mkdirSync(mapDir);
@@ -129,6 +134,7 @@ async function setUp(ctx: RunContext, dir: string): Promise<Setup> {
     bcryptFile: join(dir, 'bcrypt.htpasswd'),
     authdPort,
     fcgiMinPort,
+    lockDir,
   };
   return { env, script, sql, hash, syncConf, authdConf };
 }

@@ -7,7 +7,14 @@
 // assembled here: each variant needs a different RewriteMap or provider, which the product renderer does not offer.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { alternation, keyedRouting, PREFORK_DIRECTIVES, requireUnlocked, UNROUTED_SENTINEL } from '../../dist/apache/render/index.js';
+import {
+  alternation,
+  keyedRouting,
+  PREFORK_DIRECTIVES,
+  refusalPageLines,
+  requireUnlocked,
+  UNROUTED_SENTINEL,
+} from '../../dist/apache/render/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 export const PLEXER = join(ROOT, 'bin/plexer');
@@ -105,6 +112,7 @@ export interface Env {
   bcryptFile: string;
   authdPort: number;
   fcgiMinPort: number; // the minimal FastCGI authorizer (bench/src/fcgi-min.ts)
+  lockDir: string; // plexer lockout's, on tmpfs as the generated default's
 }
 
 const BASE_MODULES = ['mpm_prefork', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'rewrite', 'env', 'wsgi'];
@@ -349,17 +357,21 @@ export function passwordVariants(env: Env): Variant[] {
       auth: [...socacheExternal, 'Require valid-user'],
     },
     {
-      // What `plexer apache config` renders by default: the above, plus `plexer lockout` counting the 401s and
-      // a lock-file check on every authenticated request (the renderer's own requireUnlocked).
+      // What `plexer apache config` renders by default: the above, plus `plexer lockout` counting the 401s (its
+      // 401 page, which counts before the answer, and its lock files on tmpfs) and a lock-file check on every
+      // authenticated request (the renderer's own refusalPageLines and requireUnlocked).
       id: 'ext-socache-lockout',
       label: 'plexer authn + socache + plexer lockout (the generated default)',
-      modules: ['authnz_external', 'socache_shmcb', 'authn_socache'],
+      modules: ['authnz_external', 'socache_shmcb', 'authn_socache', 'proxy', 'proxy_http'],
       server: [
         ...shmcb('extl'),
-        `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.dir}/locks --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,
+        `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.lockDir} --refusal-page ${env.app}/401.html --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,
       ],
-      vhost: [`DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`],
-      auth: [...socacheExternal, ...requireUnlocked(`${env.dir}/locks`, 'valid-user')],
+      vhost: [
+        `DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`,
+        ...refusalPageLines(env.lockDir).map((line) => line.trimStart()),
+      ],
+      auth: [...socacheExternal, ...requireUnlocked(env.lockDir, 'valid-user')],
     },
     {
       id: 'authd',

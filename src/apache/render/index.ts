@@ -40,4 +40,5 @@ export { apacheModules } from './modules.js';
 export { PREFORK_DIRECTIVES } from './global.js';
 export { alternation, DESYNC_RETRIES, keyedRouting, UNROUTED_SENTINEL } from './keyed-routing.js';
 export { requireUnlocked } from './auth.js';
+export { refusalPageLines } from './vhost.js';
 export { PROXY_BACKEND_REGEX } from './routing-proxy.js';

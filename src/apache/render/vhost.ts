@@ -59,6 +59,11 @@ function clientAddress(v: Validated): string[] {
 // Basic: every 401 is answered with the page `plexer lockout` serves on a unix socket, which counts the refused
 // guess, and makes its lock file, before the page goes back (src/lockout/refusal-page.ts).
 function refusalPage(v: Validated): string[] {
+  return refusalPageLines(v.lockDir);
+}
+
+// Vhost level; also the benchmark's copy of the generated default.
+export function refusalPageLines(lockDir: string): string[] {
   return [
     '    # 401: the page comes from `plexer lockout`, which counts the refused guess (and makes its lock file) before',
     "    # it answers, so a guesser's next request cannot outrun the count. Only as an error document: asked for",
@@ -67,7 +72,7 @@ function refusalPage(v: Validated): string[] {
     '    ErrorDocument 401 /_plexer/refused',
     '    <Location /_plexer/refused>',
     `        Require expr "%{ENV:REDIRECT_STATUS} == '401'"`,
-    `        ProxyPass "unix:${v.lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=1`,
+    `        ProxyPass "unix:${lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=1`,
     '    </Location>',
   ];
 }
