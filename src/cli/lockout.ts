@@ -91,11 +91,15 @@ export const command: Command = {
     const db = createPool(config, { applicationName: 'plexer-lockout', connectTimeoutMs: 3_000, max: 4 });
     db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
     let syncQueued = false;
+    // Set when Apache closes the pipe: at a graceful reload the logger that replaces this one already keeps the
+    // directory, and a last sync from here would delete the lock files it made that this one has not heard of.
+    let replaced = false;
     const sync = () => {
-      if (syncQueued) return;
+      if (syncQueued || replaced) return;
       syncQueued = true;
       setImmediate(() => {
         syncQueued = false;
+        if (replaced) return;
         try {
           syncLockFiles(lockDir, [...lockouts.mirror.lockedNow(), ...early.lockedNow()]);
         } catch (error) {
@@ -235,6 +239,7 @@ export const command: Command = {
         )
         .finally(() => pending--);
     }
+    replaced = true;
     clearInterval(expiry);
     // Not close(): that would unlink the socket path, which the logger Apache started in this one's place may
     // already listen on.
