@@ -3,7 +3,8 @@
 // demo on the same state directory stops them before it starts. Each start costs PostgreSQL + Apache + three
 // Django daemons, so the file starts the demo four times in all.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from './helpers/httpd.js';
 import { PLEXER_BIN } from './helpers/plexer.js';
@@ -135,6 +136,10 @@ describe.sequential('plexer demo', () => {
         'every part of the demo in /proc',
       );
 
+      // Its lock files' directory on tmpfs, named in the state directory.
+      const firstLocks = readFileSync(join(stateDir, 'apache', 'lock-dir'), 'utf8').trim();
+      expect(existsSync(join(firstLocks, 'locks'))).toBe(true);
+
       first.child.kill('SIGKILL');
       await first.exited;
       // Killing the demo alone leaves Apache's whole tree running (PostgreSQL too; its autovacuum workers come
@@ -153,7 +158,12 @@ describe.sequential('plexer demo', () => {
       expect(orphans.filter((key) => now.has(key)).map((key) => before.get(key))).toEqual([]);
       expect((await whoami(second.url, 'alice')).group).toBe('alpha');
       expect((await whoami(second.url, 'bob')).group).toBe('beta');
+      // The killed demo's lock directory went with the rest of what it left; the new one's goes when it stops.
+      expect(existsSync(firstLocks)).toBe(false);
+      const secondLocks = readFileSync(join(stateDir, 'apache', 'lock-dir'), 'utf8').trim();
+      expect(secondLocks).not.toBe(firstLocks);
       await stopWith(second, 'SIGINT');
+      expect(existsSync(secondLocks)).toBe(false);
     },
     4 * START_MS,
   );

@@ -1,4 +1,4 @@
-import { chownSync, lstatSync, mkdirSync, chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { FileError } from '../errors.js';
@@ -84,6 +84,28 @@ export function secureConfigFile(path: string): void {
   chmodSync(path, 0o640);
 }
 
+const SHM_PREFIX = '/dev/shm/plexer-';
+
+// The lock directory a front that was killed left: removed only if it is what a front makes (a directory of
+// root's under /dev/shm named by mkdtemp), whatever the note says.
+function removeStaleLocks(note: string): void {
+  let dir: string;
+  try {
+    dir = readFileSync(note, 'utf8').trim();
+  } catch {
+    return;
+  }
+  if (/^\/dev\/shm\/plexer-[A-Za-z0-9]{6}$/.test(dir)) {
+    try {
+      const found = lstatSync(dir);
+      if (found.isDirectory() && found.uid === 0) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Gone already (a reboot empties /dev/shm).
+    }
+  }
+  rmSync(note, { force: true });
+}
+
 export async function startFront(o: FrontOptions): Promise<Front> {
   const apacheDir = join(o.stateDir, 'apache');
   mkdirSync(apacheDir, { recursive: true });
@@ -96,12 +118,22 @@ export async function startFront(o: FrontOptions): Promise<Front> {
   const runtime = prepareRuntime(o.stateDir, 'nobody');
   // Lock files on tmpfs, as the generated default has them (/run/plexer/locks, options.ts lockDir), but one
   // directory per front: several run side by side here. A random name made by root, so no other local user can
-  // have put a directory or a link there first (/dev/shm is world-writable).
-  const ownLocks = o.extra?.lockDir === undefined ? mkdtempSync('/dev/shm/plexer-') : undefined;
-  if (ownLocks !== undefined) chmodSync(ownLocks, 0o711);
+  // have put a directory or a link there first (/dev/shm is world-writable). Its name is kept in the state
+  // directory, so that the next front there removes the one a killed front left.
+  const lockDirNote = join(apacheDir, 'lock-dir');
+  removeStaleLocks(lockDirNote);
+  const ownLocks = o.extra?.lockDir === undefined ? mkdtempSync(SHM_PREFIX) : undefined;
+  if (ownLocks !== undefined) {
+    chmodSync(ownLocks, 0o711);
+    writeFileAtomic(lockDirNote, `${ownLocks}\n`, { mode: 0o600, owner: { uid: 0, gid: 0 } });
+  }
   const lockDir = o.extra?.lockDir ?? join(ownLocks!, 'locks');
   const options: FrontOptions = { ...o, extra: { ...o.extra, lockDir } };
-  const removeLocks = () => ownLocks !== undefined && rmSync(ownLocks, { recursive: true, force: true });
+  const removeLocks = () => {
+    if (ownLocks === undefined) return;
+    rmSync(ownLocks, { recursive: true, force: true });
+    rmSync(lockDirNote, { force: true });
+  };
   let httpd: Httpd;
   try {
     httpd = await startHttpd({ config: await renderFromStore(options, runtime, apacheDir), dir: apacheDir });
