@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INSTALL } from './helpers/render-options.js';
 import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render/index.js';
 import { freePort, startHttpd, type Httpd } from './helpers/httpd.js';
 
@@ -286,21 +287,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
 });
 
 describe('renderApacheConfig', () => {
-  const base: ApacheConfigOptions = {
-    listenAddress: '127.0.0.1',
-    port: 8080,
-    serverName: 'localhost',
-    stateDir: '/srv/plexer/run',
-    plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
-    configFile: '/etc/plexer/plexer.conf',
-    wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
-    pythonPath: '/opt/plexer/apache/example',
-    errorPagesDir: '/opt/plexer/apache/errors',
-    groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
-    mapUser: 'www-data:www-data',
-    tls: false,
-    authCacheTimeoutSeconds: 300,
-  };
+  const base: ApacheConfigOptions = { ...INSTALL, groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }] };
 
   it('is deterministic and wires the helpers with absolute paths', () => {
     const text = renderApacheConfig(base);

@@ -1,12 +1,11 @@
 // `npm run bench:fronts -- --quick` with 3 front ends as a smoke test: every front end's maps, sync and authd
 // start on one PostgreSQL, and every front end's map answers every change committed during the churn. It
 // checks answers only, never timing; figures come from the full run (bench/RESULTS.md, "Many front ends").
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from './helpers/plexer.js';
+import { runBenchScript } from './helpers/bench-script.js';
 
 interface Summary {
   fronts: number;
@@ -22,15 +21,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('npm run bench:fronts -- --quick --fronts 3', () => {
   it('every front end sees every change, through both maps, with every helper connected', async () => {
     const json = join(dir, 'summary.json');
-    const child = spawn(process.execPath, ['dist-bench/src/many-fronts.js', '--quick', '--fronts', '3', '--json', json], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    const code = await new Promise((resolve) => child.on('exit', resolve));
-    if (code !== 0) console.log(output.slice(-4000));
+    const { code, output } = await runBenchScript('many-fronts', ['--quick', '--fronts', '3', '--json', json]);
     expect(code).toBe(0);
 
     const summary = JSON.parse(readFileSync(json, 'utf8')) as Summary;

@@ -5,21 +5,11 @@ import { sessionDatabaseFrom } from '../src/apache/session-dbd.js';
 import { ApacheConfigError, renderApacheConfig, type ApacheConfigOptions } from '../src/apache/render/index.js';
 import { defaultConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { INSTALL } from './helpers/render-options.js';
 
 const form: ApacheConfigOptions = {
-  listenAddress: '127.0.0.1',
-  port: 8080,
-  serverName: 'localhost',
-  stateDir: '/srv/plexer/run',
-  plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
-  configFile: '/etc/plexer/plexer.conf',
-  wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
-  pythonPath: '/opt/plexer/apache/example',
-  errorPagesDir: '/opt/plexer/apache/errors',
+  ...INSTALL,
   groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
-  mapUser: 'www-data:www-data',
-  tls: false,
-  authCacheTimeoutSeconds: 60,
   auth: 'form',
   sessionPassphraseFile: '/etc/plexer/session.key',
   sessionDatabase: { conninfo: 'host=/var/run/postgresql dbname=plexer user=plexer_helper', schema: 'plexer' },

@@ -5,6 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { INSTALL } from './helpers/render-options.js';
 import { renderApacheConfig, type ApacheConfigOptions, type ApacheGroup } from '../src/apache/render/index.js';
 
 const GOLDEN_DIR = fileURLToPath(new URL('./golden/', import.meta.url));
@@ -16,21 +17,7 @@ const GROUPS: ApacheGroup[] = [
   { name: 'gamma', settingsModule: null, enabled: false },
 ];
 
-const BASE: ApacheConfigOptions = {
-  listenAddress: '127.0.0.1',
-  port: 8080,
-  serverName: 'plexer.example',
-  stateDir: '/var/lib/plexer/apache',
-  plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
-  configFile: '/etc/plexer/plexer.conf',
-  wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
-  pythonPath: '/opt/plexer/apache/example',
-  errorPagesDir: '/opt/plexer/apache/errors',
-  groups: GROUPS,
-  mapUser: 'www-data:www-data',
-  tls: false,
-  authCacheTimeoutSeconds: 60,
-};
+const BASE: ApacheConfigOptions = { ...INSTALL, serverName: 'plexer.example', groups: GROUPS };
 
 const FORM: Partial<ApacheConfigOptions> = { auth: 'form', sessionPassphraseFile: '/etc/plexer/session.key' };
 const DBM: Partial<ApacheConfigOptions> = { mapDir: '/var/lib/plexer/maps' };

@@ -6,6 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INSTALL } from './helpers/render-options.js';
 import { ensureSessionKeyFile } from '../src/apache/session-key.js';
 import { renderApacheConfig } from '../src/apache/render/index.js';
 import { cliOk, startTestFront, waitUntilServed, type TestFront } from './helpers/front.js';
@@ -215,20 +216,7 @@ describe('one OS user per tenant (real Apache)', () => {
 });
 
 describe('rendering run-as', () => {
-  const base = {
-    listenAddress: '127.0.0.1',
-    port: 8080,
-    serverName: 'localhost',
-    stateDir: '/var/lib/plexer/apache',
-    plexerCommand: ['/usr/bin/node', '/opt/plexer/bin/plexer'],
-    configFile: '/etc/plexer/plexer.conf',
-    wsgiScript: '/opt/plexer/apache/wsgi/plexer.wsgi',
-    pythonPath: '/opt/plexer/apache/example',
-    errorPagesDir: '/opt/plexer/apache/errors',
-    mapUser: 'www-data:www-data',
-    tls: false,
-    authCacheTimeoutSeconds: 60,
-  };
+  const base = INSTALL;
   const daemonLine = (runAs: string | null | undefined) => {
     const config = renderApacheConfig({ ...base, groups: [{ name: 't1', settingsModule: null, enabled: true, runAs }] });
     return /^WSGIDaemonProcess t1 .*$/m.exec(config)![0];

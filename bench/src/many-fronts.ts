@@ -13,10 +13,11 @@
 //
 // Must run as root: authd answers only Apache's user or root, and sync writes files for group www-data.
 // Prints a Markdown table (bench/RESULTS.md, "Many front ends"). --quick: 3 front ends for 3 s, a smoke test.
+import { machine, resultsTable } from './results-table.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -595,19 +596,14 @@ async function main(): Promise<void> {
       ],
       ['helper warn/error log lines', String(problems.length)],
     ];
-    const table = [
+    const table = resultsTable(
       `### ${FRONTS} front ends on one PostgreSQL${WITH_SYNC ? '' : ', without sync'} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC)`,
-      '',
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, every process on the same cores${quick ? ', --quick' : ''}. ` +
+      `Machine: ${machine()}, every process on the same cores${quick ? ', --quick' : ''}. ` +
         `${RATE} changes/s for ${SECONDS} s after a ${BASELINE_SECONDS} s baseline; ${TRAFFIC} background lookups/s and 1 authd check/s per front end; ` +
         `each changed key polled on every front end's map every ~${POLL_MS} ms (after 10 ms: every tenth of the time elapsed). pool_max = ${POOL_MAX}, max_connections = ${MAX_CONNECTIONS}. ` +
         `Reproduce: \`npm run bench:fronts${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`.`,
-      '',
-      '| measure | result |',
-      '|---|---|',
-      ...rows.map(([k, v]) => `| ${k} | ${v} |`),
-      '',
-    ].join('\n');
+      rows,
+    );
     process.stdout.write(`\n${table}`);
     if (problems.length > 0) process.stdout.write(`\nfirst helper warnings:\n${problems.slice(0, 10).join('\n')}\n`);
     if (opts.json) {

@@ -4,9 +4,10 @@
 // and Node maps (references for the figures), and for all three with the map and this client pinned to one
 // CPU: the share of a round trip that is waking an idle core on another CPU.
 // Writes a Markdown table to bench/map-results.md and stdout.
+import { machine, resultsTable } from './results-table.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -222,16 +223,11 @@ async function main(): Promise<void> {
       ],
       ['map RSS at start / with all users cached', `${rssStart.toFixed(0)} MiB / ${rssWarm.toFixed(0)} MiB`],
     ];
-    const table = [
+    const table = resultsTable(
       `# plexer map alone (${new Date().toISOString()})`,
-      '',
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}${quick ? ', --quick' : ''}`,
-      '',
-      '| measure | result |',
-      '|---|---|',
-      ...rows.map(([k, v]) => `| ${k} | ${v} |`),
-      '',
-    ].join('\n');
+      `Machine: ${machine()}${quick ? ', --quick' : ''}`,
+      rows,
+    );
     process.stdout.write(table);
     if (!quick) writeFileSync(join(ROOT, 'bench/map-results.md'), table);
   } finally {
