@@ -1,10 +1,13 @@
 # plexer's WSGI entry point: one Django per mod_wsgi daemon process group (one group per tenant).
 #
-# Apache (config from src/apache/render.ts) routes each authenticated user to their group with
-#   RewriteRule ^ - [E=PROCESS_GROUP:${plexer_group:%{REMOTE_USER}|_none_}]  +  WSGIProcessGroup %{ENV:PROCESS_GROUP}
-# and sets PLEXER_SETTINGS (the group's Django settings module) and PLEXER_DATA_ROOT in the request environ.
+# Apache (config from src/apache/render/) routes each authenticated user to their group with keyed map answers
+# ("alice=alpha …", src/apache/render/keyed-routing.ts) and WSGIProcessGroup %{ENV:PROCESS_GROUP}, and sets
+# PLEXER_SETTINGS (the group's Django settings module) and PLEXER_DATA_ROOT in the request environ.
 # The group's own data directory is PLEXER_DATA_ROOT/GROUP (0700, owned by the group's run-as user), named
 # after the group that really runs this process, never after anything in the request.
+#
+# Every daemon imports this script when it starts (WSGIImportScript, before any request and before any tenant
+# code), and the first thing it does is seal what the daemon inherited from Apache's parent (see _seal below).
 #
 # Django reads DJANGO_SETTINGS_MODULE once per process, at the first request, so this script pins the settings
 # module (and group) of the first request and fails closed on any request that disagrees with them, rather
@@ -13,8 +16,13 @@
 #   - refuses when Apache's routing variable PROCESS_GROUP differs from the group actually serving;
 #   - refuses a missing/malformed settings module, or one that differs from the pinned one.
 # Request headers cannot spoof these: mod_wsgi exposes headers only as HTTP_* keys.
+import ctypes
+import fcntl
 import os
 import re
+import signal
+import socket
+import stat
 import sys
 import threading
 
@@ -23,6 +31,138 @@ sys.dont_write_bytecode = True
 
 _GROUP = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
 _MODULE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$')
+
+# ---- Sealing what Apache's parent left open ------------------------------------------------------------------
+# mod_wsgi forks each daemon from Apache's root parent without exec, so the daemon starts with the parent's
+# descriptors and shared memory: the write ends of the piped loggers (the watchdog's, plexer lockout's), both
+# pipes of every prg: map, prefork's pipe of death, the access and login logs, the mutex lock files, and the
+# login cache (mod_authn_socache's shmcb) mapped read-write. Tenant code holding them could reload Apache, lock
+# users out, read other users' routes, hang every mapped request, or write a cache entry that logs anyone in.
+# mod_wsgi itself keeps only its listener socket, its signal pipe (created after the fork) and stderr.
+#
+# Descriptors are not closed but pointed elsewhere (dup2), so a number Apache or mod_wsgi still writes to can
+# never come back as a file tenant code opens later:
+#   - a pipe whose both ends we hold gets a fresh private pipe at the same numbers: mod_wsgi's signal pipe keeps
+#     working (it polls by number), the parent's pipes (pipe of death, loggers) are gone from here;
+#   - every other pipe, socket, directory and regular file becomes /dev/null, except our own listening socket
+#     and the error logs (tenant code writes to those through stderr anyway).
+_DEVNULL = '/dev/null'
+_ERROR_LOG = re.compile(r'error[^/]*\.log$')
+# SHMCBHeader of mod_socache_shmcb.c: unsigned longs of statistics (8 in Apache 2.4.71, fewer in older ones),
+# then subcache_num, index_num, subcache_size, subcache_data_offset, subcache_data_size (unsigned int each),
+# after the 8 bytes where APR keeps the segment's size.
+_SHMCB_GEOMETRY_OFFSETS = range(8 + 6 * 8, 8 + 10 * 8 + 1, 8)
+
+
+def _pipe_end(fd):
+    return 'r' if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY else 'w'
+
+
+def _is_own_listener(fd):
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        return s.family == socket.AF_UNIX and s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    except OSError:
+        return False
+    finally:
+        s.detach()
+
+
+def _replace(fd, new_fd):
+    nonblocking = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+    os.dup2(new_fd, fd, inheritable=os.get_inheritable(fd))
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK | nonblocking)
+
+
+def _seal_descriptors():
+    devnull = os.open(_DEVNULL, os.O_RDWR)
+    stderr = os.fstat(2)
+    kept = {(stderr.st_dev, stderr.st_ino)}
+    pipes = {}
+    try:
+        for name in os.listdir('/proc/self/fd'):
+            fd = int(name)
+            if fd <= 2 or fd == devnull:
+                continue
+            try:
+                st = os.fstat(fd)
+                target = os.readlink('/proc/self/fd/%d' % fd)
+            except OSError:
+                continue  # the descriptor listdir itself used
+            if stat.S_ISFIFO(st.st_mode):
+                pipes.setdefault(st.st_ino, {'r': [], 'w': []})[_pipe_end(fd)].append(fd)
+            elif stat.S_ISSOCK(st.st_mode):
+                if not _is_own_listener(fd):
+                    _replace(fd, devnull)
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in kept and not _ERROR_LOG.search(target.replace(' (deleted)', '')):
+                    _replace(fd, devnull)
+            elif stat.S_ISCHR(st.st_mode) and target != _DEVNULL:
+                _replace(fd, devnull)
+        for ends in pipes.values():
+            if ends['r'] and ends['w']:
+                r, w = os.pipe()
+                for fd in ends['r']:
+                    _replace(fd, r)
+                for fd in ends['w']:
+                    _replace(fd, w)
+                os.close(r)
+                os.close(w)
+            else:
+                for fd in ends['r'] + ends['w']:
+                    _replace(fd, devnull)
+    finally:
+        os.close(devnull)
+
+
+def _is_shmcb(address, length):
+    # The scoreboard (which mod_wsgi needs) is the other shared segment; its start never has this geometry.
+    if length < 4096:
+        return False
+    for offset in _SHMCB_GEOMETRY_OFFSETS:
+        head = ctypes.string_at(address + offset, 20)
+        subcache_num, index_num, subcache_size, data_offset, data_size = (
+            int.from_bytes(head[i:i + 4], sys.byteorder) for i in range(0, 20, 4))
+        if (subcache_num > 0 and index_num > 0 and 0 < data_offset < subcache_size
+                and data_offset + data_size == subcache_size and subcache_num * subcache_size <= length):
+            return True
+    return False
+
+
+def _unmap_login_cache():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    with open('/proc/self/maps') as maps:
+        shared = [line.split() for line in maps if line.split()[1] == 'rw-s']
+    for fields in shared:
+        if len(fields) < 6 or not (fields[5] == '/dev/zero' or fields[5].startswith('/SYSV')):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split('-'))
+        if _is_shmcb(start, end - start) and libc.munmap(start, end - start) != 0:
+            raise OSError(ctypes.get_errno(), 'munmap of the login cache failed')
+
+
+def _seal():
+    # A signal that arrives while the signal pipe is being swapped would write to the old one and be lost.
+    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGXCPU}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        _seal_descriptors()
+        _unmap_login_cache()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+try:
+    import mod_wsgi
+except ImportError:  # outside Apache (a test or a tool importing this file): nothing inherited to seal
+    mod_wsgi = None
+if mod_wsgi is not None and mod_wsgi.process_group:
+    _seal()
+
 
 _lock = threading.Lock()
 _pinned = {'group': None, 'settings': None, 'app': None}

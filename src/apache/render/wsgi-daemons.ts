@@ -22,10 +22,18 @@ export function wsgiDaemons(v: Validated): string[] {
       '# startup-timeout restarts a daemon whose application does not load.',
       ...(g.runAs ? ["# Runs as its own account: other tenants' data and plexer's files (root:www-data) are out of its reach."] : []),
       `WSGIDaemonProcess ${g.name} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} ${daemonAccount(v, g)} home=${v.pythonPath} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
+      ...sealAtStart(v, g.name),
     );
   }
   if (v.disabled.length > 0) lines.push(`# Disabled (no daemon; users get 503): ${v.disabled.map((g) => g.name).join(' ')}`);
   return lines;
+}
+
+// Each daemon runs the WSGI script as soon as it is forked, before any request: the script first seals the
+// descriptors and the login cache the daemon inherited from Apache's parent, so tenant code never holds them.
+// application-group=%{GLOBAL} is the interpreter requests use, so the sealed module is the one that serves.
+function sealAtStart(v: Validated, group: string): string[] {
+  return [`WSGIImportScript ${v.wsgiScript} process-group=${group} application-group=%{GLOBAL}`];
 }
 
 // user= and group= of a daemon group. mod_wsgi's default for a missing group= is Apache's Group (www-data,
