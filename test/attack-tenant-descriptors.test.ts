@@ -6,7 +6,7 @@
 // shared memory read-write (an entry written there logs anyone in). The attacker here is a tenant under its
 // own --run-as account whose Django view tries all of that (test/fixtures/tenant-attack/attack_urls.py).
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../src/apache/install-paths.js';
@@ -173,4 +173,25 @@ describe("tenant code holds none of Apache's plumbing (real Apache, a tenant's o
     expect(Object.values(again.descriptors).filter((f) => /access\.log|login\.log/.test(f))).toEqual([]);
     expect(t.front.httpd.pid).toBe(apachePid);
   }, 40_000);
+});
+
+describe("a tenant's own 401s (real Apache)", () => {
+  it('never count as failed logins: 15 of them lock nobody out and reach neither the store nor the login log', async () => {
+    for (let i = 0; i < 15; i++) {
+      const r = await t.get('/app/deny', { user: ATTACKER.login, password: ATTACKER.password, fresh: true });
+      expect(r.status).toBe(401);
+      expect(r.body).toBe('token required\n');
+    }
+    // A real failure afterwards, so the logger has certainly taken every line before it.
+    expect((await t.get('/app/whoami', { user: 'alice', password: 'wrong', fresh: true })).status).toBe(401);
+    await waitFor(
+      async () => (await t.store.sql.query(`SELECT 1 FROM login_failures WHERE subject LIKE '%alice%'`)).rowCount,
+      10_000,
+      "alice's real failure in the store",
+    );
+    const counted = await t.store.sql.query(`SELECT subject FROM login_failures WHERE subject LIKE '%${ATTACKER.login}%'`);
+    expect(counted.rows).toEqual([]);
+    expect(readFileSync(join(t.front.apacheDir, 'login.log'), 'utf8')).not.toContain(ATTACKER.login);
+    expect((await t.get('/app/attack', { user: ATTACKER.login, password: ATTACKER.password, fresh: true })).status).toBe(200);
+  });
 });

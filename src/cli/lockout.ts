@@ -34,7 +34,7 @@ then only takes it to the store). After creating DIR it runs as USER (default ww
 anyone but root could have put something in its way: a symbolic link on the path, a directory above it that
 is not root's or that others may write (unless sticky, as /tmp and /dev/shm), or DIR itself owned by another
 user. It exits when Apache closes the pipe. The generated config starts it:
-  CustomLog "|/usr/bin/node /opt/plexer/bin/plexer lockout --lock-dir /run/plexer/locks --config …" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
+  CustomLog "|/usr/bin/node /opt/plexer/bin/plexer lockout --lock-dir /run/plexer/locks --config …" "%<u %a" "expr=%{REQUEST_STATUS} == 401 && -z %{ENV:PLEXER_LOGGED_IN}"`;
 
 // Lines waiting for the store; beyond this a flood is dropped (and said so) rather than let the pipe fill,
 // which would stall Apache's workers as they log.

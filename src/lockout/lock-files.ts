@@ -82,10 +82,13 @@ export function lockFileOf(dir: string, subject: string): string | undefined {
 }
 
 // The expression the generated config tests: true when none of the request's lock files exists.
+// The lock file of the request's user, address or pair, as Apache's expressions and RewriteCond name it.
+export function lockFilePath(dir: string, kind: 'user' | 'ip' | 'pair'): string {
+  return { user: `${dir}/user/%{REMOTE_USER}`, ip: `${dir}/ip/%{REMOTE_ADDR}`, pair: `${dir}/pair/%{REMOTE_ADDR}/%{REMOTE_USER}` }[kind];
+}
+
 export function lockFileChecks(dir: string): string {
-  return [`${dir}/user/%{REMOTE_USER}`, `${dir}/ip/%{REMOTE_ADDR}`, `${dir}/pair/%{REMOTE_ADDR}/%{REMOTE_USER}`]
-    .map((path) => `!-f '${path}'`)
-    .join(' && ');
+  return (['user', 'ip', 'pair'] as const).map((kind) => `!-f '${lockFilePath(dir, kind)}'`).join(' && ');
 }
 
 // Makes the files in DIR exactly those of `subjects` (the lockouts in force); returns how many it changed.

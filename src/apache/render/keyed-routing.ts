@@ -8,8 +8,13 @@ export const UNROUTED_SENTINEL = '_unrouted_';
 
 // Guards first: nothing but a well-formed user name is ever sent to a map. A name with "\n" would reach a prg:
 // program as two keys, one with "," or "=" could forge the key check below; both are refused before any lookup.
+// Set by the first per-directory rule, which runs only for a request that passed authentication and every
+// Require: a 401 the application answers itself is then no failed login (logs.ts leaves it uncounted).
+export const LOGGED_IN_VARIABLE = 'PLEXER_LOGGED_IN';
+
 export function userNameGuard(): string[] {
   return [
+    `        RewriteRule ^ - [E=${LOGGED_IN_VARIABLE}:1]`,
     '        # 0. Only a well-formed user name is looked up (the same pattern the store enforces): our 403.',
     `        RewriteCond %{REMOTE_USER} !${USER_NAME_PATTERN.source}`,
     '        RewriteRule ^ - [F]',

@@ -1,3 +1,4 @@
+import { LOGGED_IN_VARIABLE } from './keyed-routing.js';
 import type { MapPlan } from './maps.js';
 import { LOGIN_HANDLER_PATH } from './options.js';
 import { helperCommand, type Validated } from './validate.js';
@@ -30,8 +31,11 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
 // Debian layout, inherits no server-level log: there it goes inside the vhost.)
 function lockoutLog(v: Validated): string {
   const page = v.auth === 'form' ? '' : ` --refusal-page ${v.errorPagesDir}/401.html`;
-  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
+  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=${REFUSED_LOGIN}"`;
 }
+
+// A 401 Apache answered: not one the application answered to a request that had logged in.
+const REFUSED_LOGIN = `%{REQUEST_STATUS} == 401 && -z %{ENV:${LOGGED_IN_VARIABLE}}`;
 
 // The standalone layout's server-level logs of failed logins; Debian's go inside the vhost (vhostLoginLogs).
 export function serverLoginLogs(v: Validated): string[] {
@@ -76,7 +80,7 @@ function loginAuditLog(v: Validated, file: string): string[] {
   const stamp = '%{%Y-%m-%dT%H:%M:%S%z}t';
   return [
     '# Login audit: successes (form) and failures, one line each.',
-    `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=%{REQUEST_STATUS} == 401 && -n %{REMOTE_USER}"`,
+    `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=${REFUSED_LOGIN} && -n %{REMOTE_USER}"`,
     ...(v.auth === 'form'
       ? [
           `CustomLog "${file}" "${stamp} plexer-login ok ip=%a user=\\"%u\\"" "expr=%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302"`,

@@ -46,7 +46,7 @@ export interface ApacheConfigOptions {
   configFile: string; // plexer.conf, passed as --config to every helper
   wsgiScript: string; // absolute path of apache/wsgi/plexer.wsgi (or a copy)
   pythonPath: string; // directory holding the Django project (apache/example)
-  errorPagesDir: string; // directory holding 401.html 403.html 500.html 503.html (apache/errors)
+  errorPagesDir: string; // directory holding 401.html 403.html 429.html 500.html 503.html (apache/errors)
   mountPath?: string; // URL prefix of the application, default "/app"
   groups: ApacheGroup[];
   mapUser: string; // "www-data:www-data": the USER:GROUP the prg: maps run as (Apache >= 2.4.29)

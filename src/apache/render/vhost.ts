@@ -1,4 +1,4 @@
-import { REFUSAL_SOCKET } from '../../lockout/lock-files.js';
+import { lockFilePath, REFUSAL_SOCKET } from '../../lockout/lock-files.js';
 import { authDefinitions } from './auth.js';
 import { loginPieces, sessions } from './form.js';
 import { vhostLoginLogs, vhostLogs } from './logs.js';
@@ -26,6 +26,7 @@ export function virtualHost(v: Validated, plan: MapPlan): string[] {
     ...mapDefinitions(v, plan),
     ...authDefinitions(v),
     ...clientAddress(v),
+    ...lockedAddressRefusal(v),
     ...vhostLoginLogs(v),
     ...sessions(v),
     ...errorPages(v),
@@ -53,6 +54,21 @@ function clientAddress(v: Validated): string[] {
     '    # TrustedProxy: the latter refuses private (intranet) client addresses in the header.',
     '    RemoteIPHeader X-Forwarded-For',
     ...v.trustedProxies.map((cidr) => `    RemoteIPInternalProxy ${cidr}`),
+  ];
+}
+
+// Checked in the first phase of a request, before authentication: a guesser whose address is locked costs one
+// stat, never a password check or a helper started, and learns nothing from right or wrong passwords. 429 is
+// not a failed login (only 401s are counted), so refusals while locked count nothing more. After
+// clientAddress: behind a trusted proxy REMOTE_ADDR is already the client's.
+function lockedAddressRefusal(v: Validated): string[] {
+  return [
+    '',
+    '    # An address locked out by failed logins (a file kept by `plexer lockout`) gets our 429 page before any',
+    '    # password is checked: no helper starts, every name and password gets the same answer.',
+    '    RewriteCond %{REQUEST_URI} !^/_plexer/errors/',
+    `    RewriteCond ${lockFilePath(v.lockDir, 'ip')} -f`,
+    '    RewriteRule ^ - [R=429]',
   ];
 }
 
@@ -92,6 +108,7 @@ function errorPages(v: Validated): string[] {
     '    </Directory>',
     ...(v.auth === 'form' ? ['    ErrorDocument 401 /_plexer/errors/401.html'] : refusalPage(v)),
     '    ErrorDocument 403 /_plexer/errors/403.html',
+    '    ErrorDocument 429 /_plexer/errors/429.html',
     '    ErrorDocument 500 /_plexer/errors/500.html',
     '    ErrorDocument 503 /_plexer/errors/503.html',
     '',
