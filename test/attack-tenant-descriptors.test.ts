@@ -175,6 +175,26 @@ describe("tenant code holds none of Apache's plumbing (real Apache, a tenant's o
   }, 40_000);
 });
 
+describe('after a graceful reload (every daemon forked anew by the new generation)', () => {
+  it('the new daemons are sealed too and serve', async () => {
+    const before = (await attack()).pid;
+    await t.front.httpd.graceful();
+    const after = await waitFor(
+      async () => {
+        const r = await t.get('/app/attack', { user: ATTACKER.login, password: ATTACKER.password, fresh: true });
+        return r.status === 200 && (r.json() as AttackReport).pid !== before ? (r.json() as AttackReport) : null;
+      },
+      20_000,
+      'a daemon of the new generation',
+      200,
+    );
+    expect(after.shared).toHaveLength(1);
+    expect(after.read).toEqual({});
+    expect(Object.values(after.descriptors).filter((f) => /access\.log|login\.log/.test(f))).toEqual([]);
+    expect((await whoamiWithin(t, 'alice', 5_000)).status).toBe(200);
+  }, 60_000);
+});
+
 describe("a tenant's own 401s (real Apache)", () => {
   it('never count as failed logins: 15 of them lock nobody out and reach neither the store nor the login log', async () => {
     for (let i = 0; i < 15; i++) {

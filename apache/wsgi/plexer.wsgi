@@ -25,6 +25,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 
 # The daemons run as www-data or the tenant's own user, neither of which may write __pycache__ into the project.
 sys.dont_write_bytecode = True
@@ -48,10 +49,13 @@ _MODULE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$'
 #     and the error logs (tenant code writes to those through stderr anyway).
 _DEVNULL = '/dev/null'
 _ERROR_LOG = re.compile(r'error[^/]*\.log$')
-# SHMCBHeader of mod_socache_shmcb.c: unsigned longs of statistics (8 in Apache 2.4.71, fewer in older ones),
-# then subcache_num, index_num, subcache_size, subcache_data_offset, subcache_data_size (unsigned int each),
-# after the 8 bytes where APR keeps the segment's size.
-_SHMCB_GEOMETRY_OFFSETS = range(8 + 6 * 8, 8 + 10 * 8 + 1, 8)
+# The one shared segment a daemon needs is Apache's scoreboard (mod_wsgi's requests update it). Every other one
+# the parent made (mod_authn_socache's login cache, mod_qos's per-address counters, an SSL session cache) is
+# unmapped, and with no descriptor or name left for it, tenant code cannot map it back. The scoreboard is
+# recognised by its header, after the 8 bytes where APR keeps the segment's size: global_score starts with
+# server_limit and thread_limit (int), then sb_type and running_generation, then restart_time (microseconds;
+# still 0 when the first generation's daemons are forked, before the MPM sets it).
+_EPOCH_2000_US = 946684800 * 1000000
 
 
 def _pipe_end(fd):
@@ -118,31 +122,29 @@ def _seal_descriptors():
         os.close(devnull)
 
 
-def _is_shmcb(address, length):
-    # The scoreboard (which mod_wsgi needs) is the other shared segment; its start never has this geometry.
-    if length < 4096:
+def _is_scoreboard(address, length):
+    if length < 64:
         return False
-    for offset in _SHMCB_GEOMETRY_OFFSETS:
-        head = ctypes.string_at(address + offset, 20)
-        subcache_num, index_num, subcache_size, data_offset, data_size = (
-            int.from_bytes(head[i:i + 4], sys.byteorder) for i in range(0, 20, 4))
-        if (subcache_num > 0 and index_num > 0 and 0 < data_offset < subcache_size
-                and data_offset + data_size == subcache_size and subcache_num * subcache_size <= length):
-            return True
-    return False
+    head = ctypes.string_at(address, 32)
+    size, server_limit, thread_limit, restart_time = (
+        int.from_bytes(head[0:8], sys.byteorder), int.from_bytes(head[8:12], sys.byteorder),
+        int.from_bytes(head[12:16], sys.byteorder), int.from_bytes(head[24:32], sys.byteorder))
+    now_us = int(time.time() * 1000000)
+    return (0 < size <= length and 0 < server_limit <= 200000 and 0 < thread_limit <= 100000
+            and (restart_time == 0 or _EPOCH_2000_US < restart_time <= now_us + 86400 * 1000000))
 
 
-def _unmap_login_cache():
+def _unmap_shared_memory():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     with open('/proc/self/maps') as maps:
-        shared = [line.split() for line in maps if line.split()[1] == 'rw-s']
+        shared = [line.split() for line in maps if line.split()[1] in ('rw-s', 'r--s', '-w-s')]
     for fields in shared:
         if len(fields) < 6 or not (fields[5] == '/dev/zero' or fields[5].startswith('/SYSV')):
             continue
         start, end = (int(x, 16) for x in fields[0].split('-'))
-        if _is_shmcb(start, end - start) and libc.munmap(start, end - start) != 0:
-            raise OSError(ctypes.get_errno(), 'munmap of the login cache failed')
+        if not _is_scoreboard(start, end - start) and libc.munmap(start, end - start) != 0:
+            raise OSError(ctypes.get_errno(), 'munmap of a shared segment inherited from Apache failed')
 
 
 def _seal():
@@ -151,7 +153,7 @@ def _seal():
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         _seal_descriptors()
-        _unmap_login_cache()
+        _unmap_shared_memory()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
