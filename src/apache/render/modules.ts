@@ -2,7 +2,7 @@ import type { ApacheConfigOptions } from './options.js';
 
 // Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
 // mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
-export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies'>): string[] {
+export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout'>): string[] {
   const routing = o.routing ?? 'wsgi';
   return [
     // Prefork, not event or worker: see the comment on PREFORK_DIRECTIVES' use (global.ts).
@@ -34,5 +34,9 @@ export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 
     ...(o.tls ? ['ssl'] : []),
     // The client's own address from a trusted proxy's X-Forwarded-For.
     ...((o.trustedProxies ?? []).length > 0 ? ['remoteip'] : []),
+    // Slow clients (global.ts slowClients): time limits on reading a request, and a cap on one address's connections.
+    'reqtimeout',
+    // Not for Debian's layout: Debian 12's mod_qos does not load without libpcre3 loaded before it (global.ts).
+    ...(o.connectionsPerAddress === 0 || o.layout === 'debian' ? [] : ['qos']),
   ];
 }

@@ -108,6 +108,9 @@ export interface ApacheConfigOptions {
   // authentication and see REMOTE_USER) have a <Directory> to live in. Default: sibling "mount" of errorPagesDir.
   proxyMountDir?: string;
   proxyTimeoutSeconds?: number; // ProxyTimeout, default 60
+  // mod_qos QS_SrvMaxConnPerIP: open connections one client address may hold (a slow client holds a prefork
+  // worker per connection). Default 20 of the standalone layout's 32 workers; 0 = no limit (mod_qos not loaded).
+  connectionsPerAddress?: number;
   // Prefix mode: the internal URL prefix, default "/u" (/app/x -> /u/USER/app/x).
   userPrefix?: string;
 }

@@ -141,6 +141,7 @@ export function validate(o: ApacheConfigOptions) {
     loginSuccessPath,
     proxyMountDir: o.proxyMountDir === undefined ? siblingOfErrors('mount') : path('proxyMountDir', o.proxyMountDir),
     proxyTimeout: positiveInt('proxyTimeoutSeconds', o.proxyTimeoutSeconds ?? 60, 3600),
+    connectionsPerAddress: o.connectionsPerAddress === 0 ? 0 : positiveInt('connectionsPerAddress', o.connectionsPerAddress ?? 20, 10000),
     userPrefix,
     listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
     serverName: word('serverName', o.serverName),

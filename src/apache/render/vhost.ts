@@ -1,5 +1,6 @@
 import { lockFilePath, REFUSAL_SOCKET } from '../../lockout/lock-files.js';
 import { authDefinitions } from './auth.js';
+import { slowClients } from './global.js';
 import { loginPieces, sessions } from './form.js';
 import { vhostLoginLogs, vhostLogs } from './logs.js';
 import { mapDefinitions, type MapPlan } from './maps.js';
@@ -15,6 +16,7 @@ export function virtualHost(v: Validated, plan: MapPlan): string[] {
     `<VirtualHost ${v.listen}>`,
     `    ServerName ${v.serverName}`,
     ...vhostLogs(v),
+    ...(v.layout === 'debian' ? slowClients(v, '    ') : []),
     ...tls(v),
     '',
     '    # RewriteEngine On is REQUIRED at this level: with it only inside <Directory> the prg: programs are',
