@@ -44,7 +44,10 @@ function standaloneGlobals(v: Validated): string[] {
     `CustomLog "${v.stateDir}/access.log" plexer`,
     '',
     '# Modules: absolute paths, only what is used (apacheModules).',
-    ...apacheModules(v).flatMap((name) => [...(name === 'qos' ? QOS_PCRE : []), `LoadModule ${name}_module ${v.modulesDir}/mod_${name}.so`]),
+    ...apacheModules(v).flatMap((name) => [
+      ...(name === 'qos' ? QOS_PCRE : []),
+      `LoadModule ${name}_module ${v.modulesDir}/mod_${name}.so`,
+    ]),
     '',
     '# Workers and WSGI daemons drop to this user; everything they read (WSGI script, Django project, error',
     '# pages, plexer itself for the helpers) must be readable by it — nothing under /root.',
@@ -112,7 +115,13 @@ export function connectionLimit(v: Validated): string[] {
     ...v.trustedProxies.map((proxy) => `QS_SrvMaxConnExcludeIP ${qosAddress(proxy)}`),
   ];
   return v.layout === 'debian'
-    ? ['', "# Only where mod_qos is enabled (a2enmod qos; Debian 12's build needs libpcre3 loaded first, see README).", '<IfModule qos_module>', ...lines.map((l) => `    ${l}`), '</IfModule>']
+    ? [
+        '',
+        "# Only where mod_qos is enabled (a2enmod qos; Debian 12's build needs libpcre3 loaded first, see README).",
+        '<IfModule qos_module>',
+        ...lines.map((l) => `    ${l}`),
+        '</IfModule>',
+      ]
     : ['', ...lines];
 }
 
@@ -123,10 +132,18 @@ function qosAddress(cidr: string): string {
   const family = isIP(address);
   const n = Number(bits);
   if (bits === undefined || n === (family === 4 ? 32 : 128)) return address;
-  if (family === 4 && [8, 16, 24].includes(n)) return `${address.split('.').slice(0, n / 8).join('.')}.`;
+  if (family === 4 && [8, 16, 24].includes(n))
+    return `${address
+      .split('.')
+      .slice(0, n / 8)
+      .join('.')}.`;
   if (family === 6 && n % 16 === 0 && !address.startsWith('::')) {
     const groups = address.split('::')[0]!.split(':');
-    if (groups.length >= n / 16) return `${groups.slice(0, n / 16).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}:`;
+    if (groups.length >= n / 16)
+      return `${groups
+        .slice(0, n / 16)
+        .map((g) => g.replace(/^0+(?=.)/, ''))
+        .join(':')}:`;
   }
   if (family === 6 && n === 8 && /^fd00::?$/i.test(address)) return 'fd';
   throw new ApacheConfigError(

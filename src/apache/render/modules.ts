@@ -2,7 +2,9 @@ import type { ApacheConfigOptions } from './options.js';
 
 // Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
 // mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
-export function apacheModules(o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout'>): string[] {
+export function apacheModules(
+  o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout'>,
+): string[] {
   const routing = o.routing ?? 'wsgi';
   return [
     // Prefork, not event or worker: see the comment on PREFORK_DIRECTIVES' use (global.ts).
