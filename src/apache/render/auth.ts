@@ -2,6 +2,9 @@ import { lockFileChecks } from '../../lockout/lock-files.js';
 import { LOGIN_PAGE_PATH } from './options.js';
 import { helperCommand, type Validated } from './validate.js';
 
+// The authenticator of the form login handler (form.ts): every posted password is checked by it, none by the cache.
+export const LOGIN_AUTHENTICATOR = 'plexer_login';
+
 // Vhost level: the authenticator and the role checker, both mod_authnz_external pipes to plexer's helpers.
 export function authDefinitions(v: Validated): string[] {
   return [
@@ -11,9 +14,18 @@ export function authDefinitions(v: Validated): string[] {
       : '    # ---- Authentication: Basic via mod_authnz_external, results cached in shared memory --------------',
     '    # pipe: the helper reads "user\\npassword\\n" on stdin; exit 0 accepts. One fork+exec per uncached check',
     '    # and Apache waits with no timeout, so the helper bounds its own run time.',
-    "    # --counted-by-log: its refusals are 401s (Basic, and the login handler's), which `plexer lockout` counts",
-    "    # along with the cache's own.",
+    v.auth === 'form'
+      ? "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own."
+      : "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own (the 401",
+    ...(v.auth === 'form' ? [] : ['    # page comes from it: vhost.ts refusalPage).']),
     `    DefineExternalAuth plexer pipe "${helperCommand(v, 'authn --counted-by-log')}"`,
+    ...(v.auth === 'form'
+      ? [
+          "    # The login handler's own: it counts a refusal in the store before it answers, and refuses a locked user,",
+          '    # address or pair without checking the password (the same answer for a right and a wrong one).',
+          `    DefineExternalAuth ${LOGIN_AUTHENTICATOR} pipe "${helperCommand(v, 'authn')}"`,
+        ]
+      : []),
     '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',
     `    DefineExternalGroup plexer_roles pipe "${helperCommand(v, 'authz')}"`,
   ];

@@ -1,3 +1,4 @@
+import { LOGIN_AUTHENTICATOR } from './auth.js';
 import { LOGIN_HANDLER_PATH, LOGIN_PAGE_PATH, LOGOUT_PATH, SESSION_COOKIE_NAME } from './options.js';
 import type { Validated } from './validate.js';
 
@@ -83,8 +84,11 @@ export function loginPieces(v: Validated): string[] {
     '        SetHandler form-login-handler',
     '        AuthType form',
     `        AuthName "${v.authRealm}"`,
-    '        AuthFormProvider socache external',
-    '        AuthExternal plexer',
+    "        # Every posted password goes to plexer authn, never to the cache: mod_authn_socache would refuse a cached",
+    "        # user's wrong password itself, uncounted, and accept the right one while a lockout holds. A success is",
+    '        # cached for the requests that follow.',
+    '        AuthFormProvider external',
+    `        AuthExternal ${LOGIN_AUTHENTICATOR}`,
     '        AuthExternalProvideCache On',
     '        AuthnCacheProvideFor external',
     '        AuthnCacheContext plexer-form',

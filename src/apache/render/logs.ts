@@ -29,9 +29,11 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
 // requireUnlocked (auth.ts) refuses a request whose user, address or pair has one, even when
 // the cache accepts its password. Apache restarts it if it dies. (A vhost with its own CustomLog, as in the
 // Debian layout, inherits no server-level log: there it goes inside the vhost.)
+// The login handler's refusals are not sent: its authenticator counted them before answering (form.ts).
 function lockoutLog(v: Validated): string {
   const page = v.auth === 'form' ? '' : ` --refusal-page ${v.errorPagesDir}/401.html`;
-  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=${REFUSED_LOGIN}"`;
+  const counted = v.auth === 'form' ? `${REFUSED_LOGIN} && %{REQUEST_URI} != '${LOGIN_HANDLER_PATH}'` : REFUSED_LOGIN;
+  return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=${counted}"`;
 }
 
 // A 401 Apache answered: not one the application answered to a request that had logged in.
