@@ -84,7 +84,7 @@ export function loginPieces(v: Validated): string[] {
     '        SetHandler form-login-handler',
     '        AuthType form',
     `        AuthName "${v.authRealm}"`,
-    "        # Every posted password goes to plexer authn, never to the cache: mod_authn_socache would refuse a cached",
+    '        # Every posted password goes to plexer authn, never to the cache: mod_authn_socache would refuse a cached',
     "        # user's wrong password itself, uncounted, and accept the right one while a lockout holds. A success is",
     '        # cached for the requests that follow.',
     '        AuthFormProvider external',
