@@ -140,6 +140,11 @@ describe('plexer group --run-as', () => {
     const st = statSync(out);
     expect([st.uid, st.mode & 0o777]).toEqual([0, 0o600]);
     expect(statSync(join(stateDir, 'data')).mode & 0o777).toBe(0o711);
+    // The logs it names exist before Apache starts, root's alone, so Apache's umask cannot open them to tenants.
+    for (const log of ['error.log', 'access.log', 'login.log']) {
+      const made = statSync(join(stateDir, log));
+      expect([log, made.uid, made.mode & 0o777]).toEqual([log, 0, 0o600]);
+    }
     for (const [group, user] of [
       ['tenant1', U1],
       ['tenant2', U2],

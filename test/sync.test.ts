@@ -332,6 +332,18 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     expect(sync.stderr).toMatch(/sync stopped/);
   });
 
+  it('refuses a map directory others may write (world or group, sticky or not): exit 2, nothing written', async () => {
+    for (const mode of [0o777, 0o1777, 0o775]) {
+      const open = join(root, `open-${mode.toString(8)}`);
+      mkdirSync(open);
+      chmodSync(open, mode);
+      const once = await runPlexer(['sync', '--once', '--dir', open], { configPath: store.configPath });
+      expect(once.code, once.stderr).toBe(2);
+      expect(once.stderr).toContain(`map directory ${open} may be written by others (mode ${mode.toString(8)}`);
+      expect(readdirSync(open)).toEqual([]);
+    }
+  });
+
   it('an unreachable store keeps the last good files: --once exits 1, the service keeps retrying', async () => {
     const port = await freePort();
     const deadConfig = writeConfig(`postgresql://nobody@127.0.0.1:${port}/nothing`);

@@ -166,6 +166,8 @@ describe('one OS user per tenant (real Apache)', () => {
     expect(mode(t.front.httpd.configPath)).toEqual([0, 0, 0o600]);
     expect(mode(join(t.front.apacheDir, 'error.log'))).toEqual([0, 0, 0o600]);
     expect(mode(join(t.front.apacheDir, 'access.log'))).toEqual([0, 0, 0o600]);
+    // It names every failed login: made root's before Apache starts, whatever Apache's umask.
+    expect(mode(join(t.front.apacheDir, 'login.log'))).toEqual([0, 0, 0o600]);
     for (const map of ['group.map', 'settings.map', 'backend.map']) expect(mode(join(mapDir, map))).toEqual([0, wwwData, 0o640]);
   });
 

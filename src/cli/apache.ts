@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render/index.js';
@@ -8,6 +8,7 @@ import { ensureSessionKeyFile } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
 import { RefusedError, UsageError } from '../errors.js';
+import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
@@ -180,6 +181,11 @@ export const command: Command = {
     if (!values.out) return (process.stdout.write(rendered), 0);
     const out = resolve(values.out);
     writeFileAtomic(out, rendered, { mode: 0o600, ...(root ? { owner: { uid: 0, gid: 0 } } : {}) });
+    // Debian's logs live in /var/log/apache2 (root:adm 0750); the standalone layout's in the state directory.
+    if (root && layout === 'standalone') {
+      mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+      for (const log of fileLogsOf(rendered)) createRootOnlyLog(log);
+    }
     print(`wrote ${out} (${groups.length} daemon group(s))`);
     if (!values.reload) {
       print(

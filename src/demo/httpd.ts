@@ -1,12 +1,13 @@
 // Start and stop a private Apache httpd (Debian's /usr/sbin/apache2) with our own config, for the demo and the tests.
 // Never touches the system apache2 service: every PID signalled is read from our own PidFile.
 import { execFile } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, fchmodSync, fchownSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { ServiceStartError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { stopApacheTree } from './tree.js';
+import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 
 export const APACHE_BINARY = '/usr/sbin/apache2';
 
@@ -118,17 +119,6 @@ function startFailure(what: string, output: string, errorLogPath: string): Servi
   return new ServiceStartError(`${what}${reason ? `:\n  ${reason}` : ''}\nApache's error log: ${errorLogPath}`);
 }
 
-function rootOnlyLog(path: string): void {
-  // No O_EXCL: an existing log is kept. O_NOFOLLOW: a planted symlink is refused, never chowned or chmodded.
-  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  try {
-    fchownSync(fd, 0, 0);
-    fchmodSync(fd, 0o600);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const { config, dir } = options;
   const listen = configValue(config, 'Listen');
@@ -151,9 +141,7 @@ export async function startHttpd(options: StartHttpdOptions): Promise<Httpd> {
   const configPath = join(dir, 'httpd.conf');
   // Root's alone: Apache's parent reads it as root; it names every tenant and may hold a session passphrase.
   writeFileAtomic(configPath, config, { mode: 0o600, owner: { uid: 0, gid: 0 } });
-  // Apache's root parent opens both logs and its children and daemons inherit the descriptors, so nobody
-  // needs to open them by name: root-only. Apache keeps the mode of an existing file.
-  for (const log of [errorLogPath, accessLogPath]) rootOnlyLog(log);
+  for (const log of new Set([errorLogPath, accessLogPath, ...fileLogsOf(config)])) createRootOnlyLog(log);
   const errorLog = () => (existsSync(errorLogPath) ? readFileSync(errorLogPath, 'utf8') : '');
   const accessLog = () => (existsSync(accessLogPath) ? readFileSync(accessLogPath, 'utf8') : '');
 

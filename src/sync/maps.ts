@@ -72,6 +72,14 @@ export async function checkMapDirectory(dir: string): Promise<void> {
     throw new ConfigError(`map directory ${dir}: ${coerceError(error).message}`);
   }
   if (!isDirectory) throw new ConfigError(`map directory ${dir} is not a directory`);
+  // Whoever else may write in it could replace a map file between two rebuilds (rename over it) and route any
+  // user anywhere: only the directory's owner may, not its group or everyone, sticky or not.
+  const found = statSync(dir);
+  if ((found.mode & 0o022) !== 0 || (found.uid !== 0 && found.uid !== process.getuid?.())) {
+    throw new ConfigError(
+      `map directory ${dir} may be written by others (mode ${(found.mode & 0o7777).toString(8)}, owner uid ${found.uid}): give it to root (or the user running plexer sync) and chmod 755 it`,
+    );
+  }
   const probe = tempPathFor(join(dir, '.plexer-sync-probe'));
   try {
     const handle = await open(probe, 'wx', 0o600);
