@@ -300,7 +300,7 @@ describe('renderApacheConfig', () => {
     );
     // Every 401 goes to plexer lockout, and every authenticated request checks its lock files.
     expect(text).toMatch(
-      /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \/run\/plexer\/locks --refusal-page \S+\/401.html --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401"$/m,
+      /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \/run\/plexer\/locks --refusal-page \S+\/401.html --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401 && -z %\{ENV:PLEXER_LOGGED_IN\}"$/m,
     );
     expect(text).toMatch(/<RequireAll>\n\s+Require valid-user\n\s+Require expr "!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' && /);
     expect(text).not.toContain('RemoteIP');

@@ -111,7 +111,8 @@ export const command: Command = {
     const routing = values.routing ?? 'wsgi';
     if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
     const trustedProxies = ([] as string[]).concat(values['trusted-proxy'] ?? []);
-    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies });
+    // What a2enmod must enable in Debian's Apache (the standalone layout loads its own list).
+    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies, layout: 'debian' });
     if (action === 'modules') return (print(modules.join(' ')), 0);
     const layout = values.layout ?? 'standalone';
     if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
