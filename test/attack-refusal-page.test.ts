@@ -380,6 +380,26 @@ describe('requests the page must still count (review)', () => {
     expect(answeredUnlocked).toBe(MAX_FAILURES - 1);
   }, 60_000);
 
+  // mod_proxy drops the request headers the client names in Connection: "Connection: Authorization" reached the
+  // page without the credentials, and the guess was counted only from its log line, after its answer.
+  it('a guess whose Connection header names Authorization: counted before its answer', async () => {
+    const address = '10.89.0.1';
+    const lockFile = join(lockDir, 'pair', address, 'carol');
+    let answeredUnlocked = 0;
+    for (let i = 0; i < 12; i++) {
+      const refused = await send('/app/whoami', {
+        authorization: basic('carol', `c${i}`),
+        connection: 'Authorization, X-Forwarded-For',
+        'x-forwarded-for': address,
+      });
+      expect(refused.status).toBe(401);
+      expect(refused.body).toBe(refusalPage);
+      if (!existsSync(lockFile)) answeredUnlocked++;
+    }
+    expect(answeredUnlocked).toBe(MAX_FAILURES - 1);
+    await cliOk(t.cli, ['user', 'unlock', 'carol']);
+  }, 60_000);
+
   // The page counts a guess under the name "-" by its address; Apache logs that user as "-", which is also how it
   // logs a 401 without credentials. The log line must still take the count to the store, or the early lock would
   // be one the store never bears out.

@@ -1,6 +1,7 @@
 // Proxy routing (routing: 'proxy') against a real Apache: each user is proxied to their daemon group's `backend`
 // (map backend) — a unix-socket HTTP server, a TCP HTTP server or a FastCGI responder — and never elsewhere.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFcgiBackend, startHttpBackend, type Backend } from './helpers/backends.js';
@@ -116,6 +117,30 @@ describe('proxy routing: each user reaches only their own backend', () => {
     // Carol's FastCGI backend gets REMOTE_USER from authentication; headers arrive only as HTTP_*.
     const carol = await as('carol', '/app/whoami', { 'X-Plexer-User': 'alice', 'Remote-User': 'alice', X_Plexer_User: 'alice' });
     expect(carol.json()).toMatchObject({ tenant: 'carol-backend', remoteUser: 'carol', user: 'carol' });
+  });
+
+  it("a client's Connection header cannot strip the user header on the way to the backend", async () => {
+    // mod_proxy drops the request headers named in Connection; the rules drop the client's Connection first.
+    const seen = await new Promise<Record<string, string>>((resolve, reject) => {
+      const request = http.get(
+        {
+          host: '127.0.0.1',
+          port: t.front.httpd.port,
+          path: '/app/whoami',
+          agent: false,
+          headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}`, connection: 'X-Plexer-User, close' },
+        },
+        (response) => {
+          let body = '';
+          response.on('data', (chunk) => (body += chunk));
+          response.on('end', () =>
+            response.statusCode === 200 ? resolve(JSON.parse(body).headers) : reject(new Error(`${response.statusCode} ${body}`)),
+          );
+        },
+      );
+      request.on('error', reject);
+    });
+    expect(seen['x-plexer-user']).toBe('alice');
   });
 
   it('gives the user of a backend that is down our 503, never another backend, and recovers at once', async () => {

@@ -362,7 +362,7 @@ export function passwordVariants(env: Env): Variant[] {
       // authenticated request (the renderer's own refusalPageLines and requireUnlocked).
       id: 'ext-socache-lockout',
       label: 'plexer authn + socache + plexer lockout (the generated default)',
-      modules: ['authnz_external', 'socache_shmcb', 'authn_socache', 'proxy', 'proxy_http'],
+      modules: ['authnz_external', 'socache_shmcb', 'authn_socache', 'proxy', 'proxy_http', 'headers'],
       server: [
         ...shmcb('extl'),
         `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.lockDir} --refusal-page ${env.app}/401.html --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,

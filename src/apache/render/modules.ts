@@ -31,8 +31,10 @@ export function apacheModules(
     ...(o.auth === 'form' ? ['request', 'session', 'session_cookie', 'session_dbd', 'dbd', 'session_crypto', 'auth_form', 'headers'] : []),
     // Per-user backends: mod_proxy with HTTP and FastCGI (TCP or unix sockets); mod_headers passes the user.
     // Basic: mod_proxy_http also fetches the 401 page from `plexer lockout` (vhost.ts refusalPage).
+    // Basic: mod_headers drops the client's Connection header on the way to that page.
     ...(routing === 'proxy' || o.auth !== 'form' ? ['proxy', 'proxy_http'] : []),
-    ...(routing === 'proxy' ? ['proxy_fcgi', ...(o.auth === 'form' ? [] : ['headers'])] : []),
+    ...(routing === 'proxy' ? ['proxy_fcgi'] : []),
+    ...(o.auth !== 'form' ? ['headers'] : []),
     ...(o.tls ? ['ssl'] : []),
     // The client's own address from a trusted proxy's X-Forwarded-For.
     ...((o.trustedProxies ?? []).length > 0 ? ['remoteip'] : []),

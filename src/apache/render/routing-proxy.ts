@@ -60,6 +60,9 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
     `        RequestHeader unset ${USER_HEADER.replace(/-(?=[^-]*$)/, '_')}`,
     `        RequestHeader unset ${USER_HEADER.replace('-', '_')}`,
     `        RequestHeader set ${USER_HEADER} "expr=%{REMOTE_USER}"`,
+    `        # mod_proxy drops every header the client names in Connection ("Connection: ${USER_HEADER}" would send`,
+    "        # the backend no user at all): the client's Connection header goes first.",
+    '        RequestHeader unset Connection',
     '        # Never forward the Basic credentials (the password) to a backend.',
     '        RequestHeader unset Authorization',
   ];

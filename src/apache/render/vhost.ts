@@ -90,6 +90,9 @@ export function refusalPageLines(lockDir: string): string[] {
     '    ErrorDocument 401 /_plexer/refused',
     '    <Location /_plexer/refused>',
     `        Require expr "%{ENV:REDIRECT_STATUS} == '401'"`,
+    '        # mod_proxy drops every request header the client names in Connection ("Connection: Authorization"',
+    "        # would hide the guess from the count): the client's Connection header goes first.",
+    '        RequestHeader unset Connection',
     `        ProxyPass "unix:${lockDir}/${REFUSAL_SOCKET}|http://plexer-lockout/refused" retry=0 timeout=1`,
     '    </Location>',
   ];
