@@ -48,6 +48,7 @@ beforeAll(async () => {
   for (const [name, password] of [
     ['alice', 'pw-alice'],
     ['bob', 'pw-bob'],
+    ['carol', 'pw-carol'],
   ]) {
     const added = await runPlexer(['user', 'add', name!, '--group', 't1', '--password-stdin'], {
       configPath: store.configPath,
@@ -179,23 +180,25 @@ describe('AuthService', () => {
   });
 
   it('refuses (401) at the deadline, and refuses at once when the bcrypt queue is full', async () => {
-    // A cost-11 hash (~0.2 s+ in bcryptjs) and a queue of one: the second and third checks cannot start.
+    // A cost-11 hash (~0.2 s+ in bcryptjs) and a queue of one: the second and third checks cannot start. Three
+    // users: one user's checks run in turn (subject-queue.ts), so only different users' meet at the queue.
     // As the operator: the service's own pool is the helpers' role, which cannot write users.
-    await store.sql.query('UPDATE users SET password_hash = $1 WHERE name = $2', [bcrypt.hashSync('slow', 11), 'bob']);
+    const users = ['alice', 'bob', 'carol'];
+    await store.sql.query('UPDATE users SET password_hash = $1 WHERE name = ANY($2)', [bcrypt.hashSync('slow', 11), users]);
     const s = service({ bcryptQueue: 1 });
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 100 });
-    const ask = (password: string) =>
+    const ask = (user: string) =>
       handler({
         requestId: 1,
         role: Role.Authorizer,
         params: new Map([
           ['FCGI_APACHE_ROLE', 'AUTHENTICATOR'],
-          ['REMOTE_USER', 'bob'],
-          ['REMOTE_PASSWD', password],
+          ['REMOTE_USER', user],
+          ['REMOTE_PASSWD', 'slow'],
         ]),
         signal,
       });
-    const answers = await Promise.all([ask('slow'), ask('slow-2'), ask('slow-3')]);
+    const answers = await Promise.all(users.map(ask));
     expect(answers.map((a) => a.status).sort()).toEqual([401, 401, 500]);
     expect(lines.some((l) => l.includes('time limit reached; refusing'))).toBe(true);
     expect(lines.some((l) => l.includes('too many password checks waiting'))).toBe(true);

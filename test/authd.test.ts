@@ -416,7 +416,7 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     await store.sql.query(`DELETE FROM login_failures WHERE subject IN ('user:frank', 'ip:10.9.9.9')`);
   });
 
-  it('refuses another local user even with the secret: same answers, no failures recorded, no lockout', async () => {
+  it('refuses another local user even with the secret: closed unanswered at connect, no failures recorded, no lockout', async () => {
     // A tenant's process that learnt the secret (a WSGI daemon forked from Apache holds it in memory): it
     // runs as its own user, here nobody (65534). 120 wrong passwords is past lockout_max_failures (100).
     const script = join(dir, 'tenant-probe.mjs');
@@ -426,15 +426,16 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
       [
         `import { authorizerRequest } from ${JSON.stringify(client)};`,
         'const [port, secret] = process.argv.slice(2);',
-        'const ask = (user, password) => authorizerRequest({ host: "127.0.0.1", port: Number(port) },',
-        '  { FCGI_ROLE: "AUTHORIZER", FCGI_APACHE_ROLE: "AUTHENTICATOR", REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: "10.9.9.9", PLEXER_AUTHD_SECRET: secret });',
+        // What the caller gets: an answer, or none (closed or reset before END_REQUEST).
+        'const outcome = (p) => p.then((a) => ({ status: a.status, headers: [...a.headers], appStatus: a.appStatus, protocolStatus: a.protocolStatus }), () => ({ answered: false }));',
+        'const ask = (user, password) => outcome(authorizerRequest({ host: "127.0.0.1", port: Number(port) },',
+        '  { FCGI_ROLE: "AUTHORIZER", FCGI_APACHE_ROLE: "AUTHENTICATOR", REMOTE_USER: user, REMOTE_PASSWD: password, REMOTE_ADDR: "10.9.9.9", PLEXER_AUTHD_SECRET: secret }));',
         'const out = { right: await ask("frank", "pw-frank"), wrong: await ask("frank", "wrong"), unknown: await ask("nosuchuser", "x"),',
-        '  roles: await authorizerRequest({ host: "127.0.0.1", port: Number(port) }, { FCGI_APACHE_ROLE: "AUTHORIZER", REMOTE_USER: "alice", PLEXER_ROLES: "admins", PLEXER_AUTHD_SECRET: secret }) };',
+        '  roles: await outcome(authorizerRequest({ host: "127.0.0.1", port: Number(port) }, { FCGI_APACHE_ROLE: "AUTHORIZER", REMOTE_USER: "alice", PLEXER_ROLES: "admins", PLEXER_AUTHD_SECRET: secret })) };',
         'const many = [];',
-        'for (let i = 0; i < 120; i++) many.push((await ask("frank", `guess-${i}`)).status);',
-        'out.many = [...new Set(many)];',
-        'const plain = (a) => ({ status: a.status, headers: [...a.headers], appStatus: a.appStatus, protocolStatus: a.protocolStatus });',
-        'console.log(JSON.stringify({ right: plain(out.right), wrong: plain(out.wrong), unknown: plain(out.unknown), roles: plain(out.roles), many: out.many }));',
+        'for (let i = 0; i < 120; i++) many.push(JSON.stringify(await ask("frank", `guess-${i}`)));',
+        'out.many = [...new Set(many)].map((a) => JSON.parse(a));',
+        'console.log(JSON.stringify(out));',
       ].join('\n'),
     );
     chmodSync(script, 0o644);
@@ -445,12 +446,13 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     child.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise<number | null>((r) => child.on('exit', r));
     expect(code, stderr).toBe(0);
-    const result = JSON.parse(stdout) as Record<string, unknown> & { right: { status: number }; many: number[] };
-    expect(result.right.status).toBe(500);
+    const result = JSON.parse(stdout) as Record<string, unknown> & { right: { answered?: boolean }; many: unknown[] };
+    // The owner of its socket is looked up at connect, before anything it sent is read: no answer at all.
+    expect(result.right).toEqual({ answered: false });
     expect(result.wrong).toEqual(result.right);
     expect(result.unknown).toEqual(result.right);
     expect(result.roles).toEqual(result.right);
-    expect(result.many).toEqual([500]);
+    expect(result.many).toEqual([result.right]);
     expect(await failureRows()).toBe('0');
     expect(authdLog).toMatch(/caller refused: not Apache reason=peer-uid peer=127\.0\.0\.1:\d+ uid=65534/);
     // Not locked out: through Apache frank still logs in.
@@ -459,6 +461,44 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     const lines = authdLog.split('\n').filter((l) => l.includes('reason=peer-uid'));
     expect(lines.length).toBeLessThanOrEqual(10);
   });
+
+  it("another local user's flood of unfinished requests holds nothing: every connection closed at connect, logins go on", async () => {
+    // Before: 1,030 connections that sent BEGIN_REQUEST and never ended PARAMS filled the 1,024 connections and
+    // every login through Apache got 500. Now the owner of each is looked up before anything it sends is read.
+    const script = join(dir, 'tenant-flood.mjs');
+    const protocol = new URL('../dist/fastcgi/protocol.js', import.meta.url).href;
+    writeFileSync(
+      script,
+      [
+        'import net from "node:net";',
+        `import { encodeBeginRequest, encodeRecord, encodeNameValuePairs, RecordType, Role } from ${JSON.stringify(protocol)};`,
+        'const port = Number(process.argv[2]);',
+        'const start = Buffer.concat([encodeBeginRequest(1, Role.Authorizer, 0), encodeRecord(RecordType.Params, 1, encodeNameValuePairs([["HTTP_X", "x".repeat(60000)]]))]);',
+        'let open = 0, closed = 0;',
+        'for (let i = 0; i < 1100; i++) {',
+        '  const s = net.connect({ host: "127.0.0.1", port }, () => { open++; s.write(start); });',
+        '  s.on("error", () => {}); s.on("close", () => closed++);',
+        '}',
+        'const until = Date.now() + 8000;',
+        'while (closed < 1100 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));',
+        'console.log(JSON.stringify({ open, closed }));',
+        'process.exit(0);',
+      ].join('\n'),
+    );
+    chmodSync(script, 0o644);
+    const child = spawn(process.execPath, [script, String(authdPort)], { uid: 65534, gid: 65534, env: {}, cwd: '/' });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    // Logins through Apache while the flood runs.
+    const during = [];
+    for (let i = 0; i < 10; i++) during.push((await get('/private/page.txt', 'frank', 'pw-frank')).status);
+    await new Promise<number | null>((r) => child.on('exit', r));
+    const result = JSON.parse(stdout) as { open: number; closed: number };
+    console.log(`flood from uid 65534: ${JSON.stringify(result)}; logins meanwhile: ${during.join(' ')}`);
+    expect(during.every((status) => status === 200)).toBe(true);
+    expect(result.closed).toBe(1100);
+    expect(await failureRows()).toBe('0');
+  }, 60_000);
 
   it('left no errors from mod_authnz_fcgi in the error log', () => {
     // Refusals are logged by authz_core/auth_basic; mod_authnz_fcgi itself logs only mechanical problems.

@@ -403,3 +403,82 @@ describe('FastCGI server', () => {
     expect((await authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_PASSWD: 'right' })).status).toBe(200);
   });
 });
+
+// What a caller that connects and then sends slowly, or never finishes, can hold (issue "walls": 1,030
+// connections that sent BEGIN_REQUEST and never ended PARAMS filled authd's 1,024 connections, and 16 x 32
+// unfinished 1 MB requests took it from 84 to 691 MB, before any caller check).
+describe('FastCGI server: time and memory one caller can hold', () => {
+  const log = captureLogger();
+  const servers: net.Server[] = [];
+  const handler: FastCgiHandler = async () => ({ status: 200 });
+  afterAll(() => Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))));
+
+  async function start(options: Partial<Parameters<typeof createFastCgiServer>[0]>): Promise<number> {
+    const server = createFastCgiServer({ handler, log, ...options });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as net.AddressInfo).port;
+  }
+  const unfinished = (bytes: number) =>
+    Buffer.concat([
+      encodeBeginRequest(1, Role.Authorizer, 0),
+      encodeRecord(RecordType.Params, 1, encodeNameValuePairs([['HTTP_X', 'x'.repeat(bytes)]])),
+    ]);
+
+  it('closes a connection whose request does not arrive in time, or that sends nothing', async () => {
+    const port = await start({ limits: { requestTimeoutMs: 300 } });
+    const started = performance.now();
+    const partial = new RawConnection(port);
+    partial.write(unfinished(100));
+    const silent = new RawConnection(port);
+    await partial.until(() => partial.closed && silent.closed, 3_000);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(log.lines.some((l) => l.includes('FastCGI request not complete in time'))).toBe(true);
+    // A request that arrives in time is answered, also one after another on a kept connection.
+    expect((await authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_USER: 'a' })).status).toBe(200);
+  });
+
+  it('holds at most maxBufferedBytes of unfinished PARAMS for all connections together', async () => {
+    const port = await start({ limits: { maxBufferedBytes: 64 * 1024, maxParamsBytes: 60 * 1024, requestTimeoutMs: 30_000 } });
+    const first = new RawConnection(port);
+    first.write(unfinished(40 * 1024));
+    await new Promise((r) => setTimeout(r, 100));
+    const second = new RawConnection(port);
+    second.write(unfinished(40 * 1024));
+    await second.until(() => second.closed);
+    expect(first.closed).toBe(false);
+    expect(log.lines.some((l) => l.includes('PARAMS held for all connections would exceed 65536 bytes'))).toBe(true);
+    // Closing the first gives its bytes back: a new request of the same size fits.
+    first.socket.destroy();
+    await first.until(() => first.closed);
+    await waitFor(
+      async () => (await authorizerRequest({ host: '127.0.0.1', port }, { HTTP_X: 'x'.repeat(40 * 1024) })).status === 200,
+      3_000,
+      'room again',
+    );
+  });
+
+  it('reads nothing from a connection before it is admitted, and closes a refused one unanswered', async () => {
+    let handled = 0;
+    let admitNext: (ok: boolean) => void = () => undefined;
+    const port = await start({
+      handler: async () => (handled++, { status: 200 }),
+      admit: () => new Promise<boolean>((resolve) => (admitNext = resolve)),
+    });
+    const refused = authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_USER: 'a' }).then(
+      () => 'answered',
+      () => 'closed',
+    );
+    // A negative check: while admission is pending, the request (sent at once) must not reach the handler.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(handled).toBe(0);
+    admitNext(false);
+    expect(await refused).toBe('closed');
+    expect(handled).toBe(0);
+    const admitted = authorizerRequest({ host: '127.0.0.1', port }, { REMOTE_USER: 'a' });
+    await new Promise((r) => setTimeout(r, 100));
+    admitNext(true);
+    expect((await admitted).status).toBe(200);
+    expect(handled).toBe(1);
+  });
+});

@@ -74,6 +74,19 @@ export class CallerGate {
     return undefined;
   }
 
+  // At connect, before anything the caller sends is read: the owner of its socket (the secret comes later, with
+  // the request). false: the connection is closed unanswered, so a caller that may not ask holds no request slot
+  // and no memory, however slowly it sends.
+  async admit(connection: FastCgiConnection): Promise<boolean> {
+    if (!this.options.allowedUids) return true;
+    const verdict: ConnectionVerdict = { logged: false, identity: this.identify(connection, this.options.allowedUids) };
+    this.verdicts.set(connection, verdict);
+    const { uid, refusal } = await verdict.identity!;
+    if (refusal === undefined) return true;
+    this.refuse(connection, refusal, verdict, uid);
+    return false;
+  }
+
   close(): void {
     this.owners.close();
   }

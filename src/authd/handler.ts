@@ -12,8 +12,9 @@
 // Answers: 200 accept; 401 refused login; 403 refused role (Apache turns any non-200 into 401, or 403 with
 // AuthzSendForbiddenOnFailure On); 500 store unreachable or overloaded (Apache answers 500: fail closed,
 // without prompting the user to retype a password that may be right). The deadline (authn_timeout_ms)
-// answers 401, as `plexer authn` refuses when it runs out of time. A caller that is not Apache (gate.ts) gets
-// 500 to every request before anything is looked up or recorded: nothing in the answer or its timing depends
+// answers 401, as `plexer authn` refuses when it runs out of time. A caller that is not Apache (gate.ts) is closed
+// at connect (another user's socket) or gets 500 to every request (no secret), before anything is looked up or
+// recorded: nothing in the answer or its timing depends
 // on the user, the password or the roles, and an Apache whose secret does not match fails closed and loudly.
 import type { Logger } from '../log.js';
 import type { FastCgiHandler, FastCgiRequest, FastCgiResponse } from '../fastcgi/server.js';

@@ -18,6 +18,7 @@ import { clientAddress, subjectsOf, throttleOf, type Subjects, type Throttle } f
 import type { LockMirror } from '../lockout/lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
+import { SubjectQueue } from './subject-queue.js';
 import { UserKeyedCache } from './user-cache.js';
 
 export interface AuthServiceOptions {
@@ -61,6 +62,7 @@ export class AuthService {
   private readonly bcrypt: Semaphore;
   private readonly bcryptPool: BcryptPool;
   private readonly inflight = new Map<string, { epoch: number; result: Promise<Outcome> }>();
+  private readonly inTurn = new SubjectQueue();
   private readonly throttle: Throttle;
   private readonly lockouts: LockMirror | undefined;
   private readonly lockoutsLive: () => boolean;
@@ -217,7 +219,9 @@ export class AuthService {
     signal: AbortSignal,
   ): Promise<Outcome> {
     try {
-      const checked = await checkPassword(this.passwordCheck(signal), user, password, ip);
+      const address = clientAddress(ip);
+      const keys = this.throttle.maxFailures === 0 ? [] : [`u\0${user}`, ...(address === undefined ? [] : [`a\0${address}`])];
+      const checked = await this.inTurn.run(keys, () => checkPassword(this.passwordCheck(signal), user, password, ip));
       if (checked.verdict === 'accept' && useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
       return { verdict: checked.verdict, reason: checked.reason };
     } catch (error) {

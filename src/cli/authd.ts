@@ -190,7 +190,11 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
     lockoutsLive: lockouts.live,
   });
 
-  const server = createFastCgiServer({ handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }), log });
+  const server = createFastCgiServer({
+    handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }),
+    admit: (connection) => gate.admit(connection),
+    log,
+  });
   try {
     await listen(server, address);
   } catch (error) {

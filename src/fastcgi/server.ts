@@ -65,6 +65,12 @@ export interface FastCgiLimits {
   maxRequestsPerConnection: number; // in flight at once on one connection
   maxConnections: number;
   idleTimeoutMs: number; // a connection with nothing in flight and no bytes for this long is closed
+  // From its BEGIN_REQUEST (or from the connection's start, for its first), a request's PARAMS must be complete
+  // within this; else the connection is closed. Apache sends a check in one write.
+  requestTimeoutMs: number;
+  // PARAMS held for requests still arriving, all connections together; the connection that would pass it is
+  // closed.
+  maxBufferedBytes: number;
 }
 
 export const DEFAULT_LIMITS: FastCgiLimits = {
@@ -75,11 +81,16 @@ export const DEFAULT_LIMITS: FastCgiLimits = {
   maxRequestsPerConnection: 32,
   maxConnections: 1024,
   idleTimeoutMs: 60_000,
+  requestTimeoutMs: 5_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
 };
 
 export interface FastCgiServerOptions {
   handler: FastCgiHandler;
   log: Logger;
+  // Asked once per connection before anything it sends is read (the socket is paused meanwhile): false closes
+  // it, so a caller that may not ask holds neither a request slot nor memory.
+  admit?: (connection: FastCgiConnection) => Promise<boolean>;
   roles?: readonly number[]; // roles served; others get END_REQUEST UNKNOWN_ROLE. Default: AUTHORIZER
   limits?: Partial<FastCgiLimits>;
 }
@@ -89,6 +100,8 @@ interface RequestState {
   keepConn: boolean;
   params: Buffer[];
   paramsBytes: number;
+  // How many of paramsBytes have left the server-wide count (handed over or dropped).
+  releasedBytes: number;
   paramsDone: boolean;
   stdinBytes: number;
   // Made when the handler first reads `signal`: most never do, and one per check is measurable.
@@ -109,15 +122,27 @@ function signalOf(state: RequestState): AbortSignal {
   return state.controller.signal;
 }
 
+// PARAMS bytes buffered by every connection of one server.
+interface Buffered {
+  bytes: number;
+}
+
 export function createFastCgiServer(options: FastCgiServerOptions): net.Server {
   const limits: FastCgiLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const roles = new Set(options.roles ?? [Role.Authorizer]);
-  const server = net.createServer((socket) => serveConnection(socket, options, limits, roles));
+  const buffered: Buffered = { bytes: 0 };
+  const server = net.createServer((socket) => serveConnection(socket, options, limits, roles, buffered));
   server.maxConnections = limits.maxConnections;
   return server;
 }
 
-function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limits: FastCgiLimits, roles: Set<number>): void {
+function serveConnection(
+  socket: net.Socket,
+  options: FastCgiServerOptions,
+  limits: FastCgiLimits,
+  roles: Set<number>,
+  buffered: Buffered,
+): void {
   const { log, handler } = options;
   const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
   const connection: FastCgiConnection = Object.freeze({
@@ -133,11 +158,46 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   let closeWhenIdle = false;
   let noDelay = false;
 
+  // A request's PARAMS leave the shared count when they are handed over (run) or dropped with the request.
+  const release = (state: RequestState) => {
+    buffered.bytes -= state.paramsBytes - state.releasedBytes;
+    state.releasedBytes = state.paramsBytes;
+  };
+  const dropAll = () => {
+    for (const state of requests.values()) {
+      release(state);
+      abort(state);
+    }
+    requests.clear();
+    clearTimeout(requestTimer);
+  };
+
+  // Armed while a request's PARAMS are still arriving: from the connection's start, then from each BEGIN_REQUEST.
+  let requestTimer: NodeJS.Timeout | undefined;
+  const armRequestTimer = () => {
+    if (requestTimer !== undefined) return;
+    requestTimer = setTimeout(() => {
+      requestTimer = undefined;
+      if (closed) return;
+      const waiting = [...requests.values()].some((state) => !state.paramsDone);
+      if (waiting || requests.size === 0) {
+        log.warn('FastCGI request not complete in time; closing the connection', { peer, limit_ms: limits.requestTimeoutMs });
+        close();
+      }
+    }, limits.requestTimeoutMs);
+    requestTimer.unref();
+  };
+  const settleRequestTimer = () => {
+    if ([...requests.values()].every((state) => state.paramsDone)) {
+      clearTimeout(requestTimer);
+      requestTimer = undefined;
+    }
+  };
+
   const close = () => {
     if (closed) return;
     closed = true;
-    for (const state of requests.values()) abort(state);
-    requests.clear();
+    dropAll();
     socket.destroy();
   };
 
@@ -154,6 +214,7 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
 
   // The last answer goes out with the end of the connection, in one call.
   const finish = (requestId: number, state: RequestState, answer: Buffer) => {
+    release(state);
     requests.delete(requestId);
     if (!state.keepConn) closeWhenIdle = true;
     if (closeWhenIdle && requests.size === 0 && !closed) {
@@ -182,6 +243,8 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
       return fail(coerceError(error).message);
     }
     state.params = [];
+    release(state);
+    settleRequestTimer();
     const request: FastCgiRequest = {
       requestId,
       role: state.role,
@@ -230,10 +293,12 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
           params: [],
           paramsBytes: 0,
           paramsDone: false,
+          releasedBytes: 0,
           stdinBytes: 0,
           aborted: false,
         };
         requests.set(requestId, fresh);
+        armRequestTimer();
         // Nagle's algorithm only holds back an answer written while an earlier one is unacknowledged: a
         // connection with one request (mod_authnz_fcgi's) writes once, so the system call is saved there.
         if (!noDelay && (fresh.keepConn || requests.size > 1)) {
@@ -258,8 +323,11 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
           return run(requestId, state);
         }
         state.paramsBytes += content.length;
+        buffered.bytes += content.length;
         if (state.paramsBytes > limits.maxParamsBytes)
           throw new FastCgiProtocolError(`PARAMS of request ${requestId} exceed ${limits.maxParamsBytes} bytes`);
+        if (buffered.bytes > limits.maxBufferedBytes)
+          throw new FastCgiProtocolError(`PARAMS held for all connections would exceed ${limits.maxBufferedBytes} bytes`);
         state.params.push(content);
         return;
       case RecordType.Stdin:
@@ -279,6 +347,21 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   socket.setTimeout(limits.idleTimeoutMs, () => {
     if (requests.size === 0) close();
   });
+  // The first request, too, must arrive in time: a connection that only trickles bytes holds a slot.
+  armRequestTimer();
+  if (options.admit) {
+    socket.pause();
+    options.admit(connection).then(
+      (admitted) => {
+        if (!admitted) return close();
+        if (!closed) socket.resume();
+      },
+      (error: unknown) => {
+        log.error('cannot tell who is connecting; closing the connection', { peer, error: coerceError(error).message });
+        close();
+      },
+    );
+  }
   socket.on('data', (chunk: Buffer) => {
     if (closed) return;
     try {
@@ -299,8 +382,7 @@ function serveConnection(socket: net.Socket, options: FastCgiServerOptions, limi
   });
   socket.on('close', () => {
     closed = true;
-    for (const state of requests.values()) abort(state);
-    requests.clear();
+    dropAll();
   });
 }
 
