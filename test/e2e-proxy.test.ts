@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFcgiBackend, startHttpBackend, type Backend } from './helpers/backends.js';
 import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
 
 let t: TestFront;
 let sockets: string;
@@ -117,6 +118,26 @@ describe('proxy routing: each user reaches only their own backend', () => {
     // Carol's FastCGI backend gets REMOTE_USER from authentication; headers arrive only as HTTP_*.
     const carol = await as('carol', '/app/whoami', { 'X-Plexer-User': 'alice', 'Remote-User': 'alice', X_Plexer_User: 'alice' });
     expect(carol.json()).toMatchObject({ tenant: 'carol-backend', remoteUser: 'carol', user: 'carol' });
+  });
+
+  it("sends each backend its own group's token, which no client can set, and a rotated one at the next request", async () => {
+    const token = async (group: string) => (await cliOk(t.cli, ['group', 'token', group])).stdout.trim();
+    const [ta, tb, tc] = [await token('ta'), await token('tb'), await token('tc')];
+    expect(ta).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Set([ta, tb, tc]).size).toBe(3);
+    const alice = await as('alice', '/app/whoami', { 'X-Plexer-Token': tb, X_Plexer_Token: tb });
+    expect(alice.json().tenant).toBe('alice-backend');
+    const seen = alice.json().headers as Record<string, string>;
+    expect(seen['x-plexer-token']).toBe(ta);
+    expect(Object.keys(seen).filter((k) => /^x[-_]plexer[-_]token$/i.test(k))).toEqual(['x-plexer-token']);
+    expect((await as('bob', '/app/whoami')).json().headers['x-plexer-token']).toBe(tb);
+    // FastCGI: as a header and as the variable PLEXER_BACKEND_TOKEN.
+    const carol = (await as('carol', '/app/whoami')).json();
+    expect([carol.headers.HTTP_X_PLEXER_TOKEN, carol.env.PLEXER_BACKEND_TOKEN]).toEqual([tc, tc]);
+    // Rotated: the backend sees the new one at once (the change reaches the map through NOTIFY), no reload.
+    const rotated = (await cliOk(t.cli, ['group', 'token', 'ta', '--rotate'])).stdout.trim();
+    expect(rotated).not.toBe(ta);
+    await waitFor(async () => (await as('alice', '/app/whoami')).json().headers['x-plexer-token'] === rotated, 5_000, 'the new token');
   });
 
   it("a client's Connection header cannot strip the user header on the way to the backend", async () => {

@@ -183,7 +183,7 @@ export function renderConfig(env: Env, v: Variant, port: number, stateDir: strin
         key: '%{REMOTE_USER}',
         answerVar: 'PLEXER_GROUP_ANSWER',
         target: 'PROCESS_GROUP',
-        ...(v.route ? { settingsTarget: 'PLEXER_SETTINGS' } : {}),
+        ...(v.route ? { restTarget: 'PLEXER_SETTINGS' } : {}),
         prg: v.map.startsWith('prg:'),
         noValue: ['        RewriteRule ^ - [F]'],
       }),

@@ -17,6 +17,7 @@ const help = `Usage:
                         [--run-as USER[:GROUP] [--create-user]|--no-run-as] [--restart --apache-pid-file FILE]
   plexer group list [--json]
   plexer group del NAME
+  plexer group token NAME [--rotate]
   plexer group restart NAME [--apache-pid-file FILE]
   plexer group exec NAME|--all [--jobs N] [--data-dir DIR] [--python-path DIR] -- COMMAND [ARG]…
 
@@ -27,6 +28,9 @@ its users get the "no instance" page. Adding a group needs one graceful Apache r
 --reload) so Apache defines its daemon processes; every other change is live at once. A group's processes
 load their settings module once: "set --settings M --restart" restarts that group alone so it takes effect
 (as "group restart" does); other groups keep serving.
+token prints the token Apache sends the group's backend (X-Plexer-Token, and PLEXER_BACKEND_TOKEN to a FastCGI
+one): a backend serves a request only when it carries its own, since anyone on the host can reach a TCP port
+(apache/MODES.md). --rotate replaces it; Apache sends the new one at once, so give it to the backend first.
 --run-as runs the group's daemon processes as their own OS user (and its own group unless :GROUP is given)
 instead of Apache's www-data, so a tenant's code cannot read other tenants' data or plexer's files. The
 account must exist on this machine (--create-user creates a system user and group without a home or login
@@ -61,6 +65,7 @@ const options = {
   'run-as': { type: 'string' },
   'no-run-as': { type: 'boolean' },
   'create-user': { type: 'boolean' },
+  rotate: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
@@ -160,6 +165,11 @@ export const command: Command = {
       case 'del': {
         const [name] = expectPositionals(rest, ['name']) as [string];
         await withStore(config, (pool) => accounts.deleteGroup(pool, groupName(name)));
+        return 0;
+      }
+      case 'token': {
+        const [name] = expectPositionals(rest, ['name']) as [string];
+        print(await withStore(config, (pool) => accounts.backendToken(pool, groupName(name), values.rotate === true)));
         return 0;
       }
       case 'restart': {

@@ -103,6 +103,19 @@ export async function deleteGroup(db: Queryable, name: string): Promise<void> {
   if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
 }
 
+// The token Apache sends the group's backend (migration 008); `rotate` replaces it first with a fresh random one.
+export async function backendToken(db: Queryable, name: string, rotate: boolean): Promise<string> {
+  const result = rotate
+    ? await db.query<{ backend_token: string }>(
+        'UPDATE daemon_groups SET backend_token = DEFAULT WHERE name = $1 RETURNING backend_token',
+        [name],
+      )
+    : await db.query<{ backend_token: string }>('SELECT backend_token FROM daemon_groups WHERE name = $1', [name]);
+  const row = result.rows[0];
+  if (!row) throw new NotFoundError(`no daemon group "${name}"`);
+  return row.backend_token;
+}
+
 export async function listGroups(db: Queryable): Promise<GroupRow[]> {
   const result = await db.query<GroupRow>(
     `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, g.run_as, count(u.name)::integer AS users

@@ -8,6 +8,11 @@ export type MapKind = 'group' | 'settings' | 'backend';
 // written for the two-map form only (see ApacheConfigOptions.twoMaps).
 export type PrgMapKind = MapKind | 'route';
 
+// "BACKEND;TOKEN": where to proxy, and the token only Apache sends that backend (migration 008). No backend the
+// proxy rules route holds a ";" (PROXY_BACKEND_REGEX), so they split the answer at the first one; not a space,
+// which would end the value in a dbm: file (httxt2dbm keeps one word).
+const BACKEND_ANSWER = `g.backend || ';' || g.backend_token`;
+
 const statements: Record<PrgMapKind, pg.QueryConfig> = {
   group: {
     name: 'plexer_map_group',
@@ -26,7 +31,7 @@ const statements: Record<PrgMapKind, pg.QueryConfig> = {
   },
   backend: {
     name: 'plexer_map_backend',
-    text: `SELECT g.backend AS value FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
+    text: `SELECT ${BACKEND_ANSWER} AS value FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
            WHERE u.name = $1 AND NOT u.disabled AND g.enabled`,
   },
 };
@@ -40,7 +45,7 @@ export async function fetchAllMapValues(client: pg.ClientBase, kind: MapKind): P
   const text =
     kind === 'settings'
       ? 'SELECT name AS key, settings_module AS value FROM daemon_groups WHERE enabled AND settings_module IS NOT NULL'
-      : `SELECT u.name AS key, g.${kind === 'group' ? 'name' : 'backend'} AS value
+      : `SELECT u.name AS key, ${kind === 'group' ? 'g.name' : BACKEND_ANSWER} AS value
            FROM users u JOIN daemon_groups g ON g.name = u.daemon_group
           WHERE NOT u.disabled AND g.enabled${kind === 'backend' ? ' AND g.backend IS NOT NULL' : ''}`;
   const result = await client.query<{ key: string; value: string }>(text);

@@ -138,7 +138,9 @@ function fcgiConnection(tenant: string, socket: net.Socket) {
       headers,
     };
     (answer as BackendAnswer & { env: Record<string, string> }).env = Object.fromEntries(
-      Object.entries(env).filter(([k]) => ['REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO', 'SCRIPT_FILENAME', 'AUTH_TYPE'].includes(k)),
+      Object.entries(env).filter(([k]) =>
+        ['REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO', 'SCRIPT_FILENAME', 'AUTH_TYPE', 'PLEXER_BACKEND_TOKEN'].includes(k),
+      ),
     );
     const body = Buffer.from(JSON.stringify(answer));
     const head = Buffer.from(`Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);

@@ -26,9 +26,11 @@ export interface KeyedRoutingOptions {
   key: string; // what is looked up, e.g. %{REMOTE_USER}; never holds "," (names cannot)
   answerVar: string; // env variable that holds the raw answer
   target: string; // env variable set to the value, only from an answer that names `key`
-  // A route answer "GROUP SETTINGS": `target` gets the part before the first space, this the rest ("" if none;
-  // \s in the rules: Apache's config parser would split a literal space).
-  settingsTarget?: string;
+  // An answer of two parts: `target` gets the first, this the second, as `parts` splits them (two capture
+  // groups). Default: a route answer "GROUP SETTINGS", split at the first space, settings "" if none (\s in the
+  // rules: Apache's config parser would split a literal space).
+  restTarget?: string;
+  parts?: string;
   prg: boolean; // a prg: program (a shared pipe that can shift) rather than a dbm: file
   conds?: string[]; // conditions for the lookup (full lines)
   noValue?: string[]; // lines for an answer that names `key` but has no value ("alice=")
@@ -64,10 +66,10 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
     }
   }
   if (o.noValue) lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=$`, ...o.noValue);
-  if (o.settingsTarget) {
+  if (o.restTarget) {
     lines.push(
-      `${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(\\S+)\\s?(.*)$`,
-      `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.settingsTarget}:%3]`,
+      `${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=${o.parts ?? '(\\S+)\\s?(.*)'}$`,
+      `${i}RewriteRule ^ - [E=${o.target}:%2,E=${o.restTarget}:%3]`,
     );
   } else {
     lines.push(`${i}RewriteCond ${pair} ^([^,]*),${mark}\\1=(.+)$`, `${i}RewriteRule ^ - [E=${o.target}:%2]`);

@@ -6,6 +6,15 @@ import type { Validated } from './validate.js';
 
 // The request header that tells an http:// backend who the user is (fcgi backends also get REMOTE_USER).
 export const USER_HEADER = 'X-Plexer-User';
+// The group's token (migration 008), which only Apache sends: a backend serves a request only when it carries
+// its own (fcgi backends get it as PLEXER_BACKEND_TOKEN too). Anyone else on the host can reach a TCP port.
+export const TOKEN_HEADER = 'X-Plexer-Token';
+
+// The client's copies of one of our headers, also with "_" for "-" (some frameworks fold them together).
+function unsetClientCopies(header: string): string[] {
+  const variants = new Set([header.replace(/-/g, '_'), header.replace(/-(?=[^-]*$)/, '_'), header.replace('-', '_')]);
+  return [...variants].map((name) => `        RequestHeader unset ${name}`);
+}
 
 // The backend answers the proxy rule accepts (the store's CHECK allows more: https, uwsgi, scgi; those get our
 // 503 here because their modules are not loaded): unix:/socket|http://localhost or |fcgi://localhost, or
@@ -38,6 +47,10 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
       key: '%{REMOTE_USER}',
       answerVar: 'PLEXER_BACKEND_ANSWER',
       target: 'PLEXER_BACKEND',
+      restTarget: 'PLEXER_BACKEND_TOKEN',
+      // "BACKEND;TOKEN" (store/map-queries.ts): a backend the rules route holds no ";", and dbm: files end a
+      // value at the first space.
+      parts: '([^;]+);([0-9a-f]{64})',
       prg: plan.prg,
       noValue: [
         '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
@@ -55,11 +68,13 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
     '        RewriteRule ^(.*)$ %1/$1 [P,L]',
     '',
     "        # What the backend learns about the user comes from authentication only: the client's copies of the",
-    `        # header (also with "_" for "-", which some frameworks fold together) are dropped, ours is set.`,
-    `        RequestHeader unset ${USER_HEADER.replace(/-/g, '_')}`,
-    `        RequestHeader unset ${USER_HEADER.replace(/-(?=[^-]*$)/, '_')}`,
-    `        RequestHeader unset ${USER_HEADER.replace('-', '_')}`,
+    `        # headers (also with "_" for "-", which some frameworks fold together) are dropped, ours are set.`,
+    ...unsetClientCopies(USER_HEADER),
     `        RequestHeader set ${USER_HEADER} "expr=%{REMOTE_USER}"`,
+    "        # And that it is Apache asking: the group's own token (from the map), which no client and no other",
+    '        # tenant knows. The backend compares it with its own and refuses anything else.',
+    ...unsetClientCopies(TOKEN_HEADER),
+    `        RequestHeader set ${TOKEN_HEADER} "expr=%{ENV:PLEXER_BACKEND_TOKEN}"`,
     `        # mod_proxy drops every header the client names in Connection ("Connection: ${USER_HEADER}" would send`,
     "        # the backend no user at all): the client's Connection header goes first.",
     '        RequestHeader unset Connection',

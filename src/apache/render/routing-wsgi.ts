@@ -50,7 +50,7 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       key: '%{REMOTE_USER}',
       answerVar: 'PLEXER_GROUP_ANSWER',
       target: 'PROCESS_GROUP',
-      ...(routeMap ? { settingsTarget: 'PLEXER_SETTINGS' } : {}),
+      ...(routeMap ? { restTarget: 'PLEXER_SETTINGS' } : {}),
       prg: plan.prg,
       noValue: ['        # 2. The map knows no group for this user ("alice="): our 403 page.', '        RewriteRule ^ - [F]'],
     }),
