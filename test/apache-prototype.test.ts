@@ -302,7 +302,9 @@ describe('renderApacheConfig', () => {
     expect(text).toMatch(
       /^CustomLog "\|\/usr\/bin\/node \/opt\/plexer\/bin\/plexer lockout --lock-dir \/run\/plexer\/locks --refusal-page \S+\/401.html --config \/etc\/plexer\/plexer.conf" "%<u %a" "expr=%\{REQUEST_STATUS\} == 401 && -z %\{ENV:PLEXER_LOGGED_IN\}"$/m,
     );
-    expect(text).toMatch(/<RequireAll>\n\s+Require valid-user\n\s+Require expr "!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' && /);
+    expect(text).toMatch(
+      /<RequireAll>\n\s+Require valid-user\n\s+Require expr "\(!-f '\S+\/locks\/user\/%\{REMOTE_USER\}' \|\| -f '\S+\/locks\/known\/%\{REMOTE_ADDR\}\/%\{REMOTE_USER\}'\) && /,
+    );
     expect(text).not.toContain('RemoteIP');
     expect(text).toContain('WSGIRestrictProcess alpha\n');
     expect(text).not.toContain('plexer_settings'); // no group needs the settings map

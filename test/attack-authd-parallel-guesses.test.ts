@@ -77,4 +77,19 @@ describe("authd's lockout under parallel guesses (real store, real bcrypt)", () 
     // Had she waited behind dave's queue, she would have come last.
     expect(otherMs).toBeLessThan(slowMs / 2);
   }, 60_000);
+
+  it('a name locked by guesses from many addresses still lets its owner in where she has logged in', async () => {
+    expect((await service.authenticate('dave', 'pw-dave', '10.91.0.1')).verdict).toBe('accept');
+    // 10 guesses from each of 10 addresses: the name alone is locked at 10x the limit.
+    await Promise.all(
+      Array.from({ length: 10 }, (_, a) =>
+        Promise.all(Array.from({ length: LIMIT }, (_, g) => service.authenticate('dave', `g${g}`, `10.91.1.${a}`))),
+      ),
+    );
+    expect(await failures('user:dave')).toBe(10 * LIMIT);
+    // From where she logged in: in (her credential is cached, the lockouts come from the store).
+    expect(await service.authenticate('dave', 'pw-dave', '10.91.0.1')).toMatchObject({ verdict: 'accept' });
+    // From anywhere else: refused, the right password too.
+    expect(await service.authenticate('dave', 'pw-dave', '10.91.0.2')).toMatchObject({ verdict: 'refuse', reason: 'locked-out' });
+  }, 60_000);
 });

@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { hasAnyRole } from '../store/credentials.js';
 import { lockedSubjectsClearingUser } from '../store/login-failures.js';
-import { clientAddress, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
+import { clientAddress, exemptKnown, lookedUp, subjectsOf, throttleOf, type Subjects, type Throttle } from '../store/throttle.js';
 import type { LockMirror } from '../lockout/lock-mirror.js';
 
 import { QueueFullError, Semaphore, WaitAbortedError } from './semaphore.js';
@@ -193,7 +193,7 @@ export class AuthService {
   private warm(user: string, ip: string | undefined, subjects: Subjects): Outcome | Promise<Outcome> {
     if (this.throttle.maxFailures === 0) return accept('cached');
     if (this.lockouts && this.lockoutsLive()) {
-      const locked = this.lockouts.locked(subjects.all);
+      const locked = exemptKnown(this.lockouts.locked(lookedUp(subjects)), subjects);
       return locked.length > 0 ? refusal(this.log, 'locked-out', user, ip, { locked: locked.join(' ') }) : accept('cached');
     }
     return this.warmFromStore(user, ip, subjects);
@@ -201,7 +201,7 @@ export class AuthService {
 
   private async warmFromStore(user: string, ip: string | undefined, subjects: Subjects): Promise<Outcome> {
     try {
-      const locked = await lockedSubjectsClearingUser(this.db, subjects.all, subjects.own);
+      const locked = await lockedSubjectsClearingUser(this.db, lookedUp(subjects), subjects.own);
       if (locked.length > 0) return refusal(this.log, 'locked-out', user, ip, { locked: locked.join(' ') });
       return accept('cached');
     } catch (error) {

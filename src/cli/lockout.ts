@@ -10,7 +10,16 @@ import { LockMirror } from '../lockout/lock-mirror.js';
 import { DEFAULT_LOCK_DIR, isOnTmpfs, prepareLockDir, REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
-import { addressOnly, clientAddress, countFailure, subjectsOf, throttleOf, type Subjects } from '../store/throttle.js';
+import {
+  addressOnly,
+  clientAddress,
+  countFailure,
+  exemptKnown,
+  lookedUp,
+  subjectsOf,
+  throttleOf,
+  type Subjects,
+} from '../store/throttle.js';
 import { serveRefusalPage } from '../lockout/refusal-page.js';
 import { uidOf } from '../authd/peer.js';
 import { parseCommand } from './args.js';
@@ -127,6 +136,11 @@ export const command: Command = {
       for (const subject of subjects) {
         early.set(subject, Date.now() + throttle.lockSeconds * 1_000);
         try {
+          // A name locked from everywhere: the addresses she logs in from first (they keep her in), then the lock.
+          if (subject.startsWith('user:')) {
+            const known = `known:${subject.slice('user:'.length)}/`;
+            for (const entry of lockouts.mirror.lockedNow()) if (entry.startsWith(known)) writeLockFile(lockDir, entry);
+          }
           writeLockFile(lockDir, subject);
         } catch (error) {
           log.error('cannot write a lock file', { subject, error: coerceError(error).message });
@@ -140,7 +154,8 @@ export const command: Command = {
     // while locked out is not another guess, the lockout answered it, not a password).
     const countEarly = (user: string, address: string): Subjects | undefined => {
       const subjects = subjectsFor(user, address);
-      if (lockouts.mirror.locked(subjects.all).length > 0 || early.locked(subjects.all).length > 0) return undefined;
+      const found = [...lockouts.mirror.locked(lookedUp(subjects)), ...early.locked(subjects.all)];
+      if (exemptKnown(found, subjects).length > 0) return undefined;
       // The store answers after the guesser's next request has arrived: the file is made as soon as the count this
       // process expects reaches a limit, and the store's count corrects the guess.
       lockNow(estimate.add(subjects));

@@ -72,29 +72,42 @@ export function lockFileOf(dir: string, subject: string): string | undefined {
   const rest = subject.slice(colon + 1);
   if (kind === 'user') return isUserName(rest) ? join(dir, 'user', rest) : undefined;
   if (kind === 'ip') return isIP(rest) ? join(dir, 'ip', rest) : undefined;
-  if (kind === 'pair') {
+  if (kind === 'pair' || kind === 'known') {
     const slash = rest.indexOf('/');
     const user = rest.slice(0, slash);
     const address = rest.slice(slash + 1);
-    return slash > 0 && isUserName(user) && isIP(address) ? join(dir, 'pair', address, user) : undefined;
+    return slash > 0 && isUserName(user) && isIP(address) ? join(dir, kind, address, user) : undefined;
   }
   return undefined;
 }
 
 // The expression the generated config tests: true when none of the request's lock files exists.
-// The lock file of the request's user, address or pair, as Apache's expressions and RewriteCond name it.
-export function lockFilePath(dir: string, kind: 'user' | 'ip' | 'pair'): string {
-  return { user: `${dir}/user/%{REMOTE_USER}`, ip: `${dir}/ip/%{REMOTE_ADDR}`, pair: `${dir}/pair/%{REMOTE_ADDR}/%{REMOTE_USER}` }[kind];
+// The lock file of the request's user, address or pair, as Apache's expressions and RewriteCond name it; known:
+// the file saying the user has logged in from the request's address.
+export function lockFilePath(dir: string, kind: 'user' | 'ip' | 'pair' | 'known'): string {
+  return {
+    user: `${dir}/user/%{REMOTE_USER}`,
+    ip: `${dir}/ip/%{REMOTE_ADDR}`,
+    pair: `${dir}/pair/%{REMOTE_ADDR}/%{REMOTE_USER}`,
+    known: `${dir}/known/%{REMOTE_ADDR}/%{REMOTE_USER}`,
+  }[kind];
 }
 
+// The name locked from everywhere does not hold at an address she has logged in from (migration 009).
 export function lockFileChecks(dir: string): string {
-  return (['user', 'ip', 'pair'] as const).map((kind) => `!-f '${lockFilePath(dir, kind)}'`).join(' && ');
+  const file = (kind: 'user' | 'ip' | 'pair' | 'known') => `'${lockFilePath(dir, kind)}'`;
+  return `(!-f ${file('user')} || -f ${file('known')}) && !-f ${file('ip')} && !-f ${file('pair')}`;
 }
 
-// Makes the files in DIR exactly those of `subjects` (the lockouts in force); returns how many it changed.
+// Makes the files in DIR exactly those of `subjects` (the lockouts in force, and the addresses users are known
+// at); returns how many it changed. A known address gets a file only while its user's name is locked: it matters
+// only then, and every user's addresses would be far more files to keep.
 export function syncLockFiles(dir: string, subjects: Iterable<string>): number {
+  const all = [...subjects];
+  const lockedUsers = new Set(all.filter((subject) => subject.startsWith('user:')).map((subject) => subject.slice('user:'.length)));
   const wanted = new Set<string>();
-  for (const subject of subjects) {
+  for (const subject of all) {
+    if (subject.startsWith('known:') && !lockedUsers.has(subject.slice('known:'.length, subject.indexOf('/')))) continue;
     const file = lockFileOf(dir, subject);
     if (file !== undefined) wanted.add(file);
   }
@@ -134,7 +147,7 @@ function listFiles(dir: string): string[] {
       else files.push(full);
     }
   };
-  for (const kind of ['user', 'ip', 'pair']) {
+  for (const kind of ['user', 'ip', 'pair', 'known']) {
     try {
       walk(join(dir, kind));
     } catch {
@@ -145,17 +158,19 @@ function listFiles(dir: string): string[] {
 }
 
 function pruneEmptyPairDirs(dir: string): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(join(dir, 'pair'));
-  } catch {
-    return;
-  }
-  for (const address of entries) {
+  for (const kind of ['pair', 'known']) {
+    let entries: string[];
     try {
-      rmdirSync(join(dir, 'pair', address));
+      entries = readdirSync(join(dir, kind));
     } catch {
-      // Not empty: still holds a lock.
+      continue;
+    }
+    for (const address of entries) {
+      try {
+        rmdirSync(join(dir, kind, address));
+      } catch {
+        // Not empty: still holds a file.
+      }
     }
   }
 }

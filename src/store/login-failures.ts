@@ -13,6 +13,9 @@ export const userSubject = (user: string) => `user:${user}`;
 export const ipSubject = (ip: string) => `ip:${ip}`;
 // "/" is in neither a user name nor an address, so the pair splits one way only (CHECK in migration 005).
 export const pairSubject = (user: string, ip: string) => `pair:${user}/${ip}`;
+// Not a lockout: the user logged in from that address (migration 009), so a lockout of her name alone does not
+// hold there. Its locked_until is when it stops being known.
+export const knownSubject = (user: string, ip: string) => `known:${user}/${ip}`;
 
 // The subjects (of those given) that are locked out right now.
 export async function lockedSubjects(db: Queryable, subjects: string[]): Promise<string[]> {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { PlexerConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { ipSubject, lockedSubjects, pairSubject, recordFailure, userSubject, type LockoutPolicy } from './login-failures.js';
+import { ipSubject, knownSubject, lockedSubjects, pairSubject, recordFailure, userSubject, type LockoutPolicy } from './login-failures.js';
 import { rethrowExplained } from './roles.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
@@ -36,6 +36,8 @@ export interface Subjects {
   // The subject a success clears (the pair, else the user name) and those it is locked by.
   own: string;
   all: string[];
+  // With an address: the entry saying the user has logged in from it (exemptKnown).
+  known?: string;
   limits: Array<{ subjects: string[]; maxFailures: number }>;
 }
 
@@ -50,6 +52,7 @@ export function subjectsOf(user: string, address: string | undefined, throttle: 
     user: name,
     own: pair,
     all: [pair, ip, name],
+    known: knownSubject(user, address),
     limits: [
       { subjects: [pair], maxFailures: throttle.maxFailures },
       { subjects: [ip], maxFailures: throttle.maxFailures * ADDRESS_FACTOR },
@@ -64,9 +67,20 @@ export function addressOnly(address: string, throttle: Throttle): Subjects {
   return { user: ip, own: ip, all: [ip], limits: [{ subjects: [ip], maxFailures: throttle.maxFailures * ADDRESS_FACTOR }] };
 }
 
+// What to ask a store or a mirror about: the subjects, and whether the address is known for the user.
+export const lookedUp = (subjects: Subjects): string[] => (subjects.known ? [...subjects.all, subjects.known] : subjects.all);
+
+// The lockouts that hold, of those found among lookedUp(subjects): a lockout of the name alone does not hold at
+// an address the user has logged in from (migration 009), and "known" is no lockout itself.
+export function exemptKnown(found: string[], subjects: Subjects): string[] {
+  if (subjects.known === undefined) return found;
+  const known = found.includes(subjects.known);
+  return found.filter((subject) => subject !== subjects.known && !(known && subject === subjects.user));
+}
+
 // The subjects locked right now; none when throttling is off.
 export async function lockedNow(db: Queryable, subjects: Subjects, throttle: Throttle): Promise<string[]> {
-  return throttle.maxFailures === 0 ? [] : lockedSubjects(db, subjects.all);
+  return throttle.maxFailures === 0 ? [] : exemptKnown(await lockedSubjects(db, lookedUp(subjects)), subjects);
 }
 
 // One failure against every subject, each with its own limit (record_login_failure, one statement per limit).
