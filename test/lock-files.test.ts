@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lockFileOf, syncLockFiles } from '../src/lockout/lock-files.js';
+import { LockDirectory, lockFileOf } from '../src/lockout/lock-files.js';
 import { LockMirror } from '../src/lockout/lock-mirror.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'plexer-locks-'));
@@ -31,12 +31,34 @@ describe('lock files', () => {
   });
 
   it('makes the files exactly those of the lockouts in force', () => {
-    expect(syncLockFiles(dir, ['user:alice', 'pair:bob/10.0.0.2', 'ip:10.0.0.3', 'ip:..'])).toBe(3);
+    const files = new LockDirectory(dir);
+    expect(files.sync(['user:alice', 'pair:bob/10.0.0.2', 'ip:10.0.0.3', 'ip:..'])).toBe(3);
     expect(existsSync(join(dir, 'pair', '10.0.0.2', 'bob'))).toBe(true);
-    expect(syncLockFiles(dir, ['user:alice', 'pair:bob/10.0.0.2', 'ip:10.0.0.3'])).toBe(0);
-    expect(syncLockFiles(dir, ['user:alice'])).toBe(2);
+    expect(files.sync(['user:alice', 'pair:bob/10.0.0.2', 'ip:10.0.0.3'])).toBe(0);
+    expect(files.sync(['user:alice'])).toBe(2);
     expect(existsSync(join(dir, 'pair', '10.0.0.2'))).toBe(false);
     expect(readdirSync(join(dir, 'user'))).toEqual(['alice']);
+  });
+
+  it("keeps a known address's file only while its user's name is locked", () => {
+    const files = new LockDirectory(dir);
+    files.sync(['known:carol/10.0.0.7', 'known:dan/10.0.0.8', 'user:dan']);
+    expect(existsSync(join(dir, 'known', '10.0.0.7', 'carol'))).toBe(false);
+    expect(existsSync(join(dir, 'known', '10.0.0.8', 'dan'))).toBe(true);
+    files.sync(['known:dan/10.0.0.8']);
+    expect(existsSync(join(dir, 'known', '10.0.0.8'))).toBe(false);
+  });
+
+  it('takes over what another process left, and sees it again after reread', () => {
+    new LockDirectory(dir).sync(['user:erin']);
+    const files = new LockDirectory(dir);
+    // Made by another logger after this one read the directory (a graceful reload's overlap).
+    new LockDirectory(dir).write('ip:10.0.0.9');
+    expect(files.sync([])).toBe(1);
+    expect(existsSync(join(dir, 'ip', '10.0.0.9'))).toBe(true);
+    files.reread();
+    expect(files.sync([])).toBe(1);
+    expect(existsSync(join(dir, 'ip', '10.0.0.9'))).toBe(false);
   });
 });
 

@@ -7,7 +7,7 @@ import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
-import { DEFAULT_LOCK_DIR, isOnTmpfs, prepareLockDir, REFUSAL_SOCKET, syncLockFiles, writeLockFile } from '../lockout/lock-files.js';
+import { DEFAULT_LOCK_DIR, isOnTmpfs, LockDirectory, prepareLockDir, REFUSAL_SOCKET } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
 import {
@@ -99,6 +99,7 @@ export const command: Command = {
 
     const db = createPool(config, { applicationName: 'plexer-lockout', connectTimeoutMs: 3_000, max: 4 });
     db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
+    const files = new LockDirectory(lockDir);
     let syncQueued = false;
     // Set when Apache closes the pipe: at a graceful reload the logger that replaces this one already keeps the
     // directory, and a last sync from here would delete the lock files it made that this one has not heard of.
@@ -110,7 +111,7 @@ export const command: Command = {
         syncQueued = false;
         if (replaced) return;
         try {
-          syncLockFiles(lockDir, [...lockouts.mirror.lockedNow(), ...early.lockedNow()]);
+          files.sync([...lockouts.mirror.lockedNow(), ...early.lockedNow()]);
         } catch (error) {
           log.error('cannot update lock files', { dir: lockDir, error: coerceError(error).message });
         }
@@ -125,8 +126,12 @@ export const command: Command = {
       sync();
     });
     const estimate = new FailureEstimate();
-    // Lockouts end by themselves: their files go within a second.
-    const expiry = setInterval(sync, 1_000);
+    // Lockouts end by themselves: their files go within a second. The directory itself is read again every 30 s.
+    let ticks = 0;
+    const expiry = setInterval(() => {
+      if (++ticks % 30 === 0 && !replaced) files.reread();
+      sync();
+    }, 1_000);
 
     let pending = 0;
     let dropped = 0;
@@ -139,9 +144,9 @@ export const command: Command = {
           // A name locked from everywhere: the addresses she logs in from first (they keep her in), then the lock.
           if (subject.startsWith('user:')) {
             const known = `known:${subject.slice('user:'.length)}/`;
-            for (const entry of lockouts.mirror.lockedNow()) if (entry.startsWith(known)) writeLockFile(lockDir, entry);
+            for (const entry of lockouts.mirror.lockedNow()) if (entry.startsWith(known)) files.write(entry);
           }
-          writeLockFile(lockDir, subject);
+          files.write(subject);
         } catch (error) {
           log.error('cannot write a lock file', { subject, error: coerceError(error).message });
         }
