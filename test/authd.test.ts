@@ -300,12 +300,13 @@ describe('plexer authd behind mod_authnz_fcgi', () => {
     // drop at the end terminates.
     const client = new pg.Client({ connectionString: store.db.url, options: '-c search_path=plexer' });
     await client.connect();
-    await client.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('user:alice', 100, now() + interval '1 hour')
+    // Her name from her own address (a lockout of the name alone would not hold where she has logged in).
+    await client.query(`INSERT INTO login_failures (subject, failures, locked_until) VALUES ('pair:alice/127.0.0.1', 10, now() + interval '1 hour')
                         ON CONFLICT (subject) DO UPDATE SET locked_until = EXCLUDED.locked_until`);
     await client.end();
     // The warm check reads the lockout from memory, told by NOTIFY: within milliseconds.
     await waitForStatus('/private/page.txt', 'alice', 'pw-alice', 401);
-    expect(authdLog).toMatch(/login refused reason=locked-out user=alice ip=127\.0\.0\.1 locked=user:alice/);
+    expect(authdLog).toMatch(/login refused reason=locked-out user=alice ip=127\.0\.0\.1 locked=pair:alice\/127\.0\.0\.1/);
     await plexer(['user', 'unlock', 'alice']);
     await waitForStatus('/private/page.txt', 'alice', 'pw-alice', 200);
   });

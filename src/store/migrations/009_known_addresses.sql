@@ -29,10 +29,12 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
-  -- A lockout of the name that this known address passed stays: it holds everywhere else.
+  -- A success from an address (its pair among `subjects`) while the name is locked was let in as known: the
+  -- lockout of the name stays, it holds everywhere else.
   RETURN QUERY DELETE FROM login_failures l
                 WHERE l.subject = ANY (coalesce(subjects, '{}')) AND NOT starts_with(l.subject, 'known:')
-                  AND NOT (starts_with(l.subject, 'user:') AND coalesce(l.locked_until > now(), false))
+                  AND NOT (starts_with(l.subject, 'user:') AND coalesce(l.locked_until > now(), false)
+                           AND EXISTS (SELECT 1 FROM unnest(subjects) AS s WHERE starts_with(s, 'pair:' || substr(l.subject, 6) || '/')))
                 RETURNING l.subject, false;
   INSERT INTO login_failures AS f (subject, failures, locked_until)
   SELECT 'known:' || substr(s, 6), 1, now() + interval '90 days'
