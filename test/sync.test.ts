@@ -195,7 +195,7 @@ describe.skipIf(!haveApache)('plexer sync: dbm RewriteMap files served by a real
     expect(await ask(httpd, '/who/erin')).toBe('NONE'); // no group
     expect(await ask(httpd, '/settings/alpha')).toBe('tenants.settings.alpha');
     expect(await ask(httpd, '/settings/closed')).toBe('NONE');
-    expect(await ask(httpd, '/backend/alice')).toMatch(/^http:\/\/127\.0\.0\.1:9001;[0-9a-f]{64}$/);
+    expect(await ask(httpd, '/backend/alice')).toMatch(/^http:\/\/127\.0\.0\.1:9001;[0-9a-f]{32}$/);
     expect(await ask(httpd, '/backend/bob')).toBe('NONE'); // group without backend
   });
 

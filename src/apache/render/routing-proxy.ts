@@ -50,7 +50,7 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
       restTarget: 'PLEXER_BACKEND_TOKEN',
       // "BACKEND;TOKEN" (store/map-queries.ts): a backend the rules route holds no ";", and dbm: files end a
       // value at the first space.
-      parts: '([^;]+);([0-9a-f]{64})',
+      parts: '([^;]+);([0-9a-f]{32})',
       prg: plan.prg,
       noValue: [
         '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
