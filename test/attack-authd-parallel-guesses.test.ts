@@ -67,7 +67,7 @@ describe("authd's lockout under parallel guesses (real store, real bcrypt)", () 
     // Order, not time: carol's check, made after 20 for dave were queued, must not come after all of them.
     const finished: string[] = [];
     const slow = Array.from({ length: 20 }, (_, i) =>
-      service.authenticate('dave', `guess-${i}`, '10.90.0.3').then(() => finished.push('dave')),
+      Promise.resolve(service.authenticate('dave', `guess-${i}`, '10.90.0.3')).then(() => finished.push('dave')),
     );
     const other = await service.authenticate('carol', 'pw-carol', '10.90.0.4');
     finished.push('carol');
