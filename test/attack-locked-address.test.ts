@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliOk, type TestFront } from './helpers/front.js';
-import { startLockoutFront } from './helpers/lockout-front.js';
+import { startLockoutFront, whoamiFrom } from './helpers/lockout-front.js';
 import { waitFor } from './helpers/wait.js';
 
 const MAX_FAILURES = 2; // the address alone is locked at 3×: 6 failures
@@ -20,9 +20,7 @@ beforeAll(async () => {
 
 afterAll(() => t?.close());
 
-// From the trusted proxy (127.0.0.1), as the client address GUESSER.
-const guess = (user: string, password: string, from = GUESSER) =>
-  t.get('/app/whoami', { user, password, headers: { 'x-forwarded-for': from }, fresh: true });
+const guess = (user: string, password: string, from = GUESSER) => whoamiFrom(t, user, password, from);
 
 // One line per password check `plexer authn` made (it logs every refusal).
 const authnChecks = () => (t.front.httpd.errorLog().match(/authn warn: login refused/g) ?? []).length;

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestFront } from './helpers/front.js';
-import { startLockoutFront } from './helpers/lockout-front.js';
+import { startLockoutFront, whoamiFrom } from './helpers/lockout-front.js';
 import { waitFor } from './helpers/wait.js';
 
 const MAX_FAILURES = 3; // the name alone is locked at 10x: 30 failures
@@ -19,9 +19,7 @@ beforeAll(async () => {
 
 afterAll(() => t?.close());
 
-// From the trusted proxy (127.0.0.1), as the client address `from`.
-const as = (user: string, password: string, from: string) =>
-  t.get('/app/whoami', { user, password, headers: { 'x-forwarded-for': from }, fresh: true });
+const as = (user: string, password: string, from: string) => whoamiFrom(t, user, password, from);
 
 describe('a distributed guess at one name (real Apache, generated Basic config)', () => {
   it('locks the name where its owner has never logged in, never where she has', async () => {

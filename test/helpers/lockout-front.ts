@@ -33,3 +33,8 @@ export async function startLockoutFront(users: string[], maxFailures: number): P
   );
   return { t, lockDir: t.front.lockDir, refusalPage: readFileSync(join(t.front.runtime.errorPagesDir, '401.html'), 'latin1') };
 }
+
+// /app/whoami as USER with PASSWORD from the trusted proxy (127.0.0.1) on behalf of the client address `from`, on a
+// connection of its own.
+export const whoamiFrom = (t: TestFront, user: string, password: string, from: string) =>
+  t.get('/app/whoami', { user, password, headers: { 'x-forwarded-for': from }, fresh: true });
