@@ -177,4 +177,25 @@ describe('plexer group --run-as', () => {
       ),
     ]);
   });
+
+  it('apache config refuses a Python path or WSGI script others than root may change (their code would run before the seal)', async () => {
+    // A runtime whose example project a tenant could write a .pth file into.
+    const root = mkdtempSync(join(tmpdir(), 'plexer-rt-'));
+    try {
+      for (const dir of ['apache/example', 'apache/wsgi', 'apache/errors']) execFileSync('mkdir', ['-p', join(root, dir)]);
+      execFileSync('cp', [join(process.cwd(), 'apache/wsgi/plexer.wsgi'), join(root, 'apache/wsgi/')]);
+      execFileSync('chmod', ['-R', 'go-w', root]);
+      execFileSync('chmod', ['777', join(root, 'apache/example')]);
+      const r = await cli(['apache', 'config', '--runtime-root', root]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`${join(root, 'apache/example')} may be changed by others than root (owner uid 0, mode 777)`);
+      execFileSync('chmod', ['755', join(root, 'apache/example')]);
+      execFileSync('chown', ['65534', join(root, 'apache/wsgi/plexer.wsgi')]);
+      const owned = await cli(['apache', 'config', '--runtime-root', root]);
+      expect(owned.code).toBe(1);
+      expect(owned.stderr).toContain('plexer.wsgi may be changed by others than root (owner uid 65534');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render/index.js';
 import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
@@ -139,6 +139,7 @@ export const command: Command = {
     const config = loadCommandConfig(values.config);
     const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
+    refuseTenantWritableCode(runtime.pythonPath, runtime.wsgiScript);
     const groups = await withStore(config, (pool) => listGroups(pool));
     const dataDir = resolve(values['data-dir'] ?? `${stateDir}/data`);
     const root = process.getuid?.() === 0;
@@ -209,3 +210,20 @@ export const command: Command = {
     return 0;
   },
 };
+
+// Python runs what it finds in a daemon's python-path (.pth files, sitecustomize) when the interpreter starts,
+// before the WSGI script can seal what the daemon inherited from Apache (apache/wsgi/plexer.wsgi): whoever may
+// write there, or replace the script, runs code in every tenant's daemon first. Only root may.
+function refuseTenantWritableCode(...paths: string[]): void {
+  for (const path of paths) {
+    const dir = statSync(path).isDirectory() ? path : dirname(path);
+    for (const checked of [dir, path]) {
+      const st = statSync(checked);
+      if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
+        throw new RefusedError(
+          `${checked} may be changed by others than root (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}): code there runs in every tenant's daemon before plexer.wsgi seals it; chown -R root: and chmod -R go-w the checkout`,
+        );
+      }
+    }
+  }
+}
