@@ -202,15 +202,17 @@ export interface LoadConfigOptions {
   // An explicit --config must exist; the default path may be absent (a person at a shell using PG* only).
   path?: string;
   env?: NodeJS.ProcessEnv;
+  // Where the default file is looked for (DEFAULT_CONFIG_PATH): tests point it away from the host's /etc.
+  defaultPath?: string;
 }
 
 // The config file a command reads: --config, else $PLEXER_CONFIG, else the default path.
-export function configFilePath(path?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return path ?? env.PLEXER_CONFIG ?? DEFAULT_CONFIG_PATH;
+export function configFilePath(path?: string, env: NodeJS.ProcessEnv = process.env, defaultPath = DEFAULT_CONFIG_PATH): string {
+  return path ?? env.PLEXER_CONFIG ?? defaultPath;
 }
 
-export function loadConfig({ path, env = process.env }: LoadConfigOptions = {}): PlexerConfig {
-  const file = configFilePath(path, env);
+export function loadConfig({ path, env = process.env, defaultPath = DEFAULT_CONFIG_PATH }: LoadConfigOptions = {}): PlexerConfig {
+  const file = configFilePath(path, env, defaultPath);
   let config = defaultConfig();
   let content: string | undefined;
   try {

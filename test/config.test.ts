@@ -358,9 +358,10 @@ describe('loadConfig', () => {
   });
 
   it('without a file, the environment alone is enough when the default file is missing', () => {
-    // The test machine has no /etc/plexer/plexer.conf.
     expect(DEFAULT_CONFIG_PATH).toBe('/etc/plexer/plexer.conf');
-    const config = loadConfig({ env: { PGHOST: 'envhost' } });
+    // Not the host's /etc (a server with plexer installed has one): a default path that does not exist.
+    const defaultPath = join(mkdtempSync(join(tmpdir(), 'plexer-config-test-')), 'absent.conf');
+    const config = loadConfig({ env: { PGHOST: 'envhost' }, defaultPath });
     expect(config).toEqual({ ...defaultConfig(), connection: { host: 'envhost' } });
     expect(config.source).toBe('built-in defaults');
   });

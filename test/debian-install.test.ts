@@ -2,7 +2,7 @@
 // paragraph under that block for what is moved or skipped, and why): the site must pass `apache2ctl -t` with
 // no warning, start under Debian's own apache2ctl and route each user to their own daemon group.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apacheTree, stopApacheTree } from '../src/demo/tree.js';
@@ -66,11 +66,39 @@ function localize(line: string): string {
   );
 }
 
+// Debian's own choice of enabled modules, configs and sites, whatever this host's /etc/apache2 has become (a
+// server where plexer was installed by this very README has prefork and plexer's modules enabled): what apache2's
+// postinst enables, plus the two modules whose packages enable themselves (bin/setup installs them).
+const STOCK = {
+  mods: 'access_compat alias auth_basic authn_core authn_file authz_core authz_host authz_user autoindex deflate dir env filter mime mpm_event negotiation reqtimeout setenvif status authnz_external wsgi',
+  conf: 'charset localized-error-pages other-vhosts-access-log security serve-cgi-bin',
+  sites: '000-default',
+};
+function resetToStock(dir: string): void {
+  const relink = (kind: 'mods' | 'conf' | 'sites', suffixes: string[]) => {
+    const enabled = join(dir, `${kind}-enabled`);
+    rmSync(enabled, { recursive: true, force: true });
+    mkdirSync(enabled);
+    for (const name of STOCK[kind].split(' ')) {
+      for (const suffix of suffixes) {
+        if (existsSync(join(dir, `${kind}-available`, name + suffix)))
+          symlinkSync(`../${kind}-available/${name}${suffix}`, join(enabled, name + suffix));
+      }
+    }
+  };
+  relink('mods', ['.load', '.conf']);
+  relink('conf', ['.conf']);
+  relink('sites', ['.conf']);
+  rmSync(join(dir, 'sites-available', 'plexer.conf'), { force: true });
+  rmSync(join(dir, 'conf-available', 'servername.conf'), { force: true });
+}
+
 beforeAll(async () => {
   store = await freshStore();
   port = await freePort();
   chmodSync(root, 0o711);
   execFileSync('cp', ['-a', '/etc/apache2', confDir]);
+  resetToStock(confDir);
   // Not the system's run, lock and log directories, nor its port 80.
   const envvars = join(confDir, 'envvars');
   writeFileSync(
