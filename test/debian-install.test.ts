@@ -199,6 +199,19 @@ describe.sequential('Installing on a server (Debian layout)', () => {
     );
   }, 180_000);
 
+  it('group add prints the command that brings the new group in; pasted as printed, it works', async () => {
+    const site = join(confDir, 'sites-available/plexer.conf');
+    const added = sh(`node ${REPO_ROOT}/bin/plexer group add tenant3 --settings tenants.settings_generic --apache-config ${site}`);
+    expect(added.code, added.out).toBe(0);
+    const printed = added.out.split('\n')[1]?.trim() ?? '';
+    expect(printed).toMatch(/ apache config --layout debian .* && apache2ctl graceful$/);
+    const carol = sh(`node ${REPO_ROOT}/bin/plexer user add carol --group tenant3 --password-stdin`, 'carol-pw\n');
+    expect(carol.code, carol.out).toBe(0);
+    const pasted = sh(printed);
+    expect(pasted.code, `${printed}\n${pasted.out}`).toBe(0);
+    await waitFor(async () => (await whoami('carol')).group === 'tenant3', 20_000, 'carol served by tenant3 after the graceful reload');
+  }, 60_000);
+
   it('apache2ctl stop leaves no process of that Apache', async () => {
     expect(apachePid).toBeDefined();
     const tree = apacheTree(apachePid!, join(logs, 'error.log'));

@@ -1,6 +1,7 @@
 // Which daemon groups an Apache config written by `plexer apache config` defines: a group that is in the
 // database but not there (added after the last `apache config`) routes its users to the 503 page.
 import { readFileSync } from 'node:fs';
+import { RENDERED_BY_PREFIX } from './render/global.js';
 
 // Where the README's Debian install puts the site.
 export const DEFAULT_APACHE_CONFIG = '/etc/apache2/sites-available/plexer.conf';
@@ -9,6 +10,17 @@ export interface ApacheConfigGroups {
   path: string;
   // null: the config routes through backends (--routing proxy), so no group needs a daemon of its own there.
   groups: Set<string> | null;
+  // The command that rendered it (render/global.ts RENDERED_BY_PREFIX), when it says.
+  renderedBy?: string;
+}
+
+// What makes Apache take a new group: the command that rendered its config again, and the reload its layout
+// needs; undefined when the config does not say how it was rendered.
+export function rerenderCommand(config: ApacheConfigGroups | null): string | undefined {
+  const again = config?.renderedBy;
+  if (again === undefined) return undefined;
+  if (/ --layout debian( |$)/.test(again)) return `${again} && apache2ctl graceful`;
+  return / --reload( |$)/.test(again) ? again : `${again} --reload`;
 }
 
 // null when the file cannot be read (no Apache set up on this machine, or no permission).
@@ -20,5 +32,13 @@ export function readApacheConfigGroups(path: string = DEFAULT_APACHE_CONFIG): Ap
     return null;
   }
   const groups = [...text.matchAll(/^\s*WSGIDaemonProcess\s+(\S+)/gm)].map((m) => m[1]!);
-  return { path, groups: groups.length > 0 || /^\s*WSGI/m.test(text) ? new Set(groups) : null };
+  const renderedBy = text
+    .split('\n')
+    .find((line) => line.startsWith(RENDERED_BY_PREFIX))
+    ?.slice(RENDERED_BY_PREFIX.length);
+  return {
+    path,
+    groups: groups.length > 0 || /^\s*WSGI/m.test(text) ? new Set(groups) : null,
+    ...(renderedBy ? { renderedBy } : {}),
+  };
 }

@@ -149,6 +149,7 @@ export const command: Command = {
       checkRunAsAccounts(groups);
     }
     const rendered = renderApacheConfig({
+      renderedBy: shellCommand([process.execPath, resolve(PACKAGE_ROOT, 'bin/plexer'), 'apache', ...argv]),
       listenAddress: match[1]!,
       port: Number(match[2]),
       layout,
@@ -226,4 +227,9 @@ function refuseTenantWritableCode(...paths: string[]): void {
       }
     }
   }
+}
+
+// The command as one pasteable line: arguments quoted for sh where they need it.
+function shellCommand(words: string[]): string {
+  return words.map((word) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)).join(' ');
 }

@@ -7,11 +7,12 @@ import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, table, type Command } from './command.js';
 import { DEFAULT_DATA_DIR, DEFAULT_PYTHON_PATH, execInGroups } from './group-exec.js';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups, rerenderCommand } from '../apache/config-groups.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
   plexer group add NAME [--settings MODULE] [--backend TARGET] [--capacity N] [--disabled]
-                        [--run-as USER[:GROUP] [--create-user]]
+                        [--run-as USER[:GROUP] [--create-user]] [--apache-config FILE]
   plexer group set NAME [--settings MODULE|--no-settings] [--backend TARGET|--no-backend]
                         [--capacity N|--no-capacity] [--enable|--disable]
                         [--run-as USER[:GROUP] [--create-user]|--no-run-as] [--restart --apache-pid-file FILE]
@@ -24,8 +25,9 @@ const help = `Usage:
 A daemon group is one backend instance: a mod_wsgi daemon process group (NAME), the Django settings module
 it loads, and/or a mod_proxy backend TARGET (unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/).
 --capacity caps how many users "user add --group auto" puts in it. A disabled group takes no new users and
-its users get the "no instance" page. Adding a group needs one graceful Apache reload (plexer apache config
---reload) so Apache defines its daemon processes; every other change is live at once. A group's processes
+its users get the "no instance" page. Adding a group needs its Apache config rendered again and one graceful
+reload so Apache defines its daemon processes: add prints the command that does it, read from the config
+(--apache-config, default ${DEFAULT_APACHE_CONFIG}); every other change is live at once. A group's processes
 load their settings module once: "set --settings M --restart" restarts that group alone so it takes effect
 (as "group restart" does); other groups keep serving.
 token prints the token Apache sends the group's backend (X-Plexer-Token, and PLEXER_BACKEND_TOKEN to a FastCGI
@@ -66,6 +68,7 @@ const options = {
   'no-run-as': { type: 'boolean' },
   'create-user': { type: 'boolean' },
   rotate: { type: 'boolean' },
+  'apache-config': { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
@@ -136,7 +139,17 @@ export const command: Command = {
         const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
         await withStore(config, (pool) => accounts.addGroup(pool, name, fields));
-        print(`daemon group ${name} added; run "plexer apache config --reload" so Apache starts its processes`);
+        // The command that rendered Apache's config, read back from it: pasted, it renders the new group in.
+        const configPath = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
+        const running = readApacheConfigGroups(configPath);
+        const again = rerenderCommand(running);
+        const why = running ? `${configPath} does not say how it was rendered` : `no Apache config at ${configPath}`;
+        print(
+          again
+            ? `daemon group ${name} added; Apache starts its daemon processes after:\n  ${again}`
+            : `daemon group ${name} added; Apache starts its daemon processes once its config is rendered again and reloaded (${why}): ` +
+                'plexer apache config … --out FILE, then apache2ctl graceful (Debian) or --reload (standalone)',
+        );
         return 0;
       }
       case 'set': {
@@ -165,6 +178,7 @@ export const command: Command = {
       case 'del': {
         const [name] = expectPositionals(rest, ['name']) as [string];
         await withStore(config, (pool) => accounts.deleteGroup(pool, groupName(name)));
+        print(`daemon group ${name} deleted`);
         return 0;
       }
       case 'token': {

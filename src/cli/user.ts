@@ -13,7 +13,7 @@ import { startProgress } from './progress.js';
 import { inTransaction, loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
-  plexer user add NAME --group GROUP|auto|none [--password-stdin]
+  plexer user add NAME --group GROUP|auto|none [--password-stdin] [--apache-config FILE]
   plexer user passwd NAME [--password-stdin]
   plexer user move NAME --group GROUP|auto|none [--apache-config FILE]
   plexer user disable NAME | enable NAME | del NAME
@@ -29,7 +29,7 @@ $2b$), MD5 ($apr1$) and SHA-1 ({SHA}) entries as they are (MD5 and SHA-1 become 
 login) and lists every other line with its number and the reason it was refused; a user that already exists is
 refused too, unless --skip-existing (left as it is) or --update (its hash and group replaced). unlock clears the
 failed-login count and lockout of a user name or a client address (lockout_* settings in the config file).
-move warns when the group is not in Apache's config (--apache-config, default ${DEFAULT_APACHE_CONFIG}).
+add and move warn when the group is not in Apache's config (--apache-config, default ${DEFAULT_APACHE_CONFIG}).
 Exit status: 0 done, 1 refused or not found, 2 usage or configuration error.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
@@ -109,6 +109,7 @@ export const command: Command = {
           }),
         );
         print(`user ${name} added${group ? ` to ${group}` : ' without a daemon group'}`);
+        warnIfNotInApache(name, group, values['apache-config']);
         return 0;
       }
       case 'passwd': {
@@ -130,13 +131,7 @@ export const command: Command = {
           }),
         );
         print(`user ${name} moved to ${group ?? 'no daemon group'}`);
-        const running = group === null ? null : readApacheConfigGroups(values['apache-config']);
-        if (group !== null && running?.groups && !running.groups.has(group)) {
-          process.stderr.write(
-            `warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 ` +
-              'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n',
-          );
-        }
+        warnIfNotInApache(name, group, values['apache-config']);
         return 0;
       }
       case 'disable':
@@ -242,3 +237,14 @@ export const command: Command = {
     }
   },
 };
+
+// A user routed to a group the running Apache does not define yet gets the 503 page until it does.
+function warnIfNotInApache(name: string, group: string | null, apacheConfig: string | undefined): void {
+  const running = group === null ? null : readApacheConfigGroups(apacheConfig);
+  if (group !== null && running?.groups && !running.groups.has(group)) {
+    process.stderr.write(
+      `warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 ` +
+        'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n',
+    );
+  }
+}

@@ -111,6 +111,9 @@ export interface ApacheConfigOptions {
   // mod_qos QS_SrvMaxConnPerIP: open connections one client address may hold (a slow client holds a prefork
   // worker per connection). Default 20 of the standalone layout's 32 workers; 0 = no limit (mod_qos not loaded).
   connectionsPerAddress?: number;
+  // The command that rendered this config (`plexer apache config …`), written as a comment so that the commands
+  // that need a re-render (group add) can print it to paste. Absent: no such line.
+  renderedBy?: string;
   // Prefix mode: the internal URL prefix, default "/u" (/app/x -> /u/USER/app/x).
   userPrefix?: string;
 }

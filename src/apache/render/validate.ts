@@ -44,6 +44,12 @@ function sessionDatabase(d: SessionDatabase): SessionDatabase {
   return { conninfo: d.conninfo, schema: word('sessionDatabase.schema', d.schema) };
 }
 
+// One line of printable text: it becomes a comment, and a command someone pastes.
+function renderedBy(command: string): string {
+  if (!/^[\x20-\x7e]{1,2000}$/.test(command)) throw new ApacheConfigError('renderedBy must be one line of printable ASCII');
+  return command;
+}
+
 function positiveInt(label: string, value: number, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max)
     throw new ApacheConfigError(`${label} must be an integer in 1..${max}: ${value}`);
@@ -141,6 +147,7 @@ export function validate(o: ApacheConfigOptions) {
     loginSuccessPath,
     proxyMountDir: o.proxyMountDir === undefined ? siblingOfErrors('mount') : path('proxyMountDir', o.proxyMountDir),
     proxyTimeout: positiveInt('proxyTimeoutSeconds', o.proxyTimeoutSeconds ?? 60, 3600),
+    renderedBy: o.renderedBy === undefined ? undefined : renderedBy(o.renderedBy),
     connectionsPerAddress: o.connectionsPerAddress === 0 ? 0 : positiveInt('connectionsPerAddress', o.connectionsPerAddress ?? 20, 10000),
     userPrefix,
     listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
