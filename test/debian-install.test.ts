@@ -199,6 +199,18 @@ describe.sequential('Installing on a server (Debian layout)', () => {
     );
   }, 180_000);
 
+  it('plexer doctor says the install works: exit 0, each role checked as the user that uses it', () => {
+    const doctor = sh(`node ${REPO_ROOT}/bin/plexer doctor --apache-config ${join(confDir, 'sites-available/plexer.conf')}`);
+    console.log(doctor.out);
+    expect(doctor.code, doctor.out).toBe(0);
+    expect(doctor.out).toMatch(
+      new RegExp(
+        `^ok +database: reachable; the helpers' role reads users \\(as uid ${execFileSync('id', ['-u', 'www-data'], { encoding: 'utf8' }).trim()}\\)`,
+        'm',
+      ),
+    );
+  });
+
   it('group add prints the command that brings the new group in; pasted as printed, it works', async () => {
     const site = join(confDir, 'sites-available/plexer.conf');
     const added = sh(`node ${REPO_ROOT}/bin/plexer group add tenant3 --settings tenants.settings_generic --apache-config ${site}`);

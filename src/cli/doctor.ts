@@ -9,9 +9,10 @@ import { listGroups } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 import { userLockouts } from '../store/login-failures.js';
-import { DEFAULT_LOCK_DIR, isOnTmpfs, REFUSAL_SOCKET } from '../lockout/lock-files.js';
+import { isOnTmpfs, REFUSAL_SOCKET, tmpfsAdvice } from '../lockout/lock-files.js';
 import { readMigrations } from '../store/migrate.js';
 import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
+import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { withStore } from './store-session.js';
@@ -48,16 +49,43 @@ function configCheck(file: string): Check {
   return { status: 'ok', name: 'config', detail: `${file} parses and ${APACHE_RUN_USER} can read it` };
 }
 
+// The helpers' login is checked as the user that makes it (www-data, where peer authentication maps it to
+// pg_user): as root, doctor asks a copy of itself running as that user (--helper-check), which answers one line.
+function helperCheckAsApache(configFile: string): Check {
+  const owner = apacheOwner();
+  const child = spawnSync(process.execPath, [join(PACKAGE_ROOT, 'bin/plexer'), 'doctor', '--helper-check', '--config', configFile], {
+    uid: owner.uid,
+    gid: owner.gid,
+    env: { PATH: '/usr/bin:/bin' },
+    cwd: '/',
+    encoding: 'utf8',
+    timeout: 15_000,
+  });
+  try {
+    return JSON.parse(child.stdout.trim().split('\n').pop() ?? '') as Check;
+  } catch {
+    return {
+      status: 'FAIL',
+      name: 'database',
+      detail: `as ${APACHE_RUN_USER}, the check did not run: ${(child.stderr || child.error?.message || '').trim()}`,
+    };
+  }
+}
+
 async function helperCheck(config: PlexerConfig): Promise<Check> {
   const client = createClient(config, { applicationName: 'plexer-doctor', connectTimeoutMs: 5_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
     await client.query('SELECT 1 FROM users LIMIT 1');
-    return { status: 'ok', name: 'database', detail: "reachable; the helpers' role reads users" };
+    return { status: 'ok', name: 'database', detail: `reachable; the helpers' role reads users (as uid ${process.getuid?.()})` };
   } catch (error) {
-    const explained = explainConnectError(error, config, config) ?? explainSchemaError(error, config);
-    return { status: 'FAIL', name: 'database', detail: `as the helpers' role: ${explained?.message ?? coerceError(error).message}` };
+    const explained = explainConnectError(error, config, 'helper') ?? explainSchemaError(error, config);
+    return {
+      status: 'FAIL',
+      name: 'database',
+      detail: `as the helpers' role (uid ${process.getuid?.()}): ${explained?.message ?? coerceError(error).message}`,
+    };
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -175,7 +203,7 @@ async function lockoutChecks(apacheConfig: string, apacheText: string | null): P
       {
         status: 'warn',
         name: 'lockout',
-        detail: `${dir} is not on tmpfs: every 401 waits for a lock file to be made there (plexer apache config --lock-dir ${DEFAULT_LOCK_DIR})`,
+        detail: `${dir} is not on tmpfs: every 401 waits for a lock file to be made there; ${tmpfsAdvice(dir)}`,
       },
     ];
   }
@@ -240,10 +268,11 @@ export const command: Command = {
   summary: 'check the installation (config, database, schema, Apache groups, lockouts, helpers)',
   help,
   async run(argv) {
-    const { values, positionals } = parseCommand(argv, { 'apache-config': { type: 'string' } });
+    const { values, positionals } = parseCommand(argv, { 'apache-config': { type: 'string' }, 'helper-check': { type: 'boolean' } });
     if (values.help) return (print(help), 0);
     expectPositionals(positionals, []);
     const file = resolve(configFilePath(values.config));
+    if (values['helper-check']) return (print(JSON.stringify(await helperCheck(loadConfig({ path: file })))), 0);
     const apacheConfig = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
     const checks: Check[] = [];
     let config: PlexerConfig | null = null;
@@ -254,7 +283,7 @@ export const command: Command = {
       checks.push({ status: 'FAIL', name: 'config', detail: coerceError(error).message });
     }
     if (config) {
-      checks.push(await helperCheck(config));
+      checks.push(process.getuid?.() === 0 ? helperCheckAsApache(file) : await helperCheck(config));
       checks.push(
         ...(await storeChecks(config, apacheConfig).catch((error: unknown) => [
           { status: 'FAIL' as const, name: 'store', detail: coerceError(error).message },

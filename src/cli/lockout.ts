@@ -7,7 +7,7 @@ import { createLogger, setLogLevel, type Logger } from '../log.js';
 import { FailureEstimate } from '../lockout/estimate.js';
 import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
-import { DEFAULT_LOCK_DIR, isOnTmpfs, LockDirectory, prepareLockDir, REFUSAL_SOCKET } from '../lockout/lock-files.js';
+import { isOnTmpfs, LockDirectory, prepareLockDir, REFUSAL_SOCKET, tmpfsAdvice } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
 import { createPool } from '../store/connect.js';
 import {
@@ -89,7 +89,7 @@ export const command: Command = {
     else mkdirSync(lockDir, { recursive: true, mode: 0o711 });
     if (!isOnTmpfs(lockDir))
       log.warn(
-        `the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and every 401 waits for it; use ${DEFAULT_LOCK_DIR} (plexer apache config --lock-dir)`,
+        `the lock directory is not on tmpfs: under other processes' fsyncs a lock file can take tens of ms to make, and every 401 waits for it; ${tmpfsAdvice(lockDir)}`,
         { dir: lockDir },
       );
     if (uid !== undefined) {

@@ -44,7 +44,7 @@ async function probe(config: PlexerConfig, admin: PlexerConfig): Promise<void> {
     await client.query('SELECT 1');
   } catch (error) {
     throw (
-      explainConnectError(error, config, admin) ??
+      explainConnectError(error, admin, config.admin.user !== undefined ? 'admin' : 'helper') ??
       new StoreUnavailableError(`cannot reach PostgreSQL at ${describeTarget(admin)}: ${coerceError(error).message}`)
     );
   } finally {

@@ -24,6 +24,14 @@ export const REFUSAL_SOCKET = 'refused.sock';
 // statfs(2) f_type of tmpfs and ramfs. Lock files belong on one: each 401 waits for its file to be made, and on a
 // journaled file system that can wait behind other processes' fsyncs (render/options.ts lockDir).
 const MEMORY_FILE_SYSTEMS = new Set([0x01021994, 0x858458f6]);
+// What to do about a lock directory that is not on tmpfs, for the logger's warning and doctor's: one fix, which
+// for the default directory (tmpfs on a stock Debian, but not in every container) is a tmpfs there.
+export function tmpfsAdvice(dir: string): string {
+  return dir === DEFAULT_LOCK_DIR
+    ? `mount a tmpfs on ${DEFAULT_LOCK_DIR} (or on /run, as Debian does), or give another directory on tmpfs with plexer apache config --lock-dir, e.g. /dev/shm/plexer-locks`
+    : `give one on tmpfs with plexer apache config --lock-dir, e.g. ${DEFAULT_LOCK_DIR}`;
+}
+
 export function isOnTmpfs(dir: string): boolean {
   try {
     return MEMORY_FILE_SYSTEMS.has(statfsSync(dir).type);

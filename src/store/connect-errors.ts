@@ -1,6 +1,7 @@
 // What a failed first query means for an operator, one rule for every admin command and `plexer doctor`:
 // the server cannot be reached, it refused our credentials (and which config keys hold them), the database
 // or plexer's schema is missing, or something else (kept as it was).
+import { APACHE_RUN_USER } from '../tenant-users.js';
 import type { PlexerConfig } from '../config.js';
 import { coerceError, ConfigError, StoreUnavailableError, type PlexerError } from '../errors.js';
 import { describeTarget } from './connect.js';
@@ -13,14 +14,16 @@ const AUTH_CODES = new Set(['28P01', '28000']);
 const NO_PASSWORD = /client password must be a string|password authentication failed|no password supplied/i;
 
 // `admin`: the identity the command connected as (adminConfig's), to name the keys that hold its password.
-export function explainConnectError(error: unknown, config: PlexerConfig, admin: PlexerConfig): PlexerError | null {
+// `role`: whose login failed, the schema's owner (admin_pg_user, the CLI) or the helpers' (pg_user, what Apache's
+// helpers and doctor's check of them use): the hint names the settings of that one.
+export function explainConnectError(error: unknown, connectedAs: PlexerConfig, role: 'admin' | 'helper'): PlexerError | null {
   const e = error as PgError;
-  const target = describeTarget(admin);
+  const target = describeTarget(connectedAs);
   if (AUTH_CODES.has(e.code ?? '') || NO_PASSWORD.test(e.message)) {
     const keys =
-      config.admin.user !== undefined
-        ? 'admin_pg_passfile (a root-only .pgpass) or peer authentication for admin_pg_user'
-        : 'pg_password or pg_passfile (or peer authentication: pg_host = the socket directory)';
+      role === 'admin'
+        ? 'admin_pg_passfile (a root-only .pgpass) or peer authentication for admin_pg_user (pg_ident.conf: root → that role)'
+        : `pg_password or pg_passfile (or peer authentication for pg_user: pg_host = the socket directory, pg_ident.conf: ${APACHE_RUN_USER} → that role)`;
     const missing = /must be a string|no password supplied/i.test(e.message) ? 'no password is configured' : e.message;
     return new ConfigError(`PostgreSQL at ${target} refused the login (${missing}): set ${keys} in the config file`);
   }
