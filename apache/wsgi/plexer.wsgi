@@ -25,7 +25,6 @@ import socket
 import stat
 import sys
 import threading
-import time
 
 # The daemons run as www-data or the tenant's own user, neither of which may write __pycache__ into the project.
 sys.dont_write_bytecode = True
@@ -49,13 +48,11 @@ _MODULE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$'
 #     and the error logs (tenant code writes to those through stderr anyway).
 _DEVNULL = '/dev/null'
 _ERROR_LOG = re.compile(r'error[^/]*\.log$')
-# The one shared segment a daemon needs is Apache's scoreboard (mod_wsgi's requests update it). Every other one
-# the parent made (mod_authn_socache's login cache, mod_qos's per-address counters, an SSL session cache) is
-# unmapped, and with no descriptor or name left for it, tenant code cannot map it back. The scoreboard is
-# recognised by its header, after the 8 bytes where APR keeps the segment's size: global_score starts with
-# server_limit and thread_limit (int), then sb_type and running_generation, then restart_time (microseconds;
-# still 0 when the first generation's daemons are forked, before the MPM sets it).
-_EPOCH_2000_US = 946684800 * 1000000
+# Every shared segment the parent made is unmapped: mod_authn_socache's login cache (an entry written there logs
+# anyone in), mod_qos's per-address counters, and Apache's scoreboard, which a daemon does not need (mod_wsgi's
+# requests leave it alone) and through which tenant code could make Apache's root parent signal any process of its
+# own group at the next graceful restart, or think its workers idle and kill them. With no descriptor or name left
+# for a segment, tenant code cannot map it back.
 
 
 def _pipe_end(fd):
@@ -122,18 +119,6 @@ def _seal_descriptors():
         os.close(devnull)
 
 
-def _is_scoreboard(address, length):
-    if length < 64:
-        return False
-    head = ctypes.string_at(address, 32)
-    size, server_limit, thread_limit, restart_time = (
-        int.from_bytes(head[0:8], sys.byteorder), int.from_bytes(head[8:12], sys.byteorder),
-        int.from_bytes(head[12:16], sys.byteorder), int.from_bytes(head[24:32], sys.byteorder))
-    now_us = int(time.time() * 1000000)
-    return (0 < size <= length and 0 < server_limit <= 200000 and 0 < thread_limit <= 100000
-            and (restart_time == 0 or _EPOCH_2000_US < restart_time <= now_us + 86400 * 1000000))
-
-
 def _unmap_shared_memory():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
@@ -143,7 +128,7 @@ def _unmap_shared_memory():
         if len(fields) < 6 or not (fields[5] == '/dev/zero' or fields[5].startswith('/SYSV')):
             continue
         start, end = (int(x, 16) for x in fields[0].split('-'))
-        if not _is_scoreboard(start, end - start) and libc.munmap(start, end - start) != 0:
+        if libc.munmap(start, end - start) != 0:
             raise OSError(ctypes.get_errno(), 'munmap of a shared segment inherited from Apache failed')
 
 
