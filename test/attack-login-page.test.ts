@@ -87,4 +87,24 @@ describe('guessing on the login page (real Apache, form login)', () => {
     expect(answers[0]!.body).toBe(answers[1]!.body);
     await cliOk(t.cli, ['user', 'unlock', '--ip', '10.80.0.3']);
   });
+
+  it('credentials posted to an application URL log nobody in: only the login page does (attack review)', async () => {
+    // mod_auth_form takes httpd_username/httpd_password from a post to any protected URL; there they went to the
+    // cache and authn --counted-by-log, and a refusal was a 302, which nothing counted: 12 wrong passwords, then
+    // the right one got the user's page.
+    const inline = (password: string) =>
+      fetch(`${t.front.httpd.url}/app/whoami`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '10.80.0.7' },
+        body: new URLSearchParams({ httpd_username: 'bob', httpd_password: password }).toString(),
+        redirect: 'manual',
+      });
+    for (let i = 0; i < 12; i++) expect((await inline(`wrong-${i}`)).status).toBe(302);
+    const right = await inline('bob-pw');
+    expect(right.status).toBe(302);
+    expect(right.headers.get('location')).toBe('/_plexer/login/login.html');
+    expect(await right.text()).not.toContain('"user": "bob"');
+    // Through the login page she is in.
+    expect((await login('bob', 'bob-pw', '10.80.0.7')).status).toBe(302);
+  });
 });

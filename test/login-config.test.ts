@@ -12,6 +12,7 @@ const form: ApacheConfigOptions = {
   groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
   auth: 'form',
   sessionPassphraseFile: '/etc/plexer/session.key',
+  formFieldSecret: '0123456789abcdef0123456789abcdef',
   sessionDatabase: { conninfo: 'host=/var/run/postgresql dbname=plexer user=plexer_helper', schema: 'plexer' },
 };
 

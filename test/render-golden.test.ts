@@ -19,7 +19,11 @@ const GROUPS: ApacheGroup[] = [
 
 const BASE: ApacheConfigOptions = { ...INSTALL, serverName: 'plexer.example', groups: GROUPS };
 
-const FORM: Partial<ApacheConfigOptions> = { auth: 'form', sessionPassphraseFile: '/etc/plexer/session.key' };
+const FORM: Partial<ApacheConfigOptions> = {
+  auth: 'form',
+  sessionPassphraseFile: '/etc/plexer/session.key',
+  formFieldSecret: '0123456789abcdef0123456789abcdef',
+};
 const DBM: Partial<ApacheConfigOptions> = { mapDir: '/var/lib/plexer/maps' };
 const SESSIONS_IN_DB: Partial<ApacheConfigOptions> = {
   sessionDatabase: {

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FileError } from '../errors.js';
 import { FileExistsError, writeFileAtomic } from '../files.js';
@@ -22,4 +22,15 @@ export function ensureSessionKeyFile(file: string): string {
   chmodSync(file, 0o600);
   chownSync(file, 0, 0);
   return file;
+}
+
+// The secret that names the application sections' credential fields (render/auth.ts), derived from the session
+// key so that it is as secret as the key, the same at every render, and new when the key is.
+export function formFieldSecret(keyFile: string): string {
+  return createHmac('sha256', readFileSync(keyFile, 'utf8').trim()).update('plexer form fields').digest('hex').slice(0, 32);
+}
+
+// What the renderer needs of a session key file: the file, and the secret derived from it.
+export function sessionKeyOptions(keyFile: string): { sessionPassphraseFile: string; formFieldSecret: string } {
+  return { sessionPassphraseFile: keyFile, formFieldSecret: formFieldSecret(keyFile) };
 }

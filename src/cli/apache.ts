@@ -4,7 +4,7 @@ import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apac
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render/index.js';
 import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
-import { ensureSessionKeyFile } from '../apache/session-key.js';
+import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
 import { RefusedError, UsageError } from '../errors.js';
@@ -173,9 +173,7 @@ export const command: Command = {
       ...(values['lock-dir'] ? { lockDir: resolve(values['lock-dir']) } : {}),
       auth,
       routing,
-      ...(auth === 'form'
-        ? { sessionPassphraseFile: ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key')) }
-        : {}),
+      ...(auth === 'form' ? sessionKeyOptions(ensureSessionKeyFile(resolve(values['session-key-file'] ?? '/etc/plexer/session.key'))) : {}),
       ...(auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(config) } : {}),
       ...(values['tls-proxy'] ? { tlsProxy: true } : {}),
       ...(values['two-maps'] ? { twoMaps: true } : {}),

@@ -10,7 +10,7 @@ import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render/index.js';
 import { apacheGroups, prepareTenantDirs } from '../apache/groups.js';
 import type { Runtime } from '../apache/install-paths.js';
-import { ensureSessionKeyFile } from '../apache/session-key.js';
+import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime } from './runtime.js';
 
@@ -65,7 +65,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       ...(o.routing ? { routing: o.routing } : {}),
       ...(o.sessionMaxAgeSeconds !== undefined ? { sessionMaxAgeSeconds: o.sessionMaxAgeSeconds } : {}),
       ...(o.auth === 'form' && o.extra?.sessionPassphrase === undefined
-        ? { sessionPassphraseFile: ensureSessionKeyFile(join(apacheDir, 'session.key')) }
+        ? sessionKeyOptions(ensureSessionKeyFile(join(apacheDir, 'session.key')))
         : {}),
       // Server-side sessions, so logout ends every copy of one (o.extra may choose the cookie store).
       ...(o.auth === 'form' ? { sessionDatabase: sessionDatabaseFrom(o.config) } : {}),

@@ -47,6 +47,11 @@ export function applicationAuth(v: Validated, indent: string): string[] {
           '# socache first: a cached success skips the fork of the external helper. mod_authnz_external does not',
           '# merge per-directory settings, so every section that authenticates repeats AuthExternal.',
           'AuthFormProvider socache external',
+          '# mod_auth_form takes credentials posted to ANY protected URL, not only to the login handler, and here they',
+          '# would go to the cache and be refused uncounted: guessing without a lockout. Under these field names, a',
+          '# secret of this install, only the login page (which posts to the handler) can log anyone in.',
+          `AuthFormUsername plexer-u-${v.formFieldSecret}`,
+          `AuthFormPassword plexer-p-${v.formFieldSecret}`,
         ];
   lines.push('AuthExternal plexer', 'AuthExternalProvideCache On', 'AuthnCacheProvideFor external');
   if (v.auth === 'form') {

@@ -94,6 +94,11 @@ export interface ApacheConfigOptions {
   // secret out of the config, which the run user can read; the inline value is for tests.
   sessionPassphraseFile?: string;
   sessionPassphrase?: string;
+  // Form mode: a secret of this install (hex; session-key.ts formFieldSecret) that names the credential fields of
+  // the application sections, where mod_auth_form would otherwise take credentials posted to any application URL
+  // and check them with the cache, uncounted. Required with sessionPassphraseFile; with an inline passphrase
+  // (tests) it is derived from that.
+  formFieldSecret?: string;
   sessionMaxAgeSeconds?: number; // idle lifetime of a session cookie, default 28800 (8 h)
   // Form mode: set, sessions live server-side in plexer's PostgreSQL (mod_session_dbd; the cookie holds a key
   // only), so logout ends every copy of a session. Unset: the whole (encrypted) session is the cookie, and a

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
 import type { SessionDatabase } from '../session-dbd.js';
@@ -113,6 +114,7 @@ export function validate(o: ApacheConfigOptions) {
   const siblingOfErrors = (name: string) => `${errorPagesDir.replace(/\/[^/]+$/, '')}/${name}`;
   let sessionPassphrase: string | undefined;
   let sessionPassphraseFile: string | undefined;
+  let formFieldSecret: string | undefined;
   if (auth === 'form') {
     if ((o.sessionPassphrase === undefined) === (o.sessionPassphraseFile === undefined)) {
       throw new ApacheConfigError('form authentication needs exactly one of sessionPassphrase and sessionPassphraseFile');
@@ -122,6 +124,16 @@ export function validate(o: ApacheConfigOptions) {
     }
     sessionPassphrase = o.sessionPassphrase;
     if (o.sessionPassphraseFile !== undefined) sessionPassphraseFile = path('sessionPassphraseFile', o.sessionPassphraseFile);
+    formFieldSecret =
+      o.formFieldSecret ??
+      (o.sessionPassphrase === undefined
+        ? undefined
+        : createHmac('sha256', o.sessionPassphrase).update('plexer form fields').digest('hex').slice(0, 32));
+    if (formFieldSecret === undefined || !/^[0-9a-f]{32,64}$/.test(formFieldSecret)) {
+      throw new ApacheConfigError(
+        'form authentication with sessionPassphraseFile needs formFieldSecret: 32..64 hex digits (formFieldSecret() of the key file)',
+      );
+    }
   }
   const loginSuccessPath = o.loginSuccessPath ?? `${mountPath}/`;
   if (!SAFE_URL_PATH.test(loginSuccessPath)) throw new ApacheConfigError(`invalid loginSuccessPath ${loginSuccessPath}`);
@@ -140,6 +152,7 @@ export function validate(o: ApacheConfigOptions) {
     routing,
     sessionPassphrase,
     sessionPassphraseFile,
+    formFieldSecret,
     sessionMaxAge: positiveInt('sessionMaxAgeSeconds', o.sessionMaxAgeSeconds ?? 28800, 31 * 86400),
     sessionDatabase: o.sessionDatabase === undefined ? undefined : sessionDatabase(o.sessionDatabase),
     httpsToClient: o.tls || o.tlsProxy === true,
