@@ -1,9 +1,10 @@
 -- A victim keeps access from where she already logs in. The name alone is locked (user:NAME, at 10x the limit)
 -- when many addresses guess her password; before, that locked her out everywhere, so anyone with enough
 -- addresses (with IPv6, anyone) could keep any user out. Now a successful login from an address makes it known
--- for that user for 90 days ("known:NAME/ADDRESS", a row of its own here, so it reaches every front end's lock
--- files and authd's mirror by the same channel as the lockouts, locked_until being when it stops being known),
--- and a lockout of the name alone does not hold at a known address. The pair and the address locks still do.
+-- for that user for 90 days (her last 20 addresses; "known:NAME/ADDRESS", a row of its own here, so it reaches
+-- every front end's lock files and authd's mirror by the same channel as the lockouts, locked_until being when it
+-- stops being known), and a lockout of the name alone does not hold at a known address. The pair and the
+-- address locks still do.
 ALTER TABLE login_failures DROP CONSTRAINT subject_valid;
 ALTER TABLE login_failures ADD CONSTRAINT subject_valid
   CHECK (subject ~ '^((user|ip):.{1,128}|(pair|known):[^/]{1,128}/[0-9A-Fa-f:.]{2,45})$');
@@ -41,6 +42,16 @@ BEGIN
     FROM unnest(coalesce(subjects, '{}')) AS s
    WHERE starts_with(s, 'pair:')
   ON CONFLICT (subject) DO UPDATE SET locked_until = excluded.locked_until, window_started_at = now();
+  -- At most the 20 addresses a user logged in from last: one with many addresses (IPv6) must not fill the table,
+  -- nor the lock directory when her name is locked.
+  DELETE FROM login_failures l
+   WHERE starts_with(l.subject, 'known:')
+     AND split_part(substr(l.subject, 7), '/', 1) IN
+         (SELECT split_part(substr(s, 6), '/', 1) FROM unnest(coalesce(subjects, '{}')) AS s WHERE starts_with(s, 'pair:'))
+     AND l.subject NOT IN (
+       SELECT k.subject FROM login_failures k
+        WHERE starts_with(k.subject, 'known:' || split_part(substr(l.subject, 7), '/', 1) || '/')
+        ORDER BY k.window_started_at DESC LIMIT 20);
 END
 $$;
 
