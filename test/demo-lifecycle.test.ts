@@ -2,7 +2,7 @@
 // stops everything it started; a SIGKILLed demo leaves Apache's whole tree and PostgreSQL running, and the next
 // demo on the same state directory stops them before it starts. Each start costs PostgreSQL + Apache + three
 // Django daemons, so the file starts the demo four times in all.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -174,6 +174,12 @@ describe.sequential('plexer demo', () => {
       async () => {
         const demo = await startDemo(await freePort());
         expect((await whoami(demo.url, 'bob')).group).toBe('beta');
+        if (signal === 'SIGTERM') {
+          // The banner's doctor line, pasted, says the demo is healthy (the lockout logger may still be starting).
+          const check = /^Check: (.+)$/m.exec(demo.output())?.[1];
+          expect(check, demo.output()).toBeDefined();
+          await waitFor(() => spawnSync('/bin/sh', ['-c', check!], { encoding: 'utf8' }).status === 0, 15_000, `${check} to exit 0`, 500);
+        }
         await stopWith(demo, signal);
       },
       2 * START_MS,

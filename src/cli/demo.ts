@@ -112,6 +112,7 @@ export const command: Command = {
         print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
       print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
+      print(`Check: node ${PACKAGE_ROOT}/bin/plexer doctor --config ${configPath} --apache-config ${front.httpd.configPath}`);
       print('Ctrl-C stops Apache and PostgreSQL.');
       // Signal listeners alone keep no event loop alive: without a handle the demo would return at once.
       const keepAlive = setInterval(() => undefined, 1 << 30);
