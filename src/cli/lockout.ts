@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
@@ -233,6 +233,14 @@ export const command: Command = {
             });
             return undefined;
           });
+    const pageSocketInode = pageServer && pageSocket !== undefined ? inodeOf(pageSocket) : undefined;
+    // Apache stops its piped loggers with SIGTERM (and SIGKILL 3 s later): the socket goes with this one, unless
+    // a successor already listens at its path.
+    process.once('SIGTERM', () => {
+      if (pageSocket !== undefined && pageSocketInode !== undefined) removeIfSame(pageSocket, pageSocketInode);
+      log.info('lockout exiting', { reason: 'SIGTERM' });
+      process.exit(0);
+    });
     log.info('counting refused logins', { lock_dir: lockDir, ...(pageServer ? { page_socket: pageSocket } : {}) });
     for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
       if (throttle.maxFailures === 0) continue;
@@ -262,9 +270,22 @@ export const command: Command = {
     replaced = true;
     clearInterval(expiry);
     // Not close(): that would unlink the socket path, which the logger Apache started in this one's place may
-    // already listen on.
+    // already listen on. The file is removed only while it is still this one's (Apache stopped: no successor).
     pageServer?.unref();
+    if (pageSocket !== undefined && pageSocketInode !== undefined) removeIfSame(pageSocket, pageSocketInode);
     await Promise.allSettled([lockouts.listener.close(), db.end()]);
     return 0;
   },
 };
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return lstatSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+function removeIfSame(path: string, inode: number): void {
+  if (inodeOf(path) === inode) rmSync(path, { force: true });
+}
