@@ -53,6 +53,8 @@ describe('real Apache: authentication and routing', () => {
     expect(dave.status).toBe(403);
     expect(dave.body).toContain('plexer-error:403');
     expect(t.front.httpd.errorLog()).not.toMatch(/No WSGI daemon process called/);
+    // The access log names who got it (the error page Apache redirected to has no user of its own).
+    await waitFor(() => / dave \[[^\]]+\] 403 /.test(t.front.httpd.accessLog()), 5_000, "dave's 403 in the access log");
   });
 
   it('lets nothing the client sends choose the group', async () => {
