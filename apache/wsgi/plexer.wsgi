@@ -123,9 +123,12 @@ def _unmap_shared_memory():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     with open('/proc/self/maps') as maps:
-        shared = [line.split() for line in maps if line.split()[1] in ('rw-s', 'r--s', '-w-s')]
+        shared = [line.split() for line in maps if line.split()[1].endswith('s')]
     for fields in shared:
-        if len(fields) < 6 or not (fields[5] == '/dev/zero' or fields[5].startswith('/SYSV')):
+        # Anonymous or SysV segments whatever their mode, and anything shared that can be written (a module's
+        # segment in a named file too). A read-only file shared by the C library (gconv's cache) stays.
+        anonymous = len(fields) >= 6 and (fields[5] == '/dev/zero' or fields[5].startswith('/SYSV'))
+        if not anonymous and 'w' not in fields[1] and len(fields) >= 6:
             continue
         start, end = (int(x, 16) for x in fields[0].split('-'))
         if libc.munmap(start, end - start) != 0:
