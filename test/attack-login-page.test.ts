@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formFieldSecret } from '../src/apache/session-key.js';
 import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -106,5 +107,23 @@ describe('guessing on the login page (real Apache, form login)', () => {
     expect(await right.text()).not.toContain('"user": "bob"');
     // Through the login page she is in.
     expect((await login('bob', 'bob-pw', '10.80.0.7')).status).toBe(302);
+  });
+
+  it('inline credentials under the secret field names (tenant code can read them in its copy of Apache) are counted and locked out', async () => {
+    const secret = formFieldSecret(join(t.front.apacheDir, 'session.key'));
+    const inline = (password: string) =>
+      fetch(`${t.front.httpd.url}/app/whoami`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '10.80.0.9' },
+        body: new URLSearchParams({ [`plexer-u-${secret}`]: 'alice', [`plexer-p-${secret}`]: password }).toString(),
+        redirect: 'manual',
+      });
+    // The control: under these names the right password is taken (her page), so the guesses below are real ones.
+    expect((await inline('alice-pw')).status).toBe(200);
+    for (let i = 0; i < 2 * MAX_FAILURES; i++) expect((await inline(`wrong-${i}`)).status).toBe(302);
+    // Each refusal (mod_auth_form's redirect to the login page) reaches plexer lockout from the log.
+    await waitFor(async () => (await failures('pair:alice/10.80.0.9')) >= MAX_FAILURES, 5_000, 'the inline guesses counted');
+    await waitFor(() => existsSync(join(t.front.lockDir, 'pair', '10.80.0.9', 'alice')), 5_000, 'the pair lock file');
+    expect((await inline('alice-pw')).status).not.toBe(200);
   });
 });

@@ -9,7 +9,7 @@ export function sessions(v: Validated): string[] {
     '',
     ...sessionStoreLines(v),
     v.sessionPassphraseFile !== undefined
-      ? `    # Read by the root parent at start; keep it root-only (the run user, and so every tenant, can read this config).`
+      ? `    # Read by the root parent at start; keep it root-only (it stays out of this config, though every daemon's memory, a copy of Apache's, holds it).`
       : '    # Inline passphrase (tests): anyone who can read this file can decrypt sessions. Prefer a passphrase file.',
     v.sessionPassphraseFile !== undefined
       ? `    SessionCryptoPassphraseFile "${v.sessionPassphraseFile}"`

@@ -33,12 +33,20 @@ export function watchdogLog(v: Validated, plan: MapPlan): string[] {
 // The login handler's refusals are not sent: its authenticator counted them before answering (form.ts).
 function lockoutLog(v: Validated): string {
   const page = v.auth === 'form' ? '' : ` --refusal-page ${v.errorPagesDir}/401.html`;
-  const counted = v.auth === 'form' ? `${REFUSED_LOGIN} && %{REQUEST_URI} != '${LOGIN_HANDLER_PATH}'` : REFUSED_LOGIN;
+  const counted = v.auth === 'form' ? `${refusedLogin(v)} && %{REQUEST_URI} != '${LOGIN_HANDLER_PATH}'` : refusedLogin(v);
   return `CustomLog "|${helperCommand(v, `lockout --lock-dir ${v.lockDir}${page}`)}" "%<u %a" "expr=${counted}"`;
 }
 
-// A 401 Apache answered: not one the application answered to a request that had logged in.
-const REFUSED_LOGIN = `%{REQUEST_STATUS} == 401 && -z %{ENV:${LOGGED_IN_VARIABLE}}`;
+// A refusal Apache answered: a 401, not one the application answered to a request that had logged in. Form mode
+// adds mod_auth_form's own refusal of credentials it took from a request (a stale session, or credentials posted
+// to an application URL — whose field names tenant code can read in its copy of Apache's memory): a redirect to
+// the login page, for a request that named a user and never reached the application. Counted from the log, after
+// the answer; the login handler's are counted before it (form.ts).
+function refusedLogin(v: Validated): string {
+  const unauthorized = `%{REQUEST_STATUS} == 401 && -z %{ENV:${LOGGED_IN_VARIABLE}}`;
+  if (v.auth !== 'form') return unauthorized;
+  return `(${unauthorized} || %{REQUEST_STATUS} == 302 && -n %{REMOTE_USER} && -z %{ENV:${LOGGED_IN_VARIABLE}})`;
+}
 
 // The standalone layout's server-level logs of failed logins; Debian's go inside the vhost (vhostLoginLogs).
 export function serverLoginLogs(v: Validated): string[] {
@@ -83,7 +91,8 @@ function loginAuditLog(v: Validated, file: string): string[] {
   const stamp = '%{%Y-%m-%dT%H:%M:%S%z}t';
   return [
     '# Login audit: successes (form) and failures, one line each.',
-    `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=${REFUSED_LOGIN} && -n %{REMOTE_USER}"`,
+    // (The login handler's 302 is a success: it has its own line below.)
+    `CustomLog "${file}" "${stamp} plexer-login failed ip=%a user=\\"%<u\\"" "expr=${refusedLogin(v)} && -n %{REMOTE_USER} && !(%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302)"`,
     ...(v.auth === 'form'
       ? [
           `CustomLog "${file}" "${stamp} plexer-login ok ip=%a user=\\"%u\\"" "expr=%{REQUEST_URI} == '${LOGIN_HANDLER_PATH}' && %{REQUEST_STATUS} == 302"`,
