@@ -38,14 +38,16 @@ function lockoutLog(v: Validated): string {
 }
 
 // A refusal Apache answered: a 401, not one the application answered to a request that had logged in. Form mode
-// adds mod_auth_form's own refusal of credentials it took from a request (a stale session, or credentials posted
-// to an application URL — whose field names tenant code can read in its copy of Apache's memory): a redirect to
-// the login page, for a request that named a user and never reached the application. Counted from the log, after
+// adds mod_auth_form's own refusal of credentials posted to an application URL (whose field names tenant code can
+// read in its copy of Apache's memory): a redirect to the login page, for a form post that named a user and never
+// reached the application. Only form posts, which is where mod_auth_form reads credentials: a stale session's
+// requests (mostly GETs: a page and its assets, after `user passwd`) are no guesses. Counted from the log, after
 // the answer; the login handler's are counted before it (form.ts).
 function refusedLogin(v: Validated): string {
   const unauthorized = `%{REQUEST_STATUS} == 401 && -z %{ENV:${LOGGED_IN_VARIABLE}}`;
   if (v.auth !== 'form') return unauthorized;
-  return `(${unauthorized} || %{REQUEST_STATUS} == 302 && -n %{REMOTE_USER} && -z %{ENV:${LOGGED_IN_VARIABLE}})`;
+  const formPost = `%{REQUEST_METHOD} == 'POST' && %{HTTP:Content-Type} =~ m#^application/x-www-form-urlencoded#i`;
+  return `(${unauthorized} || %{REQUEST_STATUS} == 302 && -n %{REMOTE_USER} && -z %{ENV:${LOGGED_IN_VARIABLE}} && ${formPost})`;
 }
 
 // The standalone layout's server-level logs of failed logins; Debian's go inside the vhost (vhostLoginLogs).
