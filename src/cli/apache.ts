@@ -216,7 +216,7 @@ export const command: Command = {
 function refuseTenantWritableCode(...paths: string[]): void {
   for (const path of paths) {
     const dir = statSync(path).isDirectory() ? path : dirname(path);
-    for (const checked of [dir, path]) {
+    for (const checked of new Set([dir, path])) {
       const st = statSync(checked);
       if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
         throw new RefusedError(

@@ -9,6 +9,7 @@ import { followLockouts } from '../lockout/follow.js';
 import { LockMirror } from '../lockout/lock-mirror.js';
 import { isOnTmpfs, LockDirectory, prepareLockDir, REFUSAL_SOCKET, tmpfsAdvice } from '../lockout/lock-files.js';
 import { isUserName } from '../names.js';
+import { knownSubject } from '../store/login-failures.js';
 import { createPool } from '../store/connect.js';
 import {
   addressOnly,
@@ -143,7 +144,7 @@ export const command: Command = {
         try {
           // A name locked from everywhere: the addresses she logs in from first (they keep her in), then the lock.
           if (subject.startsWith('user:')) {
-            const known = `known:${subject.slice('user:'.length)}/`;
+            const known = knownSubject(subject.slice('user:'.length), '');
             for (const entry of lockouts.mirror.lockedNow()) if (entry.startsWith(known)) files.write(entry);
           }
           files.write(subject);
@@ -233,11 +234,16 @@ export const command: Command = {
             });
             return undefined;
           });
+    // The page's socket file, removed when this logger ends only while it is still this one's: at a graceful
+    // reload the logger that replaces it may already listen at that path.
     const pageSocketInode = pageServer && pageSocket !== undefined ? inodeOf(pageSocket) : undefined;
-    // Apache stops its piped loggers with SIGTERM (and SIGKILL 3 s later): the socket goes with this one, unless
-    // a successor already listens at its path.
+    const removeOwnSocket = () => {
+      if (pageSocket !== undefined && pageSocketInode !== undefined && inodeOf(pageSocket) === pageSocketInode)
+        rmSync(pageSocket, { force: true });
+    };
+    // Apache stops its piped loggers with SIGTERM (and SIGKILL 3 s later).
     process.once('SIGTERM', () => {
-      if (pageSocket !== undefined && pageSocketInode !== undefined) removeIfSame(pageSocket, pageSocketInode);
+      removeOwnSocket();
       log.info('lockout exiting', { reason: 'SIGTERM' });
       process.exit(0);
     });
@@ -270,9 +276,9 @@ export const command: Command = {
     replaced = true;
     clearInterval(expiry);
     // Not close(): that would unlink the socket path, which the logger Apache started in this one's place may
-    // already listen on. The file is removed only while it is still this one's (Apache stopped: no successor).
+    // already listen on.
     pageServer?.unref();
-    if (pageSocket !== undefined && pageSocketInode !== undefined) removeIfSame(pageSocket, pageSocketInode);
+    removeOwnSocket();
     await Promise.allSettled([lockouts.listener.close(), db.end()]);
     return 0;
   },
@@ -284,8 +290,4 @@ function inodeOf(path: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function removeIfSame(path: string, inode: number): void {
-  if (inodeOf(path) === inode) rmSync(path, { force: true });
 }
