@@ -180,11 +180,12 @@ describe('AuthService', () => {
   });
 
   it('refuses (401) at the deadline, and refuses at once when the bcrypt queue is full', async () => {
-    // A cost-11 hash (~0.2 s+ in bcryptjs) and a queue of one: the second and third checks cannot start. Three
-    // users: one user's checks run in turn (subject-queue.ts), so only different users' meet at the queue.
+    // A cost-13 hash (about a second in bcryptjs: long enough for the others to arrive on a loaded machine) and a
+    // queue of one: the second and third checks cannot start. Three users: one user's checks run in turn
+    // (subject-queue.ts), so only different users' meet at the queue.
     // As the operator: the service's own pool is the helpers' role, which cannot write users.
     const users = ['alice', 'bob', 'carol'];
-    await store.sql.query('UPDATE users SET password_hash = $1 WHERE name = ANY($2)', [bcrypt.hashSync('slow', 11), users]);
+    await store.sql.query('UPDATE users SET password_hash = $1 WHERE name = ANY($2)', [bcrypt.hashSync('slow', 13), users]);
     const s = service({ bcryptQueue: 1 });
     const handler = createAuthdHandler({ service: s, log, deadlineMs: 100 });
     const ask = (user: string) =>
