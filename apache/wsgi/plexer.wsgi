@@ -157,11 +157,54 @@ if mod_wsgi is not None and mod_wsgi.process_group:
 _lock = threading.Lock()
 _pinned = {'group': None, 'settings': None, 'app': None}
 
+# ---- Slots of a pool (src/apache/render/pool.ts) ---------------------------------------------------------------
+# A slot's home is STATE/slots/SLOT, where `plexer binder` writes `binding`: the account it serves, its settings,
+# data directory and the account's OS group. The binder gives the slot's OS user that group before it restarts
+# the slot, so a process believes the file only when the kernel gave it that group too: then it can read that
+# account's data and no other's. Every request must be routed for that account (PLEXER_ACCOUNT, set by the rules
+# from the map); anything else is refused before application code runs.
+_SLOT = re.compile(r'^slot-[1-9][0-9]{0,2}$')
+_pool = {'slot': False, 'binding': None}
+
+
+def _read_binding(path):
+    try:
+        with open(path) as f:
+            fields = dict(line.rstrip('\n').split('=', 1) for line in f if '=' in line)
+    except OSError:
+        return None
+    account, settings = fields.get('account', ''), fields.get('settings', '')
+    gid, data_dir = fields.get('gid', ''), fields.get('data_dir', '')
+    if not (_GROUP.match(account) and _MODULE.match(settings) and gid.isdigit() and data_dir.startswith('/')):
+        print('plexer.wsgi: ignoring a malformed binding in %s' % path, file=sys.stderr)
+        return None
+    if int(gid) not in os.getgroups():
+        print('plexer.wsgi: binding for %s ignored: this process does not hold its group %s' % (account, gid), file=sys.stderr)
+        return None
+    return {'account': account, 'settings': settings, 'data_dir': data_dir}
+
+
+def _start_slot():
+    group = mod_wsgi.process_group
+    home = os.getcwd()
+    if not _SLOT.match(group) or os.path.basename(home) != group or os.path.basename(os.path.dirname(home)) != 'slots':
+        return
+    _pool['slot'] = True
+    binding = _pool['binding'] = _read_binding(os.path.join(home, 'binding'))
+    if binding is None:
+        return
+    # Loaded now, before the first request reaches this process (the binder's restart made it for that request).
+    try:
+        _pinned['app'] = _load(binding['account'], binding['settings'], binding['data_dir'])
+        _pinned['group'], _pinned['settings'] = binding['account'], binding['settings']
+    except Exception as exc:  # the first request tries again, and says why
+        print('plexer.wsgi: loading %s for %s failed: %r' % (binding['settings'], binding['account'], exc), file=sys.stderr)
+
 
 def _refuse(environ, start_response, status, message):
-    print('plexer.wsgi: %s (group=%r routed=%r settings=%r)' % (
+    print('plexer.wsgi: %s (group=%r routed=%r account=%r settings=%r)' % (
         message, environ.get('mod_wsgi.process_group'), environ.get('PROCESS_GROUP'),
-        environ.get('PLEXER_SETTINGS')), file=environ['wsgi.errors'])
+        environ.get('PLEXER_ACCOUNT'), environ.get('PLEXER_SETTINGS')), file=environ['wsgi.errors'])
     body = ('%s\n' % message).encode('utf-8')
     start_response(status, [('Content-Type', 'text/plain; charset=utf-8'),
                             ('Content-Length', str(len(body))),
@@ -169,15 +212,43 @@ def _refuse(environ, start_response, status, message):
     return [body]
 
 
-def _load(group, settings, data_root):
+def _load(account, settings, data_dir):
     # Environment for the settings module (tenants/settings_base.py reads these). Set before Django loads,
-    # overriding anything inherited from Apache's environment. `group` matched _GROUP: no "/" or "..".
+    # overriding anything inherited from Apache's environment. `account` matched _GROUP: no "/" or "..".
     os.environ['DJANGO_SETTINGS_MODULE'] = settings
-    os.environ['PLEXER_GROUP'] = group
-    if data_root:
-        os.environ['PLEXER_DATA_DIR'] = os.path.join(data_root, group)
+    os.environ['PLEXER_GROUP'] = account
+    if data_dir:
+        os.environ['PLEXER_DATA_DIR'] = data_dir
     from django.core.wsgi import get_wsgi_application
     return get_wsgi_application()
+
+
+def _pinned_app(environ, start_response, account, settings, data_dir):
+    app = _pinned['app']
+    if app is None:
+        with _lock:
+            if _pinned['app'] is None:
+                try:
+                    _pinned['app'] = _load(account, settings, data_dir)
+                except Exception as exc:  # left unpinned: the next request retries
+                    print('plexer.wsgi: loading %s failed: %r' % (settings, exc), file=environ['wsgi.errors'])
+                    return None
+                _pinned['group'] = account
+                _pinned['settings'] = settings
+            app = _pinned['app']
+    return app
+
+
+def _serve_slot(environ, start_response):
+    binding = _pool['binding']
+    if binding is None:
+        return _refuse(environ, start_response, '503 Service Unavailable', 'this slot serves no account')
+    if environ.get('PLEXER_ACCOUNT', '') != binding['account']:
+        return _refuse(environ, start_response, '500 Internal Server Error', 'request for another account than this slot serves')
+    app = _pinned_app(environ, start_response, binding['account'], binding['settings'], binding['data_dir'])
+    if app is None:
+        return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')
+    return app(environ, start_response)
 
 
 def application(environ, start_response):
@@ -188,22 +259,19 @@ def application(environ, start_response):
         return _refuse(environ, start_response, '500 Internal Server Error', 'refusing to run outside a plexer daemon group')
     if routed != group:
         return _refuse(environ, start_response, '500 Internal Server Error', 'request routed to a different group')
+    if _pool['slot']:
+        return _serve_slot(environ, start_response)
     if not _MODULE.match(settings):
         return _refuse(environ, start_response, '503 Service Unavailable', 'no settings module for this group')
-
-    app = _pinned['app']
+    data_root = environ.get('PLEXER_DATA_ROOT', '')
+    app = _pinned_app(environ, start_response, group, settings, os.path.join(data_root, group) if data_root else '')
     if app is None:
-        with _lock:
-            if _pinned['app'] is None:
-                try:
-                    _pinned['app'] = _load(group, settings, environ.get('PLEXER_DATA_ROOT', ''))
-                except Exception as exc:  # left unpinned: the next request retries
-                    print('plexer.wsgi: loading %s failed: %r' % (settings, exc), file=environ['wsgi.errors'])
-                    return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')
-                _pinned['group'] = group
-                _pinned['settings'] = settings
-            app = _pinned['app']
+        return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')
     if _pinned['group'] != group or _pinned['settings'] != settings:
         return _refuse(environ, start_response, '500 Internal Server Error',
                        'settings changed since this process started (%s); restart the group' % _pinned['settings'])
     return app(environ, start_response)
+
+
+if mod_wsgi is not None and mod_wsgi.process_group:
+    _start_slot()

@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   sync: () => import('./sync.js'),
   watchdog: () => import('./watchdog.js'),
   lockout: () => import('./lockout.js'),
+  binder: () => import('./binder.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),
   doctor: () => import('./doctor.js'),

@@ -13,6 +13,8 @@ import type { Runtime } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime } from './runtime.js';
+import { preparePool } from '../pool/prepare.js';
+import { DEFAULT_POOL_PREFIX } from '../pool/names.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
 // runs and what the end-to-end tests drive.
@@ -46,7 +48,10 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
   const pool = createPool(o.config, { max: 1 });
   try {
     const groups = await listGroups(pool);
-    prepareTenantDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), groups);
+    const slots = o.extra?.pool;
+    // A pool's accounts get their data directories from the binder, when bound.
+    if (slots) preparePool({ slots: slots.slots, prefix: slots.prefix ?? DEFAULT_POOL_PREFIX, stateDir: apacheDir });
+    else prepareTenantDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), groups);
     return renderApacheConfig({
       listenAddress: '127.0.0.1',
       port: o.port,

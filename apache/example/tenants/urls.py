@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path('whoami', views.whoami),
     path('admin/whoami', views.whoami),
+    path('sleep', views.sleep),
 ]

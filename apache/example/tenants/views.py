@@ -1,5 +1,6 @@
 import os
 import threading
+import time
 
 from django.conf import settings
 from django.db import connection
@@ -26,7 +27,9 @@ def _tenant_row():
 
 def whoami(request):
     return JsonResponse({
-        'group': request.META.get('mod_wsgi.process_group'),
+        # The account (a pool's slot serves one at a time; without a pool the daemon group is the account).
+        'group': os.environ.get('PLEXER_GROUP'),
+        'slot': request.META.get('mod_wsgi.process_group'),
         'settings': os.environ.get('DJANGO_SETTINGS_MODULE'),
         'database': str(settings.DATABASES['default']['NAME']),
         'user': request.META.get('REMOTE_USER'),
@@ -40,3 +43,13 @@ def whoami(request):
         # Set when Apache rewrote the request internally (prefix mode: /app/x -> /u/USER/app/x).
         'redirect_url': request.META.get('REDIRECT_URL'),
     })
+
+
+def sleep(request):
+    # A request that keeps its slot busy for a while (?s=SECONDS, at most 10): the pool's tests and benchmark.
+    try:
+        seconds = min(max(float(request.GET.get('s', '1')), 0.0), 10.0)
+    except ValueError:
+        seconds = 1.0
+    time.sleep(seconds)
+    return whoami(request)

@@ -27,14 +27,24 @@ import type { ApacheConfigOptions } from './options.js';
 import { validate } from './validate.js';
 import { virtualHost } from './vhost.js';
 import { wsgiDaemons } from './wsgi-daemons.js';
+import { poolDaemons, serverBinderLog } from './pool.js';
 
 export function renderApacheConfig(o: ApacheConfigOptions): string {
   const v = validate(o);
   const plan = mapPlan(v);
-  return [...globalSection(v), ...watchdogLog(v, plan), ...serverLoginLogs(v), ...wsgiDaemons(v), ...virtualHost(v, plan), ''].join('\n');
+  const daemons = v.pool ? poolDaemons(v, v.pool) : wsgiDaemons(v);
+  return [
+    ...globalSection(v),
+    ...watchdogLog(v, plan),
+    ...serverLoginLogs(v),
+    ...serverBinderLog(v),
+    ...daemons,
+    ...virtualHost(v, plan),
+    '',
+  ].join('\n');
 }
 
-export type { ApacheConfigOptions, ApacheGroup, AuthMode, RoutingMode } from './options.js';
+export type { ApacheConfigOptions, ApacheGroup, AuthMode, PoolOptions, RoutingMode } from './options.js';
 export { ApacheConfigError } from './validate.js';
 export { apacheModules } from './modules.js';
 export { PREFORK_DIRECTIVES } from './global.js';

@@ -12,6 +12,8 @@ export interface MapPlan {
 export function mapPlan(v: Validated): MapPlan {
   const prg = v.mapDir === undefined;
   if (v.routing === 'proxy') return { kinds: ['backend'], prg };
+  // A pool's slots learn their settings from the binder: the rules need the account alone.
+  if (v.pool) return { kinds: ['group'], prg };
   if (v.mapped.length === 0) return { kinds: ['group'], prg };
   // One route lookup saves a trip through the server-wide prg: lock; dbm: lookups take none and stay two files.
   return { kinds: prg && !v.twoMaps ? ['route'] : ['group', 'settings'], prg };

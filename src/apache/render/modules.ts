@@ -3,7 +3,7 @@ import type { ApacheConfigOptions } from './options.js';
 // Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
 // mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
 export function apacheModules(
-  o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout'>,
+  o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout' | 'pool'>,
 ): string[] {
   const routing = o.routing ?? 'wsgi';
   return [
@@ -34,6 +34,8 @@ export function apacheModules(
     // Basic: mod_headers drops the client's Connection header on the way to that page.
     ...(routing === 'proxy' || o.auth !== 'form' ? ['proxy', 'proxy_http'] : []),
     ...(routing === 'proxy' ? ['proxy_fcgi'] : []),
+    // A slot pool: the binder answers on a unix socket through mod_proxy_scgi (its internal redirects go on).
+    ...(o.pool ? [...(o.auth === 'form' ? ['proxy'] : []), 'proxy_scgi'] : []),
     ...(o.auth !== 'form' ? ['headers'] : []),
     ...(o.tls ? ['ssl'] : []),
     // The client's own address from a trusted proxy's X-Forwarded-For.

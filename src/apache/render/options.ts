@@ -14,6 +14,14 @@ export interface ApacheGroup {
   runAs?: string | null;
 }
 
+/** The slot pool (README "Accounts and slots"): slots bound to accounts on demand by `plexer binder`. */
+export interface PoolOptions {
+  slots: number; // how many mod_wsgi daemon groups (slot-1 … slot-N), each with its own OS user
+  prefix?: string; // of the pool's OS names (src/pool/names.ts), default "plexer"
+  waitSeconds?: number; // how long a request waits when every slot is busy before our 503, default 10
+  minIdleSeconds?: number; // a bound slot is taken for another account only after this long unused, default 0
+}
+
 /** A URL path under the mount that additionally needs one of `roles` (wsgi routing only). */
 export interface RoleLocation {
   // URL path under the mount (e.g. "/app/admin") that additionally needs one of `roles`.
@@ -49,6 +57,9 @@ export interface ApacheConfigOptions {
   errorPagesDir: string; // directory holding 401.html 403.html 429.html 500.html 503.html (apache/errors)
   mountPath?: string; // URL prefix of the application, default "/app"
   groups: ApacheGroup[];
+  // Set: wsgi and prefix routing use a pool of slots bound to accounts on demand, and `groups` is not rendered
+  // (accounts come and go without a reload). Unset: one daemon group per entry of `groups`.
+  pool?: PoolOptions;
   mapUser: string; // "www-data:www-data": the USER:GROUP the prg: maps run as (Apache >= 2.4.29)
   runUser?: string; // Apache's worker + WSGI daemon user, default "www-data"
   runGroup?: string; // default "www-data"

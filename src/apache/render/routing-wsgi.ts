@@ -2,6 +2,7 @@ import { applicationAuth } from './auth.js';
 import { alternation, keyedRouting, UNROUTED_SENTINEL, userNameGuard } from './keyed-routing.js';
 import { mapName, type MapPlan } from './maps.js';
 import type { Validated } from './validate.js';
+import { poolRouting } from './pool.js';
 
 const MODULE_REGEX = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$';
 
@@ -42,6 +43,7 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       '        RewriteRule ^ - [F]',
     );
   }
+  if (v.pool) return [...lines, ...poolRouting(v, plan, v.pool)];
   lines.push(
     '        # 1. The user\'s group, from the map only, and only from an answer that names this user ("alice=alpha").',
     `        RewriteRule ^ - [E=PROCESS_GROUP:${UNROUTED_SENTINEL}]`,

@@ -4,6 +4,7 @@ import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_
 import type { SessionDatabase } from '../session-dbd.js';
 import type { ApacheConfigOptions } from './options.js';
 import { DEFAULT_LOCK_DIR } from '../../lockout/lock-files.js';
+import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN } from '../../pool/names.js';
 
 const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
 const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
@@ -147,6 +148,7 @@ export function validate(o: ApacheConfigOptions) {
     throw new ApacheConfigError(`invalid userPrefix ${userPrefix}: one segment of [a-z0-9_-], not the mount`);
   }
   if (routing !== 'wsgi' && roleLocations.length > 0) throw new ApacheConfigError('roleLocations are supported with routing wsgi only');
+  const pool = o.pool === undefined ? undefined : poolOptions(o.pool, routing);
   return {
     auth,
     routing,
@@ -175,7 +177,8 @@ export function validate(o: ApacheConfigOptions) {
     pythonPath: path('pythonPath', o.pythonPath),
     errorPagesDir: path('errorPagesDir', o.errorPagesDir),
     mountPath,
-    groups,
+    groups: pool ? [] : groups,
+    pool,
     mapUser,
     runUser: word('runUser', o.runUser ?? 'www-data'),
     runGroup: word('runGroup', o.runGroup ?? 'www-data'),
@@ -193,14 +196,32 @@ export function validate(o: ApacheConfigOptions) {
     ownListen: layout === 'standalone' || o.listen === true,
     twoMaps: o.twoMaps === true,
     lockDir: o.lockDir === undefined ? DEFAULT_LOCK_DIR : path('lockDir', o.lockDir),
-    enabled: groups.filter((g) => g.enabled),
-    disabled: groups.filter((g) => !g.enabled),
+    enabled: pool ? [] : groups.filter((g) => g.enabled),
+    disabled: pool ? [] : groups.filter((g) => !g.enabled),
     // Enabled groups that take their settings module from a map rather than from this config.
-    mapped: groups.filter((g) => g.enabled && g.settingsModule === null),
+    mapped: pool ? [] : groups.filter((g) => g.enabled && g.settingsModule === null),
   };
 }
 
 export type Validated = ReturnType<typeof validate>;
+
+function poolOptions(p: NonNullable<ApacheConfigOptions['pool']>, routing: string) {
+  if (routing === 'proxy')
+    throw new ApacheConfigError('a slot pool is for routing wsgi or prefix; proxy routing keeps per-account backends');
+  const prefix = p.prefix ?? DEFAULT_POOL_PREFIX;
+  if (!POOL_PREFIX_PATTERN.test(prefix)) throw new ApacheConfigError(`invalid pool prefix ${JSON.stringify(prefix)}`);
+  const seconds = (label: string, value: number | undefined, fallback: number) => {
+    const s = value ?? fallback;
+    if (!Number.isInteger(s) || s < 0 || s > 3600) throw new ApacheConfigError(`${label} must be an integer in 0..3600: ${s}`);
+    return s;
+  };
+  return {
+    slots: positiveInt('pool.slots', p.slots, MAX_SLOTS),
+    prefix,
+    waitSeconds: seconds('pool.waitSeconds', p.waitSeconds, 10),
+    minIdleSeconds: seconds('pool.minIdleSeconds', p.minIdleSeconds, 0),
+  };
+}
 
 // How Apache starts a plexer helper: absolute paths, split on whitespace, --config because it gets no environment.
 export function helperCommand(v: Validated, args: string): string {

@@ -7,6 +7,7 @@ import { mapDefinitions, type MapPlan } from './maps.js';
 import { roleLocationSections } from './roles.js';
 import { proxyRouting } from './routing-proxy.js';
 import { wsgiRouting } from './routing-wsgi.js';
+import { poolVhost, vhostBinderLog } from './pool.js';
 import type { Validated } from './validate.js';
 
 // The one virtual host: maps and authenticator at its level, then the pages of ours, then the routed mount.
@@ -26,10 +27,12 @@ export function virtualHost(v: Validated, plan: MapPlan): string[] {
     '    # Started with an EMPTY environment, so absolute paths and --config; split on whitespace, no quoting.',
     '    # The third argument drops it to an unprivileged user (Apache >= 2.4.29).',
     ...mapDefinitions(v, plan),
+    ...(v.pool ? poolVhost(v, v.pool) : []),
     ...authDefinitions(v),
     ...clientAddress(v),
     ...lockedAddressRefusal(v),
     ...vhostLoginLogs(v),
+    ...vhostBinderLog(v),
     ...sessions(v),
     ...errorPages(v),
     ...loginPieces(v),

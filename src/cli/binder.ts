@@ -1,0 +1,209 @@
+import { chmodSync, chownSync, lstatSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { createInterface } from 'node:readline';
+import { loadConfig } from '../config.js';
+import { coerceError, UsageError } from '../errors.js';
+import { createLogger, setLogLevel } from '../log.js';
+import { isGroupName } from '../names.js';
+import { Binder, type AccountInfo } from '../pool/binder.js';
+import {
+  accountGroup,
+  DEFAULT_POOL_PREFIX,
+  MAX_SLOTS,
+  POOL_PREFIX_PATTERN,
+  poolFiles,
+  SLOT_NAME_PATTERN,
+  slotNames,
+} from '../pool/names.js';
+import { bindRequestHandler } from '../pool/bind-request.js';
+import { MachineSlotHost } from '../pool/slot-host.js';
+import { readSlotFile } from '../pool/slot-file.js';
+import { PoolState } from '../pool/state.js';
+import { serveScgi } from '../scgi/server.js';
+import { createClient, createPool } from '../store/connect.js';
+import { listenForChanges } from '../store/listener.js';
+import { changesChannel } from '../store/sql.js';
+import { apacheOwner, groupId } from '../tenant-users.js';
+import { parseCommand, parseWholeNumber } from './args.js';
+import { print, type Command } from './command.js';
+
+const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --error-page FILE [--prefix P]
+                     [--wait-seconds S] [--min-idle-seconds S] [--config FILE]
+
+Binds accounts to the pool's slots on demand (README: "Accounts and slots"). Apache starts it as a piped logger
+(as root; restarted when it dies, replaced at every graceful reload), fed the slot of every request a slot served,
+which is how it knows each slot's idle time. It:
+  - answers Apache on DIR/binder.sock (SCGI, root:www-data 0660) when a request's account has no slot: a free
+    slot, else the least recently used idle one (no request in flight, idle for at least --min-idle-seconds,
+    default 0), is given to the account: the slot user's only supplementary group becomes the account's OS group
+    (owner of DATA-DIR/ACCOUNT), DIR/slots/SLOT names the account, and the slot's processes are replaced; the
+    request then goes on, internally redirected, to the fresh process. When every slot stays busy for
+    --wait-seconds (default 10): FILE with 503 and Retry-After, never another account's instance;
+  - keeps DIR/bindings.txt (Apache's txt: map ACCOUNT SLOT) and DIR/pool.json (what plexer slots shows);
+  - empties the slot of an account that is deleted, disabled or given other settings (the store's changes);
+  - at start, keeps the bindings DIR/slots names that the machine's groups bear out (a graceful reload loses none).
+--prefix (default ${DEFAULT_POOL_PREFIX}) names its OS accounts: PREFIX-sN for slot-N, PREFIX-a-ACCOUNT for an account.`;
+
+export const command: Command = {
+  summary: 'binds accounts to pool slots on demand (run by Apache as a piped logger)',
+  help,
+  async run(argv) {
+    const { values } = parseCommand(argv, {
+      slots: { type: 'string' },
+      prefix: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'error-page': { type: 'string' },
+      'wait-seconds': { type: 'string' },
+      'min-idle-seconds': { type: 'string' },
+    });
+    if (values.help) return (print(help), 0);
+    const slots = parseWholeNumber(values.slots ?? '', '--slots');
+    if (slots > MAX_SLOTS) throw new UsageError(`--slots must be at most ${MAX_SLOTS}`);
+    const prefix = values.prefix ?? DEFAULT_POOL_PREFIX;
+    if (!POOL_PREFIX_PATTERN.test(prefix)) throw new UsageError('--prefix must be 2..12 lower-case letters or digits, a letter first');
+    const stateDir = values['state-dir'];
+    const dataDir = values['data-dir'];
+    const errorPage = values['error-page'];
+    if (!stateDir?.startsWith('/') || !dataDir?.startsWith('/') || !errorPage?.startsWith('/'))
+      throw new UsageError('--state-dir, --data-dir and --error-page (absolute paths) are required');
+    const seconds = (value: string | undefined, fallback: number, what: string) =>
+      value === undefined ? fallback : value === '0' ? 0 : parseWholeNumber(value, what);
+    const waitMs = seconds(values['wait-seconds'], 10, '--wait-seconds') * 1000;
+    const minIdleMs = seconds(values['min-idle-seconds'], 0, '--min-idle-seconds') * 1000;
+    if (process.getuid?.() !== 0) throw new UsageError('plexer binder runs as root (Apache starts it as a piped logger)');
+
+    const log = createLogger('binder');
+    const config = loadConfig({ path: values.config });
+    setLogLevel(config.logLevel);
+    const files = poolFiles(stateDir);
+    const host = new MachineSlotHost({ prefix, stateDir, dataDir, apachePid: process.ppid });
+    const state = new PoolState(slotNames(slots));
+    const db = createPool(config, { applicationName: 'plexer-binder', connectTimeoutMs: 3_000, max: 2 });
+    db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
+    const accountInfo = async (name: string): Promise<AccountInfo | null> => {
+      const result = await db.query<{ settings_module: string | null; enabled: boolean }>(
+        'SELECT settings_module, enabled FROM daemon_groups WHERE name = $1',
+        [name],
+      );
+      const row = result.rows[0];
+      return row ? { settings: row.settings_module, enabled: row.enabled } : null;
+    };
+    const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs });
+
+    adoptOrEmpty(state, host, files, prefix, log);
+    host.publish(state);
+
+    const page = readErrorPage(errorPage);
+    const server = serveScgi(bindRequestHandler(binder, page, log), log);
+    const socketInode = await listen(server, files.socket);
+
+    // An account changed in the store: a bound one that is gone, disabled or has other settings loses its slot
+    // (its next request binds again, with what the store says now).
+    const recheck = async (account: string) => {
+      const bound = state.slotOf(account);
+      if (!bound || bound.phase !== 'bound') return;
+      const now = await accountInfo(account);
+      const file = readSlotFile(files.binding(bound.name));
+      if (now && now.enabled && now.settings !== null && now.settings === file?.settings) return;
+      await binder.release(account);
+    };
+    const listener = listenForChanges({
+      connect: () => createClient(config, { applicationName: 'plexer-binder-listen' }),
+      channel: changesChannel(config.schema),
+      log,
+      onListening: () => {
+        for (const s of state.published())
+          recheck(s.account).catch((error) => log.error('recheck failed', { error: coerceError(error).message }));
+      },
+      onChange: (payload) => {
+        const accounts = payload === '*' ? state.published().map((s) => s.account) : payload.startsWith('g:') ? [payload.slice(2)] : [];
+        for (const account of accounts) {
+          if (isGroupName(account))
+            recheck(account).catch((error) => log.error('recheck failed', { account, error: coerceError(error).message }));
+        }
+      },
+    });
+
+    // Apache writes the slot of each request a slot served, when it ends.
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    lines.on('line', (line) => {
+      const slot = line.trim();
+      if (SLOT_NAME_PATTERN.test(slot)) binder.used(slot);
+    });
+    const status = setInterval(() => {
+      try {
+        host.publish(state);
+      } catch (error) {
+        log.error('cannot write the pool status', { error: coerceError(error).message });
+      }
+    }, 5_000);
+    log.info('binder started', { slots, prefix, socket: files.socket, bound: state.published().length });
+    await new Promise<void>((resolve) => lines.on('close', resolve));
+    // Apache closed the pipe (stop, or a graceful reload whose new binder already listens): the socket goes only
+    // if it is still this process's.
+    clearInterval(status);
+    server.close();
+    try {
+      if (lstatSync(files.socket).ino === socketInode) rmSync(files.socket);
+    } catch {
+      // gone already
+    }
+    await listener.close();
+    await db.end();
+    log.info('binder stopped');
+    return 0;
+  },
+};
+
+function readErrorPage(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch {
+    return Buffer.from('<!doctype html><title>503 Service Unavailable</title><h1>Busy: try again in a few seconds</h1>\n');
+  }
+}
+
+// The bindings the slot files name and the machine bears out (the slot user is in the account's group) are kept:
+// the slots' processes, forked again at a reload, serve them already. Any other slot is emptied, and its processes
+// replaced, so that no free slot holds a group it kept from before.
+function adoptOrEmpty(
+  state: PoolState,
+  host: MachineSlotHost,
+  files: ReturnType<typeof poolFiles>,
+  prefix: string,
+  log: ReturnType<typeof createLogger>,
+) {
+  const now = Date.now();
+  for (const slot of state.slots.map((s) => s.name)) {
+    const file = readSlotFile(files.binding(slot));
+    host.slotAccount(slot);
+    if (file && groupId(accountGroup(prefix, file.account)) === file.gid && !state.slotOf(file.account) && host.holds(slot, file.gid)) {
+      state.adopt(slot, file.account, now);
+      continue;
+    }
+    host
+      .assign(slot, null)
+      .then(() => host.restart(slot, null))
+      .catch((error) => log.error('emptying a slot failed', { slot, error: coerceError(error).message }));
+  }
+}
+
+// Listens on PATH for Apache's workers alone (root:www-data 0660); a stale socket there (a killed binder's) is
+// replaced, anything else refused. The socket's inode, so that only this process removes it.
+async function listen(server: Server, path: string): Promise<number> {
+  try {
+    const existing = lstatSync(path);
+    if (!existing.isSocket()) throw new UsageError(`${path} exists and is not a socket; move it away`);
+    rmSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chownSync(path, 0, apacheOwner().gid);
+  chmodSync(path, 0o660);
+  return lstatSync(path).ino;
+}

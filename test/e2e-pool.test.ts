@@ -1,0 +1,176 @@
+// The slot pool against a real Apache (README "Accounts and slots"): accounts bound to slots on demand, never a
+// reload, one account per slot whatever the routing says, walls that move with the binding.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
+import { unixSockets } from '../src/proc.js';
+import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
+import { removePoolAccounts, testPoolPrefix } from './helpers/pool.js';
+import { waitFor } from './helpers/wait.js';
+
+const prefix = testPoolPrefix();
+const SLOTS = 3;
+let t: TestFront;
+const accounts = ['tenant1', 'tenant2', 'tenant3', 'tenant4'];
+const userOf: Record<string, string> = { tenant1: 'alice', tenant2: 'bob', tenant3: 'carol', tenant4: 'dave' };
+
+beforeAll(async () => {
+  t = await startTestFront(
+    async (cli) => {
+      for (const a of accounts) await cliOk(cli, ['group', 'add', a, '--settings', 'tenants.settings_generic']);
+      for (const a of accounts) await cliOk(cli, ['user', 'add', userOf[a]!, '--group', a, '--password-stdin'], `${userOf[a]}-pw\n`);
+    },
+    { front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 3 } } } },
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await t?.close();
+  removePoolAccounts(prefix);
+});
+
+interface Whoami {
+  group: string;
+  slot: string;
+  user: string;
+  database: string;
+  pid: number;
+  tenant_data: string;
+}
+
+async function ask(user: string, path = '/app/whoami') {
+  const response = await fetch(`${t.front.httpd.url}${path}`, {
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}`, connection: 'close' },
+    redirect: 'manual',
+  });
+  const body = await response.text();
+  return { status: response.status, body, headers: response.headers, json: () => JSON.parse(body) as Whoami };
+}
+
+// A 200 from the user's own account and database, whatever slot served it.
+async function servedOwn(account: string, path?: string): Promise<Whoami> {
+  const r = await ask(userOf[account]!, path);
+  expect(r.status, `${r.body}\n${t.front.httpd.errorLog().slice(-3000)}`).toBe(200);
+  const w = r.json();
+  expect(w).toMatchObject({ group: account, user: userOf[account], tenant_data: 'tenant ' + account });
+  expect(w.slot).toMatch(/^slot-[1-3]$/);
+  expect(w.database).toBe(join(t.front.apacheDir, 'data', account, `${account}.sqlite3`));
+  return w;
+}
+
+const slotPids = () => new Map(listWsgiDaemons(t.front.httpd.pid).map((d) => [d.title, d.pid]));
+const bindCount = (account: string) =>
+  (t.front.httpd.errorLog().match(new RegExp(`slot bound slot=slot-\\d+ account=${account}( |$)`, 'gm')) ?? []).length;
+const bindings = () =>
+  new Map(
+    readFileSync(join(t.front.apacheDir, 'bindings.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split(' ') as [string, string]),
+  );
+// Requests the slots are serving now: connections accepted on their sockets.
+const inFlight = () =>
+  unixSockets().filter((e) => e.connected && !e.listening && e.path.startsWith(join(t.front.apacheDir, 'wsgi'))).length;
+const asUser = (user: string, ...command: string[]) => spawnSync('runuser', ['-u', user, '--', ...command], { encoding: 'utf8' });
+
+describe('a pool of slots bound on demand', () => {
+  it('serves more accounts than slots, in turn, each from its own account and database', async () => {
+    for (let round = 0; round < 3; round++) for (const a of accounts) await servedOwn(a);
+    expect(bindings().size).toBe(SLOTS);
+  }, 120_000);
+
+  it('serves a new account without a reload; the slots it did not take keep their processes', async () => {
+    const apache = t.front.httpd.pid;
+    const before = slotPids();
+    await cliOk(t.cli, ['group', 'add', 'newco', '--settings', 'tenants.settings_generic']);
+    await cliOk(t.cli, ['user', 'add', 'nina', '--group', 'newco', '--password-stdin'], 'nina-pw\n');
+    userOf.newco = 'nina';
+    const w = await servedOwn('newco');
+    const after = slotPids();
+    expect(t.front.httpd.pid).toBe(apache);
+    const changed = [...before].filter(([title, pid]) => after.get(title) !== pid).map(([title]) => title);
+    expect(changed).toEqual([`(wsgi:${w.slot})`]);
+  }, 60_000);
+
+  it('binds an account once for simultaneous first requests', async () => {
+    await cliOk(t.cli, ['group', 'add', 'rushco', '--settings', 'tenants.settings_generic']);
+    await cliOk(t.cli, ['user', 'add', 'rita', '--group', 'rushco', '--password-stdin'], 'rita-pw\n');
+    userOf.rushco = 'rita';
+    const served = await Promise.all(Array.from({ length: 6 }, () => servedOwn('rushco')));
+    expect(new Set(served.map((w) => w.slot)).size).toBe(1);
+    expect(bindCount('rushco')).toBe(1);
+  }, 60_000);
+
+  it("moves the walls with the binding: a slot's user reads its account's data and no other's", async () => {
+    // Every account has been bound at least once, and each slot has served several: every data directory exists.
+    const bound = bindings();
+    for (let slot = 1; slot <= SLOTS; slot++) {
+      const user = `${prefix}-s${slot}`;
+      const own = [...bound].find(([, s]) => s === `slot-${slot}`)?.[0];
+      expect(own).toBeDefined();
+      for (const account of Object.keys(userOf)) {
+        const file = join(t.front.apacheDir, 'data', account, `${account}.sqlite3`);
+        expect(asUser(user, 'test', '-r', file).status, `${user} reading ${account}`).toBe(account === own ? 0 : 1);
+      }
+      for (const secret of [t.configPath, join(t.front.apacheDir, 'bindings.txt'), join(t.front.apacheDir, 'pool.json')]) {
+        expect(asUser(user, 'cat', secret).status, `${user} reading ${secret}`).not.toBe(0);
+      }
+      for (let other = 1; other <= SLOTS; other++) {
+        if (other === slot) continue;
+        expect(asUser(user, 'cat', join(t.front.apacheDir, 'slots', `slot-${other}`, 'binding')).status).not.toBe(0);
+      }
+    }
+  }, 60_000);
+
+  it('refuses, inside the slot, a request routed for another account (the bindings map forged as root)', async () => {
+    const path = join(t.front.apacheDir, 'bindings.txt');
+    const original = readFileSync(path, 'utf8');
+    const [victim, slot] = [...bindings()][0]!;
+    const intruder = Object.keys(userOf).find((a) => !bindings().has(a))!;
+    try {
+      writeFileSync(path, `${original}${intruder} ${slot}\n`);
+      const r = await ask(userOf[intruder]!);
+      expect(r.status).toBe(500);
+      expect(r.body).not.toContain(victim);
+      await waitFor(() => /request for another account than this slot serves/.test(t.front.httpd.errorLog()), 5_000, 'the refusal logged');
+    } finally {
+      writeFileSync(path, original);
+    }
+  }, 60_000);
+
+  it('keeps a busy slot, and answers 503 with Retry-After when every slot stays busy', async () => {
+    const busy = [...bindings().keys()];
+    expect(busy).toHaveLength(SLOTS);
+    const held = busy.map((account) => servedOwn(account, '/app/sleep?s=7'));
+    await waitFor(() => inFlight() === SLOTS, 10_000, 'every slot serving its request');
+    const waiting = Object.keys(userOf).find((a) => !busy.includes(a))!;
+    const started = Date.now();
+    const refused = await ask(userOf[waiting]!);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_500);
+    await Promise.all(held);
+    // Once one is idle again, the account is served.
+    await servedOwn(waiting);
+  }, 60_000);
+
+  it('serves an account again after its slot was killed mid-request', async () => {
+    const [account, slot] = [...bindings()][0]!;
+    const pending = ask(userOf[account]!, '/app/sleep?s=5');
+    await waitFor(() => inFlight() === 1, 10_000, 'the request in flight');
+    for (const [title, pid] of slotPids()) if (title === `(wsgi:${slot})`) process.kill(pid, 'SIGKILL');
+    expect((await pending).status).not.toBe(200);
+    await servedOwn(account);
+  }, 60_000);
+
+  it('after a graceful reload, every account is served from its own account again', async () => {
+    const bound = bindings();
+    await t.front.httpd.graceful();
+    // The new binder kept the bindings the slots (forked again) serve already.
+    await waitFor(() => /binder started .* bound=3/.test(t.front.httpd.errorLog()), 20_000, 'the new binder');
+    expect(bindings()).toEqual(bound);
+    for (const a of Object.keys(userOf)) await servedOwn(a);
+  }, 120_000);
+});
