@@ -120,9 +120,9 @@ describe.sequential('plexer demo', () => {
       const port = await freePort();
       const first = await startDemo(port);
       expect((await whoami(first.url, 'alice')).group).toBe('alpha');
-      // What a killed demo leaves behind: Apache's parent and workers, the route map, the watchdog (a piped logger,
-      // restarted by Apache whenever it exits), a daemon per group, and PostgreSQL.
-      const parts = [' map route ', ' watchdog ', '(wsgi:alpha)', '(wsgi:beta)', '(wsgi:gamma)', 'postgres'];
+      // What a killed demo leaves behind: Apache's parent and workers, the group map, the watchdog and the binder
+      // (piped loggers, restarted by Apache whenever they exit), the pool's two slots, and PostgreSQL.
+      const parts = [' map group ', ' watchdog ', ' binder ', '(wsgi:slot-1)', '(wsgi:slot-2)', 'postgres'];
       const before = await waitFor(
         () => {
           const found = processesOfStateDir();

@@ -24,6 +24,8 @@ beforeAll(async () => {
     },
     { front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 3 } } } },
   );
+  // Apache starts the binder with its other piped loggers: until it listens, a first request gets our 503.
+  await waitFor(() => /binder started/.test(t.front.httpd.errorLog()), 20_000, 'the binder');
 }, 120_000);
 
 afterAll(async () => {

@@ -8,8 +8,10 @@ export const DEFAULT_APACHE_CONFIG = '/etc/apache2/sites-available/plexer.conf';
 
 export interface ApacheConfigGroups {
   path: string;
-  // null: the config routes through backends (--routing proxy), so no group needs a daemon of its own there.
+  // null: no group needs a daemon of its own there: the config routes through backends (--routing proxy), or
+  // through a pool of slots bound on demand (then `slots` says how many).
   groups: Set<string> | null;
+  slots?: number;
   // The command that rendered it (render/global.ts RENDERED_BY_PREFIX), when it says.
   renderedBy?: string;
 }
@@ -32,13 +34,15 @@ export function readApacheConfigGroups(path: string = DEFAULT_APACHE_CONFIG): Ap
     return null;
   }
   const groups = [...text.matchAll(/^\s*WSGIDaemonProcess\s+(\S+)/gm)].map((m) => m[1]!);
+  const pool = / binder --slots (\d+) /.exec(text);
   const renderedBy = text
     .split('\n')
     .find((line) => line.startsWith(RENDERED_BY_PREFIX))
     ?.slice(RENDERED_BY_PREFIX.length);
   return {
     path,
-    groups: groups.length > 0 || /^\s*WSGI/m.test(text) ? new Set(groups) : null,
+    groups: !pool && (groups.length > 0 || /^\s*WSGI/m.test(text)) ? new Set(groups) : null,
+    ...(pool ? { slots: Number(pool[1]) } : {}),
     ...(renderedBy ? { renderedBy } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
-import { apacheModules, renderApacheConfig, type ApacheConfigOptions } from '../apache/render/index.js';
+import { apacheModules, renderApacheConfig, type ApacheConfigOptions, type PoolOptions } from '../apache/render/index.js';
 import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
@@ -11,7 +11,9 @@ import { RefusedError, UsageError } from '../errors.js';
 import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
-import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
+import { expectPositionals, parseCommand, parseWholeNumber, type Parsed } from './args.js';
+import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN } from '../pool/names.js';
+import { preparePool } from '../pool/prepare.js';
 import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
@@ -20,7 +22,8 @@ const help = `Usage: plexer apache config [--layout standalone|debian] [--out FI
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
-       plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls]
+                           [--slots N [--pool-prefix P] [--slot-wait SECONDS] [--slot-min-idle SECONDS]]
+       plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls] [--slots N]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
 group, WSGIRestrictEmbedded On, WSGIRestrictProcess listing exactly the pool, the RewriteMap prg: programs,
@@ -34,7 +37,15 @@ Basic authentication through mod_authnz_external with mod_authn_socache in front
 "apache modules" prints the modules a configuration with these options needs, MPM first, for
 a2enmod -q $(plexer apache modules …); mpm_prefork needs the other MPM disabled first (a2dismod -q mpm_event
 mpm_worker): mod_authnz_external under a threaded MPM kills Apache's helpers at random.
-A new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
+  --slots N               a pool of N slots (mod_wsgi daemon groups slot-1 … slot-N, each with its own OS user,
+                          PREFIX-s1 …, created here as root) that plexer binder binds to accounts on demand: groups
+                          (accounts) and users then come and go without any reload; only a new N needs one. See the
+                          README, "Accounts and slots", for sizing. With wsgi or prefix routing.
+  --pool-prefix P         the prefix of the pool's OS users and groups (default plexer); two pools on one machine
+                          need two
+  --slot-wait SECONDS     how long a request waits for a slot when all are busy, before our 503 (default 10)
+  --slot-min-idle SECONDS a bound slot goes to another account only after this long unused (default 0)
+Without --slots, a new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
 whose PidFile is STATE-DIR/httpd.pid) after writing --out atomically. Moving, adding or removing users never
 needs a reload.
   --settings-from map     each request asks "plexer map settings" (live; the default)
@@ -96,7 +107,33 @@ const options = {
   'lock-dir': { type: 'string' },
   layout: { type: 'string' },
   'trusted-proxy': { type: 'string', multiple: true },
+  slots: { type: 'string' },
+  'pool-prefix': { type: 'string' },
+  'slot-wait': { type: 'string' },
+  'slot-min-idle': { type: 'string' },
 } as const;
+
+function poolOption(values: Parsed<typeof options>['values']): PoolOptions | undefined {
+  if (values.slots === undefined) {
+    if (values['pool-prefix'] ?? values['slot-wait'] ?? values['slot-min-idle'])
+      throw new UsageError('--pool-prefix, --slot-wait and --slot-min-idle need --slots');
+    return undefined;
+  }
+  const seconds = (value: string | undefined, what: string) =>
+    value === undefined ? undefined : value === '0' ? 0 : parseWholeNumber(value, what);
+  const slots = parseWholeNumber(values.slots, '--slots');
+  if (slots > MAX_SLOTS) throw new UsageError(`--slots must be at most ${MAX_SLOTS}`);
+  const prefix = values['pool-prefix'] ?? DEFAULT_POOL_PREFIX;
+  if (!POOL_PREFIX_PATTERN.test(prefix)) throw new UsageError('--pool-prefix must be 2..12 lower-case letters or digits, a letter first');
+  const waitSeconds = seconds(values['slot-wait'], '--slot-wait');
+  const minIdleSeconds = seconds(values['slot-min-idle'], '--slot-min-idle');
+  return {
+    slots,
+    prefix,
+    ...(waitSeconds !== undefined ? { waitSeconds } : {}),
+    ...(minIdleSeconds !== undefined ? { minIdleSeconds } : {}),
+  };
+}
 
 export const command: Command = {
   summary: 'write the Apache configuration for the daemon group pool',
@@ -111,8 +148,11 @@ export const command: Command = {
     const routing = values.routing ?? 'wsgi';
     if (routing !== 'wsgi' && routing !== 'proxy' && routing !== 'prefix') throw new UsageError('--routing takes wsgi, proxy or prefix');
     const trustedProxies = ([] as string[]).concat(values['trusted-proxy'] ?? []);
+    const pool = poolOption(values);
+    if (pool && routing === 'proxy')
+      throw new UsageError('--slots is for --routing wsgi or prefix; proxy routing keeps per-account backends');
     // What a2enmod must enable in Debian's Apache (the standalone layout loads its own list).
-    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies, layout: 'debian' });
+    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies, layout: 'debian', ...(pool ? { pool } : {}) });
     if (action === 'modules') return (print(modules.join(' ')), 0);
     const layout = values.layout ?? 'standalone';
     if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
@@ -143,7 +183,10 @@ export const command: Command = {
     const groups = await withStore(config, (pool) => listGroups(pool));
     const dataDir = resolve(values['data-dir'] ?? `${stateDir}/data`);
     const root = process.getuid?.() === 0;
-    if (values.out && root) {
+    if (pool) {
+      // The slot users must exist before Apache starts (it refuses an unknown user=); accounts need nothing here.
+      if (values.out && root) preparePool({ slots: pool.slots, prefix: pool.prefix ?? DEFAULT_POOL_PREFIX, stateDir });
+    } else if (values.out && root) {
       prepareTenantDirs(dataDir, groups);
     } else {
       checkRunAsAccounts(groups);
@@ -178,6 +221,7 @@ export const command: Command = {
       ...(values['tls-proxy'] ? { tlsProxy: true } : {}),
       ...(values['two-maps'] ? { twoMaps: true } : {}),
       ...(values['session-max-age'] ? { sessionMaxAgeSeconds: parseWholeNumber(values['session-max-age'], '--session-max-age') } : {}),
+      ...(pool ? { pool } : {}),
     } satisfies ApacheConfigOptions);
     if (!values.out) return (process.stdout.write(rendered), 0);
     const out = resolve(values.out);
@@ -187,7 +231,13 @@ export const command: Command = {
       mkdirSync(stateDir, { recursive: true, mode: 0o711 });
       for (const log of fileLogsOf(rendered)) createRootOnlyLog(log);
     }
-    print(`wrote ${out} (${groups.length} daemon group(s))`);
+    print(pool ? `wrote ${out} (a pool of ${pool.slots} slots)` : `wrote ${out} (${groups.length} daemon group(s))`);
+    if (pool && !values.reload) {
+      print(
+        `accounts (groups) and users come and go without a reload; a new --slots takes effect after a graceful reload${layout === 'debian' ? ': apache2ctl graceful' : ''}`,
+      );
+      return 0;
+    }
     if (!values.reload) {
       print(
         layout === 'debian'

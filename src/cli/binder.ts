@@ -77,8 +77,8 @@ export const command: Command = {
     const config = loadConfig({ path: values.config });
     setLogLevel(config.logLevel);
     const files = poolFiles(stateDir);
-    const host = new MachineSlotHost({ prefix, stateDir, dataDir, apachePid: process.ppid });
     const state = new PoolState(slotNames(slots));
+    const host = new MachineSlotHost({ prefix, slots: slotNames(slots), stateDir, dataDir, apachePid: process.ppid });
     const db = createPool(config, { applicationName: 'plexer-binder', connectTimeoutMs: 3_000, max: 2 });
     db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
     const accountInfo = async (name: string): Promise<AccountInfo | null> => {
@@ -91,7 +91,7 @@ export const command: Command = {
     };
     const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs });
 
-    adoptOrEmpty(state, host, files, prefix, log);
+    await adoptOrEmpty(state, host, files, prefix, log);
     host.publish(state);
 
     const page = readErrorPage(errorPage);
@@ -165,28 +165,33 @@ function readErrorPage(file: string): Buffer {
 }
 
 // The bindings the slot files name and the machine bears out (the slot user is in the account's group) are kept:
-// the slots' processes, forked again at a reload, serve them already. Any other slot is emptied, and its processes
-// replaced, so that no free slot holds a group it kept from before.
-function adoptOrEmpty(
+// the slots' processes, forked again at a reload, serve them already. Any other slot that holds a group or names
+// an account is emptied, and its processes replaced, before any binding starts: no free slot keeps a group.
+async function adoptOrEmpty(
   state: PoolState,
   host: MachineSlotHost,
   files: ReturnType<typeof poolFiles>,
   prefix: string,
   log: ReturnType<typeof createLogger>,
-) {
+): Promise<void> {
   const now = Date.now();
+  const emptying: Array<Promise<void>> = [];
   for (const slot of state.slots.map((s) => s.name)) {
     const file = readSlotFile(files.binding(slot));
-    host.slotAccount(slot);
     if (file && groupId(accountGroup(prefix, file.account)) === file.gid && !state.slotOf(file.account) && host.holds(slot, file.gid)) {
       state.adopt(slot, file.account, now);
       continue;
     }
-    host
-      .assign(slot, null)
-      .then(() => host.restart(slot, null))
-      .catch((error) => log.error('emptying a slot failed', { slot, error: coerceError(error).message }));
+    if (!host.needsEmptying(slot)) continue;
+    log.info('emptying a slot', { slot });
+    emptying.push(
+      host
+        .assign(slot, null)
+        .then(() => host.restart(slot, null))
+        .catch((error) => log.error('emptying a slot failed', { slot, error: coerceError(error).message })),
+    );
   }
+  await Promise.all(emptying);
 }
 
 // Listens on PATH for Apache's workers alone (root:www-data 0660); a stale socket there (a killed binder's) is

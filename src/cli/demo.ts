@@ -17,14 +17,17 @@ import { grantHelperRole } from '../store/roles.js';
 import { parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
-const help = `Usage: plexer demo [--state-dir DIR] [--port N]
+const help = `Usage: plexer demo [--state-dir DIR] [--port N] [--slots N]
 
 The main job on one machine, for trying plexer: starts a private PostgreSQL cluster in STATE-DIR/pg (default
 ${PACKAGE_ROOT}/.state/demo), migrates it, creates three daemon groups (alpha, beta, gamma: each its own Django
 instance with its own SQLite database) and sample users, writes the Apache config and starts its own httpd on
 127.0.0.1:PORT (default 8080, or a free port if taken). It runs until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then
 stops everything it started. What a killed earlier demo left running in STATE-DIR (its Apache with every
-worker, map and WSGI daemon, its PostgreSQL) is stopped first. Needs root (Apache switches to www-data).`;
+worker, map and WSGI daemon, its PostgreSQL) is stopped first. Needs root (Apache switches to www-data).
+  --slots N   the accounts share a pool of N slots, bound on demand (default 2: fewer than the three accounts,
+              so that slots are seen being recycled; plexer slots shows them). 0: one daemon group per
+              account, each running as its own OS user, as without a pool.`;
 
 // Each tenant runs as its own system user (created if missing, as "plexer group add --run-as U --create-user").
 const SAMPLE_GROUPS = [
@@ -32,6 +35,7 @@ const SAMPLE_GROUPS = [
   { name: 'beta', settings: 'tenants.settings_beta', runAs: 'plexer-beta' },
   { name: 'gamma', settings: 'tenants.settings_generic', runAs: 'plexer-gamma' },
 ];
+const DEMO_SLOTS = 2;
 const SAMPLE_USERS = [
   { name: 'alice', group: 'alpha', password: 'alice-password', roles: ['admins'] },
   { name: 'bob', group: 'beta', password: 'bob-password', roles: [] },
@@ -51,11 +55,12 @@ export const command: Command = {
   summary: 'run Apache + plexer + PostgreSQL with sample accounts on localhost',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, { 'state-dir': { type: 'string' }, port: { type: 'string' } });
+    const { values } = parseCommand(argv, { 'state-dir': { type: 'string' }, port: { type: 'string' }, slots: { type: 'string' } });
     if (values.help) return (print(help), 0);
     if (process.getuid?.() !== 0) throw new RefusedError('the demo starts its own Apache, which needs root to switch to www-data');
     const stateDir = resolve(values['state-dir'] ?? join(PACKAGE_ROOT, '.state/demo'));
     const wanted = values.port ? parseWholeNumber(values.port, '--port') : 8080;
+    const slots = values.slots === undefined ? DEMO_SLOTS : values.slots === '0' ? 0 : parseWholeNumber(values.slots, '--slots');
     // Installed first, so a signal during the start stops what has started by then instead of killing the demo
     // half-way and leaving it running.
     const stopRequested = new Promise<NodeJS.Signals>((resolveStop) => {
@@ -103,14 +108,23 @@ export const command: Command = {
         `ident map (www-data -> ${HELPER_ROLE}, root -> ${ADMIN_ROLE}); no password anywhere.`;
       writeFileAtomic(configPath, formatConfig(values, comment), { mode: 0o640, owner: { uid: 0, gid: apacheOwner().gid } });
       const config = loadConfig({ path: configPath });
-      await seed(config);
-      const front = await startFront({ stateDir, configPath, config, port, authCacheTimeoutSeconds: 30 });
+      await seed(config, slots === 0);
+      const front = await startFront({
+        stateDir,
+        configPath,
+        config,
+        port,
+        authCacheTimeoutSeconds: 30,
+        ...(slots > 0 ? { extra: { pool: { slots } } } : {}),
+      });
       stops.push(() => front.stop());
       print(`plexer demo is up: ${front.httpd.url}/app/  (Apache PID ${front.httpd.pid})`);
       print('Sample accounts (HTTP Basic):');
       for (const u of SAMPLE_USERS)
         print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
+      if (slots > 0)
+        print(`Slots: node ${PACKAGE_ROOT}/bin/plexer slots --state-dir ${front.apacheDir}  (${slots} slots for three accounts)`);
       print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
       print(`Check: node ${PACKAGE_ROOT}/bin/plexer doctor --config ${configPath} --apache-config ${front.httpd.configPath}`);
       print('Ctrl-C stops Apache and PostgreSQL.');
@@ -263,7 +277,8 @@ async function prepareDemoDatabase(superuserUrl: string): Promise<void> {
 }
 
 // As the admin role, as `plexer db migrate --helper-role` would.
-async function seed(config: ReturnType<typeof loadConfig>): Promise<void> {
+// ownDaemons: one daemon group per account, each with its own OS user (a pool's slots have theirs instead).
+async function seed(config: ReturnType<typeof loadConfig>, ownDaemons: boolean): Promise<void> {
   const pool = createPool(adminConfig(config), { max: 2, applicationName: 'plexer-demo' });
   try {
     const client = await pool.connect();
@@ -275,8 +290,12 @@ async function seed(config: ReturnType<typeof loadConfig>): Promise<void> {
     }
     const groups = new Map((await accounts.listGroups(pool)).map((g) => [g.name, g]));
     for (const g of SAMPLE_GROUPS) {
-      const runAs = formatRunAs(ensureTenantAccount(g.runAs, { create: true }));
       const existing = groups.get(g.name);
+      if (!ownDaemons) {
+        if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings });
+        continue;
+      }
+      const runAs = formatRunAs(ensureTenantAccount(g.runAs, { create: true }));
       if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings, runAs });
       // A demo state directory from before run_as: its groups get their users now.
       else if (existing.run_as === null) await accounts.updateGroup(pool, g.name, { runAs });

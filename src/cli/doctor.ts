@@ -234,6 +234,12 @@ async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<
         name: 'apache groups',
         detail: `cannot read ${apacheConfig}: give --apache-config FILE to compare its groups with the database`,
       });
+    } else if (running.slots !== undefined) {
+      checks.push({
+        status: 'ok',
+        name: 'apache groups',
+        detail: `${apacheConfig} serves every group from a pool of ${running.slots} slots`,
+      });
     } else if (running.groups === null) {
       checks.push({ status: 'ok', name: 'apache groups', detail: `${apacheConfig} routes through backends (no daemon per group)` });
     } else {

@@ -144,6 +144,10 @@ export const command: Command = {
         const running = readApacheConfigGroups(configPath);
         const again = rerenderCommand(running);
         const why = running ? `${configPath} does not say how it was rendered` : `no Apache config at ${configPath}`;
+        if (running?.slots !== undefined) {
+          print(`group ${name} added; its users are served from the pool's ${running.slots} slots from their first request (no reload)`);
+          return 0;
+        }
         print(
           again
             ? `daemon group ${name} added; Apache starts its daemon processes after:\n  ${again}`

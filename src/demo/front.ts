@@ -1,7 +1,7 @@
-import { chownSync, lstatSync, mkdirSync, chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlexerConfig } from '../config.js';
-import { FileError } from '../errors.js';
+import { FileError, ServiceStartError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { createPool } from '../store/connect.js';
 import { listGroups } from '../store/accounts.js';
@@ -14,7 +14,7 @@ import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.j
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime } from './runtime.js';
 import { preparePool } from '../pool/prepare.js';
-import { DEFAULT_POOL_PREFIX } from '../pool/names.js';
+import { DEFAULT_POOL_PREFIX, poolFiles } from '../pool/names.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
 // runs and what the end-to-end tests drive.
@@ -111,6 +111,14 @@ function removeStaleLocks(note: string): void {
   rmSync(note, { force: true });
 }
 
+async function untilExists(path: string, limitMs: number, errorLog: () => string): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (!existsSync(path)) {
+    if (Date.now() > until) throw new ServiceStartError(`plexer binder did not listen on ${path}:\n${errorLog().slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 export async function startFront(o: FrontOptions): Promise<Front> {
   const apacheDir = join(o.stateDir, 'apache');
   mkdirSync(apacheDir, { recursive: true });
@@ -142,6 +150,8 @@ export async function startFront(o: FrontOptions): Promise<Front> {
   let httpd: Httpd;
   try {
     httpd = await startHttpd({ config: await renderFromStore(options, runtime, apacheDir), dir: apacheDir });
+    // Apache starts the binder with its piped loggers; until it listens an account's first request gets a 503.
+    if (o.extra?.pool) await untilExists(poolFiles(apacheDir).socket, 30_000, httpd.errorLog);
   } catch (error) {
     removeLocks();
     throw error;

@@ -3,7 +3,7 @@
 // slot file its processes read, and the restart that replaces them. Also what Apache sees of the pool: the
 // bindings map and the status file.
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RunAsError } from '../errors.js';
@@ -20,8 +20,17 @@ const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 // usermod/groupadd exit 10 when another program holds /etc/group's lock.
 const LOCKED = 10;
 
+// DIR/pool.json, what `plexer slots` shows.
+export interface PoolStatus {
+  at: string;
+  slots: Array<{ slot: string; phase: string; account: string | null; boundAt: string | null; idleSeconds: number | null }>;
+}
+
 export interface MachineSlotHostOptions {
   prefix: string;
+  // Every slot of the pool: their users are resolved (and checked) at once, and what they own is what
+  // giveData may hand from one to another.
+  slots: string[];
   stateDir: string;
   dataDir: string;
   // Apache's parent: the slots' processes are its children.
@@ -41,6 +50,7 @@ export class MachineSlotHost implements SlotHost {
   constructor(private readonly o: MachineSlotHostOptions) {
     this.files = poolFiles(o.stateDir);
     this.apacheGid = apacheOwner().gid;
+    for (const slot of o.slots) this.slotAccount(slot);
   }
 
   // The slot's OS user, checked as a tenant's: never root, never Apache's, in no privileged group.
@@ -60,6 +70,13 @@ export class MachineSlotHost implements SlotHost {
   holds(slot: string, gid: number): boolean {
     const user = slotUser(this.o.prefix, slot);
     return lookupAccount({ user, group: user })?.gids.includes(gid) ?? false;
+  }
+
+  // A slot that names an account or whose user holds any group besides its own.
+  needsEmptying(slot: string): boolean {
+    const user = slotUser(this.o.prefix, slot);
+    const account = lookupAccount({ user, group: user });
+    return existsSync(this.files.binding(slot)) || (account?.gids.some((gid) => gid !== account.gid) ?? false);
   }
 
   async prepare(account: string, settings: string): Promise<SlotAssignment> {
@@ -166,7 +183,7 @@ export class MachineSlotHost implements SlotHost {
     for (const b of state.published()) lines.push(`${b.account} ${b.slot}`);
     writeFileAtomic(this.files.bindings, lines.join('\n') + '\n', { mode: 0o640, owner: { uid: 0, gid: this.apacheGid } });
     const now = Date.now();
-    const status = state.slots.map((s) => ({
+    const status: PoolStatus['slots'] = state.slots.map((s) => ({
       slot: s.name,
       phase: s.phase,
       account: s.account,

@@ -21,6 +21,14 @@ DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
 
 TENANT_LABEL = 'tenant %s' % PLEXER_GROUP
 
+# An error inside a view goes to Apache's error log (Django alone logs it only with DEBUG on).
+LOGGING = {
+    'version': 1,
+    'disable_existing_loggers': False,
+    'handlers': {'stderr': {'class': 'logging.StreamHandler'}},
+    'loggers': {'django.request': {'handlers': ['stderr'], 'level': 'ERROR'}},
+}
+
 DATABASES = {
     'default': {
         'ENGINE': 'django.db.backends.sqlite3',
