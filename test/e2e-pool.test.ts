@@ -1,11 +1,12 @@
 // The slot pool against a real Apache (README "Accounts and slots"): accounts bound to slots on demand, never a
 // reload, one account per slot whatever the routing says, walls that move with the binding.
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
-import { unixSockets } from '../src/proc.js';
+import { processIdentity, processIds, processTitle, unixSockets } from '../src/proc.js';
+import { userIds } from '../src/tenant-users.js';
 import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
 import { removePoolAccounts, testPoolPrefix } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
@@ -75,6 +76,7 @@ const bindings = () =>
 // Requests the slots are serving now: connections accepted on their sockets.
 const inFlight = () =>
   unixSockets().filter((e) => e.connected && !e.listening && e.path.startsWith(join(t.front.apacheDir, 'wsgi'))).length;
+const uidOf = (user: string) => userIds(user)!.uid;
 const asUser = (user: string, ...command: string[]) => spawnSync('runuser', ['-u', user, '--', ...command], { encoding: 'utf8' });
 
 describe('a pool of slots bound on demand', () => {
@@ -124,6 +126,28 @@ describe('a pool of slots bound on demand', () => {
         expect(asUser(user, 'cat', join(t.front.apacheDir, 'slots', `slot-${other}`, 'binding')).status).not.toBe(0);
       }
     }
+  }, 60_000);
+
+  it('leaves nothing of an account to the next one on its slot: its processes and its /tmp files go', async () => {
+    const [account, slot] = [...bindings()][0]!;
+    const user = `${prefix}-s${slot.slice('slot-'.length)}`;
+    // What tenant code could leave behind: a detached process (holding the account's group) and a file in /tmp.
+    const leftover = spawn('runuser', ['-u', user, '--', 'sleep', '600'], { stdio: 'ignore', detached: true });
+    const tmpFile = `/tmp/${prefix}-left-by-${account}`;
+    expect(asUser(user, 'sh', '-c', `echo secret > ${tmpFile}`).status).toBe(0);
+    await waitFor(
+      () => processIds().some((pid) => processIdentity(pid)?.uid === uidOf(user) && processTitle(pid) === 'sleep'),
+      5_000,
+      'the leftover',
+    );
+    // Every other account in turn, until this slot serves another one.
+    for (const other of Object.keys(userOf).filter((a) => a !== account)) {
+      await servedOwn(other);
+      if (bindings().get(account) !== slot) break;
+    }
+    expect(bindings().get(account)).not.toBe(slot);
+    await waitFor(() => leftover.exitCode !== null || leftover.signalCode !== null, 5_000, 'the leftover process killed');
+    expect(existsSync(tmpFile)).toBe(false);
   }, 60_000);
 
   it('refuses, inside the slot, a request routed for another account (the bindings map forged as root)', async () => {

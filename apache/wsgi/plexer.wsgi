@@ -24,6 +24,7 @@ import signal
 import socket
 import stat
 import sys
+import tempfile
 import threading
 
 # The daemons run as www-data or the tenant's own user, neither of which may write __pycache__ into the project.
@@ -219,6 +220,13 @@ def _load(account, settings, data_dir):
     os.environ['PLEXER_GROUP'] = account
     if data_dir:
         os.environ['PLEXER_DATA_DIR'] = data_dir
+    if _pool['slot']:
+        # Temporary files (Django's uploads, tempfile) in the account's own directory: a slot's user serves
+        # other accounts later, and what it leaves in /tmp would be theirs to read.
+        tmp = os.path.join(data_dir, '.tmp')
+        os.makedirs(tmp, mode=0o700, exist_ok=True)
+        os.environ['TMPDIR'] = tmp
+        tempfile.tempdir = None
     from django.core.wsgi import get_wsgi_application
     return get_wsgi_application()
 

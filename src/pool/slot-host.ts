@@ -17,6 +17,7 @@ import type { PoolState } from './state.js';
 
 const run = promisify(execFile);
 const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
+const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
 // usermod/groupadd exit 10 when another program holds /etc/group's lock.
 const LOCKED = 10;
 
@@ -149,13 +150,22 @@ export class MachineSlotHost implements SlotHost {
   async restart(slot: string, gid: number | null): Promise<void> {
     const { uid } = this.slotAccount(slot);
     const old = new Set(this.daemons(slot));
-    for (const pid of old) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
+    // Not only the daemon: whatever its code started (a subprocess, a detached job) still holds the old account's
+    // group and may hold its files open. Every process of the slot's user goes; one that forks while it goes is
+    // caught by the next round.
+    for (let round = 0; round < 50; round++) {
+      const left = processIds().filter((pid) => processIdentity(pid)?.uid === uid);
+      if (left.length === 0) break;
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
       }
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
+    this.sweepTemp(uid);
     const deadline = Date.now() + (this.o.restartTimeoutMs ?? 20_000);
     for (;;) {
       const fresh = this.daemons(slot).filter((pid) => !old.has(pid));
@@ -166,6 +176,28 @@ export class MachineSlotHost implements SlotHost {
       if (ready) return;
       if (Date.now() > deadline) throw new RunAsError(`slot ${slot} did not come back within ${this.o.restartTimeoutMs ?? 20_000} ms`);
       await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  // What the slot's user left in the machine's shared temporary directories belongs to the account it served:
+  // the next account on this slot runs as the same user and must not find it. (Its own code gets TMPDIR in
+  // its data directory, plexer.wsgi; this is for what it wrote to /tmp by name.)
+  private sweepTemp(uid: number): void {
+    for (const dir of SHARED_TEMP_DIRS) {
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const entry = join(dir, name);
+        try {
+          if (lstatSync(entry).uid === uid) rmSync(entry, { recursive: true, force: true });
+        } catch {
+          // gone meanwhile
+        }
+      }
     }
   }
 

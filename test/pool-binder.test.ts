@@ -1,0 +1,183 @@
+// The pool's policy alone (src/pool/state.ts, binder.ts), against a host that records what it is asked and a
+// fake clock: free slot first, then the least recently used idle one, never a busy one, one binding per account,
+// a bounded wait; verify() after every step.
+import { describe, expect, it } from 'vitest';
+import { Binder, type SlotAssignment, type SlotHost } from '../src/pool/binder.js';
+import { PoolInvariantError, PoolState } from '../src/pool/state.js';
+import { createLogger } from '../src/log.js';
+
+class RecordingHost implements SlotHost {
+  readonly events: string[] = [];
+  readonly busy = new Map<string, number>();
+  published: Array<{ account: string; slot: string }> = [];
+  restartGate: Promise<void> = Promise.resolve();
+  failRestart = false;
+  async prepare(account: string, settings: string): Promise<SlotAssignment> {
+    return { account, settings, gid: 1000 + account.length, dataDir: `/data/${account}` };
+  }
+  async assign(slot: string, a: SlotAssignment | null): Promise<void> {
+    this.events.push(`assign ${slot} ${a?.account ?? '-'}`);
+  }
+  async restart(slot: string): Promise<void> {
+    this.events.push(`restart ${slot}`);
+    await this.restartGate;
+    if (this.failRestart) throw new Error('did not come back');
+  }
+  inFlight(slot: string): number {
+    return this.busy.get(slot) ?? 0;
+  }
+  publish(state: PoolState): void {
+    state.verify();
+    this.published = state.published();
+  }
+}
+
+function setup(
+  slots: number,
+  o: { waitMs?: number; minIdleMs?: number; accounts?: Record<string, { settings: string | null; enabled: boolean }> } = {},
+) {
+  let now = 1_000;
+  const clock = { now: () => now, advance: (ms: number) => (now += ms) };
+  const state = new PoolState(Array.from({ length: slots }, (_, i) => `slot-${i + 1}`));
+  const host = new RecordingHost();
+  const known = o.accounts ?? {};
+  const binder = new Binder(
+    state,
+    host,
+    async (name) => known[name] ?? (name.startsWith('acct') ? { settings: 'tenants.settings_generic', enabled: true } : null),
+    createLogger('test'),
+    {
+      waitMs: o.waitMs ?? 1_000,
+      minIdleMs: o.minIdleMs ?? 0,
+      pollMs: 100,
+      now: clock.now,
+      // The fake clock moves by the time slept: a waiting binding sees time pass without waiting for it.
+      sleep: async (ms) => {
+        clock.advance(ms);
+        await Promise.resolve();
+      },
+    },
+  );
+  return { state, host, binder, clock };
+}
+
+describe('binding accounts to slots', () => {
+  it('takes free slots first, then the least recently used idle one', async () => {
+    const { state, host, binder, clock } = setup(2);
+    expect(await binder.bind('acct1')).toEqual({ kind: 'bound', slot: 'slot-1' });
+    clock.advance(10);
+    expect(await binder.bind('acct2')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    clock.advance(10);
+    binder.used('slot-1');
+    // slot-2 was used less recently than slot-1: it goes.
+    expect(await binder.bind('acct3')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    expect(host.published).toEqual([
+      { account: 'acct1', slot: 'slot-1' },
+      { account: 'acct3', slot: 'slot-2' },
+    ]);
+    // The slot's user is given the new account before its processes are replaced.
+    expect(host.events.slice(-2)).toEqual(['assign slot-2 acct3', 'restart slot-2']);
+    state.verify();
+  });
+
+  it('answers a bound account at once, without touching the machine', async () => {
+    const { host, binder } = setup(1);
+    await binder.bind('acct1');
+    const before = host.events.length;
+    expect(await binder.bind('acct1')).toEqual({ kind: 'bound', slot: 'slot-1' });
+    expect(host.events.length).toBe(before);
+  });
+
+  it('never takes a busy slot, and says busy after the bounded wait', async () => {
+    const { host, binder, clock } = setup(1, { waitMs: 500 });
+    await binder.bind('acct1');
+    host.busy.set('slot-1', 1);
+    const started = clock.now();
+    expect(await binder.bind('acct2')).toEqual({ kind: 'busy' });
+    expect(clock.now() - started).toBeGreaterThanOrEqual(500);
+    expect(host.published).toEqual([{ account: 'acct1', slot: 'slot-1' }]);
+  });
+
+  it('takes the slot once it is idle again within the wait', async () => {
+    const { host, binder } = setup(1, { waitMs: 5_000 });
+    await binder.bind('acct1');
+    host.busy.set('slot-1', 2);
+    const waiting = binder.bind('acct2');
+    await Promise.resolve();
+    host.busy.set('slot-1', 0);
+    expect(await waiting).toEqual({ kind: 'bound', slot: 'slot-1' });
+  });
+
+  it('keeps a slot for minIdleMs after its last request', async () => {
+    const { binder, clock } = setup(1, { waitMs: 10_000, minIdleMs: 2_000 });
+    await binder.bind('acct1');
+    binder.used('slot-1');
+    const started = clock.now();
+    expect(await binder.bind('acct2')).toEqual({ kind: 'bound', slot: 'slot-1' });
+    expect(clock.now() - started).toBeGreaterThanOrEqual(2_000);
+  });
+
+  it('binds once for simultaneous first requests of one account', async () => {
+    const { host, binder } = setup(2);
+    let open!: () => void;
+    host.restartGate = new Promise((resolve) => (open = resolve));
+    const all = Array.from({ length: 5 }, () => binder.bind('acct1'));
+    open();
+    expect(new Set((await Promise.all(all)).map((r) => JSON.stringify(r)))).toEqual(
+      new Set([JSON.stringify({ kind: 'bound', slot: 'slot-1' })]),
+    );
+    expect(host.events.filter((e) => e.startsWith('restart'))).toHaveLength(1);
+  });
+
+  it('never publishes a slot while it is being bound: the evicted account leaves first', async () => {
+    const { host, binder } = setup(1);
+    await binder.bind('acct1');
+    let open!: () => void;
+    host.restartGate = new Promise((resolve) => (open = resolve));
+    const second = binder.bind('acct2');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(host.published).toEqual([]);
+    open();
+    await second;
+    expect(host.published).toEqual([{ account: 'acct2', slot: 'slot-1' }]);
+  });
+
+  it('refuses unknown, disabled and settings-less accounts without taking a slot', async () => {
+    const { host, binder } = setup(1, {
+      accounts: { off: { settings: 'x.y', enabled: false }, bare: { settings: null, enabled: true } },
+    });
+    expect(await binder.bind('nobody')).toEqual({ kind: 'refused', reason: 'no such account' });
+    expect(await binder.bind('off')).toEqual({ kind: 'refused', reason: 'account disabled' });
+    expect(await binder.bind('bare')).toEqual({ kind: 'refused', reason: 'account has no settings module' });
+    expect(host.events).toEqual([]);
+  });
+
+  it('empties a slot whose restart failed, and serves nobody from it', async () => {
+    const { state, host, binder } = setup(1);
+    host.failRestart = true;
+    expect(await binder.bind('acct1')).toEqual({ kind: 'refused', reason: 'binding failed' });
+    expect(state.slot('slot-1').phase).toBe('free');
+    expect(host.published).toEqual([]);
+    expect(host.events.at(-1)).toBe('assign slot-1 -');
+  });
+
+  it('releases a bound account: unpublished, emptied, restarted', async () => {
+    const { state, host, binder } = setup(1);
+    await binder.bind('acct1');
+    await binder.release('acct1');
+    expect(state.slot('slot-1').phase).toBe('free');
+    expect(host.published).toEqual([]);
+    expect(host.events.slice(-2)).toEqual(['assign slot-1 -', 'restart slot-1']);
+  });
+});
+
+describe('the pool state guards its invariants', () => {
+  it('refuses an account in two slots and a slot bound twice', () => {
+    const state = new PoolState(['slot-1', 'slot-2']);
+    state.begin('slot-1', 'a', 1);
+    expect(() => state.begin('slot-2', 'a', 1)).toThrow(PoolInvariantError);
+    expect(() => state.begin('slot-1', 'b', 1)).toThrow(PoolInvariantError);
+    state.slots[1]!.account = 'a';
+    expect(() => state.verify()).toThrow(PoolInvariantError);
+  });
+});
