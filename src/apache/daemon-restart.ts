@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { NotFoundError, RefusedError } from '../errors.js';
+import { parentPid, processIds, processTitle } from '../proc.js';
 
 // mod_wsgi's documented way to restart one daemon group without touching Apache: signal its processes; the
 // Apache parent starts fresh ones, which load the current settings. Daemon processes are found by the title
@@ -11,29 +12,13 @@ export interface DaemonProcess {
   title: string;
 }
 
-function readProc(pid: string, file: string): string | null {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, 'latin1');
-  } catch {
-    return null;
-  }
-}
-
-function parentPid(pid: string): number | null {
-  const stat = readProc(pid, 'stat');
-  const match = stat && /\) \S (\d+)/.exec(stat);
-  return match ? Number(match[1]) : null;
-}
-
 export function listWsgiDaemons(apacheParentPid?: number): DaemonProcess[] {
   const found: DaemonProcess[] = [];
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    // mod_wsgi writes the title over argv[0], padded with spaces; the other arguments stay as they were.
-    const title = readProc(pid, 'cmdline')?.split('\0')[0]?.trimEnd();
+  for (const pid of processIds()) {
+    const title = processTitle(pid);
     if (!title?.startsWith('(wsgi:')) continue;
     if (apacheParentPid !== undefined && parentPid(pid) !== apacheParentPid) continue;
-    found.push({ pid: Number(pid), title });
+    found.push({ pid, title });
   }
   return found;
 }
