@@ -37,6 +37,8 @@ export function processTitle(pid: number): string | null {
 export interface ProcessIdentity {
   uid: number; // real uid
   gids: number[]; // supplementary groups
+  // Dead, waiting for its parent to reap it (runs nothing, holds no file).
+  zombie: boolean;
 }
 
 export function processIdentity(pid: number): ProcessIdentity | null {
@@ -45,7 +47,8 @@ export function processIdentity(pid: number): ProcessIdentity | null {
   const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
   const groups = /^Groups:[ \t]*([\d \t]*)$/m.exec(status)?.[1] ?? '';
   if (uid === undefined) return null;
-  return { uid: Number(uid), gids: groups.split(/\s+/).filter(Boolean).map(Number) };
+  const state = /^State:\s+(\S)/m.exec(status)?.[1];
+  return { uid: Number(uid), gids: groups.split(/\s+/).filter(Boolean).map(Number), zombie: state === 'Z' || state === 'X' };
 }
 
 // The inodes of the sockets a process holds open (root reads any process's).

@@ -31,7 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await t?.close();
-  removePoolAccounts(prefix);
+  await removePoolAccounts(prefix);
 });
 
 interface Whoami {

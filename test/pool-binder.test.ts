@@ -10,18 +10,20 @@ class RecordingHost implements SlotHost {
   readonly events: string[] = [];
   readonly busy = new Map<string, number>();
   published: Array<{ account: string; slot: string }> = [];
-  restartGate: Promise<void> = Promise.resolve();
-  failRestart = false;
-  async prepare(account: string, settings: string): Promise<SlotAssignment> {
-    return { account, settings, gid: 1000 + account.length, dataDir: `/data/${account}` };
+  emptyGate: Promise<void> = Promise.resolve();
+  assignGate: Promise<void> = Promise.resolve();
+  failAssign = false;
+  dataDir(account: string): string {
+    return `/data/${account}`;
   }
-  async assign(slot: string, a: SlotAssignment | null): Promise<void> {
-    this.events.push(`assign ${slot} ${a?.account ?? '-'}`);
+  async assign(slot: string, a: SlotAssignment): Promise<void> {
+    this.events.push(`assign ${slot} ${a.account}`);
+    await this.assignGate;
+    if (this.failAssign) throw new Error('cannot hand the data over');
   }
-  async restart(slot: string): Promise<void> {
-    this.events.push(`restart ${slot}`);
-    await this.restartGate;
-    if (this.failRestart) throw new Error('did not come back');
+  async empty(slot: string, account: string | null): Promise<void> {
+    this.events.push(`empty ${slot} ${account ?? '-'}`);
+    await this.emptyGate;
   }
   inFlight(slot: string): number {
     return this.busy.get(slot) ?? 0;
@@ -34,7 +36,12 @@ class RecordingHost implements SlotHost {
 
 function setup(
   slots: number,
-  o: { waitMs?: number; minIdleMs?: number; accounts?: Record<string, { settings: string | null; enabled: boolean }> } = {},
+  o: {
+    waitMs?: number;
+    minIdleMs?: number;
+    spares?: number;
+    accounts?: Record<string, { settings: string | null; enabled: boolean }>;
+  } = {},
 ) {
   let now = 1_000;
   const clock = { now: () => now, advance: (ms: number) => (now += ms) };
@@ -49,6 +56,8 @@ function setup(
     {
       waitMs: o.waitMs ?? 1_000,
       minIdleMs: o.minIdleMs ?? 0,
+      spares: o.spares ?? 0,
+      spareIdleMs: 5_000,
       pollMs: 100,
       now: clock.now,
       // The fake clock moves by the time slept: a waiting binding sees time pass without waiting for it.
@@ -75,8 +84,8 @@ describe('binding accounts to slots', () => {
       { account: 'acct1', slot: 'slot-1' },
       { account: 'acct3', slot: 'slot-2' },
     ]);
-    // The slot's user is given the new account before its processes are replaced.
-    expect(host.events.slice(-2)).toEqual(['assign slot-2 acct3', 'restart slot-2']);
+    // A free slot is given at once; a taken one is emptied of its account first.
+    expect(host.events).toEqual(['assign slot-1 acct1', 'assign slot-2 acct2', 'empty slot-2 acct2', 'assign slot-2 acct3']);
     state.verify();
   });
 
@@ -120,20 +129,20 @@ describe('binding accounts to slots', () => {
   it('binds once for simultaneous first requests of one account', async () => {
     const { host, binder } = setup(2);
     let open!: () => void;
-    host.restartGate = new Promise((resolve) => (open = resolve));
+    host.assignGate = new Promise((resolve) => (open = resolve));
     const all = Array.from({ length: 5 }, () => binder.bind('acct1'));
     open();
     expect(new Set((await Promise.all(all)).map((r) => JSON.stringify(r)))).toEqual(
       new Set([JSON.stringify({ kind: 'bound', slot: 'slot-1' })]),
     );
-    expect(host.events.filter((e) => e.startsWith('restart'))).toHaveLength(1);
+    expect(host.events.filter((e) => e.startsWith('assign'))).toHaveLength(1);
   });
 
   it('never publishes a slot while it is being bound: the evicted account leaves first', async () => {
     const { host, binder } = setup(1);
     await binder.bind('acct1');
     let open!: () => void;
-    host.restartGate = new Promise((resolve) => (open = resolve));
+    host.emptyGate = new Promise((resolve) => (open = resolve));
     const second = binder.bind('acct2');
     await new Promise((resolve) => setImmediate(resolve));
     expect(host.published).toEqual([]);
@@ -152,22 +161,47 @@ describe('binding accounts to slots', () => {
     expect(host.events).toEqual([]);
   });
 
-  it('empties a slot whose restart failed, and serves nobody from it', async () => {
+  it('empties a slot whose binding failed, and serves nobody from it', async () => {
     const { state, host, binder } = setup(1);
-    host.failRestart = true;
+    host.failAssign = true;
     expect(await binder.bind('acct1')).toEqual({ kind: 'refused', reason: 'binding failed' });
     expect(state.slot('slot-1').phase).toBe('free');
     expect(host.published).toEqual([]);
-    expect(host.events.at(-1)).toBe('assign slot-1 -');
+    expect(host.events.at(-1)).toBe('empty slot-1 acct1');
   });
 
-  it('releases a bound account: unpublished, emptied, restarted', async () => {
+  it('releases a bound account: unpublished at once, free only once emptied', async () => {
     const { state, host, binder } = setup(1);
     await binder.bind('acct1');
-    await binder.release('acct1');
-    expect(state.slot('slot-1').phase).toBe('free');
+    let open!: () => void;
+    host.emptyGate = new Promise((resolve) => (open = resolve));
+    const releasing = binder.release('acct1');
+    await Promise.resolve();
     expect(host.published).toEqual([]);
-    expect(host.events.slice(-2)).toEqual(['assign slot-1 -', 'restart slot-1']);
+    expect(state.slot('slot-1').phase).toBe('binding');
+    open();
+    await releasing;
+    expect(state.slot('slot-1').phase).toBe('free');
+    expect(host.events.at(-1)).toBe('empty slot-1 acct1');
+  });
+
+  it('keeps spare slots free, taken from accounts idle long enough', async () => {
+    const { state, host, binder, clock } = setup(3, { spares: 1 });
+    await binder.bind('acct1');
+    await binder.bind('acct2');
+    clock.advance(1_000);
+    binder.used('slot-2');
+    await binder.bind('acct3');
+    // Every slot is bound and none idle 5 s: no spare yet.
+    await binder.replenish();
+    expect(state.slots.filter((s) => s.phase === 'free')).toHaveLength(0);
+    clock.advance(4_500);
+    binder.used('slot-2');
+    binder.used('slot-3');
+    await binder.replenish();
+    // acct1 (slot-1) had been idle 5.5 s: emptied as the spare.
+    expect(state.slot('slot-1').phase).toBe('free');
+    expect(host.events.at(-1)).toBe('empty slot-1 acct1');
   });
 });
 

@@ -159,13 +159,15 @@ _lock = threading.Lock()
 _pinned = {'group': None, 'settings': None, 'app': None}
 
 # ---- Slots of a pool (src/apache/render/pool.ts) ---------------------------------------------------------------
-# A slot's home is STATE/slots/SLOT, where `plexer binder` writes `binding`: the account it serves, its settings,
-# data directory and the account's OS group. The binder gives the slot's OS user that group before it restarts
-# the slot, so a process believes the file only when the kernel gave it that group too: then it can read that
-# account's data and no other's. Every request must be routed for that account (PLEXER_ACCOUNT, set by the rules
-# from the map); anything else is refused before application code runs.
+# A slot's home is STATE/slots/SLOT, where `plexer binder` writes `binding`: the account it serves, its settings and
+# data directory. The binder writes it only for a fresh process (one that has served nobody: it kills every process
+# of the slot's user before it gives the slot to another account) and after it has handed the account's directory
+# to the slot's user, so a process believes the file only when that directory is its own user's. A free slot's
+# process waits with Django's code imported; the first request after a binding reads the file, loads that
+# account's settings, and from then on the process serves that account alone: every request must be routed for it
+# (PLEXER_ACCOUNT, set by the rules from the map), anything else is refused before application code runs.
 _SLOT = re.compile(r'^slot-[1-9][0-9]{0,2}$')
-_pool = {'slot': False, 'binding': None}
+_pool = {'slot': False, 'binding': None, 'home': None}
 
 
 def _read_binding(path):
@@ -174,15 +176,29 @@ def _read_binding(path):
             fields = dict(line.rstrip('\n').split('=', 1) for line in f if '=' in line)
     except OSError:
         return None
-    account, settings = fields.get('account', ''), fields.get('settings', '')
-    gid, data_dir = fields.get('gid', ''), fields.get('data_dir', '')
-    if not (_GROUP.match(account) and _MODULE.match(settings) and gid.isdigit() and data_dir.startswith('/')):
+    account, settings, data_dir = fields.get('account', ''), fields.get('settings', ''), fields.get('data_dir', '')
+    if not (_GROUP.match(account) and _MODULE.match(settings) and data_dir.startswith('/')):
         print('plexer.wsgi: ignoring a malformed binding in %s' % path, file=sys.stderr)
         return None
-    if int(gid) not in os.getgroups():
-        print('plexer.wsgi: binding for %s ignored: this process does not hold its group %s' % (account, gid), file=sys.stderr)
+    try:
+        st = os.lstat(data_dir)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        print('plexer.wsgi: binding for %s ignored: %s is not this slot user\'s directory' % (account, data_dir), file=sys.stderr)
         return None
     return {'account': account, 'settings': settings, 'data_dir': data_dir}
+
+
+def _bind_from_file():
+    binding = _pool['binding'] = _read_binding(os.path.join(_pool['home'], 'binding'))
+    if binding is None:
+        return
+    try:
+        _pinned['app'] = _load(binding['account'], binding['settings'], binding['data_dir'])
+        _pinned['group'], _pinned['settings'] = binding['account'], binding['settings']
+    except Exception as exc:  # the next request tries again, and says why
+        print('plexer.wsgi: loading %s for %s failed: %r' % (binding['settings'], binding['account'], exc), file=sys.stderr)
 
 
 def _start_slot():
@@ -190,16 +206,15 @@ def _start_slot():
     home = os.getcwd()
     if not _SLOT.match(group) or os.path.basename(home) != group or os.path.basename(os.path.dirname(home)) != 'slots':
         return
-    _pool['slot'] = True
-    binding = _pool['binding'] = _read_binding(os.path.join(home, 'binding'))
-    if binding is None:
-        return
-    # Loaded now, before the first request reaches this process (the binder's restart made it for that request).
-    try:
-        _pinned['app'] = _load(binding['account'], binding['settings'], binding['data_dir'])
-        _pinned['group'], _pinned['settings'] = binding['account'], binding['settings']
-    except Exception as exc:  # the first request tries again, and says why
-        print('plexer.wsgi: loading %s for %s failed: %r' % (binding['settings'], binding['account'], exc), file=sys.stderr)
+    _pool['slot'], _pool['home'] = True, home
+    # Bound already (after a reload): load the account now. Free: import Django's code, so that a binding pays
+    # only for the account's own settings and applications.
+    _bind_from_file()
+    if _pool['binding'] is None:
+        try:
+            import django.core.handlers.wsgi  # noqa: F401
+        except Exception as exc:
+            print('plexer.wsgi: preloading Django failed: %r' % (exc,), file=sys.stderr)
 
 
 def _refuse(environ, start_response, status, message):
@@ -248,6 +263,10 @@ def _pinned_app(environ, start_response, account, settings, data_dir):
 
 
 def _serve_slot(environ, start_response):
+    if _pool['binding'] is None:
+        with _lock:
+            if _pool['binding'] is None:
+                _bind_from_file()
     binding = _pool['binding']
     if binding is None:
         return _refuse(environ, start_response, '503 Service Unavailable', 'this slot serves no account')

@@ -6,15 +6,7 @@ import { coerceError, UsageError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { isGroupName } from '../names.js';
 import { Binder, type AccountInfo } from '../pool/binder.js';
-import {
-  accountGroup,
-  DEFAULT_POOL_PREFIX,
-  MAX_SLOTS,
-  POOL_PREFIX_PATTERN,
-  poolFiles,
-  SLOT_NAME_PATTERN,
-  slotNames,
-} from '../pool/names.js';
+import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN, poolFiles, SLOT_NAME_PATTERN, slotNames } from '../pool/names.js';
 import { bindRequestHandler } from '../pool/bind-request.js';
 import { MachineSlotHost } from '../pool/slot-host.js';
 import { readSlotFile } from '../pool/slot-file.js';
@@ -23,26 +15,29 @@ import { serveScgi } from '../scgi/server.js';
 import { createClient, createPool } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
 import { changesChannel } from '../store/sql.js';
-import { apacheOwner, groupId } from '../tenant-users.js';
+import { apacheOwner } from '../tenant-users.js';
 import { parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
 const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --error-page FILE [--prefix P]
-                     [--wait-seconds S] [--min-idle-seconds S] [--config FILE]
+                     [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--config FILE]
 
 Binds accounts to the pool's slots on demand (README: "Accounts and slots"). Apache starts it as a piped logger
 (as root; restarted when it dies, replaced at every graceful reload), fed the slot of every request a slot served,
 which is how it knows each slot's idle time. It:
   - answers Apache on DIR/binder.sock (SCGI, root:www-data 0660) when a request's account has no slot: a free
-    slot, else the least recently used idle one (no request in flight, idle for at least --min-idle-seconds,
-    default 0), is given to the account: the slot user's only supplementary group becomes the account's OS group
-    (owner of DATA-DIR/ACCOUNT), DIR/slots/SLOT names the account, and the slot's processes are replaced; the
-    request then goes on, internally redirected, to the fresh process. When every slot stays busy for
-    --wait-seconds (default 10): FILE with 503 and Retry-After, never another account's instance;
+    slot (its process has served nobody), else the least recently used idle one (no request in flight, idle for
+    at least --min-idle-seconds, default 0), emptied first (every process of its user killed, the account it
+    served locked away from it), is given to the account: DATA-DIR/ACCOUNT and what is in it become the slot
+    user's, and DIR/slots/SLOT/binding names the account; the request then goes on, internally redirected, to
+    the slot. When every slot stays busy for --wait-seconds (default 10): FILE with 503 and Retry-After, never
+    another account's instance;
+  - keeps --spares slots free (default one in eight), emptied in the background from accounts idle 30 s or more;
   - keeps DIR/bindings.txt (Apache's txt: map ACCOUNT SLOT) and DIR/pool.json (what plexer slots shows);
   - empties the slot of an account that is deleted, disabled or given other settings (the store's changes);
-  - at start, keeps the bindings DIR/slots names that the machine's groups bear out (a graceful reload loses none).
---prefix (default ${DEFAULT_POOL_PREFIX}) names its OS accounts: PREFIX-sN for slot-N, PREFIX-a-ACCOUNT for an account.`;
+  - at start, keeps the bindings DIR/slots names whose data directories agree (a graceful reload loses none) and
+    empties every other slot.
+--prefix (default ${DEFAULT_POOL_PREFIX}) names the slots' OS users: PREFIX-sN for slot-N.`;
 
 export const command: Command = {
   summary: 'binds accounts to pool slots on demand (run by Apache as a piped logger)',
@@ -56,6 +51,7 @@ export const command: Command = {
       'error-page': { type: 'string' },
       'wait-seconds': { type: 'string' },
       'min-idle-seconds': { type: 'string' },
+      spares: { type: 'string' },
     });
     if (values.help) return (print(help), 0);
     const slots = parseWholeNumber(values.slots ?? '', '--slots');
@@ -71,6 +67,8 @@ export const command: Command = {
       value === undefined ? fallback : value === '0' ? 0 : parseWholeNumber(value, what);
     const waitMs = seconds(values['wait-seconds'], 10, '--wait-seconds') * 1000;
     const minIdleMs = seconds(values['min-idle-seconds'], 0, '--min-idle-seconds') * 1000;
+    const spares = seconds(values.spares, Math.floor(slots / 8), '--spares');
+    if (spares >= slots) throw new UsageError('--spares must be fewer than --slots');
     if (process.getuid?.() !== 0) throw new UsageError('plexer binder runs as root (Apache starts it as a piped logger)');
 
     const log = createLogger('binder');
@@ -89,9 +87,9 @@ export const command: Command = {
       const row = result.rows[0];
       return row ? { settings: row.settings_module, enabled: row.enabled } : null;
     };
-    const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs });
+    const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares });
 
-    await adoptOrEmpty(state, host, files, prefix, log);
+    await adoptOrEmpty(state, host, files);
     host.publish(state);
 
     const page = readErrorPage(errorPage);
@@ -132,6 +130,7 @@ export const command: Command = {
       if (SLOT_NAME_PATTERN.test(slot)) binder.used(slot);
     });
     const status = setInterval(() => {
+      void binder.replenish();
       try {
         host.publish(state);
       } catch (error) {
@@ -164,32 +163,19 @@ function readErrorPage(file: string): Buffer {
   }
 }
 
-// The bindings the slot files name and the machine bears out (the slot user is in the account's group) are kept:
-// the slots' processes, forked again at a reload, serve them already. Any other slot that holds a group or names
-// an account is emptied, and its processes replaced, before any binding starts: no free slot keeps a group.
-async function adoptOrEmpty(
-  state: PoolState,
-  host: MachineSlotHost,
-  files: ReturnType<typeof poolFiles>,
-  prefix: string,
-  log: ReturnType<typeof createLogger>,
-): Promise<void> {
+// The bindings whose slot file and data directory agree (the account's directory is the slot user's) are kept: the
+// slots' processes, forked again at a reload, serve them already. Every other slot is emptied before any binding
+// starts, so a free slot's process is always one that has served nobody.
+async function adoptOrEmpty(state: PoolState, host: MachineSlotHost, files: ReturnType<typeof poolFiles>): Promise<void> {
   const now = Date.now();
   const emptying: Array<Promise<void>> = [];
   for (const slot of state.slots.map((s) => s.name)) {
     const file = readSlotFile(files.binding(slot));
-    if (file && groupId(accountGroup(prefix, file.account)) === file.gid && !state.slotOf(file.account) && host.holds(slot, file.gid)) {
+    if (file && !state.slotOf(file.account) && host.owns(slot, file.dataDir)) {
       state.adopt(slot, file.account, now);
       continue;
     }
-    if (!host.needsEmptying(slot)) continue;
-    log.info('emptying a slot', { slot });
-    emptying.push(
-      host
-        .assign(slot, null)
-        .then(() => host.restart(slot, null))
-        .catch((error) => log.error('emptying a slot failed', { slot, error: coerceError(error).message })),
-    );
+    emptying.push(host.empty(slot, file?.account ?? null));
   }
   await Promise.all(emptying);
 }

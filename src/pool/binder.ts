@@ -1,8 +1,9 @@
-// Binds accounts to slots on demand: the first request of an account without a slot gets a free one, else the
-// least recently used idle one, whose processes are replaced by fresh ones that can reach the new account's data
-// and nothing else. Two first requests of one account share one binding; a busy slot is never taken; when every
-// slot is busy the request waits a bounded time and then gets "busy". Everything that touches the machine is in
-// SlotHost (slot-host.ts), so this policy runs in tests against a host that records what it was asked.
+// Binds accounts to slots on demand: the first request of an account without a slot gets a free one (its process
+// is fresh: it has served nobody), else the least recently used idle one, emptied first (its processes killed,
+// the account it served locked away from it). Two first requests of one account share one binding; a busy slot is
+// never taken; when every slot is busy the request waits a bounded time and then gets "busy". In the background it
+// keeps `spares` slots free, so that a binding rarely waits for a slot to be emptied. Everything that touches the
+// machine is in SlotHost (slot-host.ts), so this policy runs in tests against a host that records what it was asked.
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PoolState } from './state.js';
@@ -16,18 +17,18 @@ export interface AccountInfo {
 export interface SlotAssignment {
   account: string;
   settings: string;
-  // The account's OS group: a process serves the account only when it holds it.
-  gid: number;
   dataDir: string;
 }
 
 export interface SlotHost {
-  // Everything a slot bound to `account` needs (its OS group, its data directory); what the slot is told.
-  prepare(account: string, settings: string): Promise<SlotAssignment>;
-  // Gives the slot's OS user the account's group alone (or none) and writes what its next processes serve.
-  assign(slot: string, assignment: SlotAssignment | null): Promise<void>;
-  // Replaces the slot's processes; resolves once a fresh one runs with exactly that group (null: none).
-  restart(slot: string, gid: number | null): Promise<void>;
+  // Hands the account's data to the slot's OS user and tells the slot's (fresh) process what it serves.
+  assign(slot: string, assignment: SlotAssignment): Promise<void>;
+  // Takes the slot from `account` (null: from whatever it held): the slot file goes, every process of the slot's
+  // user is killed (Apache forks a fresh one), what it left in shared temporary directories is removed, and the
+  // account's data is locked away from it.
+  empty(slot: string, account: string | null): Promise<void>;
+  // Where the account's data lives (made if missing).
+  dataDir(account: string): string;
   // Requests the slot is serving right now.
   inFlight(slot: string): number;
   // Apache's bindings map and the status file, rewritten whole.
@@ -41,6 +42,10 @@ export interface BinderOptions {
   minIdleMs?: number;
   // How often a waiting request looks again (ms). Default 100.
   pollMs?: number;
+  // Free slots kept in the background, taken from accounts idle for at least spareIdleMs. Default 0.
+  spares?: number;
+  // Default 30 000.
+  spareIdleMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -57,6 +62,9 @@ export class Binder {
   private readonly waitMs: number;
   private readonly minIdleMs: number;
   private readonly pollMs: number;
+  private readonly spares: number;
+  private readonly spareIdleMs: number;
+  private replenishing = false;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
 
@@ -70,6 +78,8 @@ export class Binder {
     this.waitMs = o.waitMs ?? 10_000;
     this.minIdleMs = o.minIdleMs ?? 0;
     this.pollMs = o.pollMs ?? 100;
+    this.spares = o.spares ?? 0;
+    this.spareIdleMs = o.spareIdleMs ?? 30_000;
     this.now = o.now ?? Date.now;
     this.sleep = o.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
@@ -88,15 +98,39 @@ export class Binder {
     this.state.used(slot, this.now());
   }
 
-  // The account is gone, disabled or changed: its slot is emptied and its processes replaced by idle ones.
+  // The account is gone, disabled or changed (or its slot is wanted as a spare): the slot is emptied.
   async release(account: string): Promise<void> {
     const s = this.state.slotOf(account);
     if (!s || s.phase !== 'bound') return;
+    // Unpublished at once; free for another account only once emptied.
     this.state.release(s.name);
+    this.state.begin(s.name, account, this.now());
     this.host.publish(this.state);
-    this.log.info('slot released', { slot: s.name, account });
-    await this.host.assign(s.name, null);
-    await this.host.restart(s.name, null);
+    try {
+      await this.host.empty(s.name, account);
+      this.log.info('slot released', { slot: s.name, account });
+    } finally {
+      this.state.release(s.name);
+      this.host.publish(this.state);
+    }
+  }
+
+  // Keeps `spares` slots free, taken from the accounts idle longest (at least spareIdleMs): a binding then finds a
+  // slot whose fresh process is already running. One at a time, in the background.
+  async replenish(): Promise<void> {
+    if (this.replenishing) return;
+    this.replenishing = true;
+    try {
+      while (this.state.slots.filter((s) => s.phase === 'free').length < this.spares) {
+        const choice = this.state.choose(this.now(), (slot) => this.host.inFlight(slot), Math.max(this.minIdleMs, this.spareIdleMs));
+        if (!choice || choice.evicts === null) return;
+        await this.release(choice.evicts);
+      }
+    } catch (error) {
+      this.log.error('keeping a spare slot failed', { error: coerceError(error).message });
+    } finally {
+      this.replenishing = false;
+    }
   }
 
   private async bindOnce(account: string): Promise<BindResult> {
@@ -125,23 +159,25 @@ export class Binder {
   private async finishBinding(slot: string, account: string, settings: string, evicted: string | null): Promise<BindResult> {
     const started = this.now();
     try {
-      const assignment = await this.host.prepare(account, settings);
-      await this.host.assign(slot, assignment);
-      await this.host.restart(slot, assignment.gid);
+      // A slot taken from another account is emptied first: its processes die before the new account's data is
+      // handed to its user, and Apache forks a fresh one, which the request waits for in the slot's socket.
+      if (evicted !== null) await this.host.empty(slot, evicted);
+      await this.host.assign(slot, { account, settings, dataDir: this.host.dataDir(account) });
     } catch (error) {
-      this.state.release(slot);
-      this.host.publish(this.state);
       this.log.error('binding failed', { slot, account, error: coerceError(error).message });
       try {
-        await this.host.assign(slot, null);
+        await this.host.empty(slot, account);
       } catch (cleanup) {
         this.log.error('emptying the slot failed', { slot, error: coerceError(cleanup).message });
       }
+      this.state.release(slot);
+      this.host.publish(this.state);
       return { kind: 'refused', reason: 'binding failed' };
     }
     this.state.finish(slot, this.now());
     this.host.publish(this.state);
     this.log.info('slot bound', { slot, account, evicted: evicted ?? undefined, ms: this.now() - started });
+    void this.replenish();
     return { kind: 'bound', slot };
   }
 }

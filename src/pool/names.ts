@@ -1,12 +1,9 @@
 // The slot pool's names, in one place: the mod_wsgi daemon groups Apache declares (slots), the OS user each slot
-// runs as, the OS group that owns an account's data (a slot reaches an account's data only while its user is a
-// member), and the files the binder keeps for Apache and for the slots.
-import { createHash } from 'node:crypto';
+// runs as, and the files the binder keeps for Apache and for the slots.
 import { join } from 'node:path';
-import { GROUP_NAME_PATTERN } from '../names.js';
 
-// The prefix of every OS name a pool creates. Two pools on one machine (two Apaches, or tests side by side) need
-// two prefixes: slot users and account groups are machine-wide. Short: OS names stop at 32 characters.
+// The prefix of the OS users a pool creates. Two pools on one machine (two Apaches, or tests side by side) need
+// two prefixes: users are machine-wide. Short: OS names stop at 32 characters.
 export const POOL_PREFIX_PATTERN = /^[a-z][a-z0-9]{1,11}$/;
 export const DEFAULT_POOL_PREFIX = 'plexer';
 export const MAX_SLOTS = 500;
@@ -22,16 +19,6 @@ export function slotUser(prefix: string, slot: string): string {
   const match = SLOT_NAME_PATTERN.exec(slot);
   if (!match) throw new Error(`not a slot name: ${slot}`);
   return `${prefix}-s${match[1]}`;
-}
-
-// The OS group that owns an account's data: PREFIX-a-ACCOUNT, or, for a name too long for the OS, its first
-// characters and a hash of the whole name (two accounts never share a group).
-export function accountGroup(prefix: string, account: string): string {
-  if (!GROUP_NAME_PATTERN.test(account)) throw new Error(`not an account name: ${account}`);
-  const whole = `${prefix}-a-${account}`;
-  if (whole.length <= 32) return whole;
-  const hash = createHash('sha256').update(account).digest('hex').slice(0, 8);
-  return `${prefix}-a-${account.slice(0, 32 - prefix.length - 3 - 9)}-${hash}`;
 }
 
 // Files in Apache's state directory. bindings.txt: Apache's txt: map "ACCOUNT SLOT", read by its workers

@@ -1,12 +1,13 @@
 // The file that tells a slot's processes which account they serve (STATE/slots/SLOT, root:SLOT-USER 0640):
 // "key=value" lines, read by apache/wsgi/plexer.wsgi when a process starts (and by the binder when it starts
-// again). The WSGI script trusts it only together with the group the kernel gave the process.
+// again). The WSGI script trusts it only when the data directory it names is its own user's (the binder hands it
+// over before it writes the file).
 import { readFileSync } from 'node:fs';
 import { isGroupName, isSettingsModule } from '../names.js';
 import type { SlotAssignment } from './binder.js';
 
 export function formatSlotFile(a: SlotAssignment): string {
-  return `account=${a.account}\nsettings=${a.settings}\ngid=${a.gid}\ndata_dir=${a.dataDir}\n`;
+  return `account=${a.account}\nsettings=${a.settings}\ndata_dir=${a.dataDir}\n`;
 }
 
 // null when missing or not exactly what formatSlotFile writes.
@@ -25,8 +26,7 @@ export function readSlotFile(path: string): SlotAssignment | null {
   );
   const account = fields.get('account') ?? '';
   const settings = fields.get('settings') ?? '';
-  const gid = fields.get('gid') ?? '';
   const dataDir = fields.get('data_dir') ?? '';
-  if (!isGroupName(account) || !isSettingsModule(settings) || !/^[1-9][0-9]{0,9}$/.test(gid) || !dataDir.startsWith('/')) return null;
-  return { account, settings, gid: Number(gid), dataDir };
+  if (!isGroupName(account) || !isSettingsModule(settings) || !dataDir.startsWith('/')) return null;
+  return { account, settings, dataDir };
 }

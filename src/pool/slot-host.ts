@@ -1,25 +1,21 @@
-// What binding a slot does to the machine, as root: the account's OS group and data directory, the slot user's
-// membership (mod_wsgi's initgroups() reads it at each fork, so only a fresh process holds the new group), the
-// slot file its processes read, and the restart that replaces them. Also what Apache sees of the pool: the
-// bindings map and the status file.
-import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+// What binding a slot does to the machine, as root. The walls are ownership: a bound account's directory and
+// everything in it belong to the slot's OS user (0700 at the top), an unbound account's directory belongs to root
+// (0700), so a slot's user reaches the data of the account it serves and nothing else. A slot is emptied by
+// killing every process of its user (Apache's parent forks a fresh one, which has served nobody) before its
+// account's directory is locked away from it. Also what Apache sees of the pool: the bindings map and the status
+// file.
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { parentPid, processIdentity, processIds, processTitle, socketInodes, unixSockets, type UnixSocketEntry } from '../proc.js';
-import { apacheOwner, checkTenantAccount, groupId, lookupAccount } from '../tenant-users.js';
+import { apacheOwner, checkTenantAccount, lookupAccount } from '../tenant-users.js';
 import type { SlotAssignment, SlotHost } from './binder.js';
-import { accountGroup, poolFiles, slotUser } from './names.js';
+import { poolFiles, slotUser } from './names.js';
 import { formatSlotFile } from './slot-file.js';
 import type { PoolState } from './state.js';
 
-const run = promisify(execFile);
-const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
-// usermod/groupadd exit 10 when another program holds /etc/group's lock.
-const LOCKED = 10;
 
 // DIR/pool.json, what `plexer slots` shows.
 export interface PoolStatus {
@@ -29,29 +25,28 @@ export interface PoolStatus {
 
 export interface MachineSlotHostOptions {
   prefix: string;
-  // Every slot of the pool: their users are resolved (and checked) at once, and what they own is what
-  // giveData may hand from one to another.
+  // Every slot of the pool: their users are resolved (and checked) at once, and what they own is what may be
+  // handed from one to another.
   slots: string[];
   stateDir: string;
   dataDir: string;
   // Apache's parent: the slots' processes are its children.
   apachePid: number;
-  // How long a restarted slot may take to come back (ms). Default 20 000.
-  restartTimeoutMs?: number;
 }
 
 export class MachineSlotHost implements SlotHost {
   private readonly files: ReturnType<typeof poolFiles>;
   private readonly apacheGid: number;
   private readonly slotIds = new Map<string, { uid: number; gid: number }>();
-  // usermod and groupadd take /etc/group's lock: one at a time from here.
-  private membership: Promise<unknown> = Promise.resolve();
   private sockets: { at: number; entries: UnixSocketEntry[] } = { at: 0, entries: [] };
 
   constructor(private readonly o: MachineSlotHostOptions) {
     this.files = poolFiles(o.stateDir);
     this.apacheGid = apacheOwner().gid;
     for (const slot of o.slots) this.slotAccount(slot);
+    mkdirSync(o.dataDir, { recursive: true, mode: 0o711 });
+    chownSync(o.dataDir, 0, 0);
+    chmodSync(o.dataDir, 0o711);
   }
 
   // The slot's OS user, checked as a tenant's: never root, never Apache's, in no privileged group.
@@ -61,101 +56,55 @@ export class MachineSlotHost implements SlotHost {
     const user = slotUser(this.o.prefix, slot);
     const account = lookupAccount({ user, group: user });
     if (!account) throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root) to create it`);
-    checkTenantAccount({ ...account, gids: [account.gid] });
+    checkTenantAccount(account);
     const ids = { uid: account.uid, gid: account.gid };
     this.slotIds.set(slot, ids);
     return ids;
   }
 
-  // Whether the slot user's groups (as the next fork will read them) include gid.
-  holds(slot: string, gid: number): boolean {
-    const user = slotUser(this.o.prefix, slot);
-    return lookupAccount({ user, group: user })?.gids.includes(gid) ?? false;
-  }
-
-  // A slot that names an account or whose user holds any group besides its own.
-  needsEmptying(slot: string): boolean {
-    const user = slotUser(this.o.prefix, slot);
-    const account = lookupAccount({ user, group: user });
-    return existsSync(this.files.binding(slot)) || (account?.gids.some((gid) => gid !== account.gid) ?? false);
-  }
-
-  async prepare(account: string, settings: string): Promise<SlotAssignment> {
-    const group = accountGroup(this.o.prefix, account);
-    let gid = groupId(group);
-    if (gid === null) {
-      await this.serialized(['groupadd', '--system', group], [9]);
-      gid = groupId(group);
-      if (gid === null) throw new RunAsError(`groupadd ${group} did not create it`);
-    }
-    return { account, settings, gid, dataDir: this.ensureDataDir(account, gid) };
-  }
-
-  // DATA-DIR/ACCOUNT: root's, the account group's (setgid, so files made there stay the group's), nobody else's.
-  private ensureDataDir(account: string, gid: number): string {
-    mkdirSync(this.o.dataDir, { recursive: true, mode: 0o711 });
+  dataDir(account: string): string {
     const dir = join(this.o.dataDir, account);
     try {
-      mkdirSync(dir, { mode: 0o2770 });
+      mkdirSync(dir, { mode: 0o700 });
+      chownSync(dir, 0, 0);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
+    // DATA-DIR is root's and not writable by others: only root could have put a link here.
     if (!lstatSync(dir).isDirectory()) throw new RunAsError(`${dir} exists and is not a directory; move it away`);
-    chownSync(dir, 0, gid);
-    chmodSync(dir, 0o2770);
     return dir;
   }
 
-  async assign(slot: string, assignment: SlotAssignment | null): Promise<void> {
-    const ids = this.slotAccount(slot);
-    const user = slotUser(this.o.prefix, slot);
-    const file = this.files.binding(slot);
-    // The file goes first when emptying and comes last when binding: a process that reads it always holds the
-    // group it names, or the file names nothing.
-    if (assignment === null) rmSync(file, { force: true });
-    await this.serialized(['usermod', '-G', assignment ? accountGroup(this.o.prefix, assignment.account) : '', user], []);
-    if (assignment !== null) {
-      this.giveData(assignment.dataDir, ids.uid, assignment.gid);
-      writeFileAtomic(file, formatSlotFile(assignment), { mode: 0o640, owner: { uid: 0, gid: ids.gid } });
+  // Whether the account's directory is the slot user's (what a binding left): the binder keeps such a binding
+  // when it starts again.
+  owns(slot: string, dataDir: string): boolean {
+    try {
+      return lstatSync(dataDir).uid === this.slotAccount(slot).uid;
+    } catch {
+      return false;
     }
   }
 
-  // What an account's processes wrote belongs to the slot user that wrote it, with the modes the application chose
-  // (SQLite and Django's uploads make files 0644): the next slot's user gets it, so it can go on writing. Only what
-  // a slot of this pool owns is handed over, never followed through a link, and never a file with more than one
-  // name (a hard link planted there could name a file outside): a tenant cannot get anything else given to it.
-  private giveData(dir: string, uid: number, gid: number): void {
-    const slotUids = new Set(this.slotUids());
-    const walk = (path: string) => {
-      for (const name of readdirSync(path)) {
-        const entry = join(path, name);
-        const st = lstatSync(entry);
-        if (!slotUids.has(st.uid) || (!st.isDirectory() && st.nlink > 1)) continue;
-        if (st.uid !== uid || st.gid !== gid) lchownSync(entry, uid, gid);
-        if (st.isDirectory()) walk(entry);
-      }
-    };
-    walk(dir);
+  async assign(slot: string, a: SlotAssignment): Promise<void> {
+    const ids = this.slotAccount(slot);
+    this.giveData(a.dataDir, ids);
+    chownSync(a.dataDir, ids.uid, ids.gid);
+    chmodSync(a.dataDir, 0o700);
+    writeFileAtomic(this.files.binding(slot), formatSlotFile(a), { mode: 0o640, owner: { uid: 0, gid: ids.gid } });
   }
 
-  private slotUids(): number[] {
-    return [...this.slotIds.values()].map((ids) => ids.uid);
-  }
-
-  private daemons(slot: string): number[] {
-    const title = `(wsgi:${slot})`;
-    return processIds().filter((pid) => processTitle(pid) === title && parentPid(pid) === this.o.apachePid);
-  }
-
-  async restart(slot: string, gid: number | null): Promise<void> {
+  async empty(slot: string, account: string | null): Promise<void> {
     const { uid } = this.slotAccount(slot);
-    const old = new Set(this.daemons(slot));
-    // Not only the daemon: whatever its code started (a subprocess, a detached job) still holds the old account's
-    // group and may hold its files open. Every process of the slot's user goes; one that forks while it goes is
-    // caught by the next round.
-    for (let round = 0; round < 50; round++) {
-      const left = processIds().filter((pid) => processIdentity(pid)?.uid === uid);
+    rmSync(this.files.binding(slot), { force: true });
+    // Not only the daemon: whatever its code started (a subprocess, a detached job) may hold the account's files
+    // open. Every process of the slot's user goes; one that forks while it goes is caught by the next round.
+    for (let round = 0; ; round++) {
+      const left = processIds().filter((pid) => {
+        const id = processIdentity(pid);
+        return id !== null && id.uid === uid && !id.zombie;
+      });
       if (left.length === 0) break;
+      if (round === 100) throw new RunAsError(`processes of slot ${slot}'s user keep coming back: ${left.join(' ')}`);
       for (const pid of left) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -166,22 +115,40 @@ export class MachineSlotHost implements SlotHost {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     this.sweepTemp(uid);
-    const deadline = Date.now() + (this.o.restartTimeoutMs ?? 20_000);
-    for (;;) {
-      const fresh = this.daemons(slot).filter((pid) => !old.has(pid));
-      const ready = fresh.some((pid) => {
-        const id = processIdentity(pid);
-        return id !== null && id.uid === uid && (gid === null || id.gids.includes(gid));
-      });
-      if (ready) return;
-      if (Date.now() > deadline) throw new RunAsError(`slot ${slot} did not come back within ${this.o.restartTimeoutMs ?? 20_000} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    if (account !== null) {
+      const dir = join(this.o.dataDir, account);
+      try {
+        if (lstatSync(dir).isDirectory()) {
+          chownSync(dir, 0, 0);
+          chmodSync(dir, 0o700);
+        }
+      } catch {
+        // never made
+      }
     }
   }
 
+  // What an account's processes wrote belongs to the slot user that wrote it, with the modes the application chose
+  // (SQLite and Django's uploads make files 0644): the next slot's user gets it. Only what a slot of this pool
+  // owns is handed over, never followed through a link, and never a file with more than one name (a hard link
+  // planted there could name a file outside): a tenant cannot get anything else given to it.
+  private giveData(dir: string, to: { uid: number; gid: number }): void {
+    const slotUids = new Set([...this.slotIds.values()].map((ids) => ids.uid));
+    const walk = (path: string) => {
+      for (const name of readdirSync(path)) {
+        const entry = join(path, name);
+        const st = lstatSync(entry);
+        if (!slotUids.has(st.uid) || (!st.isDirectory() && st.nlink > 1)) continue;
+        if (st.uid !== to.uid || st.gid !== to.gid) lchownSync(entry, to.uid, to.gid);
+        if (st.isDirectory()) walk(entry);
+      }
+    };
+    walk(dir);
+  }
+
   // What the slot's user left in the machine's shared temporary directories belongs to the account it served:
-  // the next account on this slot runs as the same user and must not find it. (Its own code gets TMPDIR in
-  // its data directory, plexer.wsgi; this is for what it wrote to /tmp by name.)
+  // the next account on this slot runs as the same user and must not find it. (Its own code gets TMPDIR in its
+  // data directory, plexer.wsgi; this is for what it wrote to /tmp by name.)
   private sweepTemp(uid: number): void {
     for (const dir of SHARED_TEMP_DIRS) {
       let names: string[];
@@ -199,6 +166,11 @@ export class MachineSlotHost implements SlotHost {
         }
       }
     }
+  }
+
+  private daemons(slot: string): number[] {
+    const title = `(wsgi:${slot})`;
+    return processIds().filter((pid) => processTitle(pid) === title && parentPid(pid) === this.o.apachePid);
   }
 
   inFlight(slot: string): number {
@@ -226,27 +198,5 @@ export class MachineSlotHost implements SlotHost {
       mode: 0o640,
       owner: { uid: 0, gid: this.apacheGid },
     });
-  }
-
-  private serialized(command: string[], okCodes: number[]): Promise<void> {
-    const attempt = async (): Promise<void> => {
-      for (let tries = 0; ; tries++) {
-        try {
-          await run(command[0]!, command.slice(1), { env: TOOL_ENV });
-          return;
-        } catch (error) {
-          const e = error as { code?: number; stderr?: string };
-          if (typeof e.code === 'number' && okCodes.includes(e.code)) return;
-          if (e.code === LOCKED && tries < 20) {
-            await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 100));
-            continue;
-          }
-          throw new RunAsError(`${command.join(' ')} failed (exit ${e.code}): ${(e.stderr ?? '').trim()}`);
-        }
-      }
-    };
-    const next = this.membership.then(attempt, attempt);
-    this.membership = next.catch(() => undefined);
-    return next;
   }
 }

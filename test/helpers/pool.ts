@@ -3,17 +3,27 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { processIdentity, processIds } from '../../src/proc.js';
+import { userIds } from '../../src/tenant-users.js';
+import { waitFor } from './wait.js';
 
 export function testPoolPrefix(): string {
   return `pt${randomBytes(3).toString('hex')}`;
 }
 
-export function removePoolAccounts(prefix: string): void {
+// Once their processes are gone (mod_wsgi's daemons take a moment to exit after Apache's parent has).
+export async function removePoolAccounts(prefix: string): Promise<void> {
   const names = (file: string) =>
     readFileSync(file, 'utf8')
       .split('\n')
       .map((line) => line.split(':')[0]!)
       .filter((name) => name.startsWith(`${prefix}-`));
+  const uids = new Set(names('/etc/passwd').map((user) => userIds(user)!.uid));
+  await waitFor(
+    () => !processIds().some((pid) => uids.has(processIdentity(pid)?.uid ?? -1)),
+    15_000,
+    `the processes of ${prefix}-* to exit`,
+  );
   for (const user of names('/etc/passwd')) execFileSync('userdel', [user], { stdio: 'ignore' });
   for (const group of names('/etc/group')) {
     try {

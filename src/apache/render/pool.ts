@@ -15,7 +15,7 @@ const UNBOUND = '_unbound_';
 type Pool = NonNullable<Validated['pool']>;
 
 // Server level: the slots. Each one's home is its directory in the state directory, where the binder tells it
-// which account it serves; umask 0007 keeps what it writes in the account's directory for the account's group.
+// which account it serves; umask 0077: what it writes is its own user's alone.
 export function poolDaemons(v: Validated, pool: Pool): string[] {
   const files = poolFiles(v.stateDir);
   const lines = [
@@ -27,14 +27,14 @@ export function poolDaemons(v: Validated, pool: Pool): string[] {
     '# Never run Python inside Apache\'s own workers: an empty PROCESS_GROUP would otherwise mean "embedded".',
     'WSGIRestrictEmbedded On',
     'WSGILazyInitialization On',
-    "# Each slot runs as its own OS user, whose only other group is the bound account's (set by the binder, read",
-    "# by mod_wsgi at each fork): its processes reach that account's data and nothing else. Every process loads its",
-    "# account's Django as soon as it starts (WSGIImportScript), after sealing what it inherited from Apache.",
+    "# Each slot runs as its own OS user, which owns the bound account's data directory while it is bound (the",
+    "# binder hands it over): its processes reach that account's data and nothing else. Every process imports",
+    '# Django as soon as it starts (WSGIImportScript), after sealing what it inherited from Apache.',
   ];
   for (const slot of slotNames(pool.slots)) {
     const user = slotUser(pool.prefix, slot);
     lines.push(
-      `WSGIDaemonProcess ${slot} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} user=${user} group=${user} umask=0007 home=${files.slotHome(slot)} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
+      `WSGIDaemonProcess ${slot} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} user=${user} group=${user} umask=0077 home=${files.slotHome(slot)} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
       `WSGIImportScript ${v.wsgiScript} process-group=${slot} application-group=%{GLOBAL}`,
     );
   }
