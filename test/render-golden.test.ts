@@ -83,6 +83,10 @@ Object.assign(CASES, {
     listen: true,
   },
   'debian-basic-prefix-dbm': { ...DBM, layout: 'debian', routing: 'prefix', listenAddress: '*', port: 80 },
+  // A pool of slots: the groups are not rendered at all (accounts come and go without a reload).
+  'basic-wsgi-pool': { pool: { slots: 3 } },
+  'form-prefix-dbm-pool': { ...FORM, ...DBM, routing: 'prefix', pool: { slots: 2, prefix: 'pxa', waitSeconds: 5, minIdleSeconds: 2 } },
+  'debian-basic-wsgi-pool': { layout: 'debian', listenAddress: '*', port: 80, pool: { slots: 20 } },
 } satisfies Record<string, Partial<ApacheConfigOptions>>);
 
 // Taken before any snapshot runs: vitest writes a missing file snapshot instead of failing (outside CI).

@@ -5,10 +5,11 @@ import { helperCommand, type Validated } from './validate.js';
 
 // group= shows where each request was routed ("-" before routing, e.g. 401; _unrouted_ when no answer routed it).
 // %<u: the user of the request as it came in; the error page Apache redirects a 403 or 503 to has none (%u was "-").
+// A pool logs the account and the slot that served it.
 export function logFormat(v: Validated): string {
-  return v.routing === 'proxy'
-    ? `LogFormat "%h %<u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`
-    : `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`;
+  if (v.routing === 'proxy') return `LogFormat "%h %<u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`;
+  if (v.pool) return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PLEXER_ACCOUNT}e slot=%{PROCESS_GROUP}e" plexer`;
+  return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`;
 }
 
 // dbm: maps have no process to watch; for prg: ones the watchdog is told how many to expect.

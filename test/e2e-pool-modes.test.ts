@@ -1,0 +1,113 @@
+// The slot pool with the other modes at once, against a real Apache: the login page (form), prefix routing and
+// dbm: maps kept by plexer sync. A POST for an account without a slot gets a 307 to repeat; a GET goes on at once.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
+import { PLEXER_BIN, runPlexer } from './helpers/plexer.js';
+import { removePoolAccounts, testPoolPrefix } from './helpers/pool.js';
+import { waitFor } from './helpers/wait.js';
+
+const prefix = testPoolPrefix();
+let t: TestFront;
+let sync: ChildProcess;
+let mapDir: string;
+
+beforeAll(async () => {
+  t = await startTestFront(seedTwoTenants, {
+    front: { auth: 'form', routing: 'prefix' },
+    beforeStart: async (stateDir, configPath) => {
+      mapDir = join(stateDir, 'maps');
+      mkdirSync(mapDir);
+      chmodSync(mapDir, 0o755);
+      const once = await runPlexer(['sync', '--dir', mapDir, '--once'], { configPath });
+      if (once.code !== 0) throw new Error(`sync --once failed: ${once.stderr}`);
+      return { extra: { mapDir, pool: { slots: 1, prefix, waitSeconds: 5 } } };
+    },
+  });
+  sync = spawn(process.execPath, [PLEXER_BIN, 'sync', '--dir', mapDir, '--config', t.configPath], { env: {}, stdio: 'ignore' });
+}, 120_000);
+
+afterAll(async () => {
+  if (sync.exitCode === null) sync.kill('SIGTERM');
+  await t?.close();
+  await removePoolAccounts(prefix);
+});
+
+async function request(path: string, o: { cookie?: string; form?: Record<string, string>; method?: string } = {}) {
+  const headers: Record<string, string> = {};
+  if (o.cookie) headers.cookie = o.cookie;
+  let body: string | undefined;
+  if (o.form) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    body = new URLSearchParams(o.form).toString();
+  }
+  const response = await fetch(`${t.front.httpd.url}${path}`, {
+    method: o.method ?? (body ? 'POST' : 'GET'),
+    headers,
+    body,
+    redirect: 'manual',
+  });
+  const text = await response.text();
+  const cookie = response.headers.getSetCookie().find((c) => c.startsWith('plexer_session='));
+  return { status: response.status, location: response.headers.get('location'), body: text, cookie: cookie?.split(';')[0] };
+}
+
+async function session(user: string): Promise<string> {
+  const r = await request('/_plexer/form-login-handler', { form: { httpd_username: user, httpd_password: `${user}-pw` } });
+  expect(r.status, r.body).toBe(302);
+  return r.cookie!;
+}
+
+describe('a pool with the login page, prefix routing and dbm: maps', () => {
+  it("serves two accounts in turn from one slot, each at its user's own prefix", async () => {
+    const alice = await session('alice');
+    const bob = await session('bob');
+    for (let round = 0; round < 2; round++) {
+      for (const [cookie, user, account] of [
+        [alice, 'alice', 'tenant1'],
+        [bob, 'bob', 'tenant2'],
+      ] as const) {
+        const r = await request('/app/whoami', { cookie });
+        expect(r.status, r.body + t.front.httpd.errorLog().slice(-2000)).toBe(200);
+        expect(JSON.parse(r.body)).toMatchObject({ group: account, user, slot: 'slot-1', script_name: `/u/${user}/app` });
+      }
+    }
+  }, 60_000);
+
+  it('answers a POST for an account without a slot with a 307 to repeat, then serves the repeat', async () => {
+    const alice = await session('alice');
+    const bob = await session('bob');
+    // alice's account holds the one slot; bob's does not.
+    expect((await request('/app/whoami', { cookie: alice })).status).toBe(200);
+    const first = await request('/app/whoami?x=1', { cookie: bob, method: 'POST', form: { note: 'hello' } });
+    expect(first.status).toBe(307);
+    expect(first.location).toBe('/app/whoami?x=1');
+    const again = await request(first.location!, { cookie: bob, method: 'POST', form: { note: 'hello' } });
+    expect(again.status).toBe(200);
+    expect(JSON.parse(again.body)).toMatchObject({ group: 'tenant2', user: 'bob' });
+  }, 60_000);
+
+  it('serves a new account made with the CLI once plexer sync has its map, with no reload', async () => {
+    const apache = t.front.httpd.pid;
+    await cliOk(t.cli, ['group', 'add', 'tenant3', '--settings', 'tenants.settings_generic']);
+    await cliOk(t.cli, ['user', 'add', 'carol', '--group', 'tenant3', '--password-stdin'], 'carol-pw\n');
+    const carol = await session('carol');
+    const served = await waitFor(
+      async () => {
+        const r = await request('/app/whoami', { cookie: carol });
+        return r.status === 200 ? JSON.parse(r.body) : undefined;
+      },
+      10_000,
+      "carol's first page",
+    );
+    expect(served).toMatchObject({ group: 'tenant3', user: 'carol' });
+    expect(t.front.httpd.pid).toBe(apache);
+  }, 60_000);
+
+  it('refuses the bind location asked for directly', async () => {
+    const r = await request('/_plexer/bind');
+    expect(r.status).toBe(403);
+  });
+});
