@@ -20,7 +20,7 @@ import { parseCommand, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
 const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --error-page FILE [--prefix P]
-                     [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--config FILE]
+                     [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--client-redirect] [--config FILE]
 
 Binds accounts to the pool's slots on demand (README: "Accounts and slots"). Apache starts it as a piped logger
 (as root; restarted when it dies, replaced at every graceful reload), fed the slot of every request a slot served,
@@ -29,8 +29,9 @@ which is how it knows each slot's idle time. It:
     slot (its process has served nobody), else the least recently used idle one (no request in flight, idle for
     at least --min-idle-seconds, default 0), emptied first (every process of its user killed, the account it
     served locked away from it), is given to the account: DATA-DIR/ACCOUNT and what is in it become the slot
-    user's, and DIR/slots/SLOT/binding names the account; the request then goes on, internally redirected, to
-    the slot. When every slot stays busy for --wait-seconds (default 10): FILE with 503 and Retry-After, never
+    user's, and DIR/slots/SLOT/binding names the account; a GET or HEAD then goes on, internally redirected,
+    to the slot, any other method gets a 307 to repeat (every method with --client-redirect, which the login
+    page's sessions need). When every slot stays busy for --wait-seconds (default 10): FILE with 503 and Retry-After, never
     another account's instance;
   - keeps --spares slots free (default one in eight), emptied in the background from accounts idle 30 s or more;
   - keeps DIR/bindings.txt (Apache's txt: map ACCOUNT SLOT) and DIR/pool.json (what plexer slots shows);
@@ -52,6 +53,7 @@ export const command: Command = {
       'wait-seconds': { type: 'string' },
       'min-idle-seconds': { type: 'string' },
       spares: { type: 'string' },
+      'client-redirect': { type: 'boolean' },
     });
     if (values.help) return (print(help), 0);
     const slots = parseWholeNumber(values.slots ?? '', '--slots');
@@ -93,7 +95,7 @@ export const command: Command = {
     host.publish(state);
 
     const page = readErrorPage(errorPage);
-    const server = serveScgi(bindRequestHandler(binder, page, log), log);
+    const server = serveScgi(bindRequestHandler(binder, page, log, { clientRedirect: values['client-redirect'] === true }), log);
     const socketInode = await listen(server, files.socket);
 
     // An account changed in the store: a bound one that is gone, disabled or has other settings loses its slot

@@ -3,7 +3,10 @@
 // the client: a client asking for the bind location itself has none and gets a 404). Once the account is bound,
 // a GET or HEAD goes on at once: a 200 with a local Location is mod_proxy_scgi's internal redirect, which runs the
 // request again (the bindings map now names the slot). Other methods get a 307 to the same URL, which clients
-// repeat with their body (the body came here and is gone).
+// repeat with their body (the body came here and is gone). With the login page (clientRedirect) every method gets
+// the 307: mod_session took the session cookie off the request when it first read it, and the request that the
+// internal redirect would run again authenticates anew (it follows one of another configuration, the bind
+// location's), so it would find no session; the browser's repeat carries its cookie.
 import type { Logger } from '../log.js';
 import { isGroupName } from '../names.js';
 import type { ScgiRequest, ScgiResponse } from '../scgi/server.js';
@@ -12,7 +15,12 @@ import type { Binder } from './binder.js';
 export const ACCOUNT_VARIABLE = 'PLEXER_ACCOUNT';
 const RETRY_AFTER_SECONDS = '5';
 
-export function bindRequestHandler(binder: Binder, page: Buffer, log: Logger): (request: ScgiRequest) => Promise<ScgiResponse> {
+export function bindRequestHandler(
+  binder: Binder,
+  page: Buffer,
+  log: Logger,
+  o: { clientRedirect?: boolean } = {},
+): (request: ScgiRequest) => Promise<ScgiResponse> {
   const unavailable = (retryAfter: string): ScgiResponse => ({
     status: 503,
     headers: [
@@ -41,7 +49,7 @@ export function bindRequestHandler(binder: Binder, page: Buffer, log: Logger): (
       return unavailable('30');
     }
     const method = env.get('REQUEST_METHOD');
-    if (method === 'GET' || method === 'HEAD') return { status: 200, headers: [['Location', uri]] };
+    if (!o.clientRedirect && (method === 'GET' || method === 'HEAD')) return { status: 200, headers: [['Location', uri]] };
     return {
       status: 307,
       headers: [

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { ConfigError } from '../../errors.js';
 import { isIP } from 'node:net';
 import { GROUP_NAME_PATTERN, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
 import type { SessionDatabase } from '../session-dbd.js';
@@ -10,9 +11,9 @@ const SAFE_PATH = /^\/[A-Za-z0-9._\/+@=,-]*$/;
 const SAFE_WORD = /^[A-Za-z0-9._:+@=-]+$/;
 const SAFE_URL_PATH = /^\/[A-Za-z0-9._\/-]*$/;
 
-export class ApacheConfigError extends Error {
-  override name = 'ApacheConfigError';
-}
+// A PlexerError (exit 2, the message alone): a bad option reaches the operator as what to change, not as an
+// internal error.
+export class ApacheConfigError extends ConfigError {}
 
 // Everything interpolated into the config is validated here, so no option can inject a directive, break out
 // of a quoted string, trigger ${VAR} expansion or split a prg: command line (Apache splits it on whitespace
@@ -148,6 +149,13 @@ export function validate(o: ApacheConfigOptions) {
     throw new ApacheConfigError(`invalid userPrefix ${userPrefix}: one segment of [a-z0-9_-], not the mount`);
   }
   if (routing !== 'wsgi' && roleLocations.length > 0) throw new ApacheConfigError('roleLocations are supported with routing wsgi only');
+  // Prefix routing moves each request internally to the user's prefix, and the request that runs there
+  // authenticates again: with the login page it finds no session (mod_session took the cookie off the request
+  // when it first read it) and is sent to the login page. Refused rather than rendered broken.
+  if (auth === 'form' && routing === 'prefix')
+    throw new ApacheConfigError(
+      'the login page (--auth form) does not work with --routing prefix: use --routing wsgi, or Basic with prefix',
+    );
   const pool = o.pool === undefined ? undefined : poolOptions(o.pool, routing);
   return {
     auth,
