@@ -13,6 +13,7 @@ import {
   fchmodSync,
   fchownSync,
   fsyncSync,
+  futimesSync,
   linkSync,
   mkdtempSync,
   openSync,
@@ -39,6 +40,10 @@ export interface AtomicWriteOptions {
   // Never replace an existing file (link() instead of rename(): fails with EEXIST, never follows a symlink).
   // For secrets that must stay the same once something has read them, such as the session key.
   exclusive?: boolean;
+  // The file's modification time, set before it takes the name. Apache's txt: and dbm: maps notice a new file by
+  // its mtime alone, and the kernel stamps files with a clock that moves every few milliseconds: two versions
+  // written within one tick would look the same to them.
+  mtime?: Date;
 }
 
 // A name in the same directory (rename must not cross file systems) that no one can guess in advance.
@@ -61,6 +66,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
       if (options.owner) fchownSync(fd, options.owner.uid, options.owner.gid);
       // After fchown: changing the owner may clear mode bits.
       fchmodSync(fd, options.mode);
+      if (options.mtime) futimesSync(fd, options.mtime, options.mtime);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

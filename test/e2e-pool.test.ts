@@ -158,7 +158,7 @@ describe('a pool of slots bound on demand', () => {
     try {
       writeFileSync(path, `${original}${intruder} ${slot}\n`);
       const r = await ask(userOf[intruder]!);
-      expect(r.status).toBe(500);
+      expect(r.status).toBe(503);
       expect(r.body).not.toContain(victim);
       await waitFor(() => /request for another account than this slot serves/.test(t.front.httpd.errorLog()), 5_000, 'the refusal logged');
     } finally {

@@ -1,4 +1,5 @@
-# plexer's WSGI entry point: one Django per mod_wsgi daemon process group (one group per tenant).
+# plexer's WSGI entry point: one Django per mod_wsgi daemon process group: one group per tenant, or a pool's slots
+# bound to accounts on demand (see "Slots of a pool" below).
 #
 # Apache (config from src/apache/render/) routes each authenticated user to their group with keyed map answers
 # ("alice=alpha …", src/apache/render/keyed-routing.ts) and WSGIProcessGroup %{ENV:PROCESS_GROUP}, and sets
@@ -222,9 +223,10 @@ def _refuse(environ, start_response, status, message):
         message, environ.get('mod_wsgi.process_group'), environ.get('PROCESS_GROUP'),
         environ.get('PLEXER_ACCOUNT'), environ.get('PLEXER_SETTINGS')), file=environ['wsgi.errors'])
     body = ('%s\n' % message).encode('utf-8')
-    start_response(status, [('Content-Type', 'text/plain; charset=utf-8'),
-                            ('Content-Length', str(len(body))),
-                            ('Cache-Control', 'no-store')])
+    headers = [('Content-Type', 'text/plain; charset=utf-8'), ('Content-Length', str(len(body))), ('Cache-Control', 'no-store')]
+    if status.startswith('503'):
+        headers.append(('Retry-After', '1'))
+    start_response(status, headers)
     return [body]
 
 
@@ -271,7 +273,9 @@ def _serve_slot(environ, start_response):
     if binding is None:
         return _refuse(environ, start_response, '503 Service Unavailable', 'this slot serves no account')
     if environ.get('PLEXER_ACCOUNT', '') != binding['account']:
-        return _refuse(environ, start_response, '500 Internal Server Error', 'request for another account than this slot serves')
+        # A request routed just before its account lost this slot (or a forged route): never served here. 503,
+        # since asked again it finds its account's own slot.
+        return _refuse(environ, start_response, '503 Service Unavailable', 'request for another account than this slot serves')
     app = _pinned_app(environ, start_response, binding['account'], binding['settings'], binding['data_dir'])
     if app is None:
         return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')

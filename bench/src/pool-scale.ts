@@ -47,6 +47,7 @@ const r = JSON.parse(readFileSync(reportFile, 'utf8')) as {
   seconds: number;
   created: number;
   requests: number;
+  turns: Latency & { accounts: number };
   notOk: number[];
   wrong: number;
   bind: Latency;
@@ -62,7 +63,12 @@ console.log(
   `\n${r.accounts} accounts over ${r.slots} slots, ${r.active} users asking at a time, ${r.seconds} s; then ${r.created} accounts created\n`,
 );
 console.log('| measure | requests | p50 | p99 |\n|---|---:|---:|---:|');
-console.log(`| first request after a binding (bind + first page) | ${r.bind.count} | ${ms(r.bind.p50)} | ${ms(r.bind.p99)} |`);
+console.log(
+  `| turns: ${r.turns.accounts} accounts over ${r.slots} slots, one request at a time, logins cached: request that needed a binding | ${r.turns.count} | ${ms(r.turns.p50)} | ${ms(r.turns.p99)} |`,
+);
+console.log(
+  `| rotation: ${r.active} at a time over the other accounts, first request (first login + binding + first page) | ${r.bind.count} | ${ms(r.bind.p50)} | ${ms(r.bind.p99)} |`,
+);
 console.log(`| later requests of a bound account | ${r.steady.count} | ${ms(r.steady.p50)} | ${ms(r.steady.p99)} |`);
 console.log(`| bound accounts, before the creations (3 s) | ${r.quiet.count} | ${ms(r.quiet.p50)} | ${ms(r.quiet.p99)} |`);
 console.log(
@@ -72,5 +78,5 @@ console.log(
   `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted)`,
 );
 console.log(
-  `memory: the pool's ${r.slots} slots ${mib(r.memoryKiB.poolLoaded)} in all (a free slot ${mib(r.memoryKiB.idleSlotMean)}, Django imported); one daemon group per account: ${r.accounts} daemons`,
+  `memory: the pool's ${r.slots} slots ${mib(r.memoryKiB.poolLoaded)} in all, loaded (a free slot ${mib(r.memoryKiB.idleSlotMean)}, Django imported); one daemon group per account: ${r.accounts} daemon processes`,
 );

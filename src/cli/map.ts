@@ -23,7 +23,7 @@ they asked + "=": an answer left in the pipe by a worker that died mid-lookup ro
   route     user name  -> "GROUP SETTINGS"    (both for one request in one lookup; "GROUP" alone when the
                                                group has no settings module)
 Apache starts it with an empty environment: give --config with an absolute path. It exits when stdin closes.
-  RewriteMap plexergroup "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data`;
+  RewriteMap plexer_group "prg:/usr/bin/node /opt/plexer/bin/plexer map group --config /etc/plexer/plexer.conf" www-data:www-data`;
 
 const STARTUP_WAIT_MS = 1_000;
 

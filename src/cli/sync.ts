@@ -23,7 +23,7 @@ When PostgreSQL is down the last good files stay in place and the store is retri
 Exit status 2 on configuration errors (config file, DIR missing or not writable, no httxt2dbm); 0 on
 SIGTERM/SIGINT, after a rebuild in progress has finished. One log line per rebuild on stderr.
 Apache (the files must exist before it starts):
-  RewriteMap plexergroup "dbm=gdbm:/var/lib/plexer/maps/group.map"`;
+  RewriteMap plexer_group "dbm=gdbm:/var/lib/plexer/maps/group.map"`;
 
 export const command: Command = {
   summary: 'keep dbm: RewriteMap files current from the store',

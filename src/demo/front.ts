@@ -147,27 +147,30 @@ export async function startFront(o: FrontOptions): Promise<Front> {
     rmSync(ownLocks, { recursive: true, force: true });
     rmSync(lockDirNote, { force: true });
   };
-  let httpd: Httpd;
+  let httpd: Httpd | undefined;
   try {
     httpd = await startHttpd({ config: await renderFromStore(options, runtime, apacheDir), dir: apacheDir });
     // Apache starts the binder with its piped loggers; until it listens an account's first request gets a 503.
     if (o.extra?.pool) await untilExists(poolFiles(apacheDir).socket, 30_000, httpd.errorLog);
   } catch (error) {
+    // An Apache that started but is of no use is stopped, not left running.
+    await httpd?.stop().catch(() => undefined);
     removeLocks();
     throw error;
   }
+  const started = httpd;
   return {
-    httpd,
+    httpd: started,
     lockDir,
     runtime,
     apacheDir,
     async reconfigure() {
-      writeFileAtomic(httpd.configPath, await renderFromStore(options, runtime, apacheDir), { mode: 0o600, owner: { uid: 0, gid: 0 } });
-      await httpd.graceful();
+      writeFileAtomic(started.configPath, await renderFromStore(options, runtime, apacheDir), { mode: 0o600, owner: { uid: 0, gid: 0 } });
+      await started.graceful();
     },
     stop: async () => {
       try {
-        await httpd.stop();
+        await started.stop();
       } finally {
         removeLocks();
       }

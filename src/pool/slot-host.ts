@@ -8,7 +8,7 @@ import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rm
 import { join } from 'node:path';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { parentPid, processIdentity, processIds, processTitle, socketInodes, unixSockets, type UnixSocketEntry } from '../proc.js';
+import { parentPid, processIdentity, processIds, processTitle, socketInodes, unixSockets } from '../proc.js';
 import { apacheOwner, checkTenantAccount, lookupAccount } from '../tenant-users.js';
 import type { SlotAssignment, SlotHost } from './binder.js';
 import { poolFiles, slotUser } from './names.js';
@@ -16,6 +16,10 @@ import { formatSlotFile } from './slot-file.js';
 import type { PoolState } from './state.js';
 
 const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+// How long a slot taken from an account waits for requests routed to it before its account left the bindings map
+// (a worker between its map lookup and the slot's socket), then at most for those in flight to end.
+const DRAIN_GRACE_MS = 100;
+const DRAIN_LIMIT_MS = 5_000;
 
 // DIR/pool.json, what `plexer slots` shows.
 export interface PoolStatus {
@@ -38,7 +42,8 @@ export class MachineSlotHost implements SlotHost {
   private readonly files: ReturnType<typeof poolFiles>;
   private readonly apacheGid: number;
   private readonly slotIds = new Map<string, { uid: number; gid: number }>();
-  private sockets: { at: number; entries: UnixSocketEntry[] } = { at: 0, entries: [] };
+  private busy: { at: number; bySlot: Map<string, number> } = { at: 0, bySlot: new Map() };
+  private lastPublished = 0;
 
   constructor(private readonly o: MachineSlotHostOptions) {
     this.files = poolFiles(o.stateDir);
@@ -95,6 +100,9 @@ export class MachineSlotHost implements SlotHost {
 
   async empty(slot: string, account: string | null): Promise<void> {
     const { uid } = this.slotAccount(slot);
+    // The account has left the bindings map already, but a request routed just before may still be on its way to
+    // the slot's socket, or in it: it is served before the processes go.
+    if (account !== null) await this.drain(slot);
     rmSync(this.files.binding(slot), { force: true });
     // Not only the daemon: whatever its code started (a subprocess, a detached job) may hold the account's files
     // open. Every process of the slot's user goes; one that forks while it goes is caught by the next round.
@@ -125,6 +133,16 @@ export class MachineSlotHost implements SlotHost {
       } catch {
         // never made
       }
+    }
+  }
+
+  private async drain(slot: string): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_GRACE_MS));
+    const until = Date.now() + DRAIN_LIMIT_MS;
+    for (;;) {
+      this.busy.at = 0;
+      if (this.inFlight(slot) === 0 || Date.now() > until) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
@@ -168,24 +186,42 @@ export class MachineSlotHost implements SlotHost {
     }
   }
 
-  private daemons(slot: string): number[] {
-    const title = `(wsgi:${slot})`;
-    return processIds().filter((pid) => processTitle(pid) === title && parentPid(pid) === this.o.apachePid);
-  }
-
+  // Requests in flight per slot: connections accepted on each slot's socket. One look at /proc serves every slot
+  // asked within 50 ms (a binding asks for each slot in turn).
   inFlight(slot: string): number {
     const now = Date.now();
-    if (now - this.sockets.at > 50) this.sockets = { at: now, entries: unixSockets() };
-    const held = new Set<string>();
-    for (const pid of this.daemons(slot)) for (const inode of socketInodes(pid)) held.add(inode);
-    const listeners = new Set(this.sockets.entries.filter((e) => e.listening && held.has(e.inode)).map((e) => e.path));
-    return this.sockets.entries.filter((e) => e.connected && !e.listening && listeners.has(e.path)).length;
+    if (now - this.busy.at > 50) this.busy = { at: now, bySlot: this.countInFlight() };
+    return this.busy.bySlot.get(slot) ?? 0;
+  }
+
+  private countInFlight(): Map<string, number> {
+    const sockets = unixSockets();
+    const listenerOf = new Map(sockets.filter((e) => e.listening).map((e) => [e.inode, e.path]));
+    const connections = new Map<string, number>();
+    for (const e of sockets) if (e.connected && !e.listening) connections.set(e.path, (connections.get(e.path) ?? 0) + 1);
+    const bySlot = new Map<string, number>();
+    for (const pid of processIds()) {
+      const title = processTitle(pid);
+      if (!title?.startsWith('(wsgi:slot-') || parentPid(pid) !== this.o.apachePid) continue;
+      const slot = title.slice('(wsgi:'.length, -1);
+      for (const inode of socketInodes(pid)) {
+        const path = listenerOf.get(inode);
+        if (path !== undefined) bySlot.set(slot, (bySlot.get(slot) ?? 0) + (connections.get(path) ?? 0));
+      }
+    }
+    return bySlot;
   }
 
   publish(state: PoolState): void {
     const lines = ['# plexer binder: ACCOUNT SLOT, rewritten whole at every binding (Apache rereads it when it changes).'];
     for (const b of state.published()) lines.push(`${b.account} ${b.slot}`);
-    writeFileAtomic(this.files.bindings, lines.join('\n') + '\n', { mode: 0o640, owner: { uid: 0, gid: this.apacheGid } });
+    // Every version a time of its own: Apache keeps what it read from the map until the file's mtime changes.
+    this.lastPublished = Math.max(Date.now(), this.lastPublished + 1);
+    writeFileAtomic(this.files.bindings, lines.join('\n') + '\n', {
+      mode: 0o640,
+      owner: { uid: 0, gid: this.apacheGid },
+      mtime: new Date(this.lastPublished),
+    });
     const now = Date.now();
     const status: PoolStatus['slots'] = state.slots.map((s) => ({
       slot: s.name,

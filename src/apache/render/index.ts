@@ -10,8 +10,9 @@
 // Routing idiom (verified against a real Apache 2.4.71 + mod_wsgi 4.9.4, see test/apache-prototype.test.ts):
 //   vhost level:        RewriteMap plexer_group "prg:…" www-data:www-data  +  RewriteEngine On
 //   <Directory> of the WSGI script (per-directory rules run AFTER authentication, so REMOTE_USER is set):
-//                       RewriteRule ^ - [E=PROCESS_GROUP:${plexer_group:%{REMOTE_USER}|_none_}]
-//                       … our own 403/503 for a sentinel / unknown / disabled group …
+//                       RewriteRule ^ - [E=PLEXER_GROUP_ANSWER:${plexer_group:%{REMOTE_USER}}]
+//                       … PROCESS_GROUP only from an answer that names this user ("#alice=alpha",
+//                       keyed-routing.ts); our own 403/503 for no group, no answer, a disabled group …
 //                       WSGIProcessGroup %{ENV:PROCESS_GROUP}
 // Nothing the client sends reaches PROCESS_GROUP: request headers become HTTP_* variables, query strings and
 // cookies never become environment variables, and the rule overwrites the variable unconditionally.
@@ -19,7 +20,8 @@
 // One section per module: validate.ts (every option, before any text), global.ts (server level per layout),
 // logs.ts (watchdog, lockout, login audit, Debian's vhost logs), wsgi-daemons.ts, maps.ts (which maps exist),
 // vhost.ts, auth.ts, form.ts (sessions, login pieces), routing-wsgi.ts (wsgi and prefix), routing-proxy.ts,
-// roles.ts, keyed-routing.ts (the answer-names-its-key rules every map lookup uses), modules.ts.
+// pool.ts (slots bound on demand instead of one daemon group per group), roles.ts, keyed-routing.ts (the
+// answer-names-its-key rules every map lookup uses), modules.ts.
 import { globalSection } from './global.js';
 import { serverLoginLogs, watchdogLog } from './logs.js';
 import { mapPlan } from './maps.js';
