@@ -16,6 +16,9 @@ class RecordingHost implements SlotHost {
   dataDir(account: string): string {
     return `/data/${account}`;
   }
+  async awaitFresh(slot: string): Promise<void> {
+    this.events.push(`fresh ${slot}`);
+  }
   async assign(slot: string, a: SlotAssignment): Promise<void> {
     this.events.push(`assign ${slot} ${a.account}`);
     await this.assignGate;
@@ -182,7 +185,7 @@ describe('binding accounts to slots', () => {
     open();
     await releasing;
     expect(state.slot('slot-1').phase).toBe('free');
-    expect(host.events.at(-1)).toBe('empty slot-1 acct1');
+    expect(host.events.slice(-2)).toEqual(['empty slot-1 acct1', 'fresh slot-1']);
   });
 
   it('keeps spare slots free, taken from accounts idle long enough', async () => {
@@ -201,7 +204,7 @@ describe('binding accounts to slots', () => {
     await binder.replenish();
     // acct1 (slot-1) had been idle 5.5 s: emptied as the spare.
     expect(state.slot('slot-1').phase).toBe('free');
-    expect(host.events.at(-1)).toBe('empty slot-1 acct1');
+    expect(host.events.slice(-2)).toEqual(['empty slot-1 acct1', 'fresh slot-1']);
   });
 });
 

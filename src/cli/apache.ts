@@ -22,7 +22,7 @@ const help = `Usage: plexer apache config [--layout standalone|debian] [--out FI
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
-                           [--slots N [--pool-prefix P] [--slot-wait SECONDS] [--slot-min-idle SECONDS]]
+                           [--slots N [--pool-prefix P] [--slot-wait SECONDS] [--slot-min-idle SECONDS] [--slot-spares N]]
        plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls] [--slots N]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
@@ -45,6 +45,8 @@ mpm_worker): mod_authnz_external under a threaded MPM kills Apache's helpers at 
                           need two
   --slot-wait SECONDS     how long a request waits for a slot when all are busy, before our 503 (default 10)
   --slot-min-idle SECONDS a bound slot goes to another account only after this long unused (default 0)
+  --slot-spares N         free slots the binder keeps ready, emptied from accounts idle 30 s or more (default
+                          one in eight slots)
 Without --slots, a new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
 whose PidFile is STATE-DIR/httpd.pid) after writing --out atomically. Moving, adding or removing users never
 needs a reload.
@@ -111,12 +113,13 @@ const options = {
   'pool-prefix': { type: 'string' },
   'slot-wait': { type: 'string' },
   'slot-min-idle': { type: 'string' },
+  'slot-spares': { type: 'string' },
 } as const;
 
 function poolOption(values: Parsed<typeof options>['values']): PoolOptions | undefined {
   if (values.slots === undefined) {
-    if (values['pool-prefix'] ?? values['slot-wait'] ?? values['slot-min-idle'])
-      throw new UsageError('--pool-prefix, --slot-wait and --slot-min-idle need --slots');
+    if (values['pool-prefix'] ?? values['slot-wait'] ?? values['slot-min-idle'] ?? values['slot-spares'])
+      throw new UsageError('--pool-prefix, --slot-wait, --slot-min-idle and --slot-spares need --slots');
     return undefined;
   }
   const seconds = (value: string | undefined, what: string) =>
@@ -127,9 +130,11 @@ function poolOption(values: Parsed<typeof options>['values']): PoolOptions | und
   if (!POOL_PREFIX_PATTERN.test(prefix)) throw new UsageError('--pool-prefix must be 2..12 lower-case letters or digits, a letter first');
   const waitSeconds = seconds(values['slot-wait'], '--slot-wait');
   const minIdleSeconds = seconds(values['slot-min-idle'], '--slot-min-idle');
+  const spares = seconds(values['slot-spares'], '--slot-spares');
   return {
     slots,
     prefix,
+    ...(spares !== undefined ? { spares } : {}),
     ...(waitSeconds !== undefined ? { waitSeconds } : {}),
     ...(minIdleSeconds !== undefined ? { minIdleSeconds } : {}),
   };

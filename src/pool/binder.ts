@@ -29,6 +29,8 @@ export interface SlotHost {
   empty(slot: string, account: string | null): Promise<void>;
   // Where the account's data lives (made if missing).
   dataDir(account: string): string;
+  // Resolves once the slot's fresh process runs (Apache's parent forks it within a second of the old one's end).
+  awaitFresh(slot: string): Promise<void>;
   // Requests the slot is serving right now.
   inFlight(slot: string): number;
   // Apache's bindings map and the status file, rewritten whole.
@@ -108,6 +110,10 @@ export class Binder {
     this.host.publish(this.state);
     try {
       await this.host.empty(s.name, account);
+      // Free once its fresh process is up: a binding to it then waits for nothing but the account's settings.
+      await this.host
+        .awaitFresh(s.name)
+        .catch((error) => this.log.warn('slot slow to come back', { slot: s.name, error: coerceError(error).message }));
       this.log.info('slot released', { slot: s.name, account });
     } finally {
       this.state.release(s.name);

@@ -186,6 +186,19 @@ export class MachineSlotHost implements SlotHost {
     }
   }
 
+  async awaitFresh(slot: string): Promise<void> {
+    const title = `(wsgi:${slot})`;
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const up = processIds().some(
+        (pid) => processTitle(pid) === title && parentPid(pid) === this.o.apachePid && processIdentity(pid)?.zombie === false,
+      );
+      if (up) return;
+      if (Date.now() > until) throw new RunAsError(`slot ${slot} has no process 10 s after it was emptied`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   // Requests in flight per slot: connections accepted on each slot's socket. One look at /proc serves every slot
   // asked within 50 ms (a binding asks for each slot in turn).
   inFlight(slot: string): number {

@@ -223,8 +223,12 @@ function poolOptions(p: NonNullable<ApacheConfigOptions['pool']>, routing: strin
     if (!Number.isInteger(s) || s < 0 || s > 3600) throw new ApacheConfigError(`${label} must be an integer in 0..3600: ${s}`);
     return s;
   };
+  const slots = positiveInt('pool.slots', p.slots, MAX_SLOTS);
+  if (p.spares !== undefined && (!Number.isInteger(p.spares) || p.spares < 0 || p.spares >= slots))
+    throw new ApacheConfigError(`pool.spares must be an integer in 0..${slots - 1}: ${p.spares}`);
   return {
-    slots: positiveInt('pool.slots', p.slots, MAX_SLOTS),
+    slots,
+    spares: p.spares,
     prefix,
     waitSeconds: seconds('pool.waitSeconds', p.waitSeconds, 10),
     minIdleSeconds: seconds('pool.minIdleSeconds', p.minIdleSeconds, 0),
