@@ -13,6 +13,9 @@ export interface ChangeListenerOptions {
   log: Logger;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  // 0..1, default Math.random: each wait is drawn between half the backoff and all of it, so that the front ends
+  // that lost PostgreSQL together do not all come back in the same millisecond.
+  random?: () => number;
 }
 
 export interface ChangeListener {
@@ -20,12 +23,13 @@ export interface ChangeListener {
   isListening(): boolean;
 }
 
-// A dedicated connection holding LISTEN, reconnecting with capped exponential backoff (no busy loop while
-// the server is down).
+// A dedicated connection holding LISTEN, reconnecting with capped exponential backoff and jitter (no busy loop
+// while the server is down, no stampede when it comes back).
 export function listenForChanges(options: ChangeListenerOptions): ChangeListener {
   const minBackoff = options.minBackoffMs ?? 100;
   const maxBackoff = options.maxBackoffMs ?? 5_000;
   let backoff = minBackoff;
+  const random = options.random ?? Math.random;
   let client: pg.Client | undefined;
   let listening = false;
   let closed = false;
@@ -34,10 +38,10 @@ export function listenForChanges(options: ChangeListenerOptions): ChangeListener
 
   const scheduleReconnect = (reason: string) => {
     if (closed || retryTimer) return;
-    if (listening || failures === 0) options.log.warn('listen connection lost', { reason, retry_ms: backoff });
+    const delay = Math.round(backoff * (0.5 + 0.5 * random()));
+    if (listening || failures === 0) options.log.warn('listen connection lost', { reason, retry_ms: delay });
     listening = false;
     failures++;
-    const delay = backoff;
     backoff = Math.min(backoff * 2, maxBackoff);
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
