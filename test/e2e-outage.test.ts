@@ -15,14 +15,18 @@ let front: Front;
 let store: OwnClusterStore;
 let sql: pg.Pool;
 
-async function get(user: string, password: string): Promise<{ status: number; group?: string; ms: number }> {
+async function get(
+  user: string,
+  password: string,
+): Promise<{ status: number; group?: string; ms: number; retryAfter: string | null; body: string }> {
   const started = performance.now();
   const response = await fetch(`${front.httpd.url}/app/whoami`, {
     headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
   });
   const body = await response.text();
   const ms = performance.now() - started;
-  return { status: response.status, ms, ...(response.status === 200 ? { group: JSON.parse(body).group } : {}) };
+  const retryAfter = response.headers.get('retry-after');
+  return { status: response.status, ms, retryAfter, body, ...(response.status === 200 ? { group: JSON.parse(body).group } : {}) };
 }
 
 async function until(check: () => Promise<boolean>, limitMs: number, what: string): Promise<number> {
@@ -54,6 +58,33 @@ afterAll(async () => {
   await front?.stop();
   await sql?.end().catch(() => undefined);
   await store?.close();
+});
+
+describe('a lookup the store does not answer in time', () => {
+  it('gives our 503 with Retry-After ("try again"), never the 403 of a user without a group', async () => {
+    // alice's password is cached; her routing answer is dropped by a change to her group (NOTIFY clears the map's
+    // cache), and the users table is locked, so the map's query cannot finish within its deadline.
+    expect((await get('alice', 'alice-pw')).status).toBe(200);
+    let answer: Awaited<ReturnType<typeof get>> | undefined;
+    for (let attempt = 0; attempt < 5 && answer?.status !== 503; attempt++) {
+      await sql.query(`UPDATE daemon_groups SET enabled = true WHERE name = 'tenant1'`);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the notification's way to the map
+      const locker = await sql.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+        answer = await get('alice', 'alice-pw');
+      } finally {
+        await locker.query('ROLLBACK');
+        locker.release();
+      }
+    }
+    expect(answer!.status, answer!.body).toBe(503);
+    expect(answer!.body).toContain('plexer-error:503');
+    expect(answer!.retryAfter).toBe('5');
+    // Once the store answers again, she is served.
+    await until(async () => (await get('alice', 'alice-pw')).status === 200, 10_000, 'alice served again');
+  }, 60_000);
 });
 
 describe('database outage under a real Apache', () => {

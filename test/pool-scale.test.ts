@@ -205,11 +205,20 @@ describe('many accounts over few slots (real Apache)', () => {
       })();
       const during = await measure(() => !creating);
       await created;
-      expect(
-        slotDaemons()
-          .map((d) => d.pid)
-          .sort(),
-      ).toEqual(daemonsBefore);
+      const daemonsAfter = slotDaemons()
+        .map((d) => d.pid)
+        .sort();
+      if (JSON.stringify(daemonsAfter) !== JSON.stringify(daemonsBefore)) {
+        console.log(
+          t.front.httpd
+            .errorLog()
+            .split('\n')
+            .filter((l) => /wsgi:|binder|mpm/.test(l))
+            .slice(-40)
+            .join('\n'),
+        );
+      }
+      expect(daemonsAfter).toEqual(daemonsBefore);
       expect(t.front.httpd.pid).toBe(apache);
       expect(wrong).toEqual([]);
 

@@ -2,7 +2,7 @@
 // eviction) over an in-test source, and the mapping from change notifications to evictions.
 import { describe, expect, it, vi } from 'vitest';
 import { applyChange } from '../src/lookup/invalidation.js';
-import { createResolver, type Answer, type Resolver, type ResolverOptions } from '../src/lookup/resolver.js';
+import { createResolver, UNAVAILABLE, type Answer, type Resolver, type ResolverOptions } from '../src/lookup/resolver.js';
 import type { Logger, LogFields } from '../src/log.js';
 import type { MapKind } from '../src/store/map-queries.js';
 import { waitFor } from './helpers/wait.js';
@@ -165,19 +165,21 @@ describe('resolver: store trouble', () => {
     expect(await resolver.resolve('alice')).toBe('tenant1');
     expect(await resolver.resolve('alice')).toBe('tenant1');
     expect(source.calls).toEqual(['alice', 'alice', 'alice']);
-    expect(log.lines).toEqual([['warn', 'store lookup failed; answering from stale cache or NULL', { error: 'connection refused' }]]);
+    expect(log.lines).toEqual([
+      ['warn', 'store lookup failed; answering from stale cache or unavailable', { error: 'connection refused' }],
+    ]);
     source.mode = 'ok';
     source.data.set('alice', 'tenant2');
     expect(await resolver.resolve('alice')).toBe('tenant2');
-    expect(log.lines.map((l) => l[1])).toEqual(['store lookup failed; answering from stale cache or NULL', 'store answering again']);
+    expect(log.lines.map((l) => l[1])).toEqual(['store lookup failed; answering from stale cache or unavailable', 'store answering again']);
     expect(resolver.resolve('alice')).toBe('tenant2');
   });
 
-  it('answers null at once when the source fails and nothing is cached', async () => {
+  it('answers unavailable at once when the source fails and nothing is cached (never "no group")', async () => {
     const { source, resolver } = setup({ deadlineMs: 5_000 });
     source.mode = 'fail';
     const start = performance.now();
-    expect(await resolver.resolve('alice')).toBeNull();
+    expect(await resolver.resolve('alice')).toBe(UNAVAILABLE);
     expect(performance.now() - start).toBeLessThan(1_000);
     expect(resolver.size).toBe(0);
   });
@@ -216,16 +218,16 @@ describe('resolver: store trouble', () => {
     expect(await answerAtDeadline(resolver, 'alice', 20)).toBe('tenant1');
   });
 
-  it('answers null after deadlineMs when the source is slow and nothing is cached', async () => {
+  it('answers unavailable after deadlineMs when the source is slow and nothing is cached', async () => {
     const { source, resolver } = setup({ deadlineMs: 20 });
     source.mode = 'hang';
-    expect(await answerAtDeadline(resolver, 'alice', 20)).toBeNull();
+    expect(await answerAtDeadline(resolver, 'alice', 20)).toBe(UNAVAILABLE);
   });
 
   it('a query that outlives the deadline still fills the cache when it settles', async () => {
     const { source, resolver } = setup({ deadlineMs: 20 });
     source.mode = 'manual';
-    expect(await resolver.resolve('alice')).toBeNull();
+    expect(await resolver.resolve('alice')).toBe(UNAVAILABLE);
     source.release('alice', 'tenant1');
     await waitFor(() => resolver.size === 1, 1_000, 'the late answer cached');
     expect(resolver.resolve('alice')).toBe('tenant1');
@@ -258,7 +260,7 @@ describe('resolver: concurrency', () => {
     expect(await Promise.all(answers)).toEqual(['tenant2', 'tenant2', 'tenant2']);
   });
 
-  it('past maxInFlight, misses are answered at once (stale or null) without a source call', async () => {
+  it('past maxInFlight, misses are answered at once (stale or unavailable) without a source call', async () => {
     const { source, clock, resolver } = setup({ maxInFlight: 2 });
     source.data.set('c', 'c-old');
     await resolver.resolve('c');
@@ -267,9 +269,9 @@ describe('resolver: concurrency', () => {
     const a = resolver.resolve('a');
     const b = resolver.resolve('b');
     expect(source.calls).toEqual(['c', 'a', 'b']);
-    // A stale entry is served; a key with nothing cached is null; neither waits.
+    // A stale entry is served; a key with nothing cached is unavailable; neither waits.
     expect(resolver.resolve('c')).toBe('c-old');
-    expect(resolver.resolve('d')).toBeNull();
+    expect(resolver.resolve('d')).toBe(UNAVAILABLE);
     // A key already being fetched joins its query rather than being refused.
     const a2 = resolver.resolve('a');
     expect(isPromise(a2)).toBe(true);
@@ -298,7 +300,7 @@ describe('resolver: concurrency', () => {
     void resolver.resolve('b');
     resolver.clear();
     // Two queries are still unsettled: a miss must be answered at once with no new query.
-    expect(resolver.resolve('c')).toBeNull();
+    expect(resolver.resolve('c')).toBe(UNAVAILABLE);
     expect(source.calls).toEqual(['a', 'b']);
   });
 
@@ -355,7 +357,7 @@ describe('resolver: concurrency', () => {
     source.release('bob', 'tenant2');
     expect(await expired).toBe('tenant2');
     source.mode = 'fail';
-    expect(await resolver.resolve('carl')).toBeNull();
+    expect(await resolver.resolve('carl')).toBe(UNAVAILABLE);
     expect(fresh).toEqual([
       ['alice', 'tenant1'],
       ['nobody', null],

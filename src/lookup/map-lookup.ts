@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { isGroupName, isUserName } from '../names.js';
 import type { PrgMapKind } from '../store/map-queries.js';
 import { applyChange } from './invalidation.js';
-import { NO_ANSWER, answerCacheOptions, type Answer } from './resolver.js';
+import { NO_ANSWER, answerCacheOptions, fallback, type Answer } from './resolver.js';
 
 // An invalid key (empty, control characters, spaces, too long, non-ASCII) is answered with no value here and
 // never reaches the cache, the store thread or SQL.
@@ -102,7 +102,6 @@ export function createMapLookup(kind: PrgMapKind, options: MapLookupOptions): (k
       Atomics.wait(link.signal, 0, seen, left);
     }
     // The store thread's answer came too late (it is dropped when it arrives: its id is never asked again).
-    const stale = cache.get(key, { allowStale: true });
-    return stale === undefined || stale === NO_ANSWER ? null : stale;
+    return fallback(cache.get(key, { allowStale: true }));
   };
 }

@@ -8,7 +8,7 @@ export interface ResolverOptions {
   fetch: (key: string) => Promise<Answer>;
   max: number;
   ttlMs: number;
-  // A lookup is answered within this time, from the stale entry if there is one, else null: mod_rewrite
+  // A lookup is answered within this time, from the stale entry if there is one, else UNAVAILABLE: mod_rewrite
   // holds a server-wide lock while it waits for the map.
   deadlineMs: number;
   // Queries started and not yet settled, over all keys; past it, misses are answered at once.
@@ -34,6 +34,16 @@ export interface Resolver {
 
 // lru-cache cannot hold null; "" stands for a cached "no answer" (no stored value is ever empty).
 export const NO_ANSWER = '';
+// The answer when nothing is known and the store did not say in time (down, slow, overloaded): a value no group,
+// settings module, account or backend can have, so the generated rules show it as our 503 ("try again"), never as
+// the 403 of a user who has no group. Never cached.
+export const UNAVAILABLE = '-';
+
+// What a lookup falls back to: the stale answer (a stale "no answer" stays null), else UNAVAILABLE.
+export function fallback(staleEntry: string | undefined): Answer {
+  if (staleEntry === undefined) return UNAVAILABLE;
+  return staleEntry === NO_ANSWER ? null : staleEntry;
+}
 
 // The one cache shape for map answers, here and in the map's main-thread copy.
 export function answerCacheOptions(max: number, ttlMs: number, now?: () => number): LRUCache.Options<string, string, unknown> {
@@ -95,7 +105,7 @@ export function createResolver(options: ResolverOptions): Resolver {
         return value;
       },
       (error: Error) => {
-        if (!failing) log.warn('store lookup failed; answering from stale cache or NULL', { error: error.message });
+        if (!failing) log.warn('store lookup failed; answering from stale cache or unavailable', { error: error.message });
         failing = true;
         throw error;
       },
@@ -113,8 +123,7 @@ export function createResolver(options: ResolverOptions): Resolver {
     resolve(key) {
       const fresh = cache.get(key);
       if (fresh !== undefined) return fresh === NO_ANSWER ? null : fresh;
-      const staleEntry = cache.get(key, { allowStale: true });
-      const stale = staleEntry === undefined || staleEntry === NO_ANSWER ? null : staleEntry;
+      const stale = fallback(cache.get(key, { allowStale: true }));
       let pending = inFlight.get(key);
       if (!pending) {
         if (running >= maxInFlight) return stale;

@@ -119,6 +119,9 @@ function errorPages(v: Validated): string[] {
     '    ErrorDocument 429 /_plexer/errors/429.html',
     '    ErrorDocument 500 /_plexer/errors/500.html',
     '    ErrorDocument 503 /_plexer/errors/503.html',
+    '    # Our 503 means "try again" (a lookup not answered in time, a store down, every slot busy): clients are told',
+    '    # when, unless the answer says so already.',
+    `    Header always set Retry-After 5 "expr=%{REQUEST_STATUS} == 503 && -z resp('Retry-After')"`,
     '',
   ];
 }
