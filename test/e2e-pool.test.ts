@@ -128,13 +128,18 @@ describe('a pool of slots bound on demand', () => {
     }
   }, 60_000);
 
-  it('leaves nothing of an account to the next one on its slot: its processes and its /tmp files go', async () => {
+  it('leaves nothing of an account to the next one on its slot: its processes, /tmp files and shared memory go', async () => {
     const [account, slot] = [...bindings()][0]!;
     const user = `${prefix}-s${slot.slice('slot-'.length)}`;
     // What tenant code could leave behind: a detached process (holding the account's group) and a file in /tmp.
     const leftover = spawn('runuser', ['-u', user, '--', 'sleep', '600'], { stdio: 'ignore', detached: true });
     const tmpFile = `/tmp/${prefix}-left-by-${account}`;
     expect(asUser(user, 'sh', '-c', `echo secret > ${tmpFile}`).status).toBe(0);
+    // And a System V shared memory segment, which outlives its process.
+    const made = asUser(user, '/usr/bin/python3', '-c', 'import ctypes; print(ctypes.CDLL(None).shmget(0x5ec2e7, 4096, 0o1600))');
+    const shmid = made.stdout.trim();
+    expect(Number(shmid), made.stderr).toBeGreaterThanOrEqual(0);
+    expect(readFileSync('/proc/sysvipc/shm', 'utf8')).toMatch(new RegExp(`^\\s*\\d+\\s+${shmid}\\s`, 'm'));
     await waitFor(
       () => processIds().some((pid) => processIdentity(pid)?.uid === uidOf(user) && processTitle(pid) === 'sleep'),
       5_000,
@@ -148,6 +153,7 @@ describe('a pool of slots bound on demand', () => {
     expect(bindings().get(account)).not.toBe(slot);
     await waitFor(() => leftover.exitCode !== null || leftover.signalCode !== null, 5_000, 'the leftover process killed');
     expect(existsSync(tmpFile)).toBe(false);
+    expect(readFileSync('/proc/sysvipc/shm', 'utf8')).not.toMatch(new RegExp(`^\\s*\\d+\\s+${shmid}\\s`, 'm'));
   }, 60_000);
 
   it('refuses, inside the slot, a request routed for another account (the bindings map forged as root)', async () => {

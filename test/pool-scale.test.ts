@@ -33,7 +33,8 @@ let t: TestFront;
 
 beforeAll(async () => {
   t = await startTestFront(async () => undefined, {
-    front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 30 } } },
+    // No spares: the creation phase checks that no slot restarts, and a spare is a slot emptied on purpose.
+    front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 30, spares: 0 } } },
     // Accounts and users straight into the tables (as psql would): a thousand CLI runs would take minutes.
     beforeStart: async (_stateDir, configPath) => {
       const hash = await hashPassword('pw', 4);

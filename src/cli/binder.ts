@@ -105,7 +105,15 @@ export const command: Command = {
       if (!bound || bound.phase !== 'bound') return;
       const now = await accountInfo(account);
       const file = readSlotFile(files.binding(bound.name));
-      if (now && now.enabled && now.settings !== null && now.settings === file?.settings) return;
+      const reason = !now
+        ? 'account deleted'
+        : !now.enabled
+          ? 'account disabled'
+          : now.settings !== file?.settings
+            ? `settings now ${now.settings ?? 'none'}`
+            : undefined;
+      if (reason === undefined) return;
+      log.info('account changed; releasing its slot', { account, reason });
       await binder.release(account);
     };
     const listener = listenForChanges({

@@ -4,8 +4,10 @@
 // killing every process of its user (Apache's parent forks a fresh one, which has served nobody) before its
 // account's directory is locked away from it. Also what Apache sees of the pool: the bindings map and the status
 // file.
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { parentPid, processIdentity, processIds, processTitle, socketInodes, unixSockets } from '../proc.js';
@@ -16,6 +18,13 @@ import { formatSlotFile } from './slot-file.js';
 import type { PoolState } from './state.js';
 
 const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+const SYSV_IPC: Array<[string, string]> = [
+  ['shm', '-m'],
+  ['msg', '-q'],
+  ['sem', '-s'],
+];
+const run = promisify(execFile);
+const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 // How long a slot taken from an account waits for requests routed to it before its account left the bindings map
 // (a worker between its map lookup and the slot's socket), then at most for those in flight to end.
 const DRAIN_GRACE_MS = 100;
@@ -123,6 +132,7 @@ export class MachineSlotHost implements SlotHost {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     this.sweepTemp(uid);
+    await this.sweepIpc(uid);
     if (account !== null) {
       const dir = join(this.o.dataDir, account);
       try {
@@ -132,6 +142,27 @@ export class MachineSlotHost implements SlotHost {
         }
       } catch {
         // never made
+      }
+    }
+  }
+
+  // System V shared memory, message queues and semaphores outlive their processes: one the slot's user made or
+  // owns would hand its data to the next account on the slot.
+  private async sweepIpc(uid: number): Promise<void> {
+    for (const [table, flag] of SYSV_IPC) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/sysvipc/${table}`, 'latin1');
+      } catch {
+        continue;
+      }
+      const lines = text.trim().split('\n');
+      const header = lines[0]?.trim().split(/\s+/) ?? [];
+      const [idAt, uidAt, cuidAt] = [1, header.indexOf('uid'), header.indexOf('cuid')];
+      for (const line of lines.slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (Number(f[uidAt]) !== uid && Number(f[cuidAt]) !== uid) continue;
+        await run('ipcrm', [flag, f[idAt]!], { env: TOOL_ENV }).catch(() => undefined);
       }
     }
   }
