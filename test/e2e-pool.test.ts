@@ -1,7 +1,7 @@
 // The slot pool against a real Apache (README "Accounts and slots"): accounts bound to slots on demand, never a
 // reload, one account per slot whatever the routing says, walls that move with the binding.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
@@ -23,7 +23,23 @@ beforeAll(async () => {
       for (const a of accounts) await cliOk(cli, ['group', 'add', a, '--settings', 'tenants.settings_generic']);
       for (const a of accounts) await cliOk(cli, ['user', 'add', userOf[a]!, '--group', a, '--password-stdin'], `${userOf[a]}-pw\n`);
     },
-    { front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 3 } } } },
+    {
+      front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 3 } } },
+      // tenant4 comes from an installation without a pool: its directory and database belong to its old run-as user
+      // (here nobody), 0700 and 0644, as `apache config` and SQLite left them. Its first request writes there.
+      beforeStart: async (stateDir) => {
+        const dir = join(stateDir, 'apache', 'data', 'tenant4');
+        mkdirSync(dir, { recursive: true });
+        const made = spawnSync('/usr/bin/python3', [
+          '-c',
+          `import sqlite3; sqlite3.connect('${dir}/tenant4.sqlite3').execute('CREATE TABLE t (x)')`,
+        ]);
+        expect(made.status, String(made.stderr)).toBe(0);
+        for (const path of [dir, join(dir, 'tenant4.sqlite3')]) chownSync(path, 65534, 65534);
+        chmodSync(dir, 0o700);
+        return {};
+      },
+    },
   );
   // Apache starts the binder with its other piped loggers: until it listens, a first request gets our 503.
   await waitFor(() => /binder started/.test(t.front.httpd.errorLog()), 20_000, 'the binder');
@@ -83,6 +99,8 @@ describe('a pool of slots bound on demand', () => {
   it('serves more accounts than slots, in turn, each from its own account and database', async () => {
     for (let round = 0; round < 3; round++) for (const a of accounts) await servedOwn(a);
     expect(bindings().size).toBe(SLOTS);
+    // tenant4's data from before the pool was handed to the slot users in turn, and written to (a 500 otherwise).
+    expect(statSync(join(t.front.apacheDir, 'data', 'tenant4', 'tenant4.sqlite3')).uid).not.toBe(65534);
   }, 120_000);
 
   it('serves a new account without a reload; the slots it did not take keep their processes', async () => {

@@ -91,7 +91,7 @@ export const command: Command = {
     };
     const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares });
 
-    await adoptOrEmpty(state, host, files);
+    await adoptOrEmpty(state, host, files, log);
     host.publish(state);
 
     const page = readErrorPage(errorPage);
@@ -176,18 +176,27 @@ function readErrorPage(file: string): Buffer {
 // The bindings whose slot file and data directory agree (the account's directory is the slot user's) are kept: the
 // slots' processes, forked again at a reload, serve them already. Every other slot is emptied before any binding
 // starts, so a free slot's process is always one that has served nobody.
-async function adoptOrEmpty(state: PoolState, host: MachineSlotHost, files: ReturnType<typeof poolFiles>): Promise<void> {
+async function adoptOrEmpty(
+  state: PoolState,
+  host: MachineSlotHost,
+  files: ReturnType<typeof poolFiles>,
+  log: ReturnType<typeof createLogger>,
+): Promise<void> {
   const now = Date.now();
-  const emptying: Array<Promise<void>> = [];
+  const pending: Array<Promise<void>> = [];
   for (const slot of state.slots.map((s) => s.name)) {
     const file = readSlotFile(files.binding(slot));
     if (file && !state.slotOf(file.account) && host.owns(slot, file.dataDir)) {
       state.adopt(slot, file.account, now);
+      // Handed over again: what an earlier plexer left unhanded (files from before the pool) becomes the slot's.
+      pending.push(
+        host.assign(slot, file).catch((error) => log.error('handing data over failed', { slot, error: coerceError(error).message })),
+      );
       continue;
     }
-    emptying.push(host.empty(slot, file?.account ?? null));
+    pending.push(host.empty(slot, file?.account ?? null));
   }
-  await Promise.all(emptying);
+  await Promise.all(pending);
 }
 
 // Listens on PATH for Apache's workers alone (root:www-data 0660); a stale socket there (a killed binder's) is

@@ -177,17 +177,17 @@ export class MachineSlotHost implements SlotHost {
     }
   }
 
-  // What an account's processes wrote belongs to the slot user that wrote it, with the modes the application chose
-  // (SQLite and Django's uploads make files 0644): the next slot's user gets it. Only what a slot of this pool
-  // owns is handed over, never followed through a link, and never a file with more than one name (a hard link
-  // planted there could name a file outside): a tenant cannot get anything else given to it.
+  // What an account's processes wrote belongs to the user that wrote it, with the modes the application chose
+  // (SQLite and Django's uploads make files 0644): the next slot's user gets it. That user was a slot of this pool,
+  // or the account's own run-as user from before it was pooled (DATA-DIR/ACCOUNT was 0700 and theirs, so nobody
+  // else could have put anything there). Root's files stay root's, nothing is followed through a link, and no file
+  // with a second name is handed over (a hard link planted there could name a file outside).
   private giveData(dir: string, to: { uid: number; gid: number }): void {
-    const slotUids = new Set([...this.slotIds.values()].map((ids) => ids.uid));
     const walk = (path: string) => {
       for (const name of readdirSync(path)) {
         const entry = join(path, name);
         const st = lstatSync(entry);
-        if (!slotUids.has(st.uid) || (!st.isDirectory() && st.nlink > 1)) continue;
+        if (st.uid === 0 || (!st.isDirectory() && st.nlink > 1)) continue;
         if (st.uid !== to.uid || st.gid !== to.gid) lchownSync(entry, to.uid, to.gid);
         if (st.isDirectory()) walk(entry);
       }
