@@ -1,7 +1,7 @@
 // The slot pool against a real Apache (README "Accounts and slots"): accounts bound to slots on demand, never a
 // reload, one account per slot whatever the routing says, walls that move with the binding.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
@@ -102,6 +102,30 @@ describe('a pool of slots bound on demand', () => {
     // tenant4's data from before the pool was handed to the slot users in turn, and written to (a 500 otherwise).
     expect(statSync(join(t.front.apacheDir, 'data', 'tenant4', 'tenant4.sqlite3')).uid).not.toBe(65534);
   }, 120_000);
+
+  it('shows the bindings with plexer slots', async () => {
+    const shown = await cliOk(t.cli, ['slots', '--state-dir', t.front.apacheDir]);
+    for (const [account, slot] of bindings()) expect(shown.stdout).toMatch(new RegExp(`^${slot} +bound +${account} `, 'm'));
+    expect(JSON.parse((await cliOk(t.cli, ['slots', '--state-dir', t.front.apacheDir, '--json'])).stdout).slots).toHaveLength(SLOTS);
+  });
+
+  it('is rendered by apache config --slots, which says that accounts need no reload, and group add says so too', async () => {
+    const dir = mkdtempSync('/tmp/pxs-');
+    try {
+      const out = join(dir, 'httpd.conf');
+      const wrote = await cliOk(t.cli, ['apache', 'config', '--slots', '2', '--pool-prefix', prefix, '--state-dir', dir, '--out', out]);
+      expect(wrote.stdout).toContain('a pool of 2 slots');
+      expect(wrote.stdout).toContain('come and go without a reload');
+      const text = readFileSync(out, 'utf8');
+      expect(text.match(/^WSGIDaemonProcess slot-\d+ /gm)).toHaveLength(2);
+      expect(text).toContain(`user=${prefix}-s2 group=${prefix}-s2`);
+      expect(existsSync(join(dir, 'bindings.txt'))).toBe(true);
+      const added = await cliOk(t.cli, ['group', 'add', 'tenant9', '--settings', 'tenants.settings_generic', '--apache-config', out]);
+      expect(added.stdout).toMatch(/served from the pool's 2 slots from their first request \(no reload\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('serves a new account without a reload; the slots it did not take keep their processes', async () => {
     const apache = t.front.httpd.pid;

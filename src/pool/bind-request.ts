@@ -35,7 +35,9 @@ export function bindRequestHandler(
     if (!isGroupName(account)) return { status: 404, headers: [['Content-Type', 'text/plain']], body: 'not found\n' };
     // The client's own request line, still encoded: nothing in it can break the header it goes into.
     const uri = env.get('REQUEST_URI') ?? '';
-    if (!/^\/[\x21-\x7e]{0,8000}$/.test(uri)) return { status: 400, headers: [['Content-Type', 'text/plain']], body: 'bad request\n' };
+    // "//host/…" would make the 307 a redirect to another site.
+    if (!/^\/(?!\/)[\x21-\x7e]{0,8000}$/.test(uri))
+      return { status: 400, headers: [['Content-Type', 'text/plain']], body: 'bad request\n' };
     // Sent here a second time for one request: its slot went to another account meanwhile (the pool is that
     // busy). No loop: try again later.
     if (env.has(`REDIRECT_REDIRECT_REDIRECT_${ACCOUNT_VARIABLE}`)) return unavailable('1');
