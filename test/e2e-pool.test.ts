@@ -5,7 +5,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
-import { processIdentity, processIds, processTitle, unixSockets } from '../src/proc.js';
+import { processIdentity, processIds, processTitle, socketInodes, unixSockets } from '../src/proc.js';
 import { userIds } from '../src/tenant-users.js';
 import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
 import { removePoolAccounts, testPoolPrefix } from './helpers/pool.js';
@@ -90,8 +90,20 @@ const bindings = () =>
       .map((l) => l.split(' ') as [string, string]),
   );
 // Requests the slots are serving now: connections accepted on their sockets.
-const inFlight = () =>
-  unixSockets().filter((e) => e.connected && !e.listening && e.path.startsWith(join(t.front.apacheDir, 'wsgi'))).length;
+// (of one slot: on the socket its process listens on).
+const inFlight = (slot?: string) => {
+  const sockets = unixSockets();
+  let paths = new Set(sockets.filter((e) => e.listening && e.path.startsWith(join(t.front.apacheDir, 'wsgi'))).map((e) => e.path));
+  if (slot !== undefined) {
+    const held = new Set(
+      listWsgiDaemons(t.front.httpd.pid)
+        .filter((d) => d.title === `(wsgi:${slot})`)
+        .flatMap((d) => [...socketInodes(d.pid)]),
+    );
+    paths = new Set(sockets.filter((e) => e.listening && held.has(e.inode)).map((e) => e.path));
+  }
+  return sockets.filter((e) => e.connected && !e.listening && paths.has(e.path)).length;
+};
 const uidOf = (user: string) => userIds(user)!.uid;
 const asUser = (user: string, ...command: string[]) => spawnSync('runuser', ['-u', user, '--', ...command], { encoding: 'utf8' });
 
@@ -233,7 +245,7 @@ describe('a pool of slots bound on demand', () => {
   it('serves an account again after its slot was killed mid-request', async () => {
     const [account, slot] = [...bindings()][0]!;
     const pending = ask(userOf[account]!, '/app/sleep?s=5');
-    await waitFor(() => inFlight() === 1, 10_000, 'the request in flight');
+    await waitFor(() => inFlight(slot) === 1, 10_000, 'the request in flight in its slot');
     for (const [title, pid] of slotPids()) if (title === `(wsgi:${slot})`) process.kill(pid, 'SIGKILL');
     expect((await pending).status).not.toBe(200);
     await servedOwn(account);
