@@ -15,7 +15,9 @@ export const BACKEND_PATTERN =
   /^(unix:\/[A-Za-z0-9._\/-]{1,200}\|)?(https?|fcgi|uwsgi|scgi):\/\/[A-Za-z0-9._:\[\]-]{1,255}(\/[A-Za-z0-9._~%\/-]*)?$/;
 
 export const isUserName = (value: string): boolean => USER_NAME_PATTERN.test(value);
-export const isGroupName = (value: string): boolean => GROUP_NAME_PATTERN.test(value);
+// What `user add|move --group` reads as keywords: no group may be called so (migration 010 says the same).
+export const GROUP_KEYWORDS: readonly string[] = ['auto', 'none'];
+export const isGroupName = (value: string): boolean => GROUP_NAME_PATTERN.test(value) && !GROUP_KEYWORDS.includes(value);
 export const isRoleName = (value: string): boolean => ROLE_NAME_PATTERN.test(value);
 export const isSettingsModule = (value: string): boolean => SETTINGS_MODULE_PATTERN.test(value);
 export const isRunAs = (value: string): boolean => RUN_AS_PATTERN.test(value);

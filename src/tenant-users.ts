@@ -10,7 +10,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunAsError, UsageError } from './errors.js';
 import type { Owner } from './files.js';
-import { GROUP_NAME_PATTERN, isRunAs } from './names.js';
+import { isGroupName, isRunAs } from './names.js';
 
 export const APACHE_RUN_USER = 'www-data';
 export const APACHE_RUN_GROUP = 'www-data';
@@ -172,7 +172,7 @@ export function apacheOwner(): Owner {
 // see which others exist); DATA-DIR/GROUP: the tenant's alone, 0700. Only the directory itself is given to
 // the owner: after a run_as change, its contents keep their old owner (chown -R them yourself, knowingly).
 export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner): string {
-  if (!GROUP_NAME_PATTERN.test(group)) throw new UsageError(`invalid daemon group name "${group}"`);
+  if (!isGroupName(group)) throw new UsageError(`invalid daemon group name "${group}"`);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   chownSync(dataDir, 0, 0);
   chmodSync(dataDir, 0o711);

@@ -106,6 +106,11 @@ const CANDIDATES = {
     'z' + '9'.repeat(63),
     't-',
     't_',
+    // The keywords of user --group.
+    'auto',
+    'none',
+    'autos',
+    'nones',
   ],
   role: [
     ...COMMON,

@@ -75,7 +75,9 @@ type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
 
 function groupName(name: string): string {
   if (!isGroupName(name))
-    throw new UsageError(`invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63`);
+    throw new UsageError(
+      `invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63, and not "auto" or "none" (user --group keywords)`,
+    );
   return name;
 }
 
