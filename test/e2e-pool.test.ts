@@ -182,6 +182,17 @@ describe('a pool of slots bound on demand', () => {
     }
   }, 60_000);
 
+  it("seals every slot's processes like any daemon: no shared memory of Apache's, no pipe of its helpers", async () => {
+    const slots = listWsgiDaemons(t.front.httpd.pid);
+    expect(slots).toHaveLength(SLOTS);
+    for (const { pid, title } of slots) {
+      const shared = readFileSync(`/proc/${pid}/maps`, 'utf8')
+        .split('\n')
+        .filter((line) => /^\S+ \S*w\S*s /.test(line) || / \/(dev\/zero|SYSV)/.test(line));
+      expect(shared, title).toEqual([]);
+    }
+  });
+
   it('leaves nothing of an account to the next one on its slot: its processes, /tmp files and shared memory go', async () => {
     const [account, slot] = [...bindings()][0]!;
     const user = `${prefix}-s${slot.slice('slot-'.length)}`;
