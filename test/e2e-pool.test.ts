@@ -52,6 +52,7 @@ afterAll(async () => {
 
 interface Whoami {
   group: string;
+  settings: string;
   slot: string;
   user: string;
   database: string;
@@ -219,6 +220,34 @@ describe('a pool of slots bound on demand', () => {
     await waitFor(() => leftover.exitCode !== null || leftover.signalCode !== null, 5_000, 'the leftover process killed');
     expect(existsSync(tmpFile)).toBe(false);
     expect(readFileSync('/proc/sysvipc/shm', 'utf8')).not.toMatch(new RegExp(`^\\s*\\d+\\s+${shmid}\\s`, 'm'));
+  }, 60_000);
+
+  it('takes the slot from an account disabled or given other settings (CLI or psql); its next request binds again', async () => {
+    const [account] = [...bindings()][0]!;
+    const user = userOf[account]!;
+    await cliOk(t.cli, ['group', 'set', account, '--disable']);
+    await waitFor(() => !bindings().has(account), 5_000, `${account} to lose its slot`);
+    // As without a pool, the map knows no instance for a disabled group's users: our 403 page.
+    expect((await ask(user)).status).toBe(403);
+    expect(t.front.httpd.errorLog()).toMatch(
+      new RegExp(`account changed; releasing its slot account=${account} reason="account disabled"`),
+    );
+    await cliOk(t.cli, ['group', 'set', account, '--enable']);
+    await servedOwn(account);
+    // Other settings, written with psql: the slot is emptied and the next request loads the new module.
+    await t.store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings_beta' WHERE name = $1`, [account]);
+    await waitFor(() => !bindings().has(account), 5_000, `${account} to lose its slot again`);
+    const served = await ask(user);
+    expect(served.status).toBe(200);
+    expect(served.json()).toMatchObject({ group: account, settings: 'tenants.settings_beta' });
+    // Back as it was, and every slot bound again (releases freed slots, bindings meanwhile took others), for the
+    // tests that follow.
+    await t.store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings_generic' WHERE name = $1`, [account]);
+    await waitFor(() => !bindings().has(account), 5_000, `${account} to lose its slot once more`);
+    const status = () => JSON.parse(readFileSync(join(t.front.apacheDir, 'pool.json'), 'utf8')) as { slots: Array<{ phase: string }> };
+    await waitFor(() => status().slots.every((s) => s.phase !== 'emptying'), 10_000, 'no slot being emptied');
+    for (const a of accounts) await servedOwn(a);
+    expect(bindings().size).toBe(SLOTS);
   }, 60_000);
 
   it('refuses, inside the slot, a request routed for another account (the bindings map forged as root)', async () => {

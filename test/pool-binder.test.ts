@@ -181,7 +181,7 @@ describe('binding accounts to slots', () => {
     const releasing = binder.release('acct1');
     await Promise.resolve();
     expect(host.published).toEqual([]);
-    expect(state.slot('slot-1').phase).toBe('binding');
+    expect(state.slot('slot-1').phase).toBe('emptying');
     open();
     await releasing;
     expect(state.slot('slot-1').phase).toBe('free');
@@ -205,6 +205,22 @@ describe('binding accounts to slots', () => {
     // acct1 (slot-1) had been idle 5.5 s: emptied as the spare.
     expect(state.slot('slot-1').phase).toBe('free');
     expect(host.events.slice(-2)).toEqual(['empty slot-1 acct1', 'fresh slot-1']);
+  });
+});
+
+describe('an account released while its slot empties', () => {
+  it('binds again at once, to another slot', async () => {
+    const { state, host, binder } = setup(2);
+    await binder.bind('acct1');
+    let open!: () => void;
+    host.emptyGate = new Promise((resolve) => (open = resolve));
+    const releasing = binder.release('acct1');
+    await Promise.resolve();
+    expect(await binder.bind('acct1')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    open();
+    await releasing;
+    expect(state.slot('slot-1').phase).toBe('free');
+    state.verify();
   });
 });
 

@@ -104,9 +104,9 @@ export class Binder {
   async release(account: string): Promise<void> {
     const s = this.state.slotOf(account);
     if (!s || s.phase !== 'bound') return;
-    // Unpublished at once; free for another account only once emptied.
-    this.state.release(s.name);
-    this.state.begin(s.name, account, this.now());
+    // Unpublished at once; free for another account only once emptied. The account itself may bind again at once,
+    // to another slot.
+    this.state.startEmptying(s.name);
     this.host.publish(this.state);
     try {
       await this.host.empty(s.name, account);

@@ -4,6 +4,9 @@
 export type SlotPhase =
   // No account: its processes (if any) serve nothing.
   | 'free'
+  // Taken from its account (deleted, disabled, changed, or wanted as a spare) and being emptied: no account, not
+  // yet free.
+  | 'emptying'
   // Being given to `account`: its old processes are being replaced. Not published, so no request reaches it.
   | 'binding'
   // Serving `account`: published in Apache's bindings map.
@@ -12,7 +15,7 @@ export type SlotPhase =
 export interface SlotRecord {
   readonly name: string;
   phase: SlotPhase;
-  // null exactly when phase is 'free'.
+  // null exactly when phase is 'free' or 'emptying'.
   account: string | null;
   // When the current binding began (ms); 0 while free.
   boundAt: number;
@@ -83,6 +86,14 @@ export class PoolState {
     this.finish(slot, now);
   }
 
+  // Taken from its account now; free once release() says it is empty.
+  startEmptying(slot: string): void {
+    const s = this.slot(slot);
+    if (s.phase !== 'bound') throw new PoolInvariantError(`slot ${slot} is not bound`);
+    Object.assign(s, { phase: 'emptying', account: null, boundAt: 0, lastUsed: 0 });
+    this.verify();
+  }
+
   release(slot: string): void {
     Object.assign(this.slot(slot), { phase: 'free', account: null, boundAt: 0, lastUsed: 0 });
     this.verify();
@@ -104,7 +115,7 @@ export class PoolState {
     for (const s of this.slots) {
       if (names.has(s.name)) throw new PoolInvariantError(`slot ${s.name} twice`);
       names.add(s.name);
-      if ((s.phase === 'free') !== (s.account === null))
+      if ((s.phase === 'free' || s.phase === 'emptying') !== (s.account === null))
         throw new PoolInvariantError(`slot ${s.name}: ${s.phase} with account ${s.account}`);
       if (s.account !== null) {
         if (accounts.has(s.account)) throw new PoolInvariantError(`account ${s.account} in two slots`);
