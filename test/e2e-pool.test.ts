@@ -102,6 +102,8 @@ const inFlight = (slot?: string) => {
         .flatMap((d) => [...socketInodes(d.pid)]),
     );
     paths = new Set(sockets.filter((e) => e.listening && held.has(e.inode)).map((e) => e.path));
+    // Accepted by the slot's process (a connection still in the socket's queue would be served by the next one).
+    return sockets.filter((e) => e.connected && !e.listening && paths.has(e.path) && held.has(e.inode)).length;
   }
   return sockets.filter((e) => e.connected && !e.listening && paths.has(e.path)).length;
 };
