@@ -97,6 +97,10 @@ beforeAll(async () => {
   const config = loadConfig({ path: configPath });
   a = await startFront({ stateDir: stateA, configPath, config, port: await freePort() });
   b = await startFront({ stateDir: stateB, configPath, config, port: await freePort() });
+  // A map's first lookups may pass the default 50 ms deadline while its database connection is being made (our
+  // 503, "try again"): each front end serves before the tests begin.
+  for (const front of [a, b])
+    await waitFor(async () => (await whoami(front, 'alice')).status === 200, 15_000, `${front.httpd.url} to serve`);
 }, 120_000);
 
 afterAll(async () => {
