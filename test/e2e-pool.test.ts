@@ -289,7 +289,9 @@ describe('a pool of slots bound on demand', () => {
     const pending = ask(userOf[account]!, '/app/sleep?s=5');
     await waitFor(() => inFlight(slot) === 1, 10_000, 'the request in flight in its slot');
     for (const [title, pid] of slotPids()) if (title === `(wsgi:${slot})`) process.kill(pid, 'SIGKILL');
-    expect((await pending).status).not.toBe(200);
+    // The request in flight is lost (or, when the kill came before the process had read it, served by the next
+    // one); either way the account is served again, from its own account.
+    await pending;
     await servedOwn(account);
   }, 60_000);
 
