@@ -11,7 +11,7 @@ import { RefusedError, UsageError } from '../errors.js';
 import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 import { writeFileAtomic } from '../files.js';
 import { listGroups } from '../store/accounts.js';
-import { expectPositionals, parseCommand, parseWholeNumber, type Parsed } from './args.js';
+import { expectPositionals, parseCommand, parseWholeOrZero, parseWholeNumber, type Parsed } from './args.js';
 import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN } from '../pool/names.js';
 import { preparePool } from '../pool/prepare.js';
 import { print, type Command } from './command.js';
@@ -122,15 +122,13 @@ function poolOption(values: Parsed<typeof options>['values']): PoolOptions | und
       throw new UsageError('--pool-prefix, --slot-wait, --slot-min-idle and --slot-spares need --slots');
     return undefined;
   }
-  const seconds = (value: string | undefined, what: string) =>
-    value === undefined ? undefined : value === '0' ? 0 : parseWholeNumber(value, what);
   const slots = parseWholeNumber(values.slots, '--slots');
   if (slots > MAX_SLOTS) throw new UsageError(`--slots must be at most ${MAX_SLOTS}`);
   const prefix = values['pool-prefix'] ?? DEFAULT_POOL_PREFIX;
   if (!POOL_PREFIX_PATTERN.test(prefix)) throw new UsageError('--pool-prefix must be 2..12 lower-case letters or digits, a letter first');
-  const waitSeconds = seconds(values['slot-wait'], '--slot-wait');
-  const minIdleSeconds = seconds(values['slot-min-idle'], '--slot-min-idle');
-  const spares = seconds(values['slot-spares'], '--slot-spares');
+  const waitSeconds = parseWholeOrZero(values['slot-wait'], '--slot-wait');
+  const minIdleSeconds = parseWholeOrZero(values['slot-min-idle'], '--slot-min-idle');
+  const spares = parseWholeOrZero(values['slot-spares'], '--slot-spares');
   return {
     slots,
     prefix,

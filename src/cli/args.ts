@@ -35,3 +35,9 @@ export function parseWholeNumber(value: string, what: string): number {
   if (!/^\d{1,9}$/.test(value) || Number(value) === 0) throw new UsageError(`${what} must be a positive whole number`);
   return Number(value);
 }
+
+// A whole number that may be 0 (seconds, counts); undefined when the option was not given.
+export function parseWholeOrZero(value: string | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  return value === '0' ? 0 : parseWholeNumber(value, what);
+}

@@ -16,7 +16,7 @@ import { createClient, createPool } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
 import { changesChannel } from '../store/sql.js';
 import { apacheOwner } from '../tenant-users.js';
-import { parseCommand, parseWholeNumber } from './args.js';
+import { parseCommand, parseWholeOrZero, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
 const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --error-page FILE [--prefix P]
@@ -65,8 +65,7 @@ export const command: Command = {
     const errorPage = values['error-page'];
     if (!stateDir?.startsWith('/') || !dataDir?.startsWith('/') || !errorPage?.startsWith('/'))
       throw new UsageError('--state-dir, --data-dir and --error-page (absolute paths) are required');
-    const seconds = (value: string | undefined, fallback: number, what: string) =>
-      value === undefined ? fallback : value === '0' ? 0 : parseWholeNumber(value, what);
+    const seconds = (value: string | undefined, fallback: number, what: string) => parseWholeOrZero(value, what) ?? fallback;
     const waitMs = seconds(values['wait-seconds'], 10, '--wait-seconds') * 1000;
     const minIdleMs = seconds(values['min-idle-seconds'], 0, '--min-idle-seconds') * 1000;
     const spares = seconds(values.spares, Math.floor(slots / 8), '--spares');
@@ -142,7 +141,7 @@ export const command: Command = {
     const status = setInterval(() => {
       void binder.replenish();
       try {
-        host.publish(state);
+        host.writeStatus(state);
       } catch (error) {
         log.error('cannot write the pool status', { error: coerceError(error).message });
       }

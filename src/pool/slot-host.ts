@@ -266,6 +266,12 @@ export class MachineSlotHost implements SlotHost {
       owner: { uid: 0, gid: this.apacheGid },
       mtime: new Date(this.lastPublished),
     });
+    this.writeStatus(state);
+  }
+
+  // pool.json alone (idle times change between bindings): the bindings map is not touched, so Apache keeps what
+  // it has read of it.
+  writeStatus(state: PoolState): void {
     const now = Date.now();
     const status: PoolStatus['slots'] = state.slots.map((s) => ({
       slot: s.name,
