@@ -112,6 +112,37 @@ describe('a pool with the login page and dbm: maps', () => {
     expect(t.front.httpd.pid).toBe(apache);
   }, 60_000);
 
+  it("lets the login page's user into the admin of their account's own Django once made its staff", async () => {
+    const staff = await runPlexer(
+      [
+        'group',
+        'exec',
+        'tenant1',
+        '--apache-config',
+        join(t.front.apacheDir, 'httpd.conf'),
+        '--config',
+        t.configPath,
+        '--',
+        'python3',
+        'manage.py',
+        'staff',
+        'alice',
+      ],
+      {},
+    );
+    expect(staff.code, staff.stderr).toBe(0);
+    const alice = await session('alice');
+    const index = await request('/app/admin/', { cookie: alice });
+    expect(index.status, index.body.slice(0, 500)).toBe(200);
+    expect(index.body).toContain('Site administration');
+    const whoami = JSON.parse((await request('/app/whoami', { cookie: alice })).body);
+    expect(whoami).toMatchObject({ user: 'alice', django_user: 'alice', staff: true });
+    // bob, of tenant2, is no staff of his own account's admin.
+    const bob = await request('/app/admin/', { cookie: await session('bob') });
+    expect(bob.status).toBe(302);
+    expect(bob.location).toBe('/app/admin/login/?next=/app/admin/');
+  }, 60_000);
+
   it('refuses the bind location asked for directly', async () => {
     const r = await request('/_plexer/bind');
     expect(r.status).toBe(403);

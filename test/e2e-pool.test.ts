@@ -8,6 +8,7 @@ import { listWsgiDaemons } from '../src/apache/daemon-restart.js';
 import { processIdentity, processIds, processTitle, socketInodes, unixSockets } from '../src/proc.js';
 import { userIds } from '../src/tenant-users.js';
 import { cliOk, startTestFront, type TestFront } from './helpers/front.js';
+import { runPlexer } from './helpers/plexer.js';
 import { removePoolAccounts, testPoolPrefix } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -183,6 +184,106 @@ describe('a pool of slots bound on demand', () => {
         expect(asUser(user, 'cat', join(t.front.apacheDir, 'slots', `slot-${other}`, 'binding')).status).not.toBe(0);
       }
     }
+  }, 60_000);
+
+  it('runs group exec for an account as the slot user that serves it, with its data', async () => {
+    const exec = (account: string, ...command: string[]) =>
+      runPlexer([
+        'group',
+        'exec',
+        account,
+        '--apache-config',
+        join(t.front.apacheDir, 'httpd.conf'),
+        '--config',
+        t.configPath,
+        '--',
+        ...command,
+      ]);
+    const ran = await exec('tenant1', 'sh', '-c', 'id -u; echo "$PLEXER_DATA_DIR $DJANGO_SETTINGS_MODULE"');
+    expect(ran.code, ran.stderr).toBe(0);
+    const slot = bindings().get('tenant1')!;
+    expect(slot).toBeDefined();
+    const user = `${prefix}-s${slot.slice('slot-'.length)}`;
+    expect(ran.stderr).toContain(`running as ${user}, the user of ${slot}`);
+    expect(ran.stdout).toContain(
+      `[tenant1] ${uidOf(user)}\n[tenant1] ${join(t.front.apacheDir, 'data', 'tenant1')} tenants.settings_generic`,
+    );
+    // Django's own chores, in the account's own database (its first request migrated it already, or this does):
+    // alice becomes its superuser.
+    const migrated = await exec('tenant1', 'python3', 'manage.py', 'migrate');
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const made = await exec('tenant1', 'python3', 'manage.py', 'staff', 'alice');
+    expect(made.code, made.stderr + made.stdout).toBe(0);
+    expect(made.stdout).toContain('[tenant1] alice: staff and superuser');
+    const unknown = await exec('nosuch', 'true');
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/no daemon group "nosuch"/);
+    // Released when the command ended: the binder logged the hold's end.
+    await waitFor(() => /slot hold ended/.test(t.front.httpd.errorLog()), 5_000, 'the hold released');
+    // The binder's control socket is root's alone, and takes nothing but "hold ACCOUNT".
+    const control = join(t.front.apacheDir, 'binder-control.sock');
+    expect(statSync(control).mode & 0o777).toBe(0o600);
+    expect(statSync(control).uid).toBe(0);
+    const talk = (line: string, user?: string) =>
+      spawnSync(
+        user ? 'runuser' : '/usr/bin/python3',
+        [
+          ...(user ? ['-u', user, '--', '/usr/bin/python3'] : []),
+          '-c',
+          `import socket; s = socket.socket(socket.AF_UNIX); s.connect('${control}'); s.sendall(b'${line}\\n'); print(s.recv(200).decode().strip())`,
+        ],
+        { encoding: 'utf8' },
+      );
+    expect(talk('hold ../etc').stdout.trim()).toBe('error expected "hold ACCOUNT"');
+    expect(talk('release tenant1').stdout.trim()).toBe('error expected "hold ACCOUNT"');
+    const other = talk('hold tenant1', `${prefix}-s2`);
+    expect(other.status).not.toBe(0);
+    expect(other.stderr).toMatch(/PermissionError/);
+  }, 60_000);
+
+  it("gives each account a real Django: the user Apache logged in, an admin for the account's own staff, CSRF", async () => {
+    const admin = async (user: string, path: string, o: { cookie?: string; form?: Record<string, string> } = {}) => {
+      const headers: Record<string, string> = { authorization: `Basic ${Buffer.from(`${user}:${user}-pw`).toString('base64')}` };
+      if (o.cookie) headers.cookie = o.cookie;
+      const body = o.form ? new URLSearchParams(o.form).toString() : undefined;
+      if (body) headers['content-type'] = 'application/x-www-form-urlencoded';
+      let r = await fetch(`${t.front.httpd.url}${path}`, { method: body ? 'POST' : 'GET', headers, body, redirect: 'manual' });
+      // A POST whose account had no slot: repeated, as a browser does.
+      if (r.status === 307) r = await fetch(`${t.front.httpd.url}${path}`, { method: 'POST', headers, body, redirect: 'manual' });
+      return { status: r.status, body: await r.text(), location: r.headers.get('location'), cookies: r.headers.getSetCookie() };
+    };
+    const alice = await ask('alice');
+    expect(alice.json()).toMatchObject({ user: 'alice', django_user: 'alice', staff: true });
+    expect((await ask('bob')).json()).toMatchObject({ user: 'bob', django_user: 'bob', staff: false });
+    const index = await admin('alice', '/app/admin/');
+    expect(index.status, index.body.slice(0, 500)).toBe(200);
+    expect(index.body).toContain('Site administration');
+    // bob is a user of his own account's Django, not its staff: its admin sends him to its login page.
+    const refused = await admin('bob', '/app/admin/');
+    expect(refused.status).toBe(302);
+    expect(refused.location).toBe('/app/admin/login/?next=/app/admin/');
+    // A form post needs the CSRF token of alice's own session.
+    const form = await admin('alice', '/app/admin/auth/group/add/');
+    expect(form.status).toBe(200);
+    const token = /name="csrfmiddlewaretoken" value="([^"]+)"/.exec(form.body)?.[1];
+    const cookie = form.cookies.map((c) => c.split(';')[0]).join('; ');
+    expect(token).toBeDefined();
+    expect(cookie).toMatch(/tenant_csrftoken=/);
+    expect((await admin('alice', '/app/admin/auth/group/add/', { cookie, form: { name: 'editors' } })).status).toBe(403);
+    const added = await admin('alice', '/app/admin/auth/group/add/', { cookie, form: { name: 'editors', csrfmiddlewaretoken: token! } });
+    expect(added.status, added.body.slice(0, 2000)).toBe(302);
+    // In tenant1's database, and in no other account's.
+    const groupsIn = (account: string) =>
+      spawnSync(
+        '/usr/bin/python3',
+        [
+          '-c',
+          `import sqlite3; print(sqlite3.connect('${join(t.front.apacheDir, 'data', account, `${account}.sqlite3`)}').execute("SELECT count(*) FROM auth_group WHERE name = 'editors'").fetchone()[0])`,
+        ],
+        { encoding: 'utf8' },
+      ).stdout.trim();
+    expect(groupsIn('tenant1')).toBe('1');
+    expect(groupsIn('tenant2')).toBe('0');
   }, 60_000);
 
   it("seals every slot's processes like any daemon: no shared memory of Apache's, no pipe of its helpers", async () => {

@@ -74,6 +74,29 @@ function setup(
 }
 
 describe('binding accounts to slots', () => {
+  it('never takes a slot held for a command until it is let go, and then counts it as just used', async () => {
+    const { state, binder, clock } = setup(2, { waitMs: 300 });
+    expect(await binder.hold('acct1')).toEqual({ kind: 'bound', slot: 'slot-1' });
+    clock.advance(10);
+    expect(await binder.bind('acct2')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    clock.advance(1_000);
+    // slot-1 has gone longest without a request, but it is held: acct3 waits for slot-2 instead.
+    expect(await binder.bind('acct3')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    clock.advance(10);
+    // Both taken now (slot-2 busy with a request, slot-1 held): busy after the bounded wait.
+    expect(await binder.hold('acct3')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    expect(await binder.bind('acct4')).toEqual({ kind: 'busy' });
+    binder.unhold('slot-2');
+    clock.advance(10);
+    binder.unhold('slot-1');
+    expect(state.slot('slot-1').lastUsed).toBe(clock.now());
+    clock.advance(10);
+    // slot-2 was let go first, slot-1 after: slot-2 goes.
+    expect(await binder.bind('acct4')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    expect(await binder.hold('nosuch')).toEqual({ kind: 'refused', reason: 'no such account' });
+    state.verify();
+  });
+
   it('takes free slots first, then the least recently used idle one', async () => {
     const { state, host, binder, clock } = setup(2);
     expect(await binder.bind('acct1')).toEqual({ kind: 'bound', slot: 'slot-1' });

@@ -19,6 +19,7 @@
 # Request headers cannot spoof these: mod_wsgi exposes headers only as HTTP_* keys.
 import ctypes
 import fcntl
+import importlib
 import os
 import re
 import signal
@@ -168,6 +169,21 @@ _pinned = {'group': None, 'settings': None, 'app': None}
 # account's settings, and from then on the process serves that account alone: every request must be routed for it
 # (PLEXER_ACCOUNT, set by the rules from the map), anything else is refused before application code runs.
 _SLOT = re.compile(r'^slot-[1-9][0-9]{0,2}$')
+# What a free slot imports while it waits: Django's modules that need no settings (its apps' models do), the ones
+# a site with the admin, sessions and CSRF protection loads at its first request anyway.
+_PRELOAD = (
+    'django.core.handlers.wsgi',
+    'django.db.models',
+    'django.db.backends.sqlite3.base',
+    'django.db.migrations.executor',
+    'django.forms',
+    'django.template.defaulttags',
+    'django.template.loader_tags',
+    'django.contrib.admin.sites',
+    'django.contrib.sessions.middleware',
+    'django.contrib.messages.middleware',
+    'django.middleware.csrf',
+)
 _pool = {'slot': False, 'binding': None, 'home': None}
 
 
@@ -212,10 +228,11 @@ def _start_slot():
     # only for the account's own settings and applications.
     _bind_from_file()
     if _pool['binding'] is None:
-        try:
-            import django.core.handlers.wsgi  # noqa: F401
-        except Exception as exc:
-            print('plexer.wsgi: preloading Django failed: %r' % (exc,), file=sys.stderr)
+        for module in _PRELOAD:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                print('plexer.wsgi: preloading %s failed: %r' % (module, exc), file=sys.stderr)
 
 
 def _refuse(environ, start_response, status, message):
@@ -245,7 +262,15 @@ def _load(account, settings, data_dir):
         os.environ['TMPDIR'] = tmp
         tempfile.tempdir = None
     from django.core.wsgi import get_wsgi_application
-    return get_wsgi_application()
+    app = get_wsgi_application()
+    # The project's own preparation (the example migrates a new account's database), once per process, before any
+    # request is served; if it fails the process stays unloaded and the next request tries again.
+    from django.conf import settings as project
+    prepare = getattr(project, 'PLEXER_PREPARE', None)
+    if prepare:
+        from django.utils.module_loading import import_string
+        import_string(prepare)()
+    return app
 
 
 def _pinned_app(environ, start_response, account, settings, data_dir):

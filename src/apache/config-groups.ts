@@ -1,6 +1,7 @@
 // Which daemon groups an Apache config written by `plexer apache config` defines: a group that is in the
 // database but not there (added after the last `apache config`) routes its users to the 503 page.
 import { readFileSync } from 'node:fs';
+import { DEFAULT_POOL_PREFIX } from '../pool/names.js';
 import { RENDERED_BY_PREFIX } from './render/global.js';
 
 // Where the README's Debian install puts the site.
@@ -12,6 +13,9 @@ export interface ApacheConfigGroups {
   // through a pool of slots bound on demand (then `slots` says how many).
   groups: Set<string> | null;
   slots?: number;
+  // Where the pool's binder keeps its files and the accounts' data, and its slot users' prefix (the binder's own
+  // options in the config), and the slots' python-path.
+  pool?: { stateDir: string; dataDir: string; prefix: string; pythonPath?: string };
   // The command that rendered it (render/global.ts RENDERED_BY_PREFIX), when it says.
   renderedBy?: string;
 }
@@ -39,10 +43,17 @@ export function readApacheConfigGroups(path: string = DEFAULT_APACHE_CONFIG): Ap
     .split('\n')
     .find((line) => line.startsWith(RENDERED_BY_PREFIX))
     ?.slice(RENDERED_BY_PREFIX.length);
+  const binderOption = (name: string) => new RegExp(` binder .*--${name} ([^\\s"]+)`).exec(text)?.[1];
+  const stateDir = binderOption('state-dir');
+  const dataDir = binderOption('data-dir');
+  const pythonPath = /^\s*WSGIDaemonProcess slot-1 .*python-path=(\S+)/m.exec(text)?.[1];
   return {
     path,
     groups: !pool && (groups.length > 0 || /^\s*WSGI/m.test(text)) ? new Set(groups) : null,
     ...(pool ? { slots: Number(pool[1]) } : {}),
+    ...(pool && stateDir && dataDir
+      ? { pool: { stateDir, dataDir, prefix: binderOption('prefix') ?? DEFAULT_POOL_PREFIX, ...(pythonPath ? { pythonPath } : {}) } }
+      : {}),
     ...(renderedBy ? { renderedBy } : {}),
   };
 }

@@ -8,6 +8,7 @@ import { isGroupName } from '../names.js';
 import { Binder, type AccountInfo } from '../pool/binder.js';
 import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN, poolFiles, SLOT_NAME_PATTERN, slotNames } from '../pool/names.js';
 import { bindRequestHandler } from '../pool/bind-request.js';
+import { serveControl } from '../pool/control.js';
 import { MachineSlotHost } from '../pool/slot-host.js';
 import { readSlotFile } from '../pool/slot-file.js';
 import { PoolState } from '../pool/state.js';
@@ -34,6 +35,8 @@ which is how it knows each slot's idle time. It:
     page's sessions need). When every slot stays busy for --wait-seconds (default 10): FILE with 503 and Retry-After, never
     another account's instance;
   - keeps --spares slots free (default one in eight), emptied in the background from accounts idle 30 s or more;
+  - holds an account's slot for plexer group exec (DIR/binder-control.sock, root's alone): the command runs as
+    the slot's user, and the slot is busy until it ends;
   - keeps DIR/bindings.txt (Apache's txt: map ACCOUNT SLOT) and DIR/pool.json (what plexer slots shows);
   - empties the slot of an account that is deleted, disabled or given other settings (the store's changes);
   - at start, keeps the bindings DIR/slots names whose data directories agree (a graceful reload loses none) and
@@ -95,7 +98,9 @@ export const command: Command = {
 
     const page = readErrorPage(errorPage);
     const server = serveScgi(bindRequestHandler(binder, page, log, { clientRedirect: values['client-redirect'] === true }), log);
-    const socketInode = await listen(server, files.socket);
+    const socketInode = await listen(server, files.socket, apacheOwner().gid, 0o660);
+    const control = serveControl(binder, log);
+    const controlInode = await listen(control, files.control, 0, 0o600);
 
     // An account changed in the store: a bound one that is gone, disabled or has other settings loses its slot
     // (its next request binds again, with what the store says now).
@@ -152,11 +157,9 @@ export const command: Command = {
     // if it is still this process's.
     clearInterval(status);
     server.close();
-    try {
-      if (lstatSync(files.socket).ino === socketInode) rmSync(files.socket);
-    } catch {
-      // gone already
-    }
+    control.close();
+    removeIfOwn(files.socket, socketInode);
+    removeIfOwn(files.control, controlInode);
     await listener.close();
     await db.end();
     log.info('binder stopped');
@@ -198,9 +201,17 @@ async function adoptOrEmpty(
   await Promise.all(pending);
 }
 
-// Listens on PATH for Apache's workers alone (root:www-data 0660); a stale socket there (a killed binder's) is
-// replaced, anything else refused. The socket's inode, so that only this process removes it.
-async function listen(server: Server, path: string): Promise<number> {
+function removeIfOwn(path: string, inode: number): void {
+  try {
+    if (lstatSync(path).ino === inode) rmSync(path);
+  } catch {
+    // gone already
+  }
+}
+
+// Listens on PATH for root:GID alone (MODE); a stale socket there (a killed binder's) is replaced, anything else
+// refused. The socket's inode, so that only this process removes it.
+async function listen(server: Server, path: string, gid: number, mode: number): Promise<number> {
   try {
     const existing = lstatSync(path);
     if (!existing.isSocket()) throw new UsageError(`${path} exists and is not a socket; move it away`);
@@ -208,11 +219,17 @@ async function listen(server: Server, path: string): Promise<number> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  chownSync(path, 0, apacheOwner().gid);
-  chmodSync(path, 0o660);
+  // Made root's alone, then opened to GID: nobody else can connect in between and keep the connection.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  chownSync(path, 0, gid);
+  chmodSync(path, mode);
   return lstatSync(path).ino;
 }

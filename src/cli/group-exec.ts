@@ -1,23 +1,35 @@
 // `plexer group exec`: a command run once per daemon group the way that group's WSGI daemon runs — its user,
 // its settings module, its data directory, the environment plexer.wsgi gives Django — for the chores every
 // tenant needs (python3 manage.py migrate). Groups run in parallel, a few at a time; each one's output is
-// prefixed with its name, and each gets its own exit status.
+// prefixed with its name, and each gets its own exit status. In a pool an account has no user of its own: the
+// binder binds it and holds its slot while the command runs as the slot's user (pool/control.ts).
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
-import { UsageError } from '../errors.js';
+import { RunAsError, UsageError } from '../errors.js';
+import { holdSlot } from '../pool/control.js';
+import { poolFiles, slotUser } from '../pool/names.js';
 import type { GroupRow } from '../store/accounts.js';
-import { daemonOwner, ensureTenantDataDir } from '../tenant-users.js';
+import type { Owner } from '../files.js';
+import { checkTenantAccount, daemonOwner, ensureTenantDataDir, lookupAccount } from '../tenant-users.js';
 import { print } from './command.js';
 
 export interface ExecOptions {
   dataDir: string;
   pythonPath: string;
   jobs: number;
+  // The pool the accounts are served from (apache config --slots), read from Apache's config.
+  pool?: { stateDir: string; prefix: string };
 }
 
 export const DEFAULT_DATA_DIR = '/var/lib/plexer/apache/data';
 export const DEFAULT_PYTHON_PATH = join(PACKAGE_ROOT, 'apache/example');
+
+// Who runs the command, and what to do once it has ended.
+interface Placement {
+  owner: Owner;
+  done: () => void;
+}
 
 // What plexer.wsgi and the WSGIDaemonProcess line give Django, and nothing of the caller's own environment
 // (root's variables have no business in a tenant's process).
@@ -33,9 +45,38 @@ export function groupEnvironment(group: GroupRow, o: ExecOptions): NodeJS.Proces
   };
 }
 
-function runOne(group: GroupRow, command: string[], o: ExecOptions): Promise<number> {
+// Its own daemon group: its run-as user (www-data without one) and its data directory, made if missing.
+function ownGroup(group: GroupRow, o: ExecOptions): Placement {
   const owner = daemonOwner(group.name, group.run_as);
   ensureTenantDataDir(o.dataDir, group.name, owner);
+  return { owner, done: () => {} };
+}
+
+// A pool's account: bound by the binder (which hands it the account's data) and held until the command ends.
+async function heldSlot(group: GroupRow, pool: NonNullable<ExecOptions['pool']>): Promise<Placement> {
+  const answer = await holdSlot(poolFiles(pool.stateDir).control, group.name);
+  if (answer.kind === 'not-held') throw new RunAsError(`no slot for ${group.name}: ${answer.reason}`);
+  const user = slotUser(pool.prefix, answer.slot);
+  const account = lookupAccount({ user, group: user });
+  if (!account) {
+    answer.release();
+    throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root)`);
+  }
+  checkTenantAccount(account);
+  process.stderr.write(`[${group.name}] running as ${user}, the user of ${answer.slot}, which the binder holds for it\n`);
+  return { owner: { uid: account.uid, gid: account.gid }, done: answer.release };
+}
+
+async function runOne(group: GroupRow, command: string[], o: ExecOptions): Promise<number> {
+  const placement = o.pool ? await heldSlot(group, o.pool) : ownGroup(group, o);
+  try {
+    return await runAs(group, command, o, placement.owner);
+  } finally {
+    placement.done();
+  }
+}
+
+function runAs(group: GroupRow, command: string[], o: ExecOptions, owner: Owner): Promise<number> {
   return new Promise((done) => {
     const child = spawn(command[0]!, command.slice(1), {
       cwd: o.pythonPath,

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { PROXY_BACKEND_REGEX } from '../apache/render/index.js';
@@ -20,7 +21,8 @@ const help = `Usage:
   plexer group del NAME
   plexer group token NAME [--rotate]
   plexer group restart NAME [--apache-pid-file FILE]
-  plexer group exec NAME|--all [--jobs N] [--data-dir DIR] [--python-path DIR] -- COMMAND [ARG]…
+  plexer group exec NAME|--all [--jobs N] [--data-dir DIR] [--python-path DIR] [--apache-config FILE]
+                    -- COMMAND [ARG]…
 
 A daemon group is one backend instance: a mod_wsgi daemon process group (NAME), the Django settings module
 it loads, and/or a mod_proxy backend TARGET (unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/).
@@ -44,7 +46,10 @@ group's daemons run: as its run-as user (www-data without one), in --python-path
 ${DEFAULT_PYTHON_PATH}), with DJANGO_SETTINGS_MODULE, PLEXER_GROUP, PLEXER_DATA_DIR (DATA-DIR/NAME, created
 0700 for the user; DATA-DIR default ${DEFAULT_DATA_DIR}, as apache config's) and PYTHONPATH, nothing else of
 the caller's environment; --jobs groups at a time (default 4). Output lines are prefixed [NAME]; a line per group
-says how it ended; exit 1 if any group's command failed. Run it as root.
+says how it ended; exit 1 if any group's command failed. Run it as root. When Apache's config (--apache-config)
+serves accounts from a pool of slots, each account is bound to a slot as its first request would be, and the
+command runs as that slot's user with the pool's data directory and python-path; the slot is held (never taken
+for another account) until the command ends.
 Options: --config FILE (default /etc/plexer/plexer.conf)`;
 
 const options = {
@@ -202,10 +207,23 @@ export const command: Command = {
         const all = await withStore(config, (pool) => accounts.listGroups(pool));
         const groups = names === null ? all.filter((g) => g.enabled) : all.filter((g) => g.name === names[0]);
         if (names !== null && groups.length === 0) throw new NotFoundError(`no daemon group "${names[0]}"`);
+        // A pool's accounts run in its slots, with the binder's data directory (Apache's config says which).
+        const served = readApacheConfigGroups(values['apache-config'] ?? DEFAULT_APACHE_CONFIG);
+        const pool = served?.pool;
+        const slots = served?.slots;
+        if (pool && values['data-dir'] !== undefined && resolve(values['data-dir']) !== pool.dataDir)
+          throw new UsageError(`the pool's accounts keep their data in ${pool.dataDir} (its binder's --data-dir); leave --data-dir out`);
         return execInGroups(groups, execCommand, {
-          dataDir: values['data-dir'] ?? DEFAULT_DATA_DIR,
-          pythonPath: values['python-path'] ?? DEFAULT_PYTHON_PATH,
-          jobs: values.jobs === undefined ? 4 : parseWholeNumber(values.jobs, '--jobs'),
+          dataDir: pool?.dataDir ?? values['data-dir'] ?? DEFAULT_DATA_DIR,
+          pythonPath: values['python-path'] ?? pool?.pythonPath ?? DEFAULT_PYTHON_PATH,
+          // In a pool each command holds a slot another account may be using: a quarter of them at most.
+          jobs:
+            values.jobs === undefined
+              ? pool
+                ? Math.max(1, Math.min(4, Math.floor((slots ?? 1) / 4)))
+                : 4
+              : parseWholeNumber(values.jobs, '--jobs'),
+          ...(pool ? { pool: { stateDir: pool.stateDir, prefix: pool.prefix } } : {}),
         });
       }
       default:

@@ -61,6 +61,8 @@ export type BindResult =
 
 export class Binder {
   private readonly pending = new Map<string, Promise<BindResult>>();
+  // Slots held for a command run as their user (`plexer group exec`): busy, never taken, until let go.
+  private readonly holds = new Map<string, number>();
   private readonly waitMs: number;
   private readonly minIdleMs: number;
   private readonly pollMs: number;
@@ -95,6 +97,31 @@ export class Binder {
     return started;
   }
 
+  // Binds the account and keeps its slot busy until unhold(): a command runs as the slot's user meanwhile, with
+  // the account's data, and no binding takes the slot from under it. 'busy' and 'refused' as bind() says.
+  async hold(account: string): Promise<BindResult> {
+    // A slot bound a moment ago could in principle be taken again before this continuation runs: ask again.
+    for (let tries = 0; tries < 3; tries++) {
+      const result = await this.bind(account);
+      if (result.kind !== 'bound') return result;
+      const s = this.state.slotOf(account);
+      if (s?.phase === 'bound' && s.name === result.slot) {
+        this.holds.set(s.name, (this.holds.get(s.name) ?? 0) + 1);
+        return result;
+      }
+    }
+    return { kind: 'busy' };
+  }
+
+  unhold(slot: string): void {
+    const left = (this.holds.get(slot) ?? 0) - 1;
+    if (left > 0) this.holds.set(slot, left);
+    else this.holds.delete(slot);
+    this.used(slot);
+  }
+
+  private readonly busy = (slot: string): number => this.host.inFlight(slot) + (this.holds.get(slot) ?? 0);
+
   // A request a slot finished (Apache's log line): it is not idle since then.
   used(slot: string): void {
     this.state.used(slot, this.now());
@@ -128,7 +155,7 @@ export class Binder {
     this.replenishing = true;
     try {
       while (this.state.slots.filter((s) => s.phase === 'free').length < this.spares) {
-        const choice = this.state.choose(this.now(), (slot) => this.host.inFlight(slot), Math.max(this.minIdleMs, this.spareIdleMs));
+        const choice = this.state.choose(this.now(), this.busy, Math.max(this.minIdleMs, this.spareIdleMs));
         if (!choice || choice.evicts === null) return;
         await this.release(choice.evicts);
       }
@@ -149,7 +176,7 @@ export class Binder {
     const deadline = this.now() + this.waitMs;
     for (;;) {
       // Between choosing and claiming there is no await: no other binding can take the same slot.
-      const choice = this.state.choose(this.now(), (slot) => this.host.inFlight(slot), this.minIdleMs);
+      const choice = this.state.choose(this.now(), this.busy, this.minIdleMs);
       if (choice) {
         if (choice.evicts !== null) this.state.release(choice.slot);
         this.state.begin(choice.slot, account, this.now());

@@ -31,5 +31,7 @@ export const poolFiles = (stateDir: string) => ({
   slotHome: (slot: string) => join(stateDir, 'slots', slot),
   binding: (slot: string) => join(stateDir, 'slots', slot, 'binding'),
   socket: join(stateDir, 'binder.sock'),
+  // root's alone (0600): `plexer group exec` holds an account's slot through it (control.ts).
+  control: join(stateDir, 'binder-control.sock'),
   status: join(stateDir, 'pool.json'),
 });

@@ -14,10 +14,54 @@ SECRET_KEY = 'plexer-example-not-secret'
 DEBUG = False
 ALLOWED_HOSTS = ['127.0.0.1', 'localhost', '[::1]']
 ROOT_URLCONF = 'tenants.urls'
-INSTALLED_APPS = []
-MIDDLEWARE = []
+# What a user deploys: Django's admin, users, sessions and CSRF protection, each account with its own of each.
+INSTALLED_APPS = [
+    'django.contrib.admin',
+    'django.contrib.auth',
+    'django.contrib.contenttypes',
+    'django.contrib.sessions',
+    'django.contrib.messages',
+    # The example's own commands (manage.py staff).
+    'tenants',
+]
+# Apache has authenticated the user (plexer checked the password, or the login page's session): Django takes
+# REMOTE_USER as it is ("Authentication using REMOTE_USER" in Django's docs) and makes the user in this account's
+# own database at its first request. Who may use the account's admin is the account's business:
+#   plexer group exec ACCOUNT -- python3 manage.py staff alice
+MIDDLEWARE = [
+    'django.middleware.security.SecurityMiddleware',
+    'django.contrib.sessions.middleware.SessionMiddleware',
+    'django.middleware.common.CommonMiddleware',
+    'django.middleware.csrf.CsrfViewMiddleware',
+    'django.contrib.auth.middleware.AuthenticationMiddleware',
+    'django.contrib.auth.middleware.RemoteUserMiddleware',
+    'django.contrib.messages.middleware.MessageMiddleware',
+    'django.middleware.clickjacking.XFrameOptionsMiddleware',
+]
+AUTHENTICATION_BACKENDS = ['django.contrib.auth.backends.RemoteUserBackend']
+TEMPLATES = [
+    {
+        'BACKEND': 'django.template.backends.django.DjangoTemplates',
+        'APP_DIRS': True,
+        'OPTIONS': {
+            'context_processors': [
+                'django.template.context_processors.request',
+                'django.contrib.auth.context_processors.auth',
+                'django.contrib.messages.context_processors.messages',
+            ],
+        },
+    },
+]
+# Every account's cookies share the host: names of their own, so they never meet plexer's login session.
+SESSION_COOKIE_NAME = 'tenant_session'
+CSRF_COOKIE_NAME = 'tenant_csrftoken'
+SESSION_COOKIE_HTTPONLY = True
+STATIC_URL = '/static/'
 USE_TZ = True
 DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
+# A new account's database is made at its process's first load (plexer.wsgi calls this once, before the first
+# request); `plexer group exec ACCOUNT -- python3 manage.py migrate` does the same from the command line.
+PLEXER_PREPARE = 'tenants.prepare.migrate_if_needed'
 
 TENANT_LABEL = 'tenant %s' % PLEXER_GROUP
 
@@ -33,5 +77,7 @@ DATABASES = {
     'default': {
         'ENGINE': 'django.db.backends.sqlite3',
         'NAME': os.path.join(PLEXER_DATA_DIR, '%s.sqlite3' % PLEXER_GROUP),
+        # A daemon's threads write sessions side by side: wait for SQLite's lock rather than fail at once.
+        'OPTIONS': {'timeout': 20},
     }
 }

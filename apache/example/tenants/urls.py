@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import path
 
 from . import views
@@ -5,5 +6,6 @@ from . import views
 urlpatterns = [
     path('whoami', views.whoami),
     path('admin/whoami', views.whoami),
+    path('admin/', admin.site.urls),
     path('sleep', views.sleep),
 ]

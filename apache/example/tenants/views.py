@@ -5,6 +5,7 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 _ready = threading.Lock()
 _initialised = False
@@ -25,6 +26,9 @@ def _tenant_row():
         return cursor.fetchone()[0]
 
 
+# whoami and sleep change nothing, and the tests ask them with every method (a POST replayed after a binding):
+# no CSRF token needed. Every other form of the project (the admin's) needs one.
+@csrf_exempt
 def whoami(request):
     return JsonResponse({
         # The account (a pool's slot serves one at a time; without a pool the daemon group is the account).
@@ -33,6 +37,9 @@ def whoami(request):
         'settings': os.environ.get('DJANGO_SETTINGS_MODULE'),
         'database': str(settings.DATABASES['default']['NAME']),
         'user': request.META.get('REMOTE_USER'),
+        # The user as this account's Django knows it (RemoteUserMiddleware), and whether it may use the admin.
+        'django_user': request.user.get_username() if request.user.is_authenticated else None,
+        'staff': request.user.is_staff,
         'tenant_data': _tenant_row(),
         'pid': os.getpid(),
         # The OS account the daemon runs as (a group's run_as user, or www-data).
@@ -45,6 +52,7 @@ def whoami(request):
     })
 
 
+@csrf_exempt
 def sleep(request):
     # A request that keeps its slot busy for a while (?s=SECONDS, at most 10): the pool's tests and benchmark.
     try:
