@@ -425,6 +425,9 @@ describe('applyChange', () => {
     evict(key: string) {
       this.events.push(`evict ${key}`);
     }
+    evictWhere() {
+      this.events.push('evictWhere');
+    }
     clear() {
       this.events.push('clear');
     }
@@ -436,7 +439,7 @@ describe('applyChange', () => {
 
   const cases: Array<[MapKind, string, string[]]> = [
     ['group', 'u:alice', ['evict alice']],
-    ['group', 'g:tenant1', ['clear']],
+    ['group', 'g:tenant1', ['evictWhere']],
     ['group', 'r:alice', []],
     ['group', '*', ['clear']],
     ['backend', 'u:alice', ['evict alice']],
@@ -469,7 +472,29 @@ describe('applyChange', () => {
     expect(resolver.resolve('bob')).toBe('t2');
     expect(isPromise(resolver.resolve('alice'))).toBe(true);
     applyChange('group', resolver, 'g:t2');
-    expect(resolver.size).toBe(0);
+    expect(isPromise(resolver.resolve('bob'))).toBe(true);
+  });
+
+  it('with a real resolver: "g:t2" drops the answers naming t2 and every "no answer", stale ones too, and no other', async () => {
+    for (const kind of ['group', 'route'] as const) {
+      const { source, resolver, clock } = setup();
+      const answers: Record<string, string> =
+        kind === 'group' ? { alice: 't1', bob: 't2', dave: 't22' } : { alice: 't1 s.a', bob: 't2 s.b', dave: 't22 s.c' };
+      for (const [user, value] of Object.entries(answers)) source.data.set(user, value);
+      for (const user of ['alice', 'bob', 'carol', 'dave']) await resolver.resolve(user);
+      // erin's answer is stale (the store fails): still the fallback, unless it names t2.
+      source.data.set('erin', answers.bob!);
+      await resolver.resolve('erin');
+      clock.advance(2_000);
+      for (const user of ['alice', 'bob', 'carol', 'dave']) await resolver.resolve(user);
+      applyChange(kind, resolver, 'g:t2');
+      expect(resolver.resolve('alice'), kind).toBe(answers.alice);
+      expect(resolver.resolve('dave'), kind).toBe(answers.dave);
+      expect(isPromise(resolver.resolve('bob')), kind).toBe(true);
+      expect(isPromise(resolver.resolve('carol')), kind).toBe(true);
+      source.mode = 'fail';
+      expect(await resolver.resolve('erin'), kind).toBe(UNAVAILABLE);
+    }
   });
 });
 

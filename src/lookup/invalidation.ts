@@ -1,11 +1,13 @@
 import { parseChange } from '../store/changes.js';
 import type { PrgMapKind } from '../store/map-queries.js';
-import type { Resolver } from './resolver.js';
+import { NO_ANSWER, type Resolver } from './resolver.js';
 
 // Which cached answers a change notification (store/changes.ts) makes wrong, per map.
-// A daemon group change can alter the answer for every user in it, so user-keyed maps drop everything then:
-// groups change rarely, users often.
-export function applyChange(kind: PrgMapKind, resolver: Pick<Resolver, 'evict' | 'clear'>, payload: string): void {
+// A daemon group change can alter the answer of every user in it, and give one to users who had none (a group
+// enabled again): the user-keyed maps whose answers begin with the group's name (group: "GROUP", route: "GROUP
+// SETTINGS") drop those and every "no answer", and keep the rest, so that adding accounts by the hundred leaves
+// the other users' answers cached. The backend map's answers do not name their group: it drops everything.
+export function applyChange(kind: PrgMapKind, resolver: Pick<Resolver, 'evict' | 'evictWhere' | 'clear'>, payload: string): void {
   const change = parseChange(payload);
   if (change?.kind === 'all') return resolver.clear();
   if (kind === 'settings') {
@@ -13,5 +15,9 @@ export function applyChange(kind: PrgMapKind, resolver: Pick<Resolver, 'evict' |
     return;
   }
   if (change?.kind === 'user') resolver.evict(change.name);
-  else if (change?.kind === 'group') resolver.clear();
+  else if (change?.kind === 'group') {
+    if (kind === 'backend') return resolver.clear();
+    const group = change.name;
+    resolver.evictWhere((value) => value === NO_ANSWER || value === group || value.startsWith(`${group} `));
+  }
 }

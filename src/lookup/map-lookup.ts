@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { isGroupName, isUserName } from '../names.js';
 import type { PrgMapKind } from '../store/map-queries.js';
 import { applyChange } from './invalidation.js';
-import { NO_ANSWER, answerCacheOptions, fallback, type Answer } from './resolver.js';
+import { NO_ANSWER, answerCacheOptions, evictMatching, fallback, type Answer } from './resolver.js';
 
 // An invalid key (empty, control characters, spaces, too long, non-ASCII) is answered with no value here and
 // never reaches the cache, the store thread or SQL.
@@ -55,9 +55,10 @@ export function createMapLookup(kind: PrgMapKind, options: MapLookupOptions): (k
   // ttlResolution 0: lru-cache otherwise keeps reading a cached clock until a 1 ms timer clears it, and this
   // thread never runs its event loop, so no entry would ever expire.
   const cache = new LRUCache<string, string>({ ...answerCacheOptions(options.max, options.ttlMs), ttlResolution: 0 });
-  // The same three operations as the store thread's resolver, applied in the same order.
+  // The same operations as the store thread's resolver, applied in the same order.
   const copy = {
     evict: (key: string) => void cache.delete(key),
+    evictWhere: (matches: (value: string) => boolean) => evictMatching(cache, matches),
     clear: () => cache.clear(),
   };
   let seen = 0;

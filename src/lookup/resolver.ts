@@ -25,6 +25,8 @@ export interface Resolver {
   // within the deadline.
   resolve(key: string): Answer | Promise<Answer>;
   evict(key: string): void;
+  // Every entry, fresh or stale, whose cached value (NO_ANSWER for "no answer") matches.
+  evictWhere(matches: (value: string) => boolean): void;
   clear(): void;
   // Every entry must be re-read before it is served fresh again, but stays available as the stale fallback:
   // used after a lost LISTEN connection, when changes may have been missed but the store may still be slow.
@@ -56,6 +58,11 @@ export function answerCacheOptions(max: number, ttlMs: number, now?: () => numbe
     // otherwise hide a move of that clock until real time passed.
     ...(now ? { perf: { now }, ttlResolution: 0 } : {}),
   };
+}
+
+// Stale entries too (dump() lists them; entries() does not): a stale answer is still served while the store fails.
+export function evictMatching(cache: LRUCache<string, string>, matches: (value: string) => boolean): void {
+  for (const [key, entry] of cache.dump()) if (matches(entry.value)) cache.delete(key);
 }
 
 export function validateResolverOptions(options: ResolverOptions): void {
@@ -140,6 +147,12 @@ export function createResolver(options: ResolverOptions): Resolver {
       epoch++;
       cache.delete(key);
       inFlight.delete(key);
+    },
+    // Queries running may be for any of the keys: none of them may cache or be joined.
+    evictWhere(matches) {
+      epoch++;
+      inFlight.clear();
+      evictMatching(cache, matches);
     },
     clear() {
       epoch++;
