@@ -231,6 +231,27 @@ describe('binding accounts to slots', () => {
   });
 });
 
+describe('a binding while a slot is being emptied', () => {
+  it("waits for that slot rather than take another account's", async () => {
+    const { state, host, binder } = setup(2, { waitMs: 5_000 });
+    await binder.bind('acct1');
+    await binder.bind('acct2');
+    let open!: () => void;
+    host.emptyGate = new Promise((resolve) => (open = resolve));
+    const releasing = binder.release('acct1');
+    await Promise.resolve();
+    const binding = binder.bind('acct3');
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    // acct2's slot is idle and least recently used, yet it keeps serving acct2.
+    expect(state.slot('slot-2').account).toBe('acct2');
+    open();
+    await releasing;
+    expect(await binding).toEqual({ kind: 'bound', slot: 'slot-1' });
+    expect(state.slot('slot-2').account).toBe('acct2');
+    state.verify();
+  });
+});
+
 describe('an account released while its slot empties', () => {
   it('binds again at once, to another slot', async () => {
     const { state, host, binder } = setup(2);

@@ -1,7 +1,8 @@
 // Many accounts over few slots, against a real Apache (issue "accounts": the bench's 1,000 accounts over 20 slots).
-// Three phases, every answer checked to come from the asker's own account and database:
+// Four phases, every answer checked to come from the asker's own account and database:
 //   turns:    half again as many accounts as slots take turns, one request at a time (their logins cached after
-//             the first round): what a binding costs by itself;
+//             the first round): what a binding costs by itself, back to back;
+//   arrivals: a few of them keep asking while the others come back one every 1.5 s: bind + first page under load;
 //   rotation: ACTIVE users at a time, each asking three times, then the next account of all of them: each first
 //             request is also that user's first login (plexer authn, bcrypt);
 //   creation: bound accounts keep asking while accounts are created with the CLI: no slot restarts, Apache stays.
@@ -26,6 +27,8 @@ const SLOTS = env('SLOTS', 4);
 const ACTIVE = env('ACTIVE', 3);
 const SECONDS = env('SECONDS', 8);
 const CREATE = env('CREATE', 4);
+// How often an account comes back in the arrivals phase: a little more than a spare takes to be made ready.
+const ARRIVAL_MS = 1_500;
 const prefix = testPoolPrefix();
 const account = (i: number) => `acct${String(i).padStart(4, '0')}`;
 const user = (i: number) => `user${String(i).padStart(4, '0')}`;
@@ -33,8 +36,9 @@ let t: TestFront;
 
 beforeAll(async () => {
   t = await startTestFront(async () => undefined, {
-    // No spares: the creation phase checks that no slot restarts, and a spare is a slot emptied on purpose.
-    front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 30, spares: 0 } } },
+    // One spare, made as soon as a binding takes the free slot (spare idle 0): bindings find a fresh process ready.
+    // The creation phase starts with the spare ready, and no binding happens in it: no slot may restart there.
+    front: { extra: { pool: { slots: SLOTS, prefix, waitSeconds: 30, spares: 1, spareIdleSeconds: 0 } } },
     // Accounts and users straight into the tables (as psql would): a thousand CLI runs would take minutes.
     beforeStart: async (_stateDir, configPath) => {
       const hash = await hashPassword('pw', 4);
@@ -140,6 +144,33 @@ describe('many accounts over few slots (real Apache)', () => {
         if (a.pid !== undefined) lastPid.set(i, a.pid);
       }
 
+      // Phase 0b: arrivals under load. A few turn accounts keep asking (the load); every ARRIVAL_MS one of the
+      // others, its login still cached from the turns, comes back to a slot taken in between: bind + first page.
+      const loadAccounts = Array.from({ length: Math.min(4, turnAccounts - 2) }, (_, k) => k);
+      const arrivers = Array.from({ length: turnAccounts - loadAccounts.length }, (_, k) => loadAccounts.length + k);
+      const arrivals: number[] = [];
+      const loadTimes: number[] = [];
+      const arrivalsUntil = performance.now() + (SECONDS * 1000) / 2;
+      const load = Promise.all(
+        loadAccounts.map(async (i) => {
+          while (performance.now() < arrivalsUntil) {
+            const a = await ask(i);
+            check(i, a);
+            if (a.status === 200) loadTimes.push(a.ms);
+          }
+        }),
+      );
+      for (let n = 0; performance.now() < arrivalsUntil; n++) {
+        const started = performance.now();
+        const i = arrivers[n % arrivers.length]!;
+        const a = await ask(i);
+        check(i, a);
+        if (a.status === 200 && lastPid.get(i) !== a.pid) arrivals.push(a.ms);
+        if (a.pid !== undefined) lastPid.set(i, a.pid);
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, ARRIVAL_MS - (performance.now() - started))));
+      }
+      await load;
+
       // Phase 1: the active set slides over every account; each asker asks a few times, then the next comes in.
       const binds: number[] = [];
       const steady: number[] = [];
@@ -174,9 +205,6 @@ describe('many accounts over few slots (real Apache)', () => {
             .map((l) => Number(l.slice(4, 8))),
         ),
       ];
-      const daemonsBefore = slotDaemons()
-        .map((d) => d.pid)
-        .sort();
       const apache = t.front.httpd.pid;
       // At most 12 at a time: the generated config lets one address hold 20 connections (mod_qos).
       const askers = bound.slice(0, 12);
@@ -196,6 +224,18 @@ describe('many accounts over few slots (real Apache)', () => {
       };
       const quietUntil = performance.now() + 3_000;
       const quiet = await measure(() => performance.now() > quietUntil);
+      // The spare the last binding asked for is ready by now; from here on no slot may restart.
+      await waitFor(
+        () =>
+          JSON.parse(readFileSync(join(t.front.apacheDir, 'pool.json'), 'utf8')).slots.every(
+            (x: { phase: string }) => x.phase !== 'emptying',
+          ),
+        10_000,
+        'the spare ready',
+      );
+      const daemonsBefore = slotDaemons()
+        .map((d) => d.pid)
+        .sort();
       let creating = true;
       const created = (async () => {
         for (let n = 0; n < CREATE; n++) {
@@ -231,6 +271,13 @@ describe('many accounts over few slots (real Apache)', () => {
         created: CREATE,
         requests: binds.length + steady.length,
         turns: { accounts: turnAccounts, count: turnBinds.length, p50: percentile(turnBinds, 50), p99: percentile(turnBinds, 99) },
+        arrivals: { gapMs: ARRIVAL_MS, count: arrivals.length, p50: percentile(arrivals, 50), p99: percentile(arrivals, 99) },
+        arrivalLoad: {
+          askers: loadAccounts.length,
+          count: loadTimes.length,
+          p50: percentile(loadTimes, 50),
+          p99: percentile(loadTimes, 99),
+        },
         notOk: other,
         wrong: wrong.length,
         bind: { count: binds.length, p50: percentile(binds, 50), p99: percentile(binds, 99) },

@@ -48,6 +48,8 @@ const r = JSON.parse(readFileSync(reportFile, 'utf8')) as {
   created: number;
   requests: number;
   turns: Latency & { accounts: number };
+  arrivals: Latency & { gapMs: number };
+  arrivalLoad: Latency & { askers: number };
   notOk: number[];
   wrong: number;
   bind: Latency;
@@ -67,6 +69,12 @@ console.log(
   `| turns: ${r.turns.accounts} accounts over ${r.slots} slots, one request at a time, logins cached: request that needed a binding | ${r.turns.count} | ${ms(r.turns.p50)} | ${ms(r.turns.p99)} |`,
 );
 console.log(
+  `| arrivals under load: an account of those comes back every ${r.arrivals.gapMs / 1000} s, login cached: binding + first page | ${r.arrivals.count} | ${ms(r.arrivals.p50)} | ${ms(r.arrivals.p99)} |`,
+);
+console.log(
+  `| the load meanwhile: ${r.arrivalLoad.askers} bound accounts asking without pause | ${r.arrivalLoad.count} | ${ms(r.arrivalLoad.p50)} | ${ms(r.arrivalLoad.p99)} |`,
+);
+console.log(
   `| rotation: ${r.active} at a time over the other accounts, first request (first login + binding + first page) | ${r.bind.count} | ${ms(r.bind.p50)} | ${ms(r.bind.p99)} |`,
 );
 console.log(`| later requests of a bound account | ${r.steady.count} | ${ms(r.steady.p50)} | ${ms(r.steady.p99)} |`);
@@ -75,7 +83,7 @@ console.log(
   `| bound accounts, while ${r.created} accounts are created (CLI) | ${r.duringCreation.count} | ${ms(r.duringCreation.p50)} | ${ms(r.duringCreation.p99)} |`,
 );
 console.log(
-  `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted)`,
+  `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted); one spare kept (--slot-spares 1 --slot-spare-idle 0)`,
 );
 console.log(
   `memory: the pool's ${r.slots} slots ${mib(r.memoryKiB.poolLoaded)} in all, loaded (a free slot ${mib(r.memoryKiB.idleSlotMean)}, Django imported); one daemon group per account: ${r.accounts} daemon processes`,

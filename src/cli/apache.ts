@@ -22,7 +22,8 @@ const help = `Usage: plexer apache config [--layout standalone|debian] [--out FI
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
-                           [--slots N [--pool-prefix P] [--slot-wait SECONDS] [--slot-min-idle SECONDS] [--slot-spares N]]
+                           [--slots N [--pool-prefix P] [--slot-wait SECONDS] [--slot-min-idle SECONDS] [--slot-spares N]
+                            [--slot-spare-idle SECONDS]]
        plexer apache modules [--auth basic|form] [--routing wsgi|proxy|prefix] [--tls] [--slots N]
 
 Writes a complete Apache httpd configuration for the daemon groups in the database: one WSGIDaemonProcess per
@@ -47,6 +48,9 @@ mpm_worker): mod_authnz_external under a threaded MPM kills Apache's helpers at 
   --slot-min-idle SECONDS a bound slot goes to another account only after this long unused (default 0)
   --slot-spares N         free slots the binder keeps ready, emptied from accounts idle 30 s or more (default
                           one in eight slots)
+  --slot-spare-idle SECONDS
+                          how long an account goes without a request before its slot may become a spare
+                          (default 30; 0 keeps the spares whatever it costs the accounts idle longest)
 Without --slots, a new group needs one graceful reload (no connection is dropped): --reload sends it (SIGUSR1 to the httpd
 whose PidFile is STATE-DIR/httpd.pid) after writing --out atomically. Moving, adding or removing users never
 needs a reload.
@@ -114,12 +118,13 @@ const options = {
   'slot-wait': { type: 'string' },
   'slot-min-idle': { type: 'string' },
   'slot-spares': { type: 'string' },
+  'slot-spare-idle': { type: 'string' },
 } as const;
 
 function poolOption(values: Parsed<typeof options>['values']): PoolOptions | undefined {
   if (values.slots === undefined) {
-    if (values['pool-prefix'] ?? values['slot-wait'] ?? values['slot-min-idle'] ?? values['slot-spares'])
-      throw new UsageError('--pool-prefix, --slot-wait, --slot-min-idle and --slot-spares need --slots');
+    if (values['pool-prefix'] ?? values['slot-wait'] ?? values['slot-min-idle'] ?? values['slot-spares'] ?? values['slot-spare-idle'])
+      throw new UsageError('--pool-prefix, --slot-wait, --slot-min-idle, --slot-spares and --slot-spare-idle need --slots');
     return undefined;
   }
   const slots = parseWholeNumber(values.slots, '--slots');
@@ -129,10 +134,12 @@ function poolOption(values: Parsed<typeof options>['values']): PoolOptions | und
   const waitSeconds = parseWholeOrZero(values['slot-wait'], '--slot-wait');
   const minIdleSeconds = parseWholeOrZero(values['slot-min-idle'], '--slot-min-idle');
   const spares = parseWholeOrZero(values['slot-spares'], '--slot-spares');
+  const spareIdleSeconds = parseWholeOrZero(values['slot-spare-idle'], '--slot-spare-idle');
   return {
     slots,
     prefix,
     ...(spares !== undefined ? { spares } : {}),
+    ...(spareIdleSeconds !== undefined ? { spareIdleSeconds } : {}),
     ...(waitSeconds !== undefined ? { waitSeconds } : {}),
     ...(minIdleSeconds !== undefined ? { minIdleSeconds } : {}),
   };

@@ -21,7 +21,8 @@ import { parseCommand, parseWholeOrZero, parseWholeNumber } from './args.js';
 import { print, type Command } from './command.js';
 
 const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --error-page FILE [--prefix P]
-                     [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--client-redirect] [--config FILE]
+                     [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--spare-idle-seconds S]
+                     [--client-redirect] [--config FILE]
 
 Binds accounts to the pool's slots on demand (README: "Accounts and slots"). Apache starts it as a piped logger
 (as root; restarted when it dies, replaced at every graceful reload), fed the slot of every request a slot served,
@@ -34,7 +35,8 @@ which is how it knows each slot's idle time. It:
     to the slot, any other method gets a 307 to repeat (every method with --client-redirect, which the login
     page's sessions need). When every slot stays busy for --wait-seconds (default 10): FILE with 503 and Retry-After, never
     another account's instance;
-  - keeps --spares slots free (default one in eight), emptied in the background from accounts idle 30 s or more;
+  - keeps --spares slots free (default one in eight), emptied in the background from accounts idle
+    --spare-idle-seconds (default 30) or more;
   - holds an account's slot for plexer group exec (DIR/binder-control.sock, root's alone): the command runs as
     the slot's user, and the slot is busy until it ends;
   - keeps DIR/bindings.txt (Apache's txt: map ACCOUNT SLOT) and DIR/pool.json (what plexer slots shows);
@@ -56,6 +58,7 @@ export const command: Command = {
       'wait-seconds': { type: 'string' },
       'min-idle-seconds': { type: 'string' },
       spares: { type: 'string' },
+      'spare-idle-seconds': { type: 'string' },
       'client-redirect': { type: 'boolean' },
     });
     if (values.help) return (print(help), 0);
@@ -73,6 +76,7 @@ export const command: Command = {
     const minIdleMs = seconds(values['min-idle-seconds'], 0, '--min-idle-seconds') * 1000;
     const spares = seconds(values.spares, Math.floor(slots / 8), '--spares');
     if (spares >= slots) throw new UsageError('--spares must be fewer than --slots');
+    const spareIdleMs = seconds(values['spare-idle-seconds'], 30, '--spare-idle-seconds') * 1000;
     if (process.getuid?.() !== 0) throw new UsageError('plexer binder runs as root (Apache starts it as a piped logger)');
 
     const log = createLogger('binder');
@@ -91,7 +95,7 @@ export const command: Command = {
       const row = result.rows[0];
       return row ? { settings: row.settings_module, enabled: row.enabled } : null;
     };
-    const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares });
+    const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares, spareIdleMs });
 
     await adoptOrEmpty(state, host, files, log);
     host.publish(state);

@@ -123,8 +123,14 @@ export const command: Command = {
       for (const u of SAMPLE_USERS)
         print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
-      if (slots > 0)
+      if (slots > 0) {
         print(`Slots: node ${PACKAGE_ROOT}/bin/plexer slots --state-dir ${front.apacheDir}  (${slots} slots for three accounts)`);
+        // Each account is a Django of its own: its admin is for the users its own database makes staff.
+        print(
+          `Admin: node ${PACKAGE_ROOT}/bin/plexer group exec alpha --apache-config ${front.httpd.configPath} --config ${configPath} -- python3 manage.py staff alice\n` +
+            `       then ${front.httpd.url}/app/admin/ as alice is alpha's own Django admin`,
+        );
+      }
       print(`Manage: node ${PACKAGE_ROOT}/bin/plexer user list --config ${configPath}`);
       print(`Check: node ${PACKAGE_ROOT}/bin/plexer doctor --config ${configPath} --apache-config ${front.httpd.configPath}`);
       print('Ctrl-C stops Apache and PostgreSQL.');

@@ -177,7 +177,10 @@ export class Binder {
     for (;;) {
       // Between choosing and claiming there is no await: no other binding can take the same slot.
       const choice = this.state.choose(this.now(), this.busy, this.minIdleMs);
-      if (choice) {
+      // A slot being emptied (a spare on its way, or an account's that changed) is free sooner than one emptied
+      // now would be: the binding waits for it rather than take another account's slot.
+      const freeSoon = this.state.slots.some((s) => s.phase === 'emptying');
+      if (choice && (choice.evicts === null || !freeSoon)) {
         if (choice.evicts !== null) this.state.release(choice.slot);
         this.state.begin(choice.slot, account, this.now());
         // The evicted account leaves Apache's map before its processes go: its next request asks for a slot.

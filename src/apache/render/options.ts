@@ -20,7 +20,8 @@ export interface PoolOptions {
   prefix?: string; // of the pool's OS names (src/pool/names.ts), default "plexer"
   waitSeconds?: number; // how long a request waits when every slot is busy before our 503, default 10
   minIdleSeconds?: number; // a bound slot is taken for another account only after this long unused, default 0
-  spares?: number; // free slots the binder keeps, emptied from accounts idle 30 s; default one in eight slots
+  spares?: number; // free slots the binder keeps, emptied from accounts idle spareIdleSeconds; default one in eight slots
+  spareIdleSeconds?: number; // how long an account is idle before its slot may become a spare, default 30
 }
 
 /** A URL path under the mount that additionally needs one of `roles` (wsgi routing only). */

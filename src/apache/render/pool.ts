@@ -49,6 +49,7 @@ export function binderLog(v: Validated, pool: Pool): string {
     `binder --slots ${pool.slots} --prefix ${pool.prefix} --state-dir ${v.stateDir} --data-dir ${v.dataDir}`,
     `--error-page ${v.errorPagesDir}/503.html --wait-seconds ${pool.waitSeconds} --min-idle-seconds ${pool.minIdleSeconds}`,
     ...(pool.spares !== undefined ? [`--spares ${pool.spares}`] : []),
+    ...(pool.spareIdleSeconds !== undefined ? [`--spare-idle-seconds ${pool.spareIdleSeconds}`] : []),
     // The login page's sessions do not survive an internal redirect through the bind location (bind-request.ts).
     ...(v.auth === 'form' ? ['--client-redirect'] : []),
   ].join(' ');

@@ -229,6 +229,7 @@ function poolOptions(p: NonNullable<ApacheConfigOptions['pool']>, routing: strin
   return {
     slots,
     spares: p.spares,
+    spareIdleSeconds: p.spareIdleSeconds === undefined ? undefined : seconds('pool.spareIdleSeconds', p.spareIdleSeconds, 30),
     prefix,
     waitSeconds: seconds('pool.waitSeconds', p.waitSeconds, 10),
     minIdleSeconds: seconds('pool.minIdleSeconds', p.minIdleSeconds, 0),
