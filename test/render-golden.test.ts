@@ -88,7 +88,7 @@ Object.assign(CASES, {
   // A pool of slots: the groups are not rendered at all (accounts come and go without a reload).
   'basic-wsgi-pool': { pool: { slots: 3 } },
   'form-wsgi-dbm-pool': { ...FORM, ...DBM, pool: { slots: 2, prefix: 'pxa', waitSeconds: 5, minIdleSeconds: 2 } },
-  'basic-prefix-prg-pool': { routing: 'prefix', pool: { slots: 2 } },
+  'basic-prefix-prg-pool': { routing: 'prefix', pool: { slots: 2, spares: 1, spareIdleSeconds: 0 } },
   'debian-basic-wsgi-pool': { layout: 'debian', listenAddress: '*', port: 80, pool: { slots: 20 } },
 } satisfies Record<string, Partial<ApacheConfigOptions>>);
 
