@@ -341,7 +341,7 @@ describe('a pool of slots bound on demand', () => {
     await t.store.sql.query(`UPDATE daemon_groups SET settings_module = 'tenants.settings_beta' WHERE name = $1`, [account]);
     await waitFor(() => !bindings().has(account), 5_000, `${account} to lose its slot again`);
     const served = await ask(user);
-    expect(served.status).toBe(200);
+    expect(served.status, `${served.body}\n${t.front.httpd.errorLog().slice(-4000)}`).toBe(200);
     expect(served.json()).toMatchObject({ group: account, settings: 'tenants.settings_beta' });
     // Back as it was, and every slot bound again (releases freed slots, bindings meanwhile took others), for the
     // tests that follow.

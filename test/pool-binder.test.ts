@@ -253,18 +253,48 @@ describe('a binding while a slot is being emptied', () => {
 });
 
 describe('an account released while its slot empties', () => {
-  it('binds again at once, to another slot', async () => {
+  it('binds again as soon as its old slot is empty', async () => {
     const { state, host, binder } = setup(2);
     await binder.bind('acct1');
     let open!: () => void;
     host.emptyGate = new Promise((resolve) => (open = resolve));
     const releasing = binder.release('acct1');
     await Promise.resolve();
-    expect(await binder.bind('acct1')).toEqual({ kind: 'bound', slot: 'slot-2' });
+    // Another slot, but only once the old one is empty: until then its processes may still write acct1's files, and
+    // the emptying ends by locking acct1's directory to root.
+    const binding = binder.bind('acct1');
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect(host.events).not.toContain('assign slot-2 acct1');
     open();
+    expect((await binding).kind).toBe('bound');
+    const assigned = host.events.map((e, i) => (/^assign \S+ acct1$/.test(e) ? i : -1)).filter((i) => i >= 0);
+    expect(host.events.indexOf('empty slot-1 acct1')).toBeLessThan(assigned.at(-1)!);
     await releasing;
-    expect(state.slot('slot-1').phase).toBe('free');
+    expect(state.slotOf('acct1')?.phase).toBe('bound');
     state.verify();
+  });
+
+  it('binds an evicted account elsewhere only once the slot it lost is empty', async () => {
+    const { host, binder, clock } = setup(2);
+    await binder.bind('acct1');
+    clock.advance(10);
+    await binder.bind('acct2');
+    clock.advance(10);
+    let open!: () => void;
+    host.emptyGate = new Promise((resolve) => (open = resolve));
+    // acct3 takes acct1's slot (least recently used); acct1 comes straight back and takes acct2's.
+    const third = binder.bind('acct3');
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    host.emptyGate = Promise.resolve(); // acct2's slot empties at once
+    const back = binder.bind('acct1');
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect(host.events.filter((e) => e.startsWith('assign') && e.endsWith('acct1'))).toEqual(['assign slot-1 acct1']);
+    open();
+    await third;
+    await back;
+    const emptiedOfAcct1 = host.events.indexOf('empty slot-1 acct1');
+    expect(emptiedOfAcct1).toBeGreaterThan(-1);
+    expect(emptiedOfAcct1).toBeLessThan(host.events.lastIndexOf('assign slot-2 acct1'));
   });
 });
 

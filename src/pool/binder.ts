@@ -63,6 +63,9 @@ export class Binder {
   private readonly pending = new Map<string, Promise<BindResult>>();
   // Slots held for a command run as their user (`plexer group exec`): busy, never taken, until let go.
   private readonly holds = new Map<string, number>();
+  // Accounts whose old slot is being emptied: until it is, their processes may still write the account's files, and
+  // the emptying ends by locking the account's directory to root. A new binding of the account waits for it.
+  private readonly leaving = new Map<string, Promise<void>>();
   private readonly waitMs: number;
   private readonly minIdleMs: number;
   private readonly pollMs: number;
@@ -136,7 +139,7 @@ export class Binder {
     this.state.startEmptying(s.name);
     this.host.publish(this.state);
     try {
-      await this.host.empty(s.name, account);
+      await this.leave(account, this.host.empty(s.name, account));
       // Free once its fresh process is up: a binding to it then waits for nothing but the account's settings.
       await this.host
         .awaitFresh(s.name)
@@ -166,9 +169,21 @@ export class Binder {
     }
   }
 
+  // Tracks the emptying of a slot `account` is leaving; the emptying's own outcome is returned unchanged.
+  private leave(account: string, emptied: Promise<void>): Promise<void> {
+    const settled: Promise<void> = emptied
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.leaving.get(account) === settled) this.leaving.delete(account);
+      });
+    this.leaving.set(account, settled);
+    return emptied;
+  }
+
   private async bindOnce(account: string): Promise<BindResult> {
     const current = this.state.slotOf(account);
     if (current?.phase === 'bound') return { kind: 'bound', slot: current.name };
+    await this.leaving.get(account);
     const info = await this.accounts(account);
     if (!info) return { kind: 'refused', reason: 'no such account' };
     if (!info.enabled) return { kind: 'refused', reason: 'account disabled' };
@@ -197,7 +212,7 @@ export class Binder {
     try {
       // A slot taken from another account is emptied first: its processes die before the new account's data is
       // handed to its user, and Apache forks a fresh one, which the request waits for in the slot's socket.
-      if (evicted !== null) await this.host.empty(slot, evicted);
+      if (evicted !== null) await this.leave(evicted, this.host.empty(slot, evicted));
       await this.host.assign(slot, { account, settings, dataDir: this.host.dataDir(account) });
     } catch (error) {
       this.log.error('binding failed', { slot, account, error: coerceError(error).message });

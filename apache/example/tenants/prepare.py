@@ -13,6 +13,10 @@ from django.db.migrations.executor import MigrationExecutor
 def migrate_if_needed():
     with open(os.path.join(settings.PLEXER_DATA_DIR, '.migrate.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        executor = MigrationExecutor(connection)
-        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-            call_command('migrate', interactive=False, verbosity=0)
+        try:
+            executor = MigrationExecutor(connection)
+            if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+                call_command('migrate', interactive=False, verbosity=0)
+        finally:
+            # This thread serves no request: its connection would stay open for the life of the process.
+            connection.close()
