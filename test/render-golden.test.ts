@@ -90,6 +90,9 @@ Object.assign(CASES, {
   'form-wsgi-dbm-pool': { ...FORM, ...DBM, pool: { slots: 2, prefix: 'pxa', waitSeconds: 5, minIdleSeconds: 2 } },
   'basic-prefix-prg-pool': { routing: 'prefix', pool: { slots: 2, spares: 1, spareIdleSeconds: 0 } },
   'debian-basic-wsgi-pool': { layout: 'debian', listenAddress: '*', port: 80, pool: { slots: 20 } },
+  // The login cache in memcached (it outlives a reload; plexer revoke removes a changed user at once).
+  'basic-wsgi-login-cache': { loginCacheSocket: '/run/plexer-logins/cache.sock', authCacheTimeoutSeconds: 28800 },
+  'form-wsgi-login-cache': { ...FORM, loginCacheSocket: '/run/plexer-logins/cache.sock', authCacheTimeoutSeconds: 28800 },
 } satisfies Record<string, Partial<ApacheConfigOptions>>);
 
 // Taken before any snapshot runs: vitest writes a missing file snapshot instead of failing (outside CI).

@@ -18,7 +18,7 @@ import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage: plexer apache config [--layout standalone|debian] [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
-                           [--settings-from map|config] [--auth-cache-timeout SECONDS] [--trusted-proxy CIDR]…
+                           [--settings-from map|config] [--auth-cache-timeout SECONDS] [--login-cache SOCKET] [--trusted-proxy CIDR]…
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
@@ -62,7 +62,11 @@ needs a reload.
   --map-dir DIR           Apache's own dbm: maps in DIR, kept current by "plexer sync --dir DIR" (no prg:
                           process, no lock; run "plexer sync --once" before Apache starts)
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
-                          disabled or deleted user can keep working for up to this long
+                          disabled or deleted user can keep working for up to this long (8 hours with
+                          --login-cache, which removes a changed user's entries at once)
+  --login-cache SOCKET    keep the login cache in memcached listening on this unix socket (README "Logins that
+                          survive a reload"): logins outlive a graceful reload, and plexer revoke (a piped
+                          logger) removes a user's cached logins as soon as the user changes
   --trusted-proxy CIDR    a proxy (IP or CIDR block; repeat for more) whose X-Forwarded-For names the client
                           (mod_remoteip): lockouts then count the client's address, not the proxy's. From any
                           other peer the header is ignored
@@ -97,6 +101,7 @@ const options = {
   'server-name': { type: 'string' },
   'settings-from': { type: 'string' },
   'auth-cache-timeout': { type: 'string' },
+  'login-cache': { type: 'string' },
   tls: { type: 'boolean' },
   'tls-proxy': { type: 'boolean' },
   'two-maps': { type: 'boolean' },
@@ -162,7 +167,15 @@ export const command: Command = {
     if (pool && routing === 'proxy')
       throw new UsageError('--slots is for --routing wsgi or prefix; proxy routing keeps per-account backends');
     // What a2enmod must enable in Debian's Apache (the standalone layout loads its own list).
-    const modules = apacheModules({ auth, routing, tls: values.tls === true, trustedProxies, layout: 'debian', ...(pool ? { pool } : {}) });
+    const modules = apacheModules({
+      auth,
+      routing,
+      tls: values.tls === true,
+      trustedProxies,
+      layout: 'debian',
+      ...(pool ? { pool } : {}),
+      ...(values['login-cache'] ? { loginCacheSocket: values['login-cache'] } : {}),
+    });
     if (action === 'modules') return (print(modules.join(' ')), 0);
     const layout = values.layout ?? 'standalone';
     if (layout !== 'standalone' && layout !== 'debian') throw new UsageError('--layout takes standalone or debian');
@@ -220,7 +233,13 @@ export const command: Command = {
       tls: values.tls === true,
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
       ...(values['tls-key'] ? { tlsCertificateKeyFile: resolve(values['tls-key']) } : {}),
-      authCacheTimeoutSeconds: values['auth-cache-timeout'] ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout') : 60,
+      // With the login cache in memcached a changed user's entries go at once (plexer revoke): they may live long.
+      authCacheTimeoutSeconds: values['auth-cache-timeout']
+        ? parseWholeNumber(values['auth-cache-timeout'], '--auth-cache-timeout')
+        : values['login-cache']
+          ? 28_800
+          : 60,
+      ...(values['login-cache'] ? { loginCacheSocket: resolve(values['login-cache']) } : {}),
       trustedProxies,
       ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
       ...(values['lock-dir'] ? { lockDir: resolve(values['lock-dir']) } : {}),

@@ -114,7 +114,9 @@ export const command: Command = {
         configPath,
         config,
         port,
-        authCacheTimeoutSeconds: 30,
+        // Logins in a private memcached: they survive a reload, and a changed password takes effect at once.
+        loginCache: true,
+        authCacheTimeoutSeconds: 28_800,
         ...(slots > 0 ? { extra: { pool: { slots } } } : {}),
       });
       stops.push(() => front.stop());

@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   watchdog: () => import('./watchdog.js'),
   lockout: () => import('./lockout.js'),
   binder: () => import('./binder.js'),
+  revoke: () => import('./revoke.js'),
   slots: () => import('./slots.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),

@@ -15,6 +15,7 @@ import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime } from './runtime.js';
 import { preparePool } from '../pool/prepare.js';
 import { DEFAULT_POOL_PREFIX, poolFiles } from '../pool/names.js';
+import { startLoginCacheServer, type LoginCacheServer } from './login-cache-server.js';
 
 // One private Apache in front of a plexer store, configured from the groups in the database: what the demo
 // runs and what the end-to-end tests drive.
@@ -30,11 +31,15 @@ export interface FrontOptions {
   auth?: AuthMode;
   routing?: RoutingMode;
   sessionMaxAgeSeconds?: number;
+  // Apache's login cache in a private memcached (STATE-DIR/logins), started before Apache and stopped after it.
+  loginCache?: boolean;
   extra?: Partial<ApacheConfigOptions>;
 }
 
 export interface Front {
   httpd: Httpd;
+  // The login cache's memcached, when loginCache was asked for.
+  loginCache?: LoginCacheServer;
   // Where `plexer lockout` keeps this front's lock files.
   lockDir: string;
   runtime: Runtime;
@@ -141,7 +146,11 @@ export async function startFront(o: FrontOptions): Promise<Front> {
     writeFileAtomic(lockDirNote, `${ownLocks}\n`, { mode: 0o600, owner: { uid: 0, gid: 0 } });
   }
   const lockDir = o.extra?.lockDir ?? join(ownLocks!, 'locks');
-  const options: FrontOptions = { ...o, extra: { ...o.extra, lockDir } };
+  const loginCache = o.loginCache ? await startLoginCacheServer(join(o.stateDir, 'logins')) : undefined;
+  const options: FrontOptions = {
+    ...o,
+    extra: { ...o.extra, lockDir, ...(loginCache ? { loginCacheSocket: loginCache.socket } : {}) },
+  };
   const removeLocks = () => {
     if (ownLocks === undefined) return;
     rmSync(ownLocks, { recursive: true, force: true });
@@ -155,12 +164,14 @@ export async function startFront(o: FrontOptions): Promise<Front> {
   } catch (error) {
     // An Apache that started but is of no use is stopped, not left running.
     await httpd?.stop().catch(() => undefined);
+    await loginCache?.stop();
     removeLocks();
     throw error;
   }
   const started = httpd;
   return {
     httpd: started,
+    ...(loginCache ? { loginCache } : {}),
     lockDir,
     runtime,
     apacheDir,
@@ -172,6 +183,7 @@ export async function startFront(o: FrontOptions): Promise<Front> {
       try {
         await started.stop();
       } finally {
+        await loginCache?.stop();
         removeLocks();
       }
     },

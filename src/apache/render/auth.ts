@@ -1,4 +1,5 @@
 import { lockFileChecks } from '../../lockout/lock-files.js';
+import { LOGIN_CACHE_CONTEXT } from '../../logins/cache-key.js';
 import { LOGIN_PAGE_PATH } from './options.js';
 import { helperCommand, type Validated } from './validate.js';
 
@@ -57,12 +58,24 @@ export function applicationAuth(v: Validated, indent: string): string[] {
   if (v.auth === 'form') {
     lines.push(
       "# One cache for the login handler and the application (the default context is the section's path).",
-      'AuthnCacheContext plexer-form',
+      `AuthnCacheContext ${LOGIN_CACHE_CONTEXT.form}`,
+    );
+  } else {
+    lines.push(
+      `# A context of its own: the cache's key for a user is known (plexer revoke removes it).`,
+      `AuthnCacheContext ${LOGIN_CACHE_CONTEXT.basic}`,
     );
   }
   lines.push(
-    '# Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
-    `# password keeps working for up to this many seconds.`,
+    ...(v.loginCacheSocket
+      ? [
+          '# Only successes are cached (unsalted SHA1 of the password, in memcached: it outlives a reload). plexer revoke',
+          "# removes a changed user's entries at once; this bounds an entry it could not remove.",
+        ]
+      : [
+          '# Only successes are cached (unsalted SHA1 of the password, in shared memory). A changed or revoked',
+          `# password keeps working for up to this many seconds.`,
+        ]),
     `AuthnCacheTimeout ${v.authCacheTimeout}`,
   );
   if (v.auth === 'form') {

@@ -1,3 +1,4 @@
+import { LOGIN_CACHE_CONTEXT } from '../../logins/cache-key.js';
 import { LOGIN_AUTHENTICATOR } from './auth.js';
 import { LOGIN_HANDLER_PATH, LOGIN_PAGE_PATH, LOGOUT_PATH, SESSION_COOKIE_NAME } from './options.js';
 import type { Validated } from './validate.js';
@@ -91,7 +92,7 @@ export function loginPieces(v: Validated): string[] {
     `        AuthExternal ${LOGIN_AUTHENTICATOR}`,
     '        AuthExternalProvideCache On',
     '        AuthnCacheProvideFor external',
-    '        AuthnCacheContext plexer-form',
+    `        AuthnCacheContext ${LOGIN_CACHE_CONTEXT.form}`,
     `        AuthnCacheTimeout ${v.authCacheTimeout}`,
     '        Session On',
     "        # mod_auth_form redirects a success to the form's httpd_location field when one is posted, even to another",

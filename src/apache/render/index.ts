@@ -20,7 +20,7 @@
 // One section per module: validate.ts (every option, before any text), global.ts (server level per layout),
 // logs.ts (watchdog, lockout, login audit, Debian's vhost logs), wsgi-daemons.ts, maps.ts (which maps exist),
 // vhost.ts, auth.ts, form.ts (sessions, login pieces), routing-wsgi.ts (wsgi and prefix), routing-proxy.ts,
-// pool.ts (slots bound on demand instead of one daemon group per group), roles.ts, keyed-routing.ts (the
+// pool.ts (slots bound on demand instead of one daemon group per group), login-cache.ts (memcached), roles.ts, keyed-routing.ts (the
 // answer-names-its-key rules every map lookup uses), modules.ts.
 import { globalSection } from './global.js';
 import { serverLoginLogs, watchdogLog } from './logs.js';
@@ -30,6 +30,7 @@ import { validate } from './validate.js';
 import { virtualHost } from './vhost.js';
 import { wsgiDaemons } from './wsgi-daemons.js';
 import { poolDaemons, serverBinderLog } from './pool.js';
+import { loginCache } from './login-cache.js';
 
 export function renderApacheConfig(o: ApacheConfigOptions): string {
   const v = validate(o);
@@ -40,6 +41,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
     ...watchdogLog(v, plan),
     ...serverLoginLogs(v),
     ...serverBinderLog(v),
+    ...loginCache(v),
     ...daemons,
     ...virtualHost(v, plan),
     '',

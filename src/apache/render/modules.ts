@@ -3,7 +3,10 @@ import type { ApacheConfigOptions } from './options.js';
 // Every module a rendering needs beyond those compiled into Debian's apache2 (mod_log_config, mod_unixd,
 // mod_so), MPM first: the standalone layout loads them, the Debian layout needs them enabled (a2enmod).
 export function apacheModules(
-  o: Pick<ApacheConfigOptions, 'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout' | 'pool'>,
+  o: Pick<
+    ApacheConfigOptions,
+    'auth' | 'routing' | 'tls' | 'trustedProxies' | 'connectionsPerAddress' | 'layout' | 'pool' | 'loginCacheSocket'
+  >,
 ): string[] {
   const routing = o.routing ?? 'wsgi';
   return [
@@ -16,6 +19,8 @@ export function apacheModules(
     // The socache provider for authentication results and its shared-memory backend.
     'socache_shmcb',
     'authn_socache',
+    // The login cache in memcached (loginCacheSocket).
+    ...(o.loginCacheSocket ? ['socache_memcache'] : []),
     'authnz_external',
     // env: SetEnv PLEXER_DATA_ROOT for the WSGI application.
     'rewrite',

@@ -69,6 +69,9 @@ export interface ApacheConfigOptions {
   tlsCertificateFile?: string; // required when tls
   tlsCertificateKeyFile?: string; // required when tls
   authCacheTimeoutSeconds: number; // AuthnCacheTimeout: how long a revoked password keeps working
+  // Apache's login cache in memcached on this unix socket instead of its shared memory: it outlives graceful
+  // reloads, and `plexer revoke` removes a changed user's logins at once (README "Logins that survive a reload").
+  loginCacheSocket?: string;
   // Proxies (IP or CIDR) whose X-Forwarded-For names the client (mod_remoteip); from anyone else it is ignored.
   trustedProxies?: string[];
   authRealm?: string; // default "plexer"

@@ -194,6 +194,7 @@ export function validate(o: ApacheConfigOptions) {
     cert: o.tls ? path('tlsCertificateFile', o.tlsCertificateFile) : undefined,
     key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
     authCacheTimeout: positiveInt('authCacheTimeoutSeconds', o.authCacheTimeoutSeconds, 86400),
+    loginCacheSocket: o.loginCacheSocket === undefined ? undefined : path('loginCacheSocket', o.loginCacheSocket),
     trustedProxies: (o.trustedProxies ?? []).map(cidr),
     authRealm,
     roleLocations,

@@ -1,0 +1,138 @@
+// Apache's login cache in memcached (apache config --login-cache), against a real Apache and a real memcached:
+// logins outlive a graceful reload (nobody is checked again); a user changed with the CLI or with plain SQL loses
+// their cached logins at once (plexer revoke): the old password refused at the next request, the new one accepted;
+// tenants cannot reach the cache; a stopped cache costs a password check per request, never a login.
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../src/password.js';
+import { processIds } from '../src/proc.js';
+import { userIds } from '../src/tenant-users.js';
+import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
+
+let t: TestFront;
+const users = ['alice', 'bob', ...Array.from({ length: 8 }, (_, i) => `user${i}`)];
+const password: Record<string, string> = Object.fromEntries(users.map((u) => [u, `${u}-pw`]));
+
+beforeAll(async () => {
+  t = await startTestFront(
+    async (cli) => {
+      await seedTwoTenants(cli);
+      for (const u of users.slice(2)) await cliOk(cli, ['user', 'add', u, '--group', 'tenant1', '--password-stdin'], `${u}-pw\n`);
+    },
+    { front: { loginCache: true, authCacheTimeoutSeconds: 28_800 } },
+  );
+  await waitFor(() => /revoke started/.test(t.front.httpd.errorLog()), 20_000, 'plexer revoke');
+}, 120_000);
+
+afterAll(async () => {
+  await t?.close();
+});
+
+const status = async (user: string, pw = password[user]!) => (await t.get('/app/whoami', { user, password: pw, fresh: true })).status;
+
+// memcached's own counters: cmd_set grows by one for every login Apache stores (after plexer checked it).
+function stats(): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(t.front.loginCache!.socket);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('connect', () => socket.write('stats\r\n'));
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (!text.endsWith('END\r\n')) return;
+      socket.destroy();
+      resolve(Object.fromEntries([...text.matchAll(/^STAT (\S+) (\d+)\r$/gm)].map((m) => [m[1]!, Number(m[2])])));
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('the login cache in memcached', () => {
+  it('keeps every login across a graceful reload: nobody is checked again', async () => {
+    for (const u of users) expect(await status(u)).toBe(200);
+    const before = await stats();
+    expect(before['cmd_set']).toBeGreaterThanOrEqual(users.length);
+    await t.front.httpd.graceful();
+    await waitFor(async () => (await status('alice')) === 200, 20_000, 'served after the reload');
+    for (const u of users) expect(await status(u)).toBe(200);
+    const after = await stats();
+    // Found in the cache, not stored again: no password was checked after the reload.
+    expect(after['cmd_set']).toBe(before['cmd_set']);
+    expect(after['get_hits']! - before['get_hits']!).toBeGreaterThanOrEqual(users.length + 1);
+  }, 60_000);
+
+  it('refuses the old password at once after user passwd, and accepts the new one', async () => {
+    expect(await status('user0')).toBe(200);
+    await cliOk(t.cli, ['user', 'passwd', 'user0', '--password-stdin'], 'user0-new\n');
+    const changed = Date.now();
+    await waitFor(async () => (await status('user0')) === 401, 1_000, 'the old password refused');
+    expect(Date.now() - changed).toBeLessThanOrEqual(1_000);
+    password.user0 = 'user0-new';
+    expect(await status('user0')).toBe(200);
+    // Not counted against the user: the new password keeps working.
+    expect(await status('user0')).toBe(200);
+  }, 30_000);
+
+  it('refuses the old password at once after a password changed with plain SQL', async () => {
+    expect(await status('user1')).toBe(200);
+    const hash = await hashPassword('user1-sql', 4);
+    await t.store.sql.query('UPDATE users SET password_hash = $1 WHERE name = $2', [hash, 'user1']);
+    await waitFor(async () => (await status('user1')) === 401, 1_000, 'the old password refused');
+    password.user1 = 'user1-sql';
+    expect(await status('user1')).toBe(200);
+  }, 30_000);
+
+  it("is reached by Apache's workers and root alone: a tenant's OS user cannot connect", () => {
+    const dir = statSync(dirname(t.front.loginCache!.socket));
+    expect(dir.uid).toBe(userIds('www-data')!.uid);
+    expect(dir.mode & 0o777).toBe(0o700);
+    for (const tenant of ['nobody', 'daemon']) {
+      const tried = spawnSync(
+        'runuser',
+        [
+          '-u',
+          tenant,
+          '--',
+          '/usr/bin/python3',
+          '-c',
+          `import socket; socket.socket(socket.AF_UNIX).connect('${t.front.loginCache!.socket}')`,
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(tried.status, tenant).not.toBe(0);
+      expect(tried.stderr).toMatch(/PermissionError/);
+    }
+  });
+
+  it('restarts plexer revoke when it dies (Apache restarts its piped loggers), and revokes again', async () => {
+    const revokers = () => processIds().filter((pid) => cmdline(pid).includes(' revoke --socket '));
+    const [first] = revokers();
+    expect(first).toBeDefined();
+    process.kill(first!, 'SIGKILL');
+    await waitFor(() => revokers().some((pid) => pid !== first), 20_000, 'a new plexer revoke');
+    await waitFor(() => (t.front.httpd.errorLog().match(/revoke started/g) ?? []).length >= 3, 20_000, 'the new one listening');
+    expect(await status('user2')).toBe(200);
+    await cliOk(t.cli, ['user', 'passwd', 'user2', '--password-stdin'], 'user2-new\n');
+    await waitFor(async () => (await status('user2')) === 401, 2_000, 'the old password refused');
+    password.user2 = 'user2-new';
+    expect(await status('user2')).toBe(200);
+  }, 60_000);
+
+  it('still logs users in when the cache is down: plexer checks each request', async () => {
+    await t.front.loginCache!.stop();
+    for (const u of ['alice', 'bob']) expect(await status(u)).toBe(200);
+    expect(await status('alice', 'wrong')).toBe(401);
+  }, 30_000);
+});
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
