@@ -2,7 +2,7 @@
 // the key Apache uses, which changes remove which entries (src/logins/revocation.ts), the client's errors, and the
 // README's systemd unit running memcached the same way.
 import net from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLoginCacheServer, type LoginCacheServer } from '../src/demo/login-cache-server.js';
@@ -18,6 +18,8 @@ let client: MemcacheClient;
 
 beforeAll(async () => {
   dir = mkdtempSync('/tmp/pxlc-');
+  // memcached (www-data) must reach its directory inside.
+  chmodSync(dir, 0o711);
   server = await startLoginCacheServer(join(dir, 'logins'));
   client = new MemcacheClient(server.socket);
 });
@@ -75,6 +77,13 @@ describe('removing cached logins (plexer revoke)', () => {
     await expect(gone.delete('k')).rejects.toBeInstanceOf(MemcacheError);
     await expect(applyLoginChange(gone, 'u:alice', log)).resolves.toBeUndefined();
     gone.close();
+  });
+
+  it('keeps a note of its own: set, get, and a missing key', async () => {
+    await client.set('plexer-revoke:test', '12345', 60);
+    expect(await client.get('plexer-revoke:test')).toBe('12345');
+    expect(await client.get('plexer-revoke:none')).toBeUndefined();
+    await expect(client.set('k', 'a\r\nflush_all', 60)).rejects.toThrow(/line break/);
   });
 
   it('refuses a key memcached would misread (a space or a line break would start another command)', async () => {

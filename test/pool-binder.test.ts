@@ -252,6 +252,32 @@ describe('a binding while a slot is being emptied', () => {
   });
 });
 
+describe('simultaneous bindings while one slot is being emptied', () => {
+  it('one waits for that slot, the other takes the least recently used idle one at once', async () => {
+    const { state, host, binder, clock } = setup(3, { waitMs: 5_000 });
+    for (const a of ['acct1', 'acct2', 'acct3']) {
+      await binder.bind(a);
+      clock.advance(10);
+    }
+    let open!: () => void;
+    host.emptyGate = new Promise((resolve) => (open = resolve));
+    const releasing = binder.release('acct1');
+    await Promise.resolve();
+    host.emptyGate = Promise.resolve();
+    const four = binder.bind('acct4');
+    const five = binder.bind('acct5');
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    // One of them did not wait: acct2's slot (least recently used of the bound ones) is taken.
+    expect(state.slot('slot-2').account === 'acct4' || state.slot('slot-2').account === 'acct5').toBe(true);
+    open();
+    await releasing;
+    const results = await Promise.all([four, five]);
+    expect(results.map((r) => r.kind)).toEqual(['bound', 'bound']);
+    expect(state.slot('slot-3').account).toBe('acct3');
+    state.verify();
+  });
+});
+
 describe('an account released while its slot empties', () => {
   it('binds again as soon as its old slot is empty', async () => {
     const { state, host, binder } = setup(2);

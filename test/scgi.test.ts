@@ -65,6 +65,34 @@ describe('SCGI responder', () => {
     expect(await exchange(request([['CONTENT_LENGTH', '0']]))).toMatch(/^Status: 200/);
   });
 
+  it('drops a client that does not send its request in time, but never a handler that takes longer', async () => {
+    const slowPath = join(dir, 'slow.sock');
+    const slow = serveScgi(
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        return { status: 200, headers: [], body: 'late' };
+      },
+      createLogger('test'),
+      { requestTimeoutMs: 150 },
+    );
+    await new Promise<void>((resolve) => slow.listen(slowPath, resolve));
+    try {
+      const ask = (data: Buffer) =>
+        new Promise<string>((resolve) => {
+          const socket = net.connect(slowPath);
+          let answer = '';
+          socket.on('data', (chunk) => (answer += chunk.toString()));
+          socket.on('close', () => resolve(answer));
+          socket.write(data);
+        });
+      expect(await ask(request([['CONTENT_LENGTH', '0']]))).toMatch(/^Status: 200 OK\r\n.*late$/s);
+      // Half a request, never finished: closed after the time limit.
+      expect(await ask(Buffer.from('40:CONTENT_LENGTH'))).toBe('');
+    } finally {
+      slow.close();
+    }
+  });
+
   it('parses only complete, well-formed header blocks', () => {
     expect(parseScgiHeaders(Buffer.from('12:CONTENT'), 100)).toBeNull();
     expect(() => parseScgiHeaders(Buffer.from('3:a\0b;'), 100)).toThrow();

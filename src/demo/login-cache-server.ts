@@ -26,7 +26,7 @@ export async function startLoginCacheServer(dir: string, o: { memoryMiB?: number
   chmodSync(dir, 0o700);
   const socket = join(dir, 'cache.sock');
   const pidFile = join(dir, 'memcached.pid');
-  stopLeftover(pidFile, socket);
+  await stopLeftover(pidFile, socket);
   rmSync(socket, { force: true });
   const child: ChildProcess = spawn(
     MEMCACHED,
@@ -63,19 +63,29 @@ export async function startLoginCacheServer(dir: string, o: { memoryMiB?: number
 }
 
 // The memcached a killed demo left (its pid file names it, and it is still a memcached on this very socket): stopped,
-// so the new one can listen there.
-function stopLeftover(pidFile: string, socket: string): void {
+// and gone before the new one listens there.
+async function stopLeftover(pidFile: string, socket: string): Promise<void> {
   let pid: number;
   try {
     pid = Number(readFileSync(pidFile, 'utf8').trim());
   } catch {
     return;
   }
-  try {
-    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (Number.isInteger(pid) && pid > 1 && command[0] === MEMCACHED && command.includes(socket)) process.kill(pid, 'SIGTERM');
-  } catch {
-    // gone already
+  const isOurs = () => {
+    try {
+      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return command[0] === MEMCACHED && command.includes(socket);
+    } catch {
+      return false;
+    }
+  };
+  if (Number.isInteger(pid) && pid > 1 && isOurs()) {
+    process.kill(pid, 'SIGTERM');
+    const until = Date.now() + 5_000;
+    while (isOurs()) {
+      if (Date.now() > until) process.kill(pid, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
   rmSync(pidFile, { force: true });
 }

@@ -66,6 +66,8 @@ export class Binder {
   // Accounts whose old slot is being emptied: until it is, their processes may still write the account's files, and
   // the emptying ends by locking the account's directory to root. A new binding of the account waits for it.
   private readonly leaving = new Map<string, Promise<void>>();
+  // Bindings waiting for a slot being emptied rather than taking another account's (never more than such slots).
+  private waitingForEmptying = 0;
   private readonly waitMs: number;
   private readonly minIdleMs: number;
   private readonly pollMs: number;
@@ -189,21 +191,34 @@ export class Binder {
     if (!info.enabled) return { kind: 'refused', reason: 'account disabled' };
     if (info.settings === null) return { kind: 'refused', reason: 'account has no settings module' };
     const deadline = this.now() + this.waitMs;
-    for (;;) {
-      // Between choosing and claiming there is no await: no other binding can take the same slot.
-      const choice = this.state.choose(this.now(), this.busy, this.minIdleMs);
-      // A slot being emptied (a spare on its way, or an account's that changed) is free sooner than one emptied
-      // now would be: the binding waits for it rather than take another account's slot.
-      const freeSoon = this.state.slots.some((s) => s.phase === 'emptying');
-      if (choice && (choice.evicts === null || !freeSoon)) {
-        if (choice.evicts !== null) this.state.release(choice.slot);
-        this.state.begin(choice.slot, account, this.now());
-        // The evicted account leaves Apache's map before its processes go: its next request asks for a slot.
-        this.host.publish(this.state);
-        return this.finishBinding(choice.slot, account, info.settings, choice.evicts);
+    // Whether this binding counts on a slot being emptied (see below).
+    let waitingForOne = false;
+    try {
+      for (;;) {
+        // Between choosing and claiming there is no await: no other binding can take the same slot.
+        const choice = this.state.choose(this.now(), this.busy, this.minIdleMs);
+        // A slot being emptied (a spare on its way, or an account's that changed) is free sooner than one emptied
+        // now would be: a binding that would take another account's slot waits for it instead — as many bindings
+        // as there are such slots, so that simultaneous bindings are not queued behind one.
+        if (choice !== null && choice.evicts !== null && !waitingForOne) {
+          const emptying = this.state.slots.filter((s) => s.phase === 'emptying').length;
+          if (this.waitingForEmptying < emptying) {
+            waitingForOne = true;
+            this.waitingForEmptying++;
+          }
+        }
+        if (choice && (choice.evicts === null || !waitingForOne || !this.state.slots.some((s) => s.phase === 'emptying'))) {
+          if (choice.evicts !== null) this.state.release(choice.slot);
+          this.state.begin(choice.slot, account, this.now());
+          // The evicted account leaves Apache's map before its processes go: its next request asks for a slot.
+          this.host.publish(this.state);
+          return this.finishBinding(choice.slot, account, info.settings, choice.evicts);
+        }
+        if (this.now() >= deadline) return { kind: 'busy' };
+        await this.sleep(this.pollMs);
       }
-      if (this.now() >= deadline) return { kind: 'busy' };
-      await this.sleep(this.pollMs);
+    } finally {
+      if (waitingForOne) this.waitingForEmptying--;
     }
   }
 

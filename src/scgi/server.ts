@@ -20,7 +20,7 @@ export interface ScgiServerOptions {
   maxHeaderBytes?: number; // default 64 KiB
   // A body is read and dropped (the responders here need none) up to this; beyond it the connection closes.
   maxBodyBytes?: number; // default 16 MiB
-  // A client that has not sent its request within this is dropped.
+  // A client that has not sent its whole request within this is dropped (the handler's own time is not limited).
   requestTimeoutMs?: number; // default 10 000
 }
 
@@ -83,6 +83,9 @@ export function serveScgi(handler: (request: ScgiRequest) => Promise<ScgiRespons
     socket.on('error', () => socket.destroy());
     const answer = () => {
       answered = true;
+      // The time limit is for sending the request; the handler bounds its own (the binder's --wait-seconds), and a
+      // binding that waits longer than this must not lose its answer.
+      socket.setTimeout(0);
       handler({ env: parsed!.env })
         .then((response) => socket.end(formatResponse(response)))
         .catch((error: unknown) => {

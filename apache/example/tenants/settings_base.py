@@ -5,12 +5,28 @@
 # PLEXER_GROUP and PLEXER_DATA_DIR before Django loads; there is no fallback, so a misconfigured process fails
 # to start instead of sharing a database.
 import os
+import secrets
 
 PLEXER_GROUP = os.environ['PLEXER_GROUP']
 PLEXER_DATA_DIR = os.environ['PLEXER_DATA_DIR']
 
-# Example only. A real deployment reads this from a file readable by www-data.
-SECRET_KEY = 'plexer-example-not-secret'
+
+def _secret_key(data_dir):
+    # Each account's own, made at its first load in its own directory (0600): its sessions' and CSRF tokens'
+    # signatures mean nothing to another account.
+    path = os.path.join(data_dir, '.secret_key')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path) as f:
+            return f.read().strip()
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, 'w') as f:
+        f.write(key + '\n')
+    return key
+
+
+SECRET_KEY = _secret_key(PLEXER_DATA_DIR)
 DEBUG = False
 ALLOWED_HOSTS = ['127.0.0.1', 'localhost', '[::1]']
 ROOT_URLCONF = 'tenants.urls'
@@ -52,6 +68,9 @@ TEMPLATES = [
         },
     },
 ]
+# Sessions in a signed cookie (the account's own key): Apache authenticates every request, and a client without a
+# cookie jar (Basic, curl) is logged in to Django at each one, which would otherwise write a session row each time.
+SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'
 # Every account's cookies share the host: names of their own, so they never meet plexer's login session.
 SESSION_COOKIE_NAME = 'tenant_session'
 CSRF_COOKIE_NAME = 'tenant_csrftoken'
