@@ -1,0 +1,40 @@
+// `npm run bench:logins [-- USERS COST]`: logged-in users and one graceful reload, with Apache's login cache in its
+// shared memory (the default) and in memcached (--login-cache), side by side (test/login-reload.test.ts, which
+// starts its own PostgreSQL, Apaches and memcached), then the figures as a table for bench/RESULTS.md.
+// Defaults: 200 users, bcrypt cost 10, 20 asking at a time.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const [users = 200, cost = 10] = process.argv.slice(2).map(Number);
+for (const [name, value] of Object.entries({ users, cost })) {
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`usage: npm run bench:logins [-- USERS COST]  (${name} must be a positive integer)`);
+    process.exit(2);
+  }
+}
+const dir = mkdtempSync(join(tmpdir(), 'plexer-logins-'));
+const reportFile = join(dir, 'report.json');
+const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/login-reload.test.ts'], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, PLEXER_LOGIN_USERS: String(users), PLEXER_LOGIN_COST: String(cost), PLEXER_LOGIN_REPORT: reportFile },
+});
+const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+const text = code === 0 ? readFileSync(reportFile, 'utf8') : '';
+rmSync(dir, { recursive: true, force: true });
+if (code !== 0) process.exit(code);
+interface Run {
+  ms: number;
+  failed: number;
+}
+const r = JSON.parse(text) as { users: number; cost: number; atOnce: number; report: Record<string, { first: Run; afterReload: Run }> };
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+console.log(`\n${r.users} users (bcrypt cost ${r.cost}), ${r.atOnce} asking at a time\n`);
+console.log('| login cache | first logins, all served | logins/s | after one graceful reload, all served again |\n|---|---:|---:|---:|');
+for (const [mode, run] of Object.entries(r.report)) {
+  console.log(`| ${mode} | ${s(run.first.ms)} | ${((r.users * 1000) / run.first.ms).toFixed(1)} | ${s(run.afterReload.ms)} |`);
+}

@@ -1,0 +1,133 @@
+// What a graceful reload does to logged-in users, against real Apaches: with the login cache in Apache's shared
+// memory (the default) every user is checked again after it; in memcached (--login-cache) nobody is. Both in the
+// same run, N users asking 20 at a time: their first logins, then the same requests right after one reload.
+// The figures are printed, not asserted (a timed test is a benchmark's job): `npm run bench:logins` runs this at
+// full size (200 users, bcrypt cost 10) and reports them. Sizes: PLEXER_LOGIN_USERS (default 12),
+// PLEXER_LOGIN_COST (bcrypt cost of their passwords, default 4).
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { adminConfig, loadConfig } from '../src/config.js';
+import { LOGIN_CACHE_CONTEXT, loginCacheKey } from '../src/logins/cache-key.js';
+import { hashPassword } from '../src/password.js';
+import { createPool } from '../src/store/connect.js';
+import { startTestFront, type TestFront } from './helpers/front.js';
+import { waitFor } from './helpers/wait.js';
+
+const USERS = Number(process.env['PLEXER_LOGIN_USERS'] ?? 12);
+const COST = Number(process.env['PLEXER_LOGIN_COST'] ?? 4);
+const AT_ONCE = 20;
+const user = (i: number) => `login${String(i).padStart(4, '0')}`;
+let t: TestFront | undefined;
+
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+async function start(loginCache: boolean): Promise<TestFront> {
+  const front = await startTestFront(async () => undefined, {
+    front: { loginCache, authCacheTimeoutSeconds: 28_800 },
+    // Users straight into the tables, with one hash (the same password): a check costs what COST costs.
+    beforeStart: async (_stateDir, configPath) => {
+      const hash = await hashPassword('pw', COST);
+      const sql = createPool(adminConfig(loadConfig({ path: configPath })), { max: 1 });
+      await sql.query(`INSERT INTO daemon_groups (name, settings_module) VALUES ('tenant1', 'tenants.settings_generic')`);
+      await sql.query(
+        `INSERT INTO users (name, password_hash, daemon_group, updated_at)
+           SELECT 'login' || lpad(i::text, 4, '0'), $2, 'tenant1', now() - interval '1 hour' FROM generate_series(0, $1 - 1) i`,
+        [USERS, hash],
+      );
+      await sql.end();
+      return {};
+    },
+  });
+  if (loginCache) await waitFor(() => /revoke started/.test(front.front.httpd.errorLog()), 20_000, 'plexer revoke');
+  return front;
+}
+
+function ask(front: TestFront, agent: http.Agent, i: number): Promise<number> {
+  return new Promise((resolve) => {
+    const request = http.get(
+      {
+        host: '127.0.0.1',
+        port: front.front.httpd.port,
+        path: '/app/whoami',
+        agent,
+        headers: { authorization: `Basic ${Buffer.from(`${user(i)}:pw`).toString('base64')}` },
+      },
+      (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      },
+    );
+    request.on('error', () => resolve(0));
+    request.setTimeout(120_000, () => request.destroy());
+  });
+}
+
+// Every user once, AT_ONCE at a time: how long until all were answered, and how many were not 200.
+// A new connection pool each time: connections kept alive across a graceful reload are closed by the old children.
+async function everyone(front: TestFront): Promise<{ ms: number; failed: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: AT_ONCE });
+  const started = performance.now();
+  let next = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(AT_ONCE, USERS) }, async () => {
+      for (let i = next++; i < USERS; i = next++) if ((await ask(front, agent, i)) !== 200) failed++;
+    }),
+  );
+  agent.destroy();
+  return { ms: performance.now() - started, failed };
+}
+
+// Each user's cached login and the CAS number memcached gave it when it was stored: a login stored again (a
+// password checked again) gets a new one.
+function storedLogins(socket: string): Promise<string> {
+  const keys = Array.from({ length: USERS }, (_, i) => loginCacheKey(LOGIN_CACHE_CONTEXT.basic, user(i)));
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection(socket);
+    let text = '';
+    s.setEncoding('latin1');
+    s.on('connect', () => s.write(`gets ${keys.join(' ')}\r\n`));
+    s.on('data', (chunk: string) => {
+      text += chunk;
+      if (!text.endsWith('END\r\n')) return;
+      s.destroy();
+      resolve([...text.matchAll(/^VALUE (\S+) \d+ \d+ (\d+)\r$/gm)].map((m) => `${m[1]}=${m[2]}`).join(' '));
+    });
+    s.on('error', reject);
+  });
+}
+
+const report: Record<string, { first: { ms: number; failed: number }; afterReload: { ms: number; failed: number } }> = {};
+
+describe('logged-in users and a graceful reload (real Apache)', () => {
+  for (const [mode, loginCache] of [
+    ['shared memory', false],
+    ['memcached', true],
+  ] as const) {
+    it(
+      `${mode}: every user served again after a reload${loginCache ? ', none checked again' : ''}; figures printed`,
+      async () => {
+        t = await start(loginCache);
+        const first = await everyone(t);
+        expect(first.failed).toBe(0);
+        const stored = loginCache ? await storedLogins(t.front.loginCache!.socket) : '';
+        if (loginCache) expect(stored.split(' ')).toHaveLength(USERS);
+        await t.front.httpd.graceful();
+        const afterReload = await everyone(t);
+        expect(afterReload.failed).toBe(0);
+        // memcached: every login found again; nothing stored anew, so no password was checked.
+        if (loginCache) expect(await storedLogins(t.front.loginCache!.socket)).toBe(stored);
+        report[mode] = { first, afterReload };
+        console.log(JSON.stringify({ mode, users: USERS, cost: COST, first, afterReload }));
+        if (process.env['PLEXER_LOGIN_REPORT'])
+          writeFileSync(process.env['PLEXER_LOGIN_REPORT'], JSON.stringify({ users: USERS, cost: COST, atOnce: AT_ONCE, report }));
+      },
+      USERS * 2_000 + 120_000,
+    );
+  }
+});
