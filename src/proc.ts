@@ -98,3 +98,19 @@ export function unixSockets(): UnixSocketEntry[] {
   }
   return entries;
 }
+
+// Linux reports process start times in USER_HZ ticks, 100 on every architecture Node runs on.
+const USER_HZ = 100;
+
+// How long ago a process started: its starttime (ticks after boot, the 22nd field of /proc/PID/stat) against
+// /proc/uptime; null when it is gone.
+export function processAgeSeconds(pid: number): number | null {
+  const start = Number(statFields(pid)?.[19]);
+  let uptime: number;
+  try {
+    uptime = Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]);
+  } catch {
+    return null;
+  }
+  return Number.isFinite(start) && Number.isFinite(uptime) ? uptime - start / USER_HZ : null;
+}

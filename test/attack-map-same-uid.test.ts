@@ -57,7 +57,7 @@ describe("the map's pipes and signals from a tenant's uid", () => {
     expect(bob.group, "bob served by tenant1 (alice's group) from a forged map answer").not.toBe('tenant1');
   }, 30_000);
 
-  // ptrace of the map as www-data (a group without --run-as is Apache itself) is a documented limit: README "Threat model".
+  // ptrace of the map as www-data (a group without --run-as is Apache itself) is a documented limit: apache/SECURITY.md, "Threat model".
 
   it('a daemon without --run-as that stops the map (SIGSTOP) stalls no request: the watchdog kills the map', async () => {
     const [map] = mapProcesses(t.front.httpd.pid, 'route');

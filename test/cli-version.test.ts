@@ -35,6 +35,10 @@ describe('npm pack', () => {
     ]) {
       expect(files, needed).toContain(needed);
     }
+    // The operators' reference the README leads to ships beside it, in apache/.
+    const linked = [...readFileSync(join(REPO_ROOT, 'README.md'), 'utf8').matchAll(/\]\((apache\/[A-Z]+\.md)\)/g)].map((m) => m[1]!);
+    expect(linked.length).toBeGreaterThan(5);
+    for (const doc of linked) expect(files, doc).toContain(doc);
     expect(
       files.filter(
         (f) => f.startsWith('test/') || (f.startsWith('src/') && !f.startsWith('src/store/migrations/')) || f.startsWith('.state/'),

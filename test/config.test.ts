@@ -1,5 +1,5 @@
 // The config file format and where each setting comes from.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -217,7 +217,7 @@ describe('parseConfigText', () => {
 });
 
 // Each file key, the field it sets and the values it accepts: the writer's round trip is checked against this
-// table, written from the README's, not derived from the parser.
+// table, written from apache/REFERENCE.md's, not derived from the parser.
 const text = fc.string({ unit: 'grapheme', maxLength: 40 }).filter((v) => v === v.trim() && !/[\r\n]/.test(v));
 const field: Record<ConfigKey, [(c: PlexerConfig) => unknown, fc.Arbitrary<string | number>]> = {
   database_url: [(c) => c.connection.connectionString, text],
@@ -245,6 +245,36 @@ const anyValues: fc.Arbitrary<ConfigValues> = fc.record(
   Object.fromEntries(CONFIG_KEYS.map((key) => [key, field[key][1]])) as Record<ConfigKey, fc.Arbitrary<string | number>>,
   { requiredKeys: [] },
 );
+
+// The table operators read (apache/REFERENCE.md, "Configuration"): every key the parser takes and no other, and each
+// key's default as the parser has it, wherever the table gives one literally (a number or a word; "—" and another
+// key's name are not literal).
+describe('apache/REFERENCE.md, "Configuration"', () => {
+  const doc = readFileSync(new URL('../apache/REFERENCE.md', import.meta.url), 'utf8');
+  const start = doc.indexOf('\n## Configuration\n');
+  const section = doc.slice(start, doc.indexOf('\n## ', start + 1));
+  const rows = [...section.matchAll(/^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| ([^|]*) \|/gm)].map((m) => ({
+    keys: [...m[1]!.matchAll(/`([a-z_]+)`/g)].map((k) => k[1]! as ConfigKey),
+    byDefault: m[2]!.trim(),
+  }));
+
+  it('lists every key of the config file, and no other', () => {
+    expect(start).toBeGreaterThan(-1);
+    expect(rows.flatMap((row) => row.keys).sort()).toEqual([...CONFIG_KEYS].sort());
+  });
+
+  it("gives each key's default as the parser has it", () => {
+    let checked = 0;
+    for (const { keys, byDefault } of rows) {
+      const literal = /^(\d+|`[a-z]+`)$/.exec(byDefault)?.[1]?.replace(/`/g, '');
+      if (keys.length !== 1 || literal === undefined || (CONFIG_KEYS as readonly string[]).includes(literal)) continue;
+      const key = keys[0]!;
+      expect(String(field[key][0](defaultConfig())), key).toBe(literal);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(10);
+  });
+});
 
 describe('formatConfig', () => {
   it('writes a file the parser reads back as exactly the values given, comment lines skipped', () => {

@@ -135,7 +135,7 @@ describe('real Apache: changes while it runs', () => {
 
   // mod_authn_socache answers a cached user with a different password as a mismatch (AUTH_DENIED), so the
   // external authenticator is not asked: until AuthnCacheTimeout passes, the old password keeps working and
-  // the new one is refused. Documented in the README; plexer authd (mod_authnz_fcgi) has no such window.
+  // the new one is refused. Documented in apache/LOGINS.md ("What stays cached in Apache"); plexer authd (mod_authnz_fcgi) has no such window.
   it('switches a changed password over when AuthnCacheTimeout has passed', async () => {
     expect((await t.get('/app/whoami', { user: 'alice', password: 'alice-pw' })).status).toBe(200);
     await cliOk(t.cli, ['user', 'passwd', 'alice', '--password-stdin'], 'alice-new\n');

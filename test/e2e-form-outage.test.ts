@@ -73,7 +73,7 @@ describe('database outage with server-side sessions', () => {
     for (let i = 0; i < 5; i++) during.push(await request('/app/whoami', { cookie }));
     const newLogin = await login('carol');
     // The session cannot be read, so there is none: the login page, quickly (mod_dbd fails fast on a refused
-    // connection). mod_auth_form has no "cannot check" answer: this looks like a logged-out user (README,
+    // connection). mod_auth_form has no "cannot check" answer: this looks like a logged-out user (apache/LOGINS.md,
     // "Outage"). Never a 200, never another instance.
     expect(during.map((r) => `${r.status} ${r.location}`)).toEqual(Array(5).fill('302 /_plexer/login/login.html'));
     // A new login: the authenticator cannot check the password and refuses, which looks like a wrong one.

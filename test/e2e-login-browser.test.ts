@@ -162,7 +162,7 @@ describe('the login page in a real browser', () => {
     await context.close();
   });
 
-  it("writes one audit line per login success and failure, which the README's fail2ban filter matches", async () => {
+  it('writes one audit line per login success and failure, which the fail2ban filter apache/LOGINS.md shows matches', async () => {
     const logFile = `${t.front.apacheDir}/login.log`;
     const refused = await fetch(`${front()}/_plexer/form-login-handler`, {
       method: 'POST',
@@ -197,9 +197,12 @@ describe('the login page in a real browser', () => {
     expect(outcomes).toEqual(expect.arrayContaining(['ok alice', 'ok bob', 'failed alice']));
     expect(outcomes.filter((o) => o.startsWith('failed'))).toHaveLength(2);
     expect(outcomes.filter((o) => o === 'ok hank')).toHaveLength(1);
-    const matched = execFileSync('fail2ban-regex', ['--out', 'ip', logFile, `${REPO_ROOT}/apache/fail2ban/plexer-login.conf`], {
-      encoding: 'utf8',
-    });
+    // The filter the docs show is the one that ships (and that fail2ban-regex runs here).
+    const filter = `${REPO_ROOT}/apache/fail2ban/plexer-login.conf`;
+    const shown = /```ini\n(\[Definition\]\n[\s\S]*?)```/.exec(readFileSync(`${REPO_ROOT}/apache/LOGINS.md`, 'utf8'))?.[1];
+    expect(shown).toMatch(/^failregex = /m);
+    expect(readFileSync(filter, 'utf8')).toContain(shown);
+    const matched = execFileSync('fail2ban-regex', ['--out', 'ip', logFile, filter], { encoding: 'utf8' });
     expect(matched.trim().split('\n')).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 

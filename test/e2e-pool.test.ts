@@ -1,4 +1,4 @@
-// The slot pool against a real Apache (README "Accounts and slots"): accounts bound to slots on demand, never a
+// The slot pool against a real Apache (apache/POOL.md, "Accounts and slots"): accounts bound to slots on demand, never a
 // reload, one account per slot whatever the routing says, walls that move with the binding.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

@@ -324,7 +324,8 @@ describe("the helpers as the helpers' role", () => {
   });
 });
 
-// The README's recipe: the schema's owner is no superuser and has no CREATEROLE; a superuser made the roles.
+// The README's install block (apache/INSTALL.md, "Least privilege in PostgreSQL"): the schema's owner is no
+// superuser and has no CREATEROLE; a superuser made the roles.
 describe('the Installing recipe, with an owner that is no superuser', () => {
   it("migrates, grants, manages accounts as the owner and authenticates as the helpers' role", async () => {
     const server = inject('pgUrl');

@@ -1,6 +1,6 @@
 // The login cache's parts on their own, against a real memcached on a unix socket (src/demo/login-cache-server.ts):
 // the key Apache uses, which changes remove which entries (src/logins/revocation.ts), the client's errors, and the
-// README's systemd unit running memcached the same way.
+// systemd unit apache/LOGINS.md installs (apache/plexer-logins.service) running memcached the same way.
 import net from 'node:net';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -101,7 +101,7 @@ describe('the server', () => {
     expect(uid).toBe(statSync(join(dir, 'logins')).uid);
   });
 
-  it("the README's unit starts memcached the same way: www-data, a unix socket 0600, a directory 0700", () => {
+  it('the unit apache/LOGINS.md installs starts memcached the same way: www-data, a unix socket 0600, a directory 0700', () => {
     const unit = readFileSync(join(PACKAGE_ROOT, 'apache/plexer-logins.service'), 'utf8');
     expect(unit).toMatch(/^User=www-data$/m);
     expect(unit).toMatch(/^RuntimeDirectoryMode=0700$/m);

@@ -70,7 +70,7 @@ const POOL_MAX = 4;
 const WITH_SYNC = !opts['no-sync'];
 const HELPER_KINDS = ['map group', 'map settings', ...(WITH_SYNC ? ['sync'] : []), 'authd'] as const;
 type HelperKind = (typeof HELPER_KINDS)[number];
-// The most a front end may hold (README "Many front ends"): each map its pool and a LISTEN, sync a LISTEN and a
+// The most a front end may hold (bench/README.md, "Many front ends"): each map its pool and a LISTEN, sync a LISTEN and a
 // rebuild connection, authd its pool and two LISTENs (changes, lockouts).
 const BUDGET_PER_FRONT = 2 * (POOL_MAX + 1) + (WITH_SYNC ? 2 : 0) + POOL_MAX + 2;
 // Room for the budget of every front end, the bench's own connections and superuser_reserved_connections (3),
@@ -327,7 +327,7 @@ async function main(): Promise<void> {
     await cluster.start();
     const url = await createDatabase(cluster, 'bench');
     const configPath = join(dir, 'plexer.conf');
-    // The helpers connect as a read-only role, as installed (README "Least privilege in PostgreSQL").
+    // The helpers connect as a read-only role, as installed (apache/INSTALL.md, "Least privilege in PostgreSQL").
     const values = {
       pg_host: cluster.host,
       pg_port: cluster.port,

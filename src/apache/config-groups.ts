@@ -1,11 +1,14 @@
 // Which daemon groups an Apache config written by `plexer apache config` defines: a group that is in the
 // database but not there (added after the last `apache config`) routes its users to the 503 page.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULT_POOL_PREFIX } from '../pool/names.js';
+import { debianConfDir } from './debian.js';
 import { RENDERED_BY_PREFIX } from './render/global.js';
 
-// Where the README's Debian install puts the site.
-export const DEFAULT_APACHE_CONFIG = '/etc/apache2/sites-available/plexer.conf';
+// Where the README's install block puts the site: in $APACHE_CONFDIR when it is set, as apache2ctl, a2ensite
+// and `apache config --layout debian` take it, so that every command finds the site those wrote.
+export const DEFAULT_APACHE_CONFIG = join(debianConfDir(), 'sites-available/plexer.conf');
 
 export interface ApacheConfigGroups {
   path: string;

@@ -40,8 +40,8 @@ a2enmod -q $(plexer apache modules …); mpm_prefork needs the other MPM disable
 mpm_worker): mod_authnz_external under a threaded MPM kills Apache's helpers at random.
   --slots N               a pool of N slots (mod_wsgi daemon groups slot-1 … slot-N, each with its own OS user,
                           PREFIX-s1 …, created here as root) that plexer binder binds to accounts on demand: groups
-                          (accounts) and users then come and go without any reload; only a new N needs one. See the
-                          README, "Accounts and slots", for sizing. With wsgi or prefix routing.
+                          (accounts) and users then come and go without any reload; only a new N needs one. See
+                          apache/POOL.md, "Accounts and slots", for sizing. With wsgi or prefix routing.
   --pool-prefix P         the prefix of the pool's OS users and groups (default plexer); two pools on one machine
                           need two
   --slot-wait SECONDS     how long a request waits for a slot when all are busy, before our 503 (default 10)
@@ -64,8 +64,8 @@ needs a reload.
   --auth-cache-timeout    seconds a cached password stays valid in mod_authn_socache (default 60): a changed,
                           disabled or deleted user can keep working for up to this long (8 hours with
                           --login-cache, which removes a changed user's entries at once)
-  --login-cache SOCKET    keep the login cache in memcached listening on this unix socket (README "Logins that
-                          survive a reload"): logins outlive a graceful reload, and plexer revoke (a piped
+  --login-cache SOCKET    keep the login cache in memcached listening on this unix socket (apache/LOGINS.md, "Logins
+                          that survive a reload"): logins outlive a graceful reload, and plexer revoke (a piped
                           logger) removes a user's cached logins as soon as the user changes
   --trusted-proxy CIDR    a proxy (IP or CIDR block; repeat for more) whose X-Forwarded-For names the client
                           (mod_remoteip): lockouts then count the client's address, not the proxy's. From any

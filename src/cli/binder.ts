@@ -24,7 +24,7 @@ const help = `Usage: plexer binder --slots N --state-dir DIR --data-dir DIR --er
                      [--wait-seconds S] [--min-idle-seconds S] [--spares N] [--spare-idle-seconds S]
                      [--client-redirect] [--config FILE]
 
-Binds accounts to the pool's slots on demand (README: "Accounts and slots"). Apache starts it as a piped logger
+Binds accounts to the pool's slots on demand (apache/POOL.md: "Accounts and slots"). Apache starts it as a piped logger
 (as root; restarted when it dies, replaced at every graceful reload), fed the slot of every request a slot served,
 which is how it knows each slot's idle time. It:
   - answers Apache on DIR/binder.sock (SCGI, root:www-data 0660) when a request's account has no slot: a free

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
@@ -13,9 +14,16 @@ import { isOnTmpfs, REFUSAL_SOCKET, tmpfsAdvice } from '../lockout/lock-files.js
 import { readMigrations } from '../store/migrate.js';
 import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
+import { parentPid, processAgeSeconds, processIds, processTitle } from '../proc.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { withStore } from './store-session.js';
+
+// Apache starts its maps and piped loggers only after `apache2ctl start` (and so `systemctl restart apache2`) has
+// returned, and Node takes a moment more before the lockout logger answers: the README's install block runs
+// doctor on the next line. So while an Apache started less than this long ago, a helper that is not there yet is
+// looked for again rather than reported.
+const HELPERS_START_SECONDS = 10;
 
 const help = `Usage: plexer doctor [--apache-config FILE] [--config FILE]
 
@@ -24,7 +32,8 @@ and ${APACHE_RUN_USER} (Apache's helpers) can read it; the database answers the 
 this plexer's version; every enabled group in the database is defined in Apache's config (--apache-config,
 default ${DEFAULT_APACHE_CONFIG}); which users are locked out (warn); "plexer map" and, with dbm: maps,
 "plexer sync" processes for this config file are running; the "plexer lockout" logger Apache's config starts
-runs, keeps its lock files on tmpfs and (Basic) serves the 401 page. Exit 0 when nothing failed, else 1. Run it as root.`;
+runs, keeps its lock files on tmpfs and (Basic) serves the 401 page; right after Apache (re)starts, doctor gives
+those helpers up to ${HELPERS_START_SECONDS} s from its start to be there. Exit 0 when nothing failed, else 1. Run it as root.`;
 
 type Status = 'ok' | 'warn' | 'FAIL';
 interface Check {
@@ -216,6 +225,35 @@ async function lockoutChecks(apacheConfig: string, apacheText: string | null): P
   ];
 }
 
+const isApache = (pid: number | null) => pid !== null && ['apache2', 'httpd'].includes(basename(processTitle(pid) ?? ''));
+
+// How long ago the most recently started Apache (a parent: its own parent is no Apache) started, if any did.
+function youngestApacheAge(): number | undefined {
+  let youngest: number | undefined;
+  for (const pid of processIds()) {
+    if (!isApache(pid) || isApache(parentPid(pid))) continue;
+    const age = processAgeSeconds(pid);
+    if (age !== null && (youngest === undefined || age < youngest)) youngest = age;
+  }
+  return youngest;
+}
+
+// The helpers' checks, again every 250 ms while one fails and an Apache is still starting (bounded once, from
+// the youngest Apache's age at the first look, so that Apaches started meanwhile cannot keep doctor waiting).
+async function helperChecks(file: string, apacheConfig: string, apacheText: string | null): Promise<Check[]> {
+  const check = async () => [...processCheck(file, apacheText), ...(await lockoutChecks(apacheConfig, apacheText))];
+  let checks = await check();
+  if (!checks.some((c) => c.status === 'FAIL')) return checks;
+  const age = youngestApacheAge();
+  if (age === undefined || age >= HELPERS_START_SECONDS) return checks;
+  const until = Date.now() + (HELPERS_START_SECONDS - age) * 1000;
+  while (checks.some((c) => c.status === 'FAIL') && Date.now() < until) {
+    await delay(250);
+    checks = await check();
+  }
+  return checks;
+}
+
 async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<Check[]> {
   return withStore(config, async (pool) => {
     const checks: Check[] = [];
@@ -302,7 +340,7 @@ export const command: Command = {
     } catch {
       // Reported by the apache groups check; the map check then assumes the default prg: maps.
     }
-    checks.push(...processCheck(file, apacheText), ...(await lockoutChecks(apacheConfig, apacheText)));
+    checks.push(...(await helperChecks(file, apacheConfig, apacheText)));
     for (const c of checks) print(`${c.status.padEnd(4)}  ${c.name}: ${c.detail}`);
     return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
   },

@@ -15,7 +15,7 @@ import { print, type Command } from './command.js';
 
 const help = `Usage: plexer revoke --socket PATH --cache-seconds N [--config FILE]
 
-Keeps Apache's login cache honest (README: "Logins that survive a reload"). Apache keeps each successful login in
+Keeps Apache's login cache honest (apache/LOGINS.md: "Logins that survive a reload"). Apache keeps each successful login in
 memcached (AuthnCacheSOCache memcache:PATH) for AuthnCacheTimeout (N) seconds, across graceful reloads; this
 removes a user's cached logins the moment the store says the user changed — password, disabled, deleted, with the
 CLI or plain SQL (LISTEN/NOTIFY) — so the old password is refused at the next request and the new one is checked.

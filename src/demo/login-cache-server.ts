@@ -1,4 +1,4 @@
-// A private memcached for Apache's login cache, as the demo and the tests run it and as the README's unit runs it
+// A private memcached for Apache's login cache, as the demo and the tests run it and as apache/plexer-logins.service runs it
 // on a server: as www-data, listening only on a unix socket (no TCP: any local user reaches 127.0.0.1) in a
 // directory of www-data's alone (0700), so that Apache's workers and root reach it and tenants do not. An entry
 // written there would log anyone in as anyone.

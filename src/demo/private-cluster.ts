@@ -10,7 +10,7 @@
 // disposable test clusters only) unless `peerMap` is given: then peer authentication through that ident map,
 // so only the listed OS users get in, each only as its listed roles (what the demo uses, with tenants running
 // as OS users of their own on the same machine). Both files are rewritten at every start, so a reused
-// cluster follows the options of the current run.
+// cluster follows the options of the current run, unless the caller keeps its own (`authFiles`).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -37,6 +37,12 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** [OS user, PostgreSQL role] pairs allowed to connect (peer authentication); absent: trust. */
   peerMap?: Array<[osUser: string, role: string]>;
+  /**
+   * pg_hba.conf and pg_ident.conf that the caller keeps, read as they are and never written here (instead of
+   * peerMap's): a test that edits them as an administrator edits Debian's /etc/postgresql/VERSION/main. They must be
+   * readable by the postgres user.
+   */
+  authFiles?: { hba: string; ident: string };
 }
 
 export class ClusterError extends Error {
@@ -112,7 +118,7 @@ async function prepareCluster(opts: StartOptions): Promise<PrivateCluster & { pa
   await makeReachable(paths);
   if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) await initCluster(paths, opts.log);
   const port = opts.port ?? (await reusablePort(paths.dataDir)) ?? (await freePort());
-  await writeSettings(paths, port, opts.peerMap);
+  await writeSettings(paths, port, opts.peerMap, opts.authFiles);
   return { ...makeHandle(paths, port, opts.log), paths };
 }
 
@@ -151,20 +157,13 @@ async function initCluster(paths: ClusterPaths, log?: (line: string) => void): P
 
 const OS_OR_ROLE_NAME = /^[a-z_][a-z0-9_-]{0,62}$/;
 
-async function writeSettings(paths: ClusterPaths, port: number, peerMap?: Array<[string, string]>): Promise<void> {
-  for (const name of (peerMap ?? []).flat()) {
-    if (!OS_OR_ROLE_NAME.test(name)) throw new ClusterError(`peer map: "${name}" is not a plain user or role name`);
-  }
-  const hba = peerMap
-    ? ['# Written by plexer at every start: peer authentication through the ident map only.', 'local all all peer map=plexer']
-    : ['# Written by plexer at every start: a disposable cluster, socket only, trust.', 'local all all trust'];
-  const ident = ['# MAPNAME SYSTEM-USERNAME PG-USERNAME', ...(peerMap ?? []).map(([os, role]) => `plexer ${os} ${role}`)];
-  const hbaFile = join(paths.dataDir, HBA_FILE);
-  const identFile = join(paths.dataDir, IDENT_FILE);
-  await writeFile(hbaFile, hba.join('\n') + '\n', { mode: 0o600 });
-  await writeFile(identFile, ident.join('\n') + '\n', { mode: 0o600 });
-  await chownToPostgres(hbaFile);
-  await chownToPostgres(identFile);
+async function writeSettings(
+  paths: ClusterPaths,
+  port: number,
+  peerMap?: Array<[string, string]>,
+  authFiles?: { hba: string; ident: string },
+): Promise<void> {
+  const { hba: hbaFile, ident: identFile } = authFiles ?? (await writeAuthFiles(paths, peerMap));
   const settings = [
     `hba_file = '${hbaFile.replace(/'/g, "''")}'`,
     `ident_file = '${identFile.replace(/'/g, "''")}'`,
@@ -181,6 +180,23 @@ async function writeSettings(paths: ClusterPaths, port: number, peerMap?: Array<
   const file = join(paths.dataDir, SETTINGS_FILE);
   await writeFile(file, settings.join('\n') + '\n');
   await chownToPostgres(file);
+}
+
+async function writeAuthFiles(paths: ClusterPaths, peerMap?: Array<[string, string]>): Promise<{ hba: string; ident: string }> {
+  for (const name of (peerMap ?? []).flat()) {
+    if (!OS_OR_ROLE_NAME.test(name)) throw new ClusterError(`peer map: "${name}" is not a plain user or role name`);
+  }
+  const hba = peerMap
+    ? ['# Written by plexer at every start: peer authentication through the ident map only.', 'local all all peer map=plexer']
+    : ['# Written by plexer at every start: a disposable cluster, socket only, trust.', 'local all all trust'];
+  const ident = ['# MAPNAME SYSTEM-USERNAME PG-USERNAME', ...(peerMap ?? []).map(([os, role]) => `plexer ${os} ${role}`)];
+  const hbaFile = join(paths.dataDir, HBA_FILE);
+  const identFile = join(paths.dataDir, IDENT_FILE);
+  await writeFile(hbaFile, hba.join('\n') + '\n', { mode: 0o600 });
+  await writeFile(identFile, ident.join('\n') + '\n', { mode: 0o600 });
+  await chownToPostgres(hbaFile);
+  await chownToPostgres(identFile);
+  return { hba: hbaFile, ident: identFile };
 }
 
 async function readConfiguredPort(dataDir: string): Promise<number | undefined> {

@@ -124,7 +124,7 @@ export function connectionLimit(v: Validated): string[] {
   return v.layout === 'debian'
     ? [
         '',
-        "# Only where mod_qos is enabled (a2enmod qos; Debian 12's build needs libpcre3 loaded first, see README).",
+        "# Only where mod_qos is enabled (a2enmod qos; Debian 12's build needs libpcre3 loaded first, see apache/SECURITY.md).",
         '<IfModule qos_module>',
         ...lines.map((l) => `    ${l}`),
         '</IfModule>',

@@ -85,9 +85,9 @@ export function vhostLogs(v: Validated): string[] {
   ];
 }
 
-// One line per login event for people and fail2ban (README: "Login audit"): the time with its zone, the
-// outcome, then the client address before the user name, so no user name (quoted and escaped by Apache) can
-// put another address where a filter looks. A failure is any 401 that carried a user name, wherever it was
+// One line per login event for people and fail2ban (apache/LOGINS.md: "Login audit and fail2ban"): the time
+// with its zone, the outcome, then the client address before the user name, so no user name (quoted and escaped
+// by Apache) can put another address where a filter looks. A failure is any 401 that carried a user name, wherever it was
 // refused (the cache, the authenticator, a lockout); a success is a login through the form (Basic has no
 // login event: every request carries the password).
 function loginAuditLog(v: Validated, file: string): string[] {

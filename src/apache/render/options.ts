@@ -14,7 +14,7 @@ export interface ApacheGroup {
   runAs?: string | null;
 }
 
-/** The slot pool (README "Accounts and slots"): slots bound to accounts on demand by `plexer binder`. */
+/** The slot pool (apache/POOL.md, "Accounts and slots"): slots bound to accounts on demand by `plexer binder`. */
 export interface PoolOptions {
   slots: number; // how many mod_wsgi daemon groups (slot-1 … slot-N), each with its own OS user
   prefix?: string; // of the pool's OS names (src/pool/names.ts), default "plexer"
@@ -70,7 +70,7 @@ export interface ApacheConfigOptions {
   tlsCertificateKeyFile?: string; // required when tls
   authCacheTimeoutSeconds: number; // AuthnCacheTimeout: how long a revoked password keeps working
   // Apache's login cache in memcached on this unix socket instead of its shared memory: it outlives graceful
-  // reloads, and `plexer revoke` removes a changed user's logins at once (README "Logins that survive a reload").
+  // reloads, and `plexer revoke` removes a changed user's logins at once (apache/LOGINS.md, "Logins that survive a reload").
   loginCacheSocket?: string;
   // Proxies (IP or CIDR) whose X-Forwarded-For names the client (mod_remoteip); from anyone else it is ignored.
   trustedProxies?: string[];

@@ -1,4 +1,4 @@
-// The slot pool (README "Accounts and slots"): a fixed set of mod_wsgi daemon groups, slot-1 … slot-N, each with
+// The slot pool (apache/POOL.md, "Accounts and slots"): a fixed set of mod_wsgi daemon groups, slot-1 … slot-N, each with
 // its own OS user, bound to accounts on demand by `plexer binder` (src/pool/). Accounts are not in this config at
 // all: adding, removing or changing one never needs a reload; only the pool's size does.
 import { ACCOUNT_VARIABLE } from '../../pool/bind-request.js';
