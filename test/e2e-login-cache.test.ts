@@ -117,6 +117,11 @@ describe('the login cache in memcached', () => {
     }
   });
 
+  it("is checked by plexer doctor: memcached answering, out of tenants' reach, the revoker running", async () => {
+    const doctor = await t.cli(['doctor', '--apache-config', `${t.front.apacheDir}/httpd.conf`]);
+    expect(doctor.stdout).toMatch(new RegExp(`^ok +login cache: memcached [0-9.]+ on ${t.front.loginCache!.socket} `, 'm'));
+  });
+
   it('restarts plexer revoke when it dies (Apache restarts its piped loggers), and revokes again', async () => {
     const revokers = () => processIds().filter((pid) => cmdline(pid).includes(' revoke --socket '));
     const [first] = revokers();

@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
+import { MemcacheClient } from '../logins/memcache.js';
 import { listGroups } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
@@ -32,7 +33,8 @@ and ${APACHE_RUN_USER} (Apache's helpers) can read it; the database answers the 
 this plexer's version; every enabled group in the database is defined in Apache's config (--apache-config,
 default ${DEFAULT_APACHE_CONFIG}); which users are locked out (warn); "plexer map" and, with dbm: maps,
 "plexer sync" processes for this config file are running; the "plexer lockout" logger Apache's config starts
-runs, keeps its lock files on tmpfs and (Basic) serves the 401 page; right after Apache (re)starts, doctor gives
+runs, keeps its lock files on tmpfs and (Basic) serves the 401 page; with --login-cache, memcached answers in a
+directory only ${APACHE_RUN_USER} reaches and "plexer revoke" runs; right after Apache (re)starts, doctor gives
 those helpers up to ${HELPERS_START_SECONDS} s from its start to be there. Exit 0 when nothing failed, else 1. Run it as root.`;
 
 type Status = 'ok' | 'warn' | 'FAIL';
@@ -225,6 +227,49 @@ async function lockoutChecks(apacheConfig: string, apacheText: string | null): P
   ];
 }
 
+// The login cache in memcached (--login-cache): answering, out of tenants' reach, and a revoker keeping it honest.
+async function loginCacheChecks(apacheText: string | null): Promise<Check[]> {
+  const socket = apacheText === null ? undefined : /^\s*AuthnCacheSOCache\s+memcache:(\S+)/m.exec(apacheText)?.[1];
+  if (socket === undefined) return [];
+  const name = 'login cache';
+  const dir = dirname(socket);
+  let mode: number;
+  let owner: number;
+  try {
+    ({ mode, uid: owner } = statSync(dir));
+  } catch {
+    return [{ status: 'FAIL', name, detail: `${dir} does not exist: systemctl start plexer-logins (apache/plexer-logins.service)` }];
+  }
+  if ((mode & 0o077) !== 0 || (owner !== 0 && owner !== apacheOwner().uid))
+    return [
+      {
+        status: 'FAIL',
+        name,
+        detail: `${dir} lets others than ${APACHE_RUN_USER} reach the cache (an entry written there logs anyone in): chown ${APACHE_RUN_USER} ${dir} && chmod 0700 ${dir}`,
+      },
+    ];
+  if (!helperArgvs().some((argv) => argv[0] === 'revoke' && argv[argv.indexOf('--socket') + 1] === socket))
+    return [
+      {
+        status: 'FAIL',
+        name,
+        detail: `no "plexer revoke --socket ${socket}" runs: a changed password keeps working until AuthnCacheTimeout (Apache starts it as a piped logger: is it running this site?)`,
+      },
+    ];
+  const client = new MemcacheClient(socket, 1_000);
+  const version = await client.version().catch(() => undefined);
+  client.close();
+  if (version === undefined)
+    return [
+      {
+        status: 'warn',
+        name,
+        detail: `nothing answers on ${socket}: every request's password is checked again (slower): systemctl start plexer-logins`,
+      },
+    ];
+  return [{ status: 'ok', name, detail: `memcached ${version} on ${socket} (${dir} is ${APACHE_RUN_USER}'s alone); plexer revoke runs` }];
+}
+
 const isApache = (pid: number | null) => pid !== null && ['apache2', 'httpd'].includes(basename(processTitle(pid) ?? ''));
 
 // How long ago the most recently started Apache (a parent: its own parent is no Apache) started, if any did.
@@ -241,7 +286,11 @@ function youngestApacheAge(): number | undefined {
 // The helpers' checks, again every 250 ms while one fails and an Apache is still starting (bounded once, from
 // the youngest Apache's age at the first look, so that Apaches started meanwhile cannot keep doctor waiting).
 async function helperChecks(file: string, apacheConfig: string, apacheText: string | null): Promise<Check[]> {
-  const check = async () => [...processCheck(file, apacheText), ...(await lockoutChecks(apacheConfig, apacheText))];
+  const check = async () => [
+    ...processCheck(file, apacheText),
+    ...(await lockoutChecks(apacheConfig, apacheText)),
+    ...(await loginCacheChecks(apacheText)),
+  ];
   let checks = await check();
   if (!checks.some((c) => c.status === 'FAIL')) return checks;
   const age = youngestApacheAge();
