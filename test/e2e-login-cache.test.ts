@@ -71,7 +71,7 @@ describe('the login cache in memcached', () => {
     for (const u of users) expect(await status(u)).toBe(200);
     // Found in the cache, not stored again: no password was checked after the reload.
     expect(await storedLogins()).toBe(before);
-    expect(t.front.httpd.errorLog()).toMatch(/caught up changed=0 removed=0 since=last-revoker/);
+    expect(t.front.httpd.errorLog()).toMatch(/caught up changed=0 since=last-revoker/);
   }, 60_000);
 
   it('refuses the old password at once after user passwd, and accepts the new one', async () => {
@@ -84,6 +84,18 @@ describe('the login cache in memcached', () => {
     expect(await status('user0')).toBe(200);
     // Not counted against the user: the new password keeps working.
     expect(await status('user0')).toBe(200);
+  }, 30_000);
+
+  it('removes the entries again once a check of the old password still running at the change would have ended', async () => {
+    expect(await status('user3')).toBe(200);
+    await cliOk(t.cli, ['user', 'passwd', 'user3', '--password-stdin'], 'user3-new\n');
+    await waitFor(async () => (await status('user3')) === 401, 1_000, 'the old password refused');
+    // What such a late check leaves: its success stored after the first removal.
+    const key = loginCacheKey(LOGIN_CACHE_CONTEXT.basic, 'user3');
+    await memcached(`set ${key} 0 0 4\r\nlate\r\n`);
+    expect(await memcached(`get ${key}\r\n`)).toMatch(/^VALUE /);
+    await waitFor(async () => (await memcached(`get ${key}\r\n`)) === 'END\r\n', 15_000, 'the late entry removed');
+    password.user3 = 'user3-new';
   }, 30_000);
 
   it('refuses the old password at once after a password changed with plain SQL', async () => {
@@ -142,6 +154,24 @@ describe('the login cache in memcached', () => {
     expect(await status('alice', 'wrong')).toBe(401);
   }, 30_000);
 });
+
+// One command to the login cache, as root; its whole answer.
+function memcached(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(t.front.loginCache!.socket);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('connect', () => socket.write(command.endsWith('\r\n') ? command : `${command}\r\n`));
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (/(END|STORED|DELETED|NOT_FOUND|ERROR)\r\n$/.test(text)) {
+        socket.destroy();
+        resolve(text);
+      }
+    });
+    socket.on('error', reject);
+  });
+}
 
 function cmdline(pid: number): string {
   try {

@@ -215,6 +215,17 @@ describe('a pool of slots bound on demand', () => {
     const made = await exec('tenant1', 'python3', 'manage.py', 'staff', 'alice');
     expect(made.code, made.stderr + made.stdout).toBe(0);
     expect(made.stdout).toContain('[tenant1] alice: staff and superuser');
+    // Without the pool's config it would run as Apache's own user, over the account's directory: refused.
+    const owner = statSync(join(t.front.apacheDir, 'data', 'tenant1')).uid;
+    const blind = await runPlexer(
+      ['group', 'exec', 'tenant1', '--data-dir', join(t.front.apacheDir, 'data'), '--config', t.configPath, '--', 'id'],
+      {
+        env: { APACHE_CONFDIR: '/nonexistent' },
+      },
+    );
+    expect(blind.code).not.toBe(0);
+    expect(blind.stderr).toMatch(/an account served from a pool\? give --apache-config FILE/);
+    expect(statSync(join(t.front.apacheDir, 'data', 'tenant1')).uid).toBe(owner);
     const unknown = await exec('nosuch', 'true');
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toMatch(/no daemon group "nosuch"/);

@@ -8,8 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLoginCacheServer, type LoginCacheServer } from '../src/demo/login-cache-server.js';
 import { loginCacheKey, loginCacheKeys } from '../src/logins/cache-key.js';
 import { MemcacheClient, MemcacheError } from '../src/logins/memcache.js';
-import { applyLoginChange } from '../src/logins/revocation.js';
-import { createLogger } from '../src/log.js';
+import { revocationFor, revoke } from '../src/logins/revocation.js';
 import { PACKAGE_ROOT } from '../src/apache/install-paths.js';
 
 let dir: string;
@@ -56,27 +55,35 @@ describe('the login cache key', () => {
 });
 
 describe('removing cached logins (plexer revoke)', () => {
-  const log = createLogger('test');
+  const apply = async (payload: string) => {
+    const revocation = revocationFor(payload);
+    if (revocation) await revoke(client, revocation);
+  };
 
   it("removes a changed user's entries, Basic's and the login page's, and nobody else's", async () => {
     for (const key of [...loginCacheKeys('alice'), ...loginCacheKeys('bob')]) expect(await store(key)).toBe('STORED');
-    await applyLoginChange(client, 'u:alice', log);
+    await apply('u:alice');
     for (const key of loginCacheKeys('alice')) expect(await present(key)).toBe(false);
     for (const key of loginCacheKeys('bob')) expect(await present(key)).toBe(true);
     // Group and role changes leave logins alone.
-    await applyLoginChange(client, 'g:tenant1', log);
-    await applyLoginChange(client, 'r:bob', log);
-    for (const key of loginCacheKeys('bob')) expect(await present(key)).toBe(true);
+    expect(revocationFor('g:tenant1')).toBeNull();
+    expect(revocationFor('r:bob')).toBeNull();
     // The users TRUNCATEd: everything goes.
-    await applyLoginChange(client, '*', log);
+    await apply('*');
     for (const key of loginCacheKeys('bob')) expect(await present(key)).toBe(false);
   });
 
-  it('says what failed, and never throws, when memcached cannot be reached', async () => {
+  it('says so when memcached cannot be reached (the revoker keeps the user and tries again)', async () => {
     const gone = new MemcacheClient(join(dir, 'nothing-here.sock'), 300);
     await expect(gone.delete('k')).rejects.toBeInstanceOf(MemcacheError);
-    await expect(applyLoginChange(gone, 'u:alice', log)).resolves.toBeUndefined();
+    await expect(revoke(gone, { kind: 'user', user: 'alice' })).rejects.toBeInstanceOf(MemcacheError);
     gone.close();
+  });
+
+  it('leaves out keys longer than memcached takes (Apache cannot store them either), never the whole user', () => {
+    const long = 'x'.repeat(110);
+    expect(loginCacheKeys(long)).toEqual([loginCacheKey('plexer', long)]);
+    expect(loginCacheKeys('x'.repeat(130))).toEqual([]);
   });
 
   it('keeps a note of its own: set, get, and a missing key', async () => {

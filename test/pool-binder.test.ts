@@ -13,6 +13,7 @@ class RecordingHost implements SlotHost {
   emptyGate: Promise<void> = Promise.resolve();
   assignGate: Promise<void> = Promise.resolve();
   failAssign = false;
+  failEmpty = false;
   dataDir(account: string): string {
     return `/data/${account}`;
   }
@@ -27,6 +28,7 @@ class RecordingHost implements SlotHost {
   async empty(slot: string, account: string | null): Promise<void> {
     this.events.push(`empty ${slot} ${account ?? '-'}`);
     await this.emptyGate;
+    if (this.failEmpty) throw new Error('processes of the slot user keep coming back');
   }
   inFlight(slot: string): number {
     return this.busy.get(slot) ?? 0;
@@ -274,6 +276,26 @@ describe('simultaneous bindings while one slot is being emptied', () => {
     const results = await Promise.all([four, five]);
     expect(results.map((r) => r.kind)).toEqual(['bound', 'bound']);
     expect(state.slot('slot-3').account).toBe('acct3');
+    state.verify();
+  });
+});
+
+describe('a slot that cannot be emptied', () => {
+  it('serves nobody, is never given to another account, and is freed once an emptying works', async () => {
+    const { state, host, binder, clock } = setup(2, { waitMs: 300 });
+    await binder.bind('acct1');
+    clock.advance(10);
+    await binder.bind('acct2');
+    host.failEmpty = true;
+    await binder.release('acct1');
+    expect(state.slot('slot-1')).toMatchObject({ phase: 'emptying', account: null });
+    expect(host.published.map((p) => p.slot)).toEqual(['slot-2']);
+    await binder.retrySetAside();
+    expect(state.slot('slot-1').phase).toBe('emptying');
+    host.failEmpty = false;
+    await binder.retrySetAside();
+    expect(state.slot('slot-1').phase).toBe('free');
+    expect(await binder.bind('acct3')).toEqual({ kind: 'bound', slot: 'slot-1' });
     state.verify();
   });
 });

@@ -148,7 +148,7 @@ export const command: Command = {
       if (SLOT_NAME_PATTERN.test(slot)) binder.used(slot);
     });
     const status = setInterval(() => {
-      void binder.replenish();
+      void binder.retrySetAside().then(() => binder.replenish());
       try {
         host.writeStatus(state);
       } catch (error) {

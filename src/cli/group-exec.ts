@@ -3,7 +3,9 @@
 // tenant needs (python3 manage.py migrate). Groups run in parallel, a few at a time; each one's output is
 // prefixed with its name, and each gets its own exit status. In a pool an account has no user of its own: the
 // binder binds it and holds its slot while the command runs as the slot's user (pool/control.ts).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { lstatSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { RunAsError, UsageError } from '../errors.js';
@@ -41,13 +43,30 @@ export function groupEnvironment(group: GroupRow, o: ExecOptions): NodeJS.Proces
     PLEXER_GROUP: group.name,
     PLEXER_DATA_DIR: join(o.dataDir, group.name),
     PYTHONPATH: o.pythonPath,
+    // HOME is the account's own directory, which its code writes: no user site-packages (.pth files run at start).
+    PYTHONNOUSERSITE: '1',
     ...(group.settings_module ? { DJANGO_SETTINGS_MODULE: group.settings_module } : {}),
   };
 }
 
-// Its own daemon group: its run-as user (www-data without one) and its data directory, made if missing.
+// Its own daemon group: its run-as user (www-data without one) and its data directory, made if missing. A
+// directory that is someone else's is never taken over: it is a pool's account (root's while unbound, a slot
+// user's while bound) whose config was not found, or a group whose run-as changed; run as its user, that
+// account's own code (planted in its directory) would run as www-data, Apache's own user.
 function ownGroup(group: GroupRow, o: ExecOptions): Placement {
   const owner = daemonOwner(group.name, group.run_as);
+  const dir = join(o.dataDir, group.name);
+  let found: { uid: number } | undefined;
+  try {
+    found = lstatSync(dir);
+  } catch {
+    found = undefined;
+  }
+  if (found !== undefined && found.uid !== owner.uid)
+    throw new RunAsError(
+      `${dir} belongs to uid ${found.uid}, not to the user ${group.name} runs as (uid ${owner.uid}): an account served from a pool? ` +
+        "give --apache-config FILE, the pool's Apache config (group exec then runs as its slot user)",
+    );
   ensureTenantDataDir(o.dataDir, group.name, owner);
   return { owner, done: () => {} };
 }
@@ -58,11 +77,13 @@ async function heldSlot(group: GroupRow, pool: NonNullable<ExecOptions['pool']>)
   if (answer.kind === 'not-held') throw new RunAsError(`no slot for ${group.name}: ${answer.reason}`);
   const user = slotUser(pool.prefix, answer.slot);
   const account = lookupAccount({ user, group: user });
-  if (!account) {
+  try {
+    if (!account) throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root)`);
+    checkTenantAccount(account);
+  } catch (error) {
     answer.release();
-    throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root)`);
+    throw error;
   }
-  checkTenantAccount(account);
   process.stderr.write(`[${group.name}] running as ${user}, the user of ${answer.slot}, which the binder holds for it\n`);
   return { owner: { uid: account.uid, gid: account.gid }, done: answer.release };
 }
@@ -78,13 +99,20 @@ async function runOne(group: GroupRow, command: string[], o: ExecOptions): Promi
 
 function runAs(group: GroupRow, command: string[], o: ExecOptions, owner: Owner): Promise<number> {
   return new Promise((done) => {
-    const child = spawn(command[0]!, command.slice(1), {
-      cwd: o.pythonPath,
-      env: groupEnvironment(group, o),
-      uid: owner.uid,
-      gid: owner.gid,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // The daemons' umask (0077): what the command makes in the account's directory is the account's alone.
+    const umask = process.umask(0o077);
+    let child: ChildProcessByStdio<null, Readable, Readable>;
+    try {
+      child = spawn(command[0]!, command.slice(1), {
+        cwd: o.pythonPath,
+        env: groupEnvironment(group, o),
+        uid: owner.uid,
+        gid: owner.gid,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } finally {
+      process.umask(umask);
+    }
     const relay = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) => {
       let partial = '';
       stream.setEncoding('utf8');

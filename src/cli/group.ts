@@ -211,6 +211,10 @@ export const command: Command = {
         const served = readApacheConfigGroups(values['apache-config'] ?? DEFAULT_APACHE_CONFIG);
         const pool = served?.pool;
         const slots = served?.slots;
+        if (slots !== undefined && pool === undefined)
+          throw new UsageError(
+            `${served!.path} serves a pool, but its binder's --state-dir and --data-dir cannot be read from it: render it again`,
+          );
         if (pool && values['data-dir'] !== undefined && resolve(values['data-dir']) !== pool.dataDir)
           throw new UsageError(`the pool's accounts keep their data in ${pool.dataDir} (its binder's --data-dir); leave --data-dir out`);
         return execInGroups(groups, execCommand, {

@@ -8,7 +8,12 @@ export function loginCacheKey(context: string, user: string): string {
   return `authn-socache:${Buffer.from(`${context}:${user}`, 'utf8').toString('hex')}`;
 }
 
+// memcached takes keys of at most 250 bytes: Apache cannot store a longer one either (a very long user name).
+const MAX_KEY_BYTES = 250;
+
 // Every key under which the user's login may be cached, whichever way they logged in.
 export function loginCacheKeys(user: string): string[] {
-  return Object.values(LOGIN_CACHE_CONTEXT).map((context) => loginCacheKey(context, user));
+  return Object.values(LOGIN_CACHE_CONTEXT)
+    .map((context) => loginCacheKey(context, user))
+    .filter((key) => key.length <= MAX_KEY_BYTES);
 }

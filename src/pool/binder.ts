@@ -59,6 +59,10 @@ export type BindResult =
   // The account cannot be served (unknown, disabled, no settings): the caller answers 503, with the reason logged.
   | { kind: 'refused'; reason: string };
 
+// A binding waits at most this long for a slot being emptied before it takes an idle one (an emptying that drains a
+// long request must not turn into a 503 while idle slots exist).
+const MAX_WAIT_FOR_EMPTYING_MS = 2_000;
+
 export class Binder {
   private readonly pending = new Map<string, Promise<BindResult>>();
   // Slots held for a command run as their user (`plexer group exec`): busy, never taken, until let go.
@@ -68,6 +72,8 @@ export class Binder {
   private readonly leaving = new Map<string, Promise<void>>();
   // Bindings waiting for a slot being emptied rather than taking another account's (never more than such slots).
   private waitingForEmptying = 0;
+  // Slots whose emptying failed: out of use until it succeeds.
+  private readonly asideSlots = new Set<string>();
   private readonly waitMs: number;
   private readonly minIdleMs: number;
   private readonly pollMs: number;
@@ -137,19 +143,48 @@ export class Binder {
     const s = this.state.slotOf(account);
     if (!s || s.phase !== 'bound') return;
     // Unpublished at once; free for another account only once emptied. The account itself may bind again at once,
-    // to another slot.
+    // to another slot. A command held there for the account (group exec) dies with the slot's processes: its hold
+    // must not keep the slot busy for whichever account gets it next.
     this.state.startEmptying(s.name);
+    this.holds.delete(s.name);
     this.host.publish(this.state);
     try {
       await this.leave(account, this.host.empty(s.name, account));
-      // Free once its fresh process is up: a binding to it then waits for nothing but the account's settings.
-      await this.host
-        .awaitFresh(s.name)
-        .catch((error) => this.log.warn('slot slow to come back', { slot: s.name, error: coerceError(error).message }));
-      this.log.info('slot released', { slot: s.name, account });
-    } finally {
-      this.state.release(s.name);
+    } catch (error) {
+      return this.setAside(s.name, error);
+    }
+    // Free once its fresh process is up: a binding to it then waits for nothing but the account's settings.
+    await this.host
+      .awaitFresh(s.name)
+      .catch((error) => this.log.warn('slot slow to come back', { slot: s.name, error: coerceError(error).message }));
+    this.log.info('slot released', { slot: s.name, account });
+    this.state.release(s.name);
+    this.host.publish(this.state);
+  }
+
+  // A slot that could not be emptied (its user's processes kept coming back) may still hold what the account it
+  // served left running: it serves nobody (no account, not free) until an emptying succeeds (retrySetAside).
+  private setAside(slot: string, error: unknown): void {
+    this.log.error('slot could not be emptied; kept out of use', { slot, error: coerceError(error).message });
+    this.state.setAside(slot);
+    this.holds.delete(slot);
+    this.asideSlots.add(slot);
+    this.host.publish(this.state);
+  }
+
+  // Called with the spares' timer: each slot set aside is emptied again; once that works it is free.
+  async retrySetAside(): Promise<void> {
+    for (const slot of this.asideSlots) {
+      try {
+        await this.host.empty(slot, null);
+      } catch (error) {
+        this.log.warn('slot still cannot be emptied', { slot, error: coerceError(error).message });
+        continue;
+      }
+      this.asideSlots.delete(slot);
+      this.state.release(slot);
       this.host.publish(this.state);
+      this.log.info('slot emptied after all', { slot });
     }
   }
 
@@ -193,6 +228,7 @@ export class Binder {
     const deadline = this.now() + this.waitMs;
     // Whether this binding counts on a slot being emptied (see below).
     let waitingForOne = false;
+    const waitStarted = this.now();
     try {
       for (;;) {
         // Between choosing and claiming there is no await: no other binding can take the same slot.
@@ -201,13 +237,14 @@ export class Binder {
         // now would be: a binding that would take another account's slot waits for it instead — as many bindings
         // as there are such slots, so that simultaneous bindings are not queued behind one.
         if (choice !== null && choice.evicts !== null && !waitingForOne) {
-          const emptying = this.state.slots.filter((s) => s.phase === 'emptying').length;
+          const emptying = this.state.slots.filter((s) => s.phase === 'emptying' && !this.asideSlots.has(s.name)).length;
           if (this.waitingForEmptying < emptying) {
             waitingForOne = true;
             this.waitingForEmptying++;
           }
         }
-        if (choice && (choice.evicts === null || !waitingForOne || !this.state.slots.some((s) => s.phase === 'emptying'))) {
+        const freeSoon = this.state.slots.some((s) => s.phase === 'emptying' && !this.asideSlots.has(s.name));
+        if (choice && (choice.evicts === null || !waitingForOne || !freeSoon || this.now() - waitStarted > MAX_WAIT_FOR_EMPTYING_MS)) {
           if (choice.evicts !== null) this.state.release(choice.slot);
           this.state.begin(choice.slot, account, this.now());
           // The evicted account leaves Apache's map before its processes go: its next request asks for a slot.
@@ -233,11 +270,11 @@ export class Binder {
       this.log.error('binding failed', { slot, account, error: coerceError(error).message });
       try {
         await this.host.empty(slot, account);
+        this.state.release(slot);
+        this.host.publish(this.state);
       } catch (cleanup) {
-        this.log.error('emptying the slot failed', { slot, error: coerceError(cleanup).message });
+        this.setAside(slot, cleanup);
       }
-      this.state.release(slot);
-      this.host.publish(this.state);
       return { kind: 'refused', reason: 'binding failed' };
     }
     this.state.finish(slot, this.now());

@@ -38,6 +38,8 @@ export function serveControl(binder: Binder, log: Logger): net.Server {
         if (line.length > MAX_LINE) socket.destroy();
         return;
       }
+      // The request is in: a binding may wait (for busy slots, for a slot being emptied) longer than the limit above.
+      socket.setTimeout(0);
       const [verb, account, ...extra] = line.slice(0, line.indexOf('\n')).split(' ');
       line = line.slice(0, line.indexOf('\n') + 1);
       if (verb !== 'hold' || account === undefined || !isGroupName(account) || extra.length > 0) {

@@ -94,6 +94,12 @@ export class PoolState {
     this.verify();
   }
 
+  // Taken out of use whatever it was doing (its emptying failed): no account, not free.
+  setAside(slot: string): void {
+    Object.assign(this.slot(slot), { phase: 'emptying', account: null, boundAt: 0, lastUsed: 0 });
+    this.verify();
+  }
+
   release(slot: string): void {
     Object.assign(this.slot(slot), { phase: 'free', account: null, boundAt: 0, lastUsed: 0 });
     this.verify();

@@ -6,6 +6,7 @@
 # to start instead of sharing a database.
 import os
 import secrets
+import tempfile
 
 PLEXER_GROUP = os.environ['PLEXER_GROUP']
 PLEXER_DATA_DIR = os.environ['PLEXER_DATA_DIR']
@@ -13,16 +14,31 @@ PLEXER_DATA_DIR = os.environ['PLEXER_DATA_DIR']
 
 def _secret_key(data_dir):
     # Each account's own, made at its first load in its own directory (0600): its sessions' and CSRF tokens'
-    # signatures mean nothing to another account.
+    # signatures mean nothing to another account. Written whole before it takes its name (a process killed while
+    # writing leaves no empty key behind); an empty or short one is made again.
     path = os.path.join(data_dir, '.secret_key')
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
         with open(path) as f:
-            return f.read().strip()
+            key = f.read().strip()
+        if len(key) >= 40:
+            return key
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
     key = secrets.token_urlsafe(50)
-    with os.fdopen(fd, 'w') as f:
-        f.write(key + '\n')
+    fd, temporary = tempfile.mkstemp(dir=data_dir, prefix='.secret_key.')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(key + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:  # another process of the account made it first: theirs it is
+            with open(path) as f:
+                return f.read().strip()
+    finally:
+        os.unlink(temporary)
     return key
 
 
