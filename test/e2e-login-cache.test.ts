@@ -4,7 +4,7 @@
 // tenants cannot reach the cache; a stopped cache costs a password check per request, never a login.
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGIN_CACHE_CONTEXT, loginCacheKey } from '../src/logins/cache-key.js';
@@ -24,7 +24,7 @@ beforeAll(async () => {
       await seedTwoTenants(cli);
       for (const u of users.slice(2)) await cliOk(cli, ['user', 'add', u, '--group', 'tenant1', '--password-stdin'], `${u}-pw\n`);
     },
-    { front: { loginCache: true, authCacheTimeoutSeconds: 28_800 } },
+    { front: { loginCache: true, authCacheTimeoutSeconds: 28_800, extra: { loginChecker: true } } },
   );
   // Its first catch-up (no note yet: every user changed within the cache's life) done before anyone logs in.
   await waitFor(() => /caught up changed=/.test(t.front.httpd.errorLog()), 20_000, 'plexer revoke');
@@ -147,6 +147,21 @@ describe('the login cache in memcached', () => {
     password.user2 = 'user2-new';
     expect(await status('user2')).toBe(200);
   }, 60_000);
+
+  it('checks passwords in plexer checker; with it unreachable, authn checks by itself', async () => {
+    const socket = `${t.front.apacheDir}/checker.sock`;
+    await waitFor(() => /checker started/.test(t.front.httpd.errorLog()), 20_000, 'plexer checker');
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+    const before = t.front.httpd.errorLog().length;
+    expect(await status('user4')).toBe(200);
+    expect(await status('user4', 'wrong')).toBe(401);
+    expect(t.front.httpd.errorLog().slice(before)).not.toMatch(/checker unreachable/);
+    // The checker's socket gone (the checker itself keeps running): the next check runs in authn.
+    rmSync(socket);
+    expect(await status('user5')).toBe(200);
+    expect(await status('user5', 'wrong')).toBe(401);
+    await waitFor(() => /checker unreachable; checking here/.test(t.front.httpd.errorLog()), 5_000, 'authn checking by itself');
+  }, 30_000);
 
   it('still logs users in when the cache is down: plexer checks each request', async () => {
     await t.front.loginCache!.stop();

@@ -26,9 +26,9 @@ afterEach(async () => {
   t = undefined;
 });
 
-async function start(loginCache: boolean): Promise<TestFront> {
+async function start(loginCache: boolean, loginChecker: boolean): Promise<TestFront> {
   const front = await startTestFront(async () => undefined, {
-    front: { loginCache, authCacheTimeoutSeconds: 28_800 },
+    front: { loginCache, authCacheTimeoutSeconds: 28_800, extra: { loginChecker } },
     // Users straight into the tables, with one hash (the same password): a check costs what COST costs.
     beforeStart: async (_stateDir, configPath) => {
       const hash = await hashPassword('pw', COST);
@@ -45,6 +45,7 @@ async function start(loginCache: boolean): Promise<TestFront> {
   });
   // Its first catch-up (no note yet: every user changed within the cache's life) done before anyone logs in.
   if (loginCache) await waitFor(() => /caught up changed=/.test(front.front.httpd.errorLog()), 20_000, 'plexer revoke');
+  if (loginChecker) await waitFor(() => /checker started/.test(front.front.httpd.errorLog()), 20_000, 'plexer checker');
   return front;
 }
 
@@ -137,14 +138,15 @@ interface Round {
 const report: Record<string, { first: Round; warm: Round; afterReload: Round; cached: number }> = {};
 
 describe('logged-in users and a graceful reload (real Apache)', () => {
-  for (const [mode, loginCache] of [
-    ['shared memory', false],
-    ['memcached', true],
+  for (const [mode, loginCache, loginChecker] of [
+    ['shared memory', false, false],
+    ['memcached', true, false],
+    ['memcached + checker', true, true],
   ] as const) {
     it(
       `${mode}: every user served again after a reload${loginCache ? ', none checked again' : ''}; figures printed`,
       async () => {
-        t = await start(loginCache);
+        t = await start(loginCache, loginChecker);
         const first = await everyone(t);
         expect(first.failed).toBe(0);
         // mod_authn_socache skips storing a login when another child holds its mutex (its trylock): with 20 at a

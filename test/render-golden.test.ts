@@ -91,8 +91,14 @@ Object.assign(CASES, {
   'basic-prefix-prg-pool': { routing: 'prefix', pool: { slots: 2, spares: 1, spareIdleSeconds: 0 } },
   'debian-basic-wsgi-pool': { layout: 'debian', listenAddress: '*', port: 80, pool: { slots: 20 } },
   // The login cache in memcached (it outlives a reload; plexer revoke removes a changed user at once).
-  'basic-wsgi-login-cache': { loginCacheSocket: '/run/plexer-logins/cache.sock', authCacheTimeoutSeconds: 28800 },
-  'form-wsgi-login-cache': { ...FORM, loginCacheSocket: '/run/plexer-logins/cache.sock', authCacheTimeoutSeconds: 28800 },
+  // …and authn a thin client of plexer checker.
+  'basic-wsgi-login-cache': { loginCacheSocket: '/run/plexer-logins/cache.sock', authCacheTimeoutSeconds: 28800, loginChecker: true },
+  'form-wsgi-login-cache': {
+    ...FORM,
+    loginCacheSocket: '/run/plexer-logins/cache.sock',
+    authCacheTimeoutSeconds: 28800,
+    loginChecker: true,
+  },
 } satisfies Record<string, Partial<ApacheConfigOptions>>);
 
 // Taken before any snapshot runs: vitest writes a missing file snapshot instead of failing (outside CI).

@@ -123,7 +123,8 @@ export class AuthService {
 
   // An answer from memory alone (a cached credential, lockouts from the live mirror) comes back as is, not as
   // a promise: it needs no deadline, and a warm check then costs no timer and no promise chain.
-  authenticate(user: string, password: string, ip: string | undefined): Outcome | Promise<Outcome> {
+  // countFailures false: Apache's log counts the refusal instead (`plexer lockout`, the generated config's Basic).
+  authenticate(user: string, password: string, ip: string | undefined, countFailures = true): Outcome | Promise<Outcome> {
     const address = clientAddress(ip);
     const digest = this.digest(user, password);
     const useCache = this.listening();
@@ -134,7 +135,7 @@ export class AuthService {
       return this.warm(user, ip, subjectsOf(user, address, this.throttle));
     }
     this.counters.credentialMisses++;
-    return this.verifyOnce(user, password, ip, address, digest, useCache);
+    return this.verifyOnce(user, password, ip, address, digest, useCache, countFailures);
   }
 
   private async verifyOnce(
@@ -144,10 +145,11 @@ export class AuthService {
     address: string | undefined,
     digest: string,
     useCache: boolean,
+    countFailures: boolean,
   ): Promise<Outcome> {
     // Identical concurrent attempts (a browser loading a page's assets in parallel) share one verification,
     // unless something was invalidated after it started.
-    const flightKey = `${digest}\0${address ?? ''}`;
+    const flightKey = `${digest}\0${address ?? ''}\0${countFailures}`;
     const flying = this.inflight.get(flightKey);
     if (flying && flying.epoch === this.credentials.epoch) {
       this.counters.sharedVerifications++;
@@ -155,7 +157,7 @@ export class AuthService {
     }
     const epoch = this.credentials.epoch;
     // Not the request's own signal: others may share this verification. Its queue wait ends at the deadline.
-    const result = this.cold(user, password, ip, digest, epoch, useCache, AbortSignal.timeout(this.config.authnTimeoutMs));
+    const result = this.cold(user, password, ip, digest, epoch, useCache, countFailures, AbortSignal.timeout(this.config.authnTimeoutMs));
     const entry = { epoch, result };
     this.inflight.set(flightKey, entry);
     try {
@@ -216,12 +218,13 @@ export class AuthService {
     digest: string,
     epoch: number,
     useCache: boolean,
+    countFailures: boolean,
     signal: AbortSignal,
   ): Promise<Outcome> {
     try {
       const address = clientAddress(ip);
       const keys = this.throttle.maxFailures === 0 ? [] : [`u\0${user}`, ...(address === undefined ? [] : [`a\0${address}`])];
-      const checked = await this.inTurn.run(keys, () => checkPassword(this.passwordCheck(signal), user, password, ip));
+      const checked = await this.inTurn.run(keys, () => checkPassword(this.passwordCheck(signal, countFailures), user, password, ip));
       if (checked.verdict === 'accept' && useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
       return { verdict: checked.verdict, reason: checked.reason };
     } catch (error) {
@@ -237,13 +240,13 @@ export class AuthService {
   // bcrypt in the worker threads, behind the cap. A rehash after a success runs in the background (the answer
   // does not wait for it); the UPDATE's notification drops the entry just cached, and the next request
   // verifies once against the new hash.
-  private passwordCheck(signal: AbortSignal): PasswordCheck {
+  private passwordCheck(signal: AbortSignal, countFailures: boolean): PasswordCheck {
     return {
       db: this.db,
       log: this.log,
       throttle: this.throttle,
       bcryptCost: this.config.bcryptCost,
-      countFailures: true,
+      countFailures,
       verify: (password, hash) =>
         this.bcrypt.run(async () => {
           this.counters.bcryptRuns++;

@@ -18,7 +18,7 @@ import { print, type Command } from './command.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage: plexer apache config [--layout standalone|debian] [--out FILE] [--listen ADDRESS:PORT] [--state-dir DIR] [--server-name NAME]
-                           [--settings-from map|config] [--auth-cache-timeout SECONDS] [--login-cache SOCKET] [--trusted-proxy CIDR]…
+                           [--settings-from map|config] [--auth-cache-timeout SECONDS] [--login-cache SOCKET] [--login-checker] [--trusted-proxy CIDR]…
                            [--tls --tls-cert FILE --tls-key FILE | --tls-proxy] [--map-dir DIR] [--reload]
                            [--auth basic|form [--session-key-file FILE] [--session-max-age SECONDS]]
                            [--routing wsgi|proxy|prefix] [--data-dir DIR] [--lock-dir DIR]
@@ -67,6 +67,10 @@ needs a reload.
   --login-cache SOCKET    keep the login cache in memcached listening on this unix socket (apache/LOGINS.md, "Logins
                           that survive a reload"): logins outlive a graceful reload, and plexer revoke (a piped
                           logger) removes a user's cached logins as soon as the user changes
+  --login-checker         plexer authn asks a long-running plexer checker (a piped logger) instead of checking
+                          by itself: a password not in Apache's cache costs a Node start and a round trip
+                          (apache/LOGINS.md, "Cheap checks when the cache misses"); authn checks by itself when
+                          the checker is down
   --trusted-proxy CIDR    a proxy (IP or CIDR block; repeat for more) whose X-Forwarded-For names the client
                           (mod_remoteip): lockouts then count the client's address, not the proxy's. From any
                           other peer the header is ignored
@@ -102,6 +106,7 @@ const options = {
   'settings-from': { type: 'string' },
   'auth-cache-timeout': { type: 'string' },
   'login-cache': { type: 'string' },
+  'login-checker': { type: 'boolean' },
   tls: { type: 'boolean' },
   'tls-proxy': { type: 'boolean' },
   'two-maps': { type: 'boolean' },
@@ -240,6 +245,7 @@ export const command: Command = {
           ? 28_800
           : 60,
       ...(values['login-cache'] ? { loginCacheSocket: resolve(values['login-cache']) } : {}),
+      ...(values['login-checker'] ? { loginChecker: true } : {}),
       trustedProxies,
       ...(values['map-dir'] ? { mapDir: resolve(values['map-dir']) } : {}),
       ...(values['lock-dir'] ? { lockDir: resolve(values['lock-dir']) } : {}),

@@ -1,14 +1,19 @@
-import type { PlexerConfig } from '../config.js';
-import { checkPassword, refuseOnError } from '../auth/password-check.js';
-import type { Logger } from '../log.js';
-import { hashPassword, verifyPassword } from '../password.js';
-import { throttleOf } from '../store/throttle.js';
+// `plexer authn`: the process mod_authnz_external forks for every password check Apache's cache does not answer.
+// With --checker it is a thin client of `plexer checker` (a long-running process Apache starts, holding the
+// store's connections, bcrypt's threads and a cache of passwords checked recently): this module then loads
+// nothing but the socket and the input, and the check costs the checker's work alone. When the checker cannot be
+// reached, the check runs here as it always did (authn-direct.ts).
+import net from 'node:net';
+import { decodeAnswer, encodeRequest, type CheckRequest } from '../checker/wire.js';
+import { loadConfig } from '../config.js';
+import { coerceError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { PipeInputError, readPipeInput, type PipeInput } from '../protocol/authnz-external.js';
 import { parseCommand } from './args.js';
-import { print, type Command } from './command.js';
 import { AuthExit } from './auth-exit.js';
-import { helperStore, readHelperInput, startPipeHelper } from './pipe-helper.js';
+import { print, type Command } from './command.js';
 
-const help = `Usage: plexer authn [--counted-by-log] [--config FILE]
+const help = `Usage: plexer authn [--counted-by-log] [--checker SOCKET] [--config FILE]
 
 mod_authnz_external authenticator ("pipe" method): reads the user name and the password, one line each, on
 stdin. Exit status (Apache logs it as "Failed (N)"):
@@ -16,58 +21,72 @@ stdin. Exit status (Apache logs it as "Failed (N)"):
   ${AuthExit.Disabled} user disabled   ${AuthExit.LockedOut} locked out after too many failures   ${AuthExit.StoreError} store unreachable or internal error   ${AuthExit.TimedOut} own time limit (authn_timeout_ms) reached
   DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"
 --counted-by-log: a refusal is not counted here, because \`plexer lockout\` counts every 401 from Apache's log
-(the generated config runs both); lockouts are still checked.`;
+(the generated config runs both); lockouts are still checked.
+--checker SOCKET: ask \`plexer checker\` on SOCKET (apache config --login-checker) and end with its answer; when
+nothing answers there, check here.`;
 
 export const command: Command = {
   summary: 'mod_authnz_external password check (pipe)',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' } });
+    const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' }, checker: { type: 'string' } });
     if (values.help) return (print(help), 0);
-    const started = startPipeHelper('authn', values.config);
-    if (!started) return AuthExit.StoreError;
-    const code = await authenticate(started.config, started.log, values['counted-by-log'] === true);
-    process.exit(code);
+    const countedByLog = values['counted-by-log'] === true;
+    let input: PipeInput | undefined;
+    if (values.checker !== undefined) {
+      const asked = await askChecker(values.checker, values.config, countedByLog);
+      if (typeof asked === 'number') process.exit(asked);
+      input = asked;
+    }
+    const { authenticateHere } = await import('./authn-direct.js');
+    process.exit(await authenticateHere(values.config, countedByLog, input));
   },
 };
 
-// The exit status Apache logs ("Failed (N)") for each outcome of the check.
-const exitFor: Record<string, number> = {
-  verified: AuthExit.Accepted,
-  'invalid-user-name': AuthExit.BadInput,
-  'no-such-user': AuthExit.NoSuchUser,
-  'wrong-password': AuthExit.WrongPassword,
-  disabled: AuthExit.Disabled,
-  'locked-out': AuthExit.LockedOut,
-};
-
-async function authenticate(config: PlexerConfig, log: Logger, countedByLog: boolean): Promise<number> {
-  const ip = process.env.IP;
-  const input = await readHelperInput(config, log, 'login refused', { ip });
-  if (!input) return AuthExit.BadInput;
-  const { first: user, second: password } = input;
-  const db = helperStore(config, 'plexer-authn');
+// The checker's exit status; or, when it cannot be reached, the input read, for the check to run here.
+async function askChecker(socket: string, configPath: string | undefined, countedByLog: boolean): Promise<number | PipeInput> {
+  const log = createLogger('authn');
+  let timeoutMs: number;
   try {
-    const checked = await checkPassword(
-      {
-        db,
-        log,
-        throttle: throttleOf(config),
-        bcryptCost: config.bcryptCost,
-        countFailures: !countedByLog,
-        verify: verifyPassword,
-        hash: hashPassword,
-      },
-      user,
-      password,
-      ip,
-    );
-    await checked.rehashed;
-    return exitFor[checked.reason] ?? AuthExit.StoreError;
+    timeoutMs = loadConfig({ path: configPath }).authnTimeoutMs;
   } catch (error) {
-    refuseOnError(log, error, user, ip);
+    log.error('configuration error', { error: coerceError(error).message });
     return AuthExit.StoreError;
-  } finally {
-    db.end().catch(() => undefined);
   }
+  // Apache waits with no time limit and holds a worker meanwhile.
+  setTimeout(() => {
+    log.error('time limit reached; refusing', { limit_ms: timeoutMs });
+    process.exit(AuthExit.TimedOut);
+  }, timeoutMs).unref();
+  let input: PipeInput;
+  try {
+    input = await readPipeInput(process.stdin, timeoutMs);
+  } catch (error) {
+    if (!(error instanceof PipeInputError)) throw error;
+    log.warn('login refused', { reason: 'bad-input', detail: error.message, ip: process.env.IP });
+    return AuthExit.BadInput;
+  }
+  const request: CheckRequest = {
+    user: input.first,
+    password: input.second,
+    count: !countedByLog,
+    ...(process.env.IP ? { ip: process.env.IP } : {}),
+  };
+  const answer = await exchange(socket, request);
+  if (answer !== null) return answer;
+  log.warn('checker unreachable; checking here', { socket });
+  return input;
+}
+
+// null: nothing answered (no socket, refused, closed without an answer).
+function exchange(path: string, request: CheckRequest): Promise<number | null> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(path);
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(encodeRequest(request)));
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('error', () => resolve(null));
+    socket.on('close', () => resolve(decodeAnswer(text.trim())));
+  });
 }

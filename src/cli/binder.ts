@@ -1,5 +1,4 @@
-import { chmodSync, chownSync, lstatSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
 import { coerceError, UsageError } from '../errors.js';
@@ -13,6 +12,7 @@ import { MachineSlotHost } from '../pool/slot-host.js';
 import { readSlotFile } from '../pool/slot-file.js';
 import { PoolState } from '../pool/state.js';
 import { serveScgi } from '../scgi/server.js';
+import { listenOnPath, removeIfOwn } from '../socket-file.js';
 import { createClient, createPool } from '../store/connect.js';
 import { listenForChanges } from '../store/listener.js';
 import { changesChannel } from '../store/sql.js';
@@ -102,9 +102,9 @@ export const command: Command = {
 
     const page = readErrorPage(errorPage);
     const server = serveScgi(bindRequestHandler(binder, page, log, { clientRedirect: values['client-redirect'] === true }), log);
-    const socketInode = await listen(server, files.socket, apacheOwner().gid, 0o660);
+    const socketInode = await listenOnPath(server, files.socket, apacheOwner().gid, 0o660);
     const control = serveControl(binder, log);
-    const controlInode = await listen(control, files.control, 0, 0o600);
+    const controlInode = await listenOnPath(control, files.control, 0, 0o600);
 
     // An account changed in the store: a bound one that is gone, disabled or has other settings loses its slot
     // (its next request binds again, with what the store says now).
@@ -203,37 +203,4 @@ async function adoptOrEmpty(
     pending.push(host.empty(slot, file?.account ?? null));
   }
   await Promise.all(pending);
-}
-
-function removeIfOwn(path: string, inode: number): void {
-  try {
-    if (lstatSync(path).ino === inode) rmSync(path);
-  } catch {
-    // gone already
-  }
-}
-
-// Listens on PATH for root:GID alone (MODE); a stale socket there (a killed binder's) is replaced, anything else
-// refused. The socket's inode, so that only this process removes it.
-async function listen(server: Server, path: string, gid: number, mode: number): Promise<number> {
-  try {
-    const existing = lstatSync(path);
-    if (!existing.isSocket()) throw new UsageError(`${path} exists and is not a socket; move it away`);
-    rmSync(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  // Made root's alone, then opened to GID: nobody else can connect in between and keep the connection.
-  const umask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => resolve());
-    });
-  } finally {
-    process.umask(umask);
-  }
-  chownSync(path, 0, gid);
-  chmodSync(path, mode);
-  return lstatSync(path).ino;
 }

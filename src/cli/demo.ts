@@ -117,7 +117,8 @@ export const command: Command = {
         // Logins in a private memcached: they survive a reload, and a changed password takes effect at once.
         loginCache: true,
         authCacheTimeoutSeconds: 28_800,
-        ...(slots > 0 ? { extra: { pool: { slots } } } : {}),
+        // authn a thin client of a long-running checker: a password Apache has not cached costs little.
+        extra: { loginChecker: true, ...(slots > 0 ? { pool: { slots } } : {}) },
       });
       stops.push(() => front.stop());
       print(`plexer demo is up: ${front.httpd.url}/app/  (Apache PID ${front.httpd.pid})`);

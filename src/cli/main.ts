@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   lockout: () => import('./lockout.js'),
   binder: () => import('./binder.js'),
   revoke: () => import('./revoke.js'),
+  checker: () => import('./checker.js'),
   slots: () => import('./slots.js'),
   apache: () => import('./apache.js'),
   demo: () => import('./demo.js'),

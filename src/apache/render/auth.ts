@@ -6,6 +6,10 @@ import { helperCommand, type Validated } from './validate.js';
 // The authenticator of the form login handler (form.ts): every posted password is checked by it, none by the cache.
 export const LOGIN_AUTHENTICATOR = 'plexer_login';
 
+// Where plexer checker listens (loginChecker): in the state directory, which www-data traverses.
+export const checkerSocket = (v: Validated): string => `${v.stateDir}/checker.sock`;
+const checkerOption = (v: Validated): string => (v.loginChecker ? ` --checker ${checkerSocket(v)}` : '');
+
 // Vhost level: the authenticator and the role checker, both mod_authnz_external pipes to plexer's helpers.
 export function authDefinitions(v: Validated): string[] {
   return [
@@ -19,12 +23,18 @@ export function authDefinitions(v: Validated): string[] {
       ? "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own."
       : "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own (the 401",
     ...(v.auth === 'form' ? [] : ['    # page comes from it: vhost.ts refusalPage).']),
-    `    DefineExternalAuth plexer pipe "${helperCommand(v, 'authn --counted-by-log')}"`,
+    ...(v.loginChecker
+      ? [
+          '    # --checker: authn asks plexer checker (a long-running process) and loads nothing else; if it is down,',
+          '    # authn checks by itself.',
+        ]
+      : []),
+    `    DefineExternalAuth plexer pipe "${helperCommand(v, `authn --counted-by-log${checkerOption(v)}`)}"`,
     ...(v.auth === 'form'
       ? [
           "    # The login handler's own: it counts a refusal in the store before it answers, and refuses a locked user,",
           '    # address or pair without checking the password (the same answer for a right and a wrong one).',
-          `    DefineExternalAuth ${LOGIN_AUTHENTICATOR} pipe "${helperCommand(v, 'authn')}"`,
+          `    DefineExternalAuth ${LOGIN_AUTHENTICATOR} pipe "${helperCommand(v, `authn${checkerOption(v)}`)}"`,
         ]
       : []),
     '    # Roles: "user\\nrole1 role2\\n" on stdin, exit 0 if the user has any of them.',

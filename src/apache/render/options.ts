@@ -72,6 +72,9 @@ export interface ApacheConfigOptions {
   // Apache's login cache in memcached on this unix socket instead of its shared memory: it outlives graceful
   // reloads, and `plexer revoke` removes a changed user's logins at once (apache/LOGINS.md, "Logins that survive a reload").
   loginCacheSocket?: string;
+  // `plexer authn` asks a long-running `plexer checker` (started as a piped logger) instead of checking by itself:
+  // a cache miss then costs a Node start and a round trip (apache/LOGINS.md, "Cheap checks when the cache misses").
+  loginChecker?: boolean;
   // Proxies (IP or CIDR) whose X-Forwarded-For names the client (mod_remoteip); from anyone else it is ignored.
   trustedProxies?: string[];
   authRealm?: string; // default "plexer"

@@ -195,6 +195,7 @@ export function validate(o: ApacheConfigOptions) {
     key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
     authCacheTimeout: positiveInt('authCacheTimeoutSeconds', o.authCacheTimeoutSeconds, 86400),
     loginCacheSocket: o.loginCacheSocket === undefined ? undefined : path('loginCacheSocket', o.loginCacheSocket),
+    loginChecker: o.loginChecker === true,
     trustedProxies: (o.trustedProxies ?? []).map(cidr),
     authRealm,
     roleLocations,
