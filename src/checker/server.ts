@@ -27,6 +27,8 @@ export function serveChecks(service: Pick<AuthService, 'authenticate'>, log: Log
         return;
       }
       asked = true;
+      // The request is in: its own deadline (below) bounds the rest, with an answer.
+      socket.setTimeout(0);
       const request = decodeRequest(buffered.slice(0, end));
       if (!request) {
         log.warn('login refused', { reason: 'bad-input', detail: 'malformed checker request' });
