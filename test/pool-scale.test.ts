@@ -5,7 +5,8 @@
 //   arrivals: a few of them keep asking while the others come back one every 1.5 s: bind + first page under load;
 //   rotation: ACTIVE users at a time, each asking three times, then the next account of all of them: each first
 //             request is also that user's first login (plexer authn, bcrypt);
-//   creation: bound accounts keep asking while accounts are created with the CLI: no slot restarts, Apache stays.
+//   creation: bound accounts keep asking while accounts are created with the CLI, then with plain SQL: no slot
+//             restarts, Apache stays.
 // The figures are printed, not asserted (a timed test is a benchmark's job): `npm run bench:pool` runs this at full
 // size and reports them. Sizes: PLEXER_POOL_ACCOUNTS (default 24), PLEXER_POOL_SLOTS (4), PLEXER_POOL_ACTIVE (3),
 // PLEXER_POOL_SECONDS (8, for each of the first two phases), PLEXER_POOL_CREATE (4).
@@ -246,6 +247,28 @@ describe('many accounts over few slots (real Apache)', () => {
       })();
       const during = await measure(() => !creating);
       await created;
+      // The same with plain SQL, as psql would (each account and user in a statement of its own): plexer's own share
+      // of a creation (the notifications, the maps' caches, the binder's rechecks), without 200 Node starts.
+      const quietAgainUntil = performance.now() + 3_000;
+      const quietAgain = await measure(() => performance.now() > quietAgainUntil);
+      const sql = createPool(adminConfig(loadConfig({ path: t.configPath })), { max: 1 });
+      let inserting = true;
+      const inserted = (async () => {
+        try {
+          for (let n = 0; n < CREATE; n++) {
+            await sql.query(`INSERT INTO daemon_groups (name, settings_module) VALUES ($1, 'tenants.settings_generic')`, [`sqlacct${n}`]);
+            await sql.query(
+              `INSERT INTO users (name, password_hash, daemon_group) SELECT $1, password_hash, $2 FROM users WHERE name = 'user0000'`,
+              [`sqluser${n}`, `sqlacct${n}`],
+            );
+          }
+        } finally {
+          inserting = false;
+          await sql.end();
+        }
+      })();
+      const duringSql = await measure(() => !inserting);
+      await inserted;
       const daemonsAfter = slotDaemons()
         .map((d) => d.pid)
         .sort();
@@ -284,6 +307,8 @@ describe('many accounts over few slots (real Apache)', () => {
         steady: { count: steady.length, p50: percentile(steady, 50), p99: percentile(steady, 99) },
         quiet: { count: quiet.length, p50: percentile(quiet, 50), p99: percentile(quiet, 99) },
         duringCreation: { count: during.length, p50: percentile(during, 50), p99: percentile(during, 99) },
+        quietAgain: { count: quietAgain.length, p50: percentile(quietAgain, 50), p99: percentile(quietAgain, 99) },
+        duringSql: { count: duringSql.length, p50: percentile(duringSql, 50), p99: percentile(duringSql, 99) },
         memoryKiB: {
           idleSlotMean: idleSlotKiB.reduce((a, b) => a + b, 0) / Math.max(1, idleSlotKiB.length),
           poolLoaded: loadedSlotKiB.reduce((a, b) => a + b, 0),

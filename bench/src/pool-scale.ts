@@ -56,6 +56,8 @@ const r = JSON.parse(readFileSync(reportFile, 'utf8')) as {
   steady: Latency;
   quiet: Latency;
   duringCreation: Latency;
+  quietAgain: Latency;
+  duringSql: Latency;
   memoryKiB: { idleSlotMean: number; poolLoaded: number };
 };
 rmSync(dir, { recursive: true, force: true });
@@ -81,6 +83,12 @@ console.log(`| later requests of a bound account | ${r.steady.count} | ${ms(r.st
 console.log(`| bound accounts, before the creations (3 s) | ${r.quiet.count} | ${ms(r.quiet.p50)} | ${ms(r.quiet.p99)} |`);
 console.log(
   `| bound accounts, while ${r.created} accounts are created (CLI) | ${r.duringCreation.count} | ${ms(r.duringCreation.p50)} | ${ms(r.duringCreation.p99)} |`,
+);
+console.log(
+  `| bound accounts, before the SQL creations (3 s) | ${r.quietAgain.count} | ${ms(r.quietAgain.p50)} | ${ms(r.quietAgain.p99)} |`,
+);
+console.log(
+  `| bound accounts, while ${r.created} accounts are created with plain SQL | ${r.duringSql.count} | ${ms(r.duringSql.p50)} | ${ms(r.duringSql.p99)} |`,
 );
 console.log(
   `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted); one spare kept (--slot-spares 1 --slot-spare-idle 0)`,
