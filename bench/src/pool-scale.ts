@@ -91,7 +91,7 @@ console.log(
   `| bound accounts, while ${r.created} accounts are created with plain SQL | ${r.duringSql.count} | ${ms(r.duringSql.p50)} | ${ms(r.duringSql.p99)} |`,
 );
 console.log(
-  `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted); one spare kept (--slot-spares 1 --slot-spare-idle 0)`,
+  `\nanswers from another account: ${r.wrong}; not 200: ${r.notOk.length} (${[...new Set(r.notOk)].join(' ') || '-'}); no slot restarted and Apache the same during the creations (asserted); spares kept as by default (--slot-spares ${Math.max(1, Math.floor(r.slots / 8))}) --slot-spare-idle 0`,
 );
 console.log(
   `memory: the pool's ${r.slots} slots ${mib(r.memoryKiB.poolLoaded)} in all, loaded (a free slot ${mib(r.memoryKiB.idleSlotMean)}, Django imported); one daemon group per account: ${r.accounts} daemon processes`,
