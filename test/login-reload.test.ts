@@ -6,19 +6,19 @@
 // PLEXER_LOGIN_COST (bcrypt cost of their passwords, default 4).
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminConfig, loadConfig } from '../src/config.js';
-import { LOGIN_CACHE_CONTEXT, loginCacheKey } from '../src/logins/cache-key.js';
 import { hashPassword } from '../src/password.js';
 import { createPool } from '../src/store/connect.js';
 import { startTestFront, type TestFront } from './helpers/front.js';
+import { memcachedStats, storedLogins } from './helpers/memcached.js';
 import { waitFor } from './helpers/wait.js';
 
 const USERS = Number(process.env['PLEXER_LOGIN_USERS'] ?? 12);
 const COST = Number(process.env['PLEXER_LOGIN_COST'] ?? 4);
 const AT_ONCE = 20;
 const user = (i: number) => `login${String(i).padStart(4, '0')}`;
+const users = Array.from({ length: USERS }, (_, i) => user(i));
 let t: TestFront | undefined;
 
 afterEach(async () => {
@@ -89,46 +89,6 @@ async function everyone(front: TestFront): Promise<Round> {
   return { ms: performance.now() - started, firstMs: firstMs ?? NaN, failed };
 }
 
-// Each user's cached login and the CAS number memcached gave it when it was stored: a login stored again (a
-// password checked again) gets a new one.
-function storedLogins(socket: string): Promise<Map<string, string>> {
-  const keys = Array.from({ length: USERS }, (_, i) => loginCacheKey(LOGIN_CACHE_CONTEXT.basic, user(i)));
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(socket);
-    let text = '';
-    s.setEncoding('latin1');
-    s.on('connect', () => s.write(`gets ${keys.join(' ')}\r\n`));
-    s.on('data', (chunk: string) => {
-      text += chunk;
-      if (!text.endsWith('END\r\n')) return;
-      s.destroy();
-      resolve(new Map([...text.matchAll(/^VALUE (\S+) \d+ \d+ (\d+)\r$/gm)].map((m) => [m[1]!, m[2]!])));
-    });
-    s.on('error', reject);
-  });
-}
-
-function memcachedStats(socket: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(socket);
-    let text = '';
-    s.setEncoding('latin1');
-    s.on('connect', () => s.write('stats\r\n'));
-    s.on('data', (chunk: string) => {
-      text += chunk;
-      if (!text.endsWith('END\r\n')) return;
-      s.destroy();
-      resolve(
-        text
-          .split('\r\n')
-          .filter((l) => /cmd_set|delete_hits|curr_items|evictions|get_misses|get_hits/.test(l))
-          .join(' '),
-      );
-    });
-    s.on('error', reject);
-  });
-}
-
 interface Round {
   ms: number;
   // Until the first answer (after a reload: the new generation of Apache, its helpers and daemons up).
@@ -151,7 +111,7 @@ describe('logged-in users and a graceful reload (real Apache)', () => {
         expect(first.failed).toBe(0);
         // mod_authn_socache skips storing a login when another child holds its mutex (its trylock): with 20 at a
         // time a few users are not cached, and are checked again at their next request, reload or not.
-        const stored = loginCache ? await storedLogins(t.front.loginCache!.socket) : new Map<string, string>();
+        const stored = loginCache ? await storedLogins(t.front.loginCache!.socket, users) : new Map<string, string>();
         if (loginCache) expect(stored.size, await memcachedStats(t.front.loginCache!.socket)).toBeGreaterThan(USERS / 2);
         // The same requests again, logins cached, no reload: what serving them costs by itself.
         const warm = await everyone(t);
@@ -161,7 +121,7 @@ describe('logged-in users and a graceful reload (real Apache)', () => {
         expect(afterReload.failed).toBe(0);
         // memcached: every login found again; nothing stored anew, so no password was checked.
         if (loginCache) {
-          const after = await storedLogins(t.front.loginCache!.socket);
+          const after = await storedLogins(t.front.loginCache!.socket, users);
           for (const [key, cas] of stored) expect(after.get(key), key).toBe(cas);
         }
         report[mode] = { first, warm, afterReload, cached: stored.size };

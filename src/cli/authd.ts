@@ -2,8 +2,7 @@ import { rmSync, statSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { isAbsolute } from 'node:path';
 import { CallerGate } from '../authd/gate.js';
-import { followLockouts } from '../lockout/follow.js';
-import { AuthService } from '../authd/service.js';
+import { startAuthService } from '../authd/start.js';
 import { createAuthdHandler, ROLES_PARAM } from '../authd/handler.js';
 import { assertPeerLookupWorks, NetlinkOwners, ProcOwners, selfTest, uidOf, type PeerOwners } from '../authd/peer.js';
 import { readSecretFile, writeNewSecretFile, type SharedSecret } from '../authd/secret.js';
@@ -11,9 +10,7 @@ import { loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError, ConfigError, PlexerError, UsageError } from '../errors.js';
 import { createFastCgiServer } from '../fastcgi/server.js';
 import { createLogger, setLogLevel, type Logger } from '../log.js';
-import { createClient, createPool, describeTarget } from '../store/connect.js';
-import { listenForChanges } from '../store/listener.js';
-import { changesChannel } from '../store/sql.js';
+import { describeTarget } from '../store/connect.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 
@@ -164,31 +161,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   // A long-running process: a bug in one request must not end it, but must be seen.
   process.on('unhandledRejection', (error) => log.error('unexpected rejection', { error: String(error) }));
 
-  const db = createPool(config, {
-    applicationName: 'plexer-authd',
-    connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs),
-    statementTimeoutMs: config.authnTimeoutMs,
-  });
-  db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
-
-  let service: AuthService | undefined;
-  const listener = listenForChanges({
-    connect: () => createClient(config, { applicationName: 'plexer-authd-listen', connectTimeoutMs: 3_000 }),
-    channel: changesChannel(config.schema),
-    onChange: (payload) => service?.onChange(payload),
-    onListening: () => service?.clear(),
-    log,
-  });
-  const lockouts = followLockouts(config, db, log);
-  const lockListener = lockouts.listener;
-  service = new AuthService({
-    db,
-    config,
-    log,
-    listening: () => listener.isListening(),
-    lockouts: lockouts.mirror,
-    lockoutsLive: lockouts.live,
-  });
+  const { service, close } = startAuthService(config, log, 'plexer-authd');
 
   const server = createFastCgiServer({
     handler: createAuthdHandler({ service, log, deadlineMs: config.authnTimeoutMs, gate }),
@@ -199,7 +172,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
     await listen(server, address);
   } catch (error) {
     log.error('cannot listen', { address: describe(address), error: coerceError(error).message });
-    await Promise.allSettled([listener.close(), lockListener.close(), db.end()]);
+    await close();
     gate.close();
     return 1;
   }
@@ -213,7 +186,7 @@ async function serve(config: PlexerConfig, address: ListenAddress, log: Logger, 
   // Stop accepting; checks in flight finish (each is bounded by authn_timeout_ms), then the store goes.
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.race([closed, new Promise((r) => setTimeout(r, config.authnTimeoutMs + 1_000).unref())]);
-  await Promise.allSettled([listener.close(), lockListener.close(), db.end(), service.close()]);
+  await close();
   gate.close();
   if (address.kind === 'unix') rmSync(address.path, { force: true });
   return 0;

@@ -4,16 +4,12 @@
 // reload) and writes nothing to it. It is authd's service (authd/service.ts): a cache of passwords checked
 // recently (emptied by the store's changes), bcrypt in worker threads, lockouts in memory.
 import { createInterface } from 'node:readline';
-import { AuthService } from '../authd/service.js';
+import { startAuthService } from '../authd/start.js';
 import { serveChecks } from '../checker/server.js';
 import { loadConfig } from '../config.js';
 import { UsageError } from '../errors.js';
-import { followLockouts } from '../lockout/follow.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { listenOnPath, removeIfOwn } from '../socket-file.js';
-import { createClient, createPool } from '../store/connect.js';
-import { listenForChanges } from '../store/listener.js';
-import { changesChannel } from '../store/sql.js';
 import { apacheOwner } from '../tenant-users.js';
 import { parseCommand } from './args.js';
 import { print, type Command } from './command.js';
@@ -37,29 +33,7 @@ export const command: Command = {
     const log = createLogger('checker');
     const config = loadConfig({ path: values.config });
     setLogLevel(config.logLevel);
-    const db = createPool(config, {
-      applicationName: 'plexer-checker',
-      connectTimeoutMs: Math.min(3_000, config.authnTimeoutMs),
-      statementTimeoutMs: config.authnTimeoutMs,
-    });
-    db.on('error', (error) => log.warn('idle database connection lost', { error: error.message }));
-    let service: AuthService | undefined;
-    const listener = listenForChanges({
-      connect: () => createClient(config, { applicationName: 'plexer-checker-listen', connectTimeoutMs: 3_000 }),
-      channel: changesChannel(config.schema),
-      onChange: (payload) => service?.onChange(payload),
-      onListening: () => service?.clear(),
-      log,
-    });
-    const lockouts = followLockouts(config, db, log);
-    service = new AuthService({
-      db,
-      config,
-      log,
-      listening: () => listener.isListening(),
-      lockouts: lockouts.mirror,
-      lockoutsLive: lockouts.live,
-    });
+    const { service, close } = startAuthService(config, log, 'plexer-checker');
     const server = serveChecks(service, log, config.authnTimeoutMs);
     const inode = await listenOnPath(server, socket, apacheOwner().gid, 0o660);
     log.info('checker started', { socket });
@@ -68,9 +42,7 @@ export const command: Command = {
     await new Promise<void>((resolve) => lines.on('close', resolve));
     server.close();
     removeIfOwn(socket, inode);
-    await Promise.allSettled([listener.close(), lockouts.listener.close()]);
-    await service.close();
-    await db.end();
+    await close();
     log.info('checker stopped');
     return 0;
   },
