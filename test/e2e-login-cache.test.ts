@@ -3,7 +3,6 @@
 // their cached logins at once (plexer revoke): the old password refused at the next request, the new one accepted;
 // tenants cannot reach the cache; a stopped cache costs a password check per request, never a login.
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +10,7 @@ import { LOGIN_CACHE_CONTEXT, loginCacheKey } from '../src/logins/cache-key.js';
 import { hashPassword } from '../src/password.js';
 import { processIds } from '../src/proc.js';
 import { userIds } from '../src/tenant-users.js';
+import { memcachedCommand, storedLogins } from './helpers/memcached.js';
 import { cliOk, seedTwoTenants, startTestFront, type TestFront } from './helpers/front.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -41,36 +41,20 @@ afterAll(async () => {
 
 const status = async (user: string, pw = password[user]!) => (await t.get('/app/whoami', { user, password: pw, fresh: true })).status;
 
-// Each user's cached login and the CAS number memcached gave it when it was stored: a login stored again (a
-// password checked again) gets a new one. (One user at a time here: mod_authn_socache skips a store only when
-// another child holds its mutex.)
-function storedLogins(): Promise<string> {
-  const keys = users.map((u) => loginCacheKey(LOGIN_CACHE_CONTEXT.basic, u));
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection(t.front.loginCache!.socket);
-    let text = '';
-    socket.setEncoding('latin1');
-    socket.on('connect', () => socket.write(`gets ${keys.join(' ')}\r\n`));
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (!text.endsWith('END\r\n')) return;
-      socket.destroy();
-      resolve([...text.matchAll(/^VALUE (\S+) \d+ \d+ (\d+)\r$/gm)].map((m) => `${m[1]}=${m[2]}`).join(' '));
-    });
-    socket.on('error', reject);
-  });
-}
+// One user at a time here: mod_authn_socache skips a store only when another child holds its mutex.
+const stored = async () => [...(await storedLogins(t.front.loginCache!.socket, users))].map(([k, cas]) => `${k}=${cas}`).join(' ');
+const memcached = (command: string) => memcachedCommand(t.front.loginCache!.socket, command);
 
 describe('the login cache in memcached', () => {
   it('keeps every login across a graceful reload: nobody is checked again', async () => {
     for (const u of users) expect(await status(u)).toBe(200);
-    const before = await storedLogins();
+    const before = await stored();
     expect(before.split(' ')).toHaveLength(users.length);
     await t.front.httpd.graceful();
     await waitFor(async () => (await status('alice')) === 200, 20_000, 'served after the reload');
     for (const u of users) expect(await status(u)).toBe(200);
     // Found in the cache, not stored again: no password was checked after the reload.
-    expect(await storedLogins()).toBe(before);
+    expect(await stored()).toBe(before);
     expect(t.front.httpd.errorLog()).toMatch(/caught up changed=0 since=last-revoker/);
   }, 60_000);
 
@@ -152,14 +136,19 @@ describe('the login cache in memcached', () => {
     const socket = `${t.front.apacheDir}/checker.sock`;
     await waitFor(() => /checker started/.test(t.front.httpd.errorLog()), 20_000, 'plexer checker');
     expect(statSync(socket).mode & 0o777).toBe(0o660);
+    // Users nobody has logged in as yet: their checks reach authn (a cached user's never do).
+    for (const u of ['ck1', 'ck2']) {
+      await cliOk(t.cli, ['user', 'add', u, '--group', 'tenant1', '--password-stdin'], `${u}-pw\n`);
+      password[u] = `${u}-pw`;
+    }
     const before = t.front.httpd.errorLog().length;
-    expect(await status('user4')).toBe(200);
-    expect(await status('user4', 'wrong')).toBe(401);
+    expect(await status('ck1', 'wrong')).toBe(401);
+    expect(await status('ck1')).toBe(200);
     expect(t.front.httpd.errorLog().slice(before)).not.toMatch(/checker unreachable/);
     // The checker's socket gone (the checker itself keeps running): the next check runs in authn.
     rmSync(socket);
-    expect(await status('user5')).toBe(200);
-    expect(await status('user5', 'wrong')).toBe(401);
+    expect(await status('ck2', 'wrong')).toBe(401);
+    expect(await status('ck2')).toBe(200);
     await waitFor(() => /checker unreachable; checking here/.test(t.front.httpd.errorLog()), 5_000, 'authn checking by itself');
   }, 30_000);
 
@@ -169,24 +158,6 @@ describe('the login cache in memcached', () => {
     expect(await status('alice', 'wrong')).toBe(401);
   }, 30_000);
 });
-
-// One command to the login cache, as root; its whole answer.
-function memcached(command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection(t.front.loginCache!.socket);
-    let text = '';
-    socket.setEncoding('latin1');
-    socket.on('connect', () => socket.write(command.endsWith('\r\n') ? command : `${command}\r\n`));
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (/(END|STORED|DELETED|NOT_FOUND|ERROR)\r\n$/.test(text)) {
-        socket.destroy();
-        resolve(text);
-      }
-    });
-    socket.on('error', reject);
-  });
-}
 
 function cmdline(pid: number): string {
   try {
