@@ -3,7 +3,9 @@
 // the code, tests and units name is a section of that file.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { REFUSAL_REASONS, STATUS_REASONS } from '../src/apache/render/refusals.js';
 import { REPO_ROOT } from './helpers/plexer.js';
 
 const SKIP_DIRS = new Set(['node_modules', 'dist', 'dist-bench', '.state', '.git']);
@@ -107,6 +109,31 @@ describe('sections named outside the docs', () => {
       for (const [reference] of text.matchAll(/README[,:]? \(?"[^"]+"/g)) {
         expect(reference, relative(REPO_ROOT, source)).toMatch(/"(The two commands|Installing on a server)"/);
       }
+    }
+  });
+});
+
+// The reasons an operator can meet in the access log (apache/INSTALL.md, "Logs"): every one the config's rules
+// or its error pages give, and no other.
+describe('apache/INSTALL.md, "Logs"', () => {
+  it('lists every reason= of the access log and no other', () => {
+    const doc = readFileSync(new URL('../apache/INSTALL.md', import.meta.url), 'utf8');
+    const listed = [...doc.matchAll(/^\| `([a-z-]+)` \| (\d{3}) \|/gm)].map((m) => `${m[1]} ${m[2]}`).sort();
+    const given = [
+      ...Object.entries(REFUSAL_REASONS).map(([reason, text]) => `${reason} ${/\((\d{3})/.exec(text)![1]}`),
+      ...Object.entries(STATUS_REASONS).map(([status, reason]) => `${reason} ${status}`),
+    ].sort();
+    expect(listed).toEqual(given);
+  });
+
+  it('each reason of a rule is given by some generated config', () => {
+    const golden = fileURLToPath(new URL('./golden/', import.meta.url));
+    const configs = readdirSync(golden).map((file) => readFileSync(join(golden, file), 'utf8'));
+    for (const reason of Object.keys(REFUSAL_REASONS)) {
+      expect(
+        configs.some((text) => text.includes(`E=PLEXER_REASON:${reason}]`)),
+        reason,
+      ).toBe(true);
     }
   });
 });

@@ -36,6 +36,14 @@ describe('real Apache: authentication and routing', () => {
     expect((await t.get('/app/whoami', { user: 'alice', password: 'nope' })).status).toBe(401);
     expect((await t.get('/app/whoami', { user: 'nobody', password: 'x' })).status).toBe(401);
     expect((await t.get('/app/whoami', { user: 'erin', password: 'erin-pw' })).status).toBe(401);
+    // Each with its user and reason in the access log; an answer that is no error page has none.
+    for (const user of ['-', 'alice', 'nobody', 'erin']) {
+      await waitFor(
+        () => new RegExp(` ${user} \\[[^\\]]+\\] 401 .* reason=login-refused$`, 'm').test(t.front.httpd.accessLog()),
+        5_000,
+        `${user}'s 401 in the access log, reason=login-refused`,
+      );
+    }
   });
 
   it('serves each user from their own daemon group and database', async () => {
@@ -46,6 +54,7 @@ describe('real Apache: authentication and routing', () => {
     const bob = await t.get('/app/whoami', { user: 'bob', password: 'bob-pw' });
     expect(bob.json()).toMatchObject({ group: 'tenant2', user: 'bob', tenant_data: 'tenant tenant2' });
     expect(bob.json().pid).not.toBe(alice.json().pid);
+    await waitFor(() => / bob \[[^\]]+\] 200 .* group=tenant2 reason=-$/m.test(t.front.httpd.accessLog()), 5_000, "bob's 200, no reason");
   });
 
   it('gives a user without a group our own error page, not another tenant', async () => {
@@ -53,8 +62,12 @@ describe('real Apache: authentication and routing', () => {
     expect(dave.status).toBe(403);
     expect(dave.body).toContain('plexer-error:403');
     expect(t.front.httpd.errorLog()).not.toMatch(/No WSGI daemon process called/);
-    // The access log names who got it (the error page Apache redirected to has no user of its own).
-    await waitFor(() => / dave \[[^\]]+\] 403 /.test(t.front.httpd.accessLog()), 5_000, "dave's 403 in the access log");
+    // The access log names who got it (the error page Apache redirected to has no user of its own), and why.
+    await waitFor(
+      () => / dave \[[^\]]+\] 403 .* reason=no-group$/m.test(t.front.httpd.accessLog()),
+      5_000,
+      "dave's 403 in the access log, reason=no-group",
+    );
   });
 
   it('lets nothing the client sends choose the group', async () => {

@@ -82,6 +82,12 @@ describe('a lookup the store does not answer in time', () => {
     expect(answer!.status, answer!.body).toBe(503);
     expect(answer!.body).toContain('plexer-error:503');
     expect(answer!.retryAfter).toBe('5');
+    // The access log says who and why: the map gave no answer, not "no group".
+    await until(
+      async () => / alice \[[^\]]+\] 503 .* reason=no-answer$/m.test(front.httpd.accessLog()),
+      5_000,
+      "alice's 503 in the access log, reason=no-answer",
+    );
     // Once the store answers again, she is served.
     await until(async () => (await get('alice', 'alice-pw')).status === 200, 10_000, 'alice served again');
   }, 60_000);

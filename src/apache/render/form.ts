@@ -1,6 +1,7 @@
 import { LOGIN_CACHE_CONTEXT } from '../../logins/cache-key.js';
 import { LOGIN_AUTHENTICATOR } from './auth.js';
 import { LOGIN_HANDLER_PATH, LOGIN_PAGE_PATH, LOGOUT_PATH, SESSION_COOKIE_NAME } from './options.js';
+import { refuse } from './refusals.js';
 import type { Validated } from './validate.js';
 
 // Form mode, vhost level: where sessions are kept and the key they are encrypted with.
@@ -77,7 +78,7 @@ export function loginPieces(v: Validated): string[] {
     "    # it is no victim's browser. Checked before any other phase, so the handler never sees the post.",
     `    RewriteCond %{REQUEST_URI} ^${LOGIN_HANDLER_PATH}(/|$)`,
     `    RewriteCond expr "%{HTTP:Sec-Fetch-Site} in {'cross-site', 'same-site'} || (-n %{HTTP:Origin} && %{HTTP:Origin} != '${clientScheme}://%{HTTP_HOST}')"`,
-    '    RewriteRule ^ - [F]',
+    refuse(403, 'cross-site-login', '    '),
     '    # login.html posts httpd_username + httpd_password here. Success: a fresh session and a redirect to a',
     '    # FIXED location. Failure: back to the login page. No Require: the handler itself authenticates the posted',
     '    # credentials.',

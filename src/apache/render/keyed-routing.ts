@@ -1,3 +1,5 @@
+import { UNAVAILABLE } from '../../lookup/resolver.js';
+import { refuse } from './refusals.js';
 import { USER_NAME_PATTERN } from '../../names.js';
 import { ANSWER_MARK } from '../../protocol/rewrite-map.js';
 
@@ -17,7 +19,7 @@ export function userNameGuard(): string[] {
     `        RewriteRule ^ - [E=${LOGGED_IN_VARIABLE}:1]`,
     '        # 0. Only a well-formed user name is looked up (the same pattern the store enforces): our 403.',
     `        RewriteCond %{REMOTE_USER} !${USER_NAME_PATTERN.source}`,
-    '        RewriteRule ^ - [F]',
+    refuse(403, 'bad-user-name'),
   ];
 }
 
@@ -80,4 +82,10 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
 export function alternation(names: string[]): string {
   // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
   return `^(${names.join('|')})$`;
+}
+
+// A routing variable still holding the sentinel the rules set before asking (no answer that names this key: a
+// dead map), or the map's "the store did not say in time": our 503, try again.
+export function unanswered(variable: string): string[] {
+  return [`        RewriteCond %{ENV:${variable}} ^(${UNROUTED_SENTINEL}|${UNAVAILABLE})$`, refuse(503, 'no-answer')];
 }

@@ -1,15 +1,18 @@
 import { LOGGED_IN_VARIABLE } from './keyed-routing.js';
 import type { MapPlan } from './maps.js';
 import { LOGIN_HANDLER_PATH } from './options.js';
+import { REASON_VARIABLE } from './refusals.js';
 import { helperCommand, type Validated } from './validate.js';
 
 // group= shows where each request was routed ("-" before routing, e.g. 401; _unrouted_ when no answer routed it).
 // %<u: the user of the request as it came in; the error page Apache redirects a 403 or 503 to has none (%u was "-").
-// A pool logs the account and the slot that served it.
+// A pool logs the account and the slot that served it. reason=: why an error page was shown (refusals.ts), "-"
+// for an answer that is none.
 export function logFormat(v: Validated): string {
-  if (v.routing === 'proxy') return `LogFormat "%h %<u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e" plexer`;
-  if (v.pool) return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PLEXER_ACCOUNT}e slot=%{PROCESS_GROUP}e" plexer`;
-  return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e" plexer`;
+  const reason = `reason=%{${REASON_VARIABLE}}e`;
+  if (v.routing === 'proxy') return `LogFormat "%h %<u %t %>s %D \\"%r\\" backend=%{PLEXER_BACKEND}e ${reason}" plexer`;
+  if (v.pool) return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PLEXER_ACCOUNT}e slot=%{PROCESS_GROUP}e ${reason}" plexer`;
+  return `LogFormat "%h %<u %t %>s %D \\"%r\\" group=%{PROCESS_GROUP}e ${reason}" plexer`;
 }
 
 // dbm: maps have no process to watch; for prg: ones the watchdog is told how many to expect.

@@ -5,6 +5,7 @@ import { ACCOUNT_VARIABLE } from '../../pool/bind-request.js';
 import { poolFiles, slotNames, slotUser } from '../../pool/names.js';
 import { alternation, keyedRouting, UNROUTED_SENTINEL } from './keyed-routing.js';
 import { mapName, type MapPlan } from './maps.js';
+import { refuse } from './refusals.js';
 import { helperCommand, type Validated } from './validate.js';
 
 export const BIND_PATH = '/_plexer/bind';
@@ -94,7 +95,7 @@ export function poolRouting(v: Validated, plan: MapPlan, pool: Pool): string[] {
       answerVar: 'PLEXER_GROUP_ANSWER',
       target: ACCOUNT_VARIABLE,
       prg: plan.prg,
-      noValue: ['        # 2. The map knows no account for this user ("alice="): our 403 page.', '        RewriteRule ^ - [F]'],
+      noValue: ['        # 2. The map knows no account for this user ("alice="): our 403 page.', refuse(403, 'no-group')],
     }),
     "        # 3. The account's slot. None yet: internally to the binder, which binds one and sends the request on.",
     `        RewriteCond %{ENV:${ACCOUNT_VARIABLE}} ^[a-z]`,
@@ -103,7 +104,7 @@ export function poolRouting(v: Validated, plan: MapPlan, pool: Pool): string[] {
     `        RewriteRule ^ ${BIND_PATH} [L]`,
     '        # 4. Anything but a slot (no answer from a dead map): our 503.',
     `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(slots)}`,
-    '        RewriteRule ^ - [R=503]',
+    refuse(503, 'no-answer'),
     '',
     '        # The slot checks, before any application code, that it serves this account (plexer.wsgi).',
     '        WSGIProcessGroup %{ENV:PROCESS_GROUP}',

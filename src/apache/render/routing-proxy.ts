@@ -1,7 +1,8 @@
 import { applicationAuth } from './auth.js';
-import { keyedRouting, UNROUTED_SENTINEL, userNameGuard } from './keyed-routing.js';
+import { keyedRouting, unanswered, UNROUTED_SENTINEL, userNameGuard } from './keyed-routing.js';
 import { mapName, type MapPlan } from './maps.js';
 import { SESSION_COOKIE_NAME } from './options.js';
+import { refuse } from './refusals.js';
 import type { Validated } from './validate.js';
 
 // The request header that tells an http:// backend who the user is (fcgi backends also get REMOTE_USER).
@@ -54,13 +55,14 @@ export function proxyRouting(v: Validated, plan: MapPlan): string[] {
       prg: plan.prg,
       noValue: [
         '        # 2. No backend for this user (no group, disabled user or group, group without a backend): our 403.',
-        '        RewriteRule ^ - [F]',
+        refuse(403, 'no-group'),
       ],
     }),
     '        # 3. Only the URL shapes we proxy to (anything else, or "" from a dead map: our 503). The store\'s',
     '        #    CHECK constraint already limits the column; this keeps a bad value from reaching mod_proxy.',
+    ...unanswered('PLEXER_BACKEND'),
     `        RewriteCond %{ENV:PLEXER_BACKEND} !${PROXY_BACKEND_REGEX}`,
-    '        RewriteRule ^ - [R=503]',
+    refuse(503, 'bad-backend'),
     '        # 4. Proxy: backend (trailing slash dropped) + "/" + the path below the mount; the query string is',
     '        #    appended by mod_rewrite. The authority comes from the map answer alone, so the request path',
     "        #    cannot change the backend. A backend that does not answer: mod_proxy's 503 -> our 503 page.",

@@ -1,8 +1,9 @@
 import { applicationAuth } from './auth.js';
-import { alternation, keyedRouting, UNROUTED_SENTINEL, userNameGuard } from './keyed-routing.js';
+import { alternation, keyedRouting, unanswered, UNROUTED_SENTINEL, userNameGuard } from './keyed-routing.js';
 import { mapName, type MapPlan } from './maps.js';
 import type { Validated } from './validate.js';
 import { poolRouting } from './pool.js';
+import { refuse } from './refusals.js';
 
 const MODULE_REGEX = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$';
 
@@ -40,7 +41,7 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       `        # P2. ${v.userPrefix}/NAME/…, redirected or asked for directly: NAME must be the authenticated user, else our`,
       '        #     403. Checked on the final URL, so no encoding or dot-segment trick reaches another prefix.',
       `        RewriteCond "%{REMOTE_USER}:%{REQUEST_URI}" !^([^:/]+):${v.userPrefix}/\\1${m}(/|$)`,
-      '        RewriteRule ^ - [F]',
+      refuse(403, 'wrong-prefix'),
     );
   }
   if (v.pool) return [...lines, ...poolRouting(v, plan, v.pool)];
@@ -54,25 +55,30 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       target: 'PROCESS_GROUP',
       ...(routeMap ? { restTarget: 'PLEXER_SETTINGS' } : {}),
       prg: plan.prg,
-      noValue: ['        # 2. The map knows no group for this user ("alice="): our 403 page.', '        RewriteRule ^ - [F]'],
+      noValue: ['        # 2. The map knows no group for this user ("alice="): our 403 page.', refuse(403, 'no-group')],
     }),
   );
   if (disabled.length > 0) {
     lines.push(
       '        # 3. A disabled tenant: our 503 page.',
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(disabled.map((g) => g.name))}`,
-      '        RewriteRule ^ - [R=503]',
+      refuse(503, 'group-disabled'),
     );
   }
   if (enabled.length > 0) {
     lines.push(
       '        # 4. Anything but an enabled, configured group (empty answer from a dead map, a group added to the',
       '        #    database but not yet rendered here): our 503, never mod_wsgi\'s "No WSGI daemon process" 500.',
+      ...unanswered('PROCESS_GROUP'),
       `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(enabled.map((g) => g.name))}`,
-      '        RewriteRule ^ - [R=503]',
+      refuse(503, 'group-not-configured'),
     );
   } else {
-    lines.push('        # 4. No enabled group at all: every request gets our 503.', '        RewriteRule ^ - [R=503]');
+    lines.push(
+      '        # 4. No enabled group at all: every request gets our 503.',
+      ...unanswered('PROCESS_GROUP'),
+      refuse(503, 'group-not-configured'),
+    );
   }
   const fixed = enabled.filter((g) => g.settingsModule !== null);
   if (fixed.length > 0) lines.push('        # 5. Settings module, rendered in (no map lookup). The WSGI script pins it per process.');
@@ -84,7 +90,7 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       '        # 6. The groups rendered with settingsModule null take it from the route answer (step 1); none there: our 503.',
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
-      '        RewriteRule ^ - [R=503]',
+      refuse(503, 'no-settings'),
     );
   } else if (mapped.length > 0) {
     lines.push(
@@ -100,7 +106,7 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       }),
       `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
-      '        RewriteRule ^ - [R=503]',
+      refuse(503, 'no-settings'),
     );
   }
   lines.push(

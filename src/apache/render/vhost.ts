@@ -8,6 +8,7 @@ import { roleLocationSections } from './roles.js';
 import { proxyRouting } from './routing-proxy.js';
 import { wsgiRouting } from './routing-wsgi.js';
 import { poolVhost, vhostBinderLog } from './pool.js';
+import { reasonOfErrorPage, refuse } from './refusals.js';
 import type { Validated } from './validate.js';
 
 // The one virtual host: maps and authenticator at its level, then the pages of ours, then the routed mount.
@@ -73,7 +74,7 @@ function lockedAddressRefusal(v: Validated): string[] {
     '    # password is checked: no helper starts, every name and password gets the same answer.',
     '    RewriteCond %{REQUEST_URI} !^/_plexer/errors/',
     `    RewriteCond ${lockFilePath(v.lockDir, 'ip')} -f`,
-    '    RewriteRule ^ - [R=429]',
+    refuse(429, 'address-locked', '    '),
   ];
 }
 
@@ -119,6 +120,7 @@ function errorPages(v: Validated): string[] {
     '    ErrorDocument 429 /_plexer/errors/429.html',
     '    ErrorDocument 500 /_plexer/errors/500.html',
     '    ErrorDocument 503 /_plexer/errors/503.html',
+    ...reasonOfErrorPage(),
     '    # Our 503 means "try again" (a lookup not answered in time, a store down, every slot busy): clients are told',
     '    # when, unless the answer says so already.',
     `    Header always set Retry-After 5 "expr=%{REQUEST_STATUS} == 503 && -z resp('Retry-After')"`,
