@@ -10,5 +10,6 @@ describe('npm run bench -- --quick', () => {
     expect(code).toBe(0);
     expect(output).toMatch(/plexer map/);
     expect(output).toMatch(/dbm:/);
+    expect(output).toMatch(/the default with `--login-cache --login-checker`.* — cold/);
   }, 600_000);
 });

@@ -3,6 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { Httpd } from '../../dist/demo/httpd.js';
+import type { LoginCacheServer } from '../../dist/demo/login-cache-server.js';
 import type { PrivateCluster } from '../../dist/demo/private-cluster.js';
 import type { WrkResult } from './wrk.js';
 import type { Variant } from './apache-variants.js';
@@ -82,7 +83,7 @@ export interface RunContext {
   startedAt: number;
   failures: string[];
   // Where the CPU goes: these processes' time is counted apart from the variant's Apache tree.
-  cpuRoots: { postmaster?: number; authd?: number; fcgiMin?: number; sync?: number };
+  cpuRoots: { postmaster?: number; authd?: number; fcgiMin?: number; sync?: number; loginCache?: number };
   // Per run key: summed CPU ms per category and requests over the measured runs.
   cpuTotals: Map<string, { ms: Map<string, number>; requests: number }>;
   // What the cleanup must stop, whatever step failed.
@@ -91,6 +92,7 @@ export interface RunContext {
     sync?: ChildProcess | undefined;
     authd?: ChildProcess | undefined;
     fcgiMin?: ChildProcess | undefined;
+    loginCache?: LoginCacheServer | undefined;
     running: Running[];
   };
   results: BenchResults;

@@ -110,20 +110,23 @@ export async function checkPasswords(ctx: RunContext, r: Running): Promise<void>
 
 // Where the CPU goes during a run: the variant's Apache tree (children, WSGI daemons, the prg: program),
 // PostgreSQL, plexer authd (with its python3 sock_diag helper: a living child's time is in no cutime, so it is
-// read from its own /proc/PID/stat), the minimal FastCGI authorizer and plexer sync.
-export const CPU_CATEGORIES = ['apache', 'wsgi', 'map', 'postgres', 'authd', 'fcgi-min', 'sync'] as const;
+// read from its own /proc/PID/stat), the minimal FastCGI authorizer, plexer sync, and with --login-cache
+// memcached and plexer checker (a piped logger: Apache's child, counted apart).
+export const CPU_CATEGORIES = ['apache', 'wsgi', 'map', 'postgres', 'authd', 'fcgi-min', 'sync', 'memcached', 'checker'] as const;
 function classifierFor(ctx: RunContext, r: Running): Classifier {
   const roots = ctx.cpuRoots;
   return (p, all) => {
     if (isDescendant(p, r.httpd.pid, all)) {
       if (p.cmd.includes('(wsgi:')) return 'wsgi';
       if (/ map (group|route) |\/map\.(py|cjs) /.test(` ${p.cmd} `)) return 'map';
+      if (/plexer checker /.test(p.cmd)) return 'checker';
       return 'apache';
     }
     if (roots.postmaster !== undefined && isDescendant(p, roots.postmaster, all)) return 'postgres';
     if (roots.authd !== undefined && isDescendant(p, roots.authd, all)) return 'authd';
     if (p.pid === roots.fcgiMin) return 'fcgi-min';
     if (p.pid === roots.sync) return 'sync';
+    if (p.pid === roots.loginCache) return 'memcached';
     return undefined;
   };
 }

@@ -3,13 +3,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { formatConfig } from '../../dist/config.js';
 import { freePort } from '../../dist/demo/httpd.js';
 import { writeFileAtomic } from '../../dist/files.js';
+import { startLoginCacheServer } from '../../dist/demo/login-cache-server.js';
 import { createDatabase, startPrivateCluster } from '../../dist/demo/private-cluster.js';
 import { migrate } from '../../dist/store/migrate.js';
 import { fail, log, pct, selected, type Running, type RunContext } from './apache-context.js';
@@ -59,6 +60,7 @@ export async function runBench(ctx: RunContext): Promise<void> {
     await stopChild(ctx.live.sync);
     await stopChild(ctx.live.authd);
     await stopChild(ctx.live.fcgiMin);
+    await ctx.live.loginCache?.stop();
     await ctx.live.cluster?.stop().catch((e: Error) => log(`cluster stop: ${e.message}`));
     if (!ctx.options.keep) rmSync(dir, { recursive: true, force: true });
     rmSync(locks, { recursive: true, force: true });
@@ -135,6 +137,8 @@ async function setUp(ctx: RunContext, dir: string, lockDir: string): Promise<Set
     authdPort,
     fcgiMinPort,
     lockDir,
+    loginCacheSocket: join(dir, 'logins', 'cache.sock'),
+    checkerSocket: join(dir, 'checker.sock'),
   };
   return { env, script, sql, hash, syncConf, authdConf };
 }
@@ -357,11 +361,14 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   );
   ctx.live.fcgiMin = fcgiMin;
   ctx.cpuRoots.fcgiMin = fcgiMin.pid;
+  const loginCache = await startLoginCacheServer(dirname(s.env.loginCacheSocket));
+  ctx.live.loginCache = loginCache;
+  ctx.cpuRoots.loginCache = loginCache.pid;
   const variants = passwordVariants(s.env);
   out.passwordVariants = variants.map(({ id, label }) => ({ id, label }));
   const running = await startVariants(ctx, s.env, selected(ctx, variants), 'pw');
   for (const r of running) await checkPasswords(ctx, r);
-  const cached = new Set(['dbd-socache', 'ext-socache', 'ext-socache-lockout', 'authd']);
+  const cached = new Set(['dbd-socache', 'ext-socache', 'ext-socache-lockout', 'ext-memcache', 'ext-memcache-checker', 'authd']);
   // Warm-up: each caching variant once over the warm users.
   for (const r of running) {
     if (cached.has(r.v.id)) await wrk(ctx, s.script, r, warmHeaders, { mode: 'once', duration: 600 });
@@ -370,8 +377,15 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   const coldRes = new Map<string, WrkResult[]>();
   // Users per cold run: enough that no user is asked twice within a run at the expected rate.
   const coldPerRun: Record<string, number> = o.quick
-    ? { 'dbd-socache': 800, 'ext-socache': 100, 'ext-socache-lockout': 100, authd: 800 }
-    : { 'dbd-socache': 14_000, 'ext-socache': 1_500, 'ext-socache-lockout': 1_500, authd: 12_000 };
+    ? { 'dbd-socache': 800, 'ext-socache': 100, 'ext-socache-lockout': 100, 'ext-memcache': 100, 'ext-memcache-checker': 100, authd: 800 }
+    : {
+        'dbd-socache': 14_000,
+        'ext-socache': 1_500,
+        'ext-socache-lockout': 1_500,
+        'ext-memcache': 1_500,
+        'ext-memcache-checker': 2_000,
+        authd: 12_000,
+      };
   for (let round = 0; round < o.rounds; round++) {
     const order = round % 2 === 0 ? running : [...running].reverse();
     for (const r of order) {
@@ -394,7 +408,7 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   // Cold latency with one connection (no queueing): the cost of one first check.
   for (const r of running) {
     if (!cached.has(r.v.id)) continue;
-    const n = r.v.id.startsWith('ext-socache') ? 200 : o.quick ? 500 : 3_000;
+    const n = r.v.id.startsWith('ext-') ? 200 : o.quick ? 500 : 3_000;
     const c = await wrk(ctx, s.script, r, coldSlice(n), { threads: 1, connections: 1, duration: o.quick ? 2 : 4 });
     if (c.requests > n) out.coldWrapped.push(`${r.v.id} latency run: ${c.requests} requests over ${n} fresh users`);
     out.coldLatency.set(r.v.id, c);
@@ -442,4 +456,6 @@ async function passwords(ctx: RunContext, s: Setup): Promise<void> {
   ctx.live.authd = undefined;
   await stopChild(fcgiMin);
   ctx.live.fcgiMin = undefined;
+  await loginCache.stop();
+  ctx.live.loginCache = undefined;
 }

@@ -113,6 +113,8 @@ export interface Env {
   authdPort: number;
   fcgiMinPort: number; // the minimal FastCGI authorizer (bench/src/fcgi-min.ts)
   lockDir: string; // plexer lockout's, on tmpfs as the generated default's
+  loginCacheSocket: string; // the memcached of --login-cache (started by passwords(), apache-run.ts)
+  checkerSocket: string; // plexer checker's (--login-checker), started by Apache as a piped logger
 }
 
 const BASE_MODULES = ['mpm_prefork', 'authz_core', 'authz_user', 'authn_core', 'auth_basic', 'rewrite', 'env', 'wsgi'];
@@ -318,6 +320,10 @@ export function passwordVariants(env: Env): Variant[] {
     'AuthnCacheProvideFor external',
     'AuthnCacheTimeout 3600',
   ];
+  // plexer lockout counting the 401s, as the generated default runs it (one lock directory per Apache: the 401
+  // page's socket is in it).
+  const lockoutLogger = (lockDir: string) =>
+    `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${lockDir} --refusal-page ${env.app}/401.html --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`;
   return [
     { id: 'none', label: 'no authentication [reference]' },
     {
@@ -363,15 +369,40 @@ export function passwordVariants(env: Env): Variant[] {
       id: 'ext-socache-lockout',
       label: 'plexer authn + socache + plexer lockout (the generated default)',
       modules: ['authnz_external', 'socache_shmcb', 'authn_socache', 'proxy', 'proxy_http', 'headers'],
-      server: [
-        ...shmcb('extl'),
-        `CustomLog "|${NODE} ${PLEXER} lockout --lock-dir ${env.lockDir} --refusal-page ${env.app}/401.html --config ${env.conf}" "%<u %a" "expr=%{REQUEST_STATUS} == 401"`,
-      ],
+      server: [...shmcb('extl'), lockoutLogger(env.lockDir)],
       vhost: [
         `DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`,
         ...refusalPageLines(env.lockDir).map((line) => line.trimStart()),
       ],
       auth: [...socacheExternal, ...requireUnlocked(env.lockDir, 'valid-user')],
+    },
+    // `apache config --login-cache`: the same, with the logins in memcached (they outlive a reload) under the
+    // context plexer revoke removes them from; and with --login-checker, authn as a thin client of plexer checker.
+    {
+      id: 'ext-memcache',
+      label: 'the default with `--login-cache` (logins in memcached)',
+      modules: ['authnz_external', 'socache_memcache', 'authn_socache', 'proxy', 'proxy_http', 'headers'],
+      server: [`AuthnCacheSOCache memcache:${env.loginCacheSocket}`, lockoutLogger(`${env.lockDir}-m`)],
+      vhost: [
+        `DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --config ${env.conf}"`,
+        ...refusalPageLines(`${env.lockDir}-m`).map((line) => line.trimStart()),
+      ],
+      auth: [...socacheExternal, 'AuthnCacheContext plexer', ...requireUnlocked(`${env.lockDir}-m`, 'valid-user')],
+    },
+    {
+      id: 'ext-memcache-checker',
+      label: 'the default with `--login-cache --login-checker` (authn a thin client of plexer checker)',
+      modules: ['authnz_external', 'socache_memcache', 'authn_socache', 'proxy', 'proxy_http', 'headers'],
+      server: [
+        `AuthnCacheSOCache memcache:${env.loginCacheSocket}`,
+        lockoutLogger(`${env.lockDir}-c`),
+        `CustomLog "|${NODE} ${PLEXER} checker --socket ${env.checkerSocket} --config ${env.conf}" "-" "expr=false"`,
+      ],
+      vhost: [
+        `DefineExternalAuth plexer pipe "${NODE} ${PLEXER} authn --counted-by-log --checker ${env.checkerSocket} --config ${env.conf}"`,
+        ...refusalPageLines(`${env.lockDir}-c`).map((line) => line.trimStart()),
+      ],
+      auth: [...socacheExternal, 'AuthnCacheContext plexer', ...requireUnlocked(`${env.lockDir}-c`, 'valid-user')],
     },
     {
       id: 'authd',
