@@ -1,7 +1,7 @@
-// `npm run bench:logins [-- USERS COST]`: logged-in users and one graceful reload, with Apache's login cache in its
-// shared memory (the default) and in memcached (--login-cache), side by side (test/login-reload.test.ts, which
+// `npm run bench:logins [-- USERS COST]`: logged-in users (Basic and the login page) and one graceful reload, with
+// Apache's login cache in its shared memory (the default) and in memcached (--login-cache), side by side (test/login-reload.test.ts, which
 // starts its own PostgreSQL, Apaches and memcached), then the figures as a table for bench/RESULTS.md.
-// Defaults: 200 users, bcrypt cost 10, 20 asking at a time.
+// Defaults: 1,000 users, bcrypt cost 10, 20 asking at a time, 2 other users asking one request after another.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const [users = 200, cost = 10] = process.argv.slice(2).map(Number);
+const [users = 1000, cost = 10] = process.argv.slice(2).map(Number);
 for (const [name, value] of Object.entries({ users, cost })) {
   if (!Number.isInteger(value) || value < 1) {
     console.error(`usage: npm run bench:logins [-- USERS COST]  (${name} must be a positive integer)`);
@@ -32,24 +32,38 @@ interface Run {
   firstMs: number;
   failed: number;
 }
+interface Latency {
+  requests: number;
+  p50: number;
+  p99: number;
+  failed: number;
+}
 const r = JSON.parse(text) as {
   users: number;
   cost: number;
   atOnce: number;
-  report: Record<string, { first: Run; warm: Run; afterReload: Run; cached: number }>;
+  others: number;
+  report: Record<string, { first: Run; warm: Run; afterReload: Run; othersWarm: Latency; othersDuringReload: Latency; cached: number }>;
 };
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-console.log(`\n${r.users} users (bcrypt cost ${r.cost}), ${r.atOnce} asking at a time\n`);
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+console.log(`\n${r.users} users (bcrypt cost ${r.cost}), ${r.atOnce} asking at a time; ${r.others} other users asking meanwhile\n`);
 console.log(
-  '| login cache | first logins, all served | logins/s | again, cached, no reload | after one graceful reload: first answer | all served again |',
+  '| login | first logins, all served | logins/s | again, cached: all served (req/s) | after one graceful reload: first answer | all served again | others warm p50 / p99 | others during the reload p50 / p99 (failed) |',
 );
-console.log('|---|---:|---:|---:|---:|---:|');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const [mode, run] of Object.entries(r.report)) {
   const rate = ((r.users * 1000) / run.first.ms).toFixed(1);
-  console.log(`| ${mode} | ${s(run.first.ms)} | ${rate} | ${s(run.warm.ms)} | ${s(run.afterReload.firstMs)} | ${s(run.afterReload.ms)} |`);
-}
-const cached = r.report['memcached']?.cached;
-if (cached !== undefined)
+  const warmRate = ((r.users * 1000) / run.warm.ms).toFixed(0);
+  const ow = run.othersWarm;
+  const od = run.othersDuringReload;
   console.log(
-    `\nmemcached held ${cached} of ${r.users} logins after the first round (mod_authn_socache skips a store while another child holds its mutex); none of them was checked again after the reload (asserted)`,
+    `| ${mode} | ${s(run.first.ms)} | ${rate} | ${s(run.warm.ms)} (${warmRate}) | ${s(run.afterReload.firstMs)} | ${s(run.afterReload.ms)} | ${ms(ow.p50)} / ${ms(ow.p99)} | ${ms(od.p50)} / ${ms(od.p99)} (${od.failed}) |`,
   );
+}
+for (const [mode, run] of Object.entries(r.report)) {
+  if (run.cached > 0)
+    console.log(
+      `${mode}: memcached held ${run.cached} of ${r.users} logins after the first round (mod_authn_socache skips a store while another child holds its mutex); none of them was checked again after the reload (asserted)`,
+    );
+}

@@ -7,6 +7,7 @@ import { hashPassword, verifyPassword } from '../password.js';
 import type { PipeInput } from '../protocol/authnz-external.js';
 import { throttleOf } from '../store/throttle.js';
 import { AuthExit, passwordExit } from './auth-exit.js';
+import { checkedUser } from './authn-subject.js';
 import { helperStore, readHelperInput, startPipeHelper } from './pipe-helper.js';
 
 // input: what mod_authnz_external wrote, when the caller read it already (on its way to a checker).
@@ -17,6 +18,7 @@ export async function authenticateHere(configPath: string | undefined, countedBy
   const ip = process.env.IP;
   const read = input ?? (await readHelperInput(config, log, 'login refused', { ip }));
   if (!read) return AuthExit.BadInput;
+  checkedUser.name = read.first;
   return check(config, log, countedByLog, read.first, read.second, ip);
 }
 

@@ -8,12 +8,14 @@ import { decodeAnswer, encodeRequest, type CheckRequest } from '../checker/wire.
 import { loadConfig } from '../config.js';
 import { coerceError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { leaveExcuse } from '../lockout/excuses.js';
 import { PipeInputError, readPipeInput, type PipeInput } from '../protocol/authnz-external.js';
 import { parseCommand } from './args.js';
 import { AuthExit } from './auth-exit.js';
 import { print, type Command } from './command.js';
+import { checkedUser } from './authn-subject.js';
 
-const help = `Usage: plexer authn [--counted-by-log] [--checker SOCKET] [--config FILE]
+const help = `Usage: plexer authn [--counted-by-log [--lock-dir DIR]] [--checker SOCKET] [--config FILE]
 
 mod_authnz_external authenticator ("pipe" method): reads the user name and the password, one line each, on
 stdin. Exit status (Apache logs it as "Failed (N)"):
@@ -21,7 +23,8 @@ stdin. Exit status (Apache logs it as "Failed (N)"):
   ${AuthExit.Disabled} user disabled   ${AuthExit.LockedOut} locked out after too many failures   ${AuthExit.StoreError} store unreachable or internal error   ${AuthExit.TimedOut} own time limit (authn_timeout_ms) reached
   DefineExternalAuth plexer pipe "/usr/bin/node /opt/plexer/bin/plexer authn --config /etc/plexer/plexer.conf"
 --counted-by-log: a refusal is not counted here, because \`plexer lockout\` counts every 401 from Apache's log
-(the generated config runs both); lockouts are still checked.
+(the generated config runs both); lockouts are still checked. With --lock-dir (plexer lockout's), a refusal
+given without comparing the password (${AuthExit.StoreError}, ${AuthExit.TimedOut}) leaves an excuse there, so the lockout does not count it.
 --checker SOCKET: ask \`plexer checker\` on SOCKET (apache config --login-checker) and end with its answer; when
 nothing answers there, check here.`;
 
@@ -29,9 +32,22 @@ export const command: Command = {
   summary: 'mod_authnz_external password check (pipe)',
   help,
   async run(argv) {
-    const { values } = parseCommand(argv, { 'counted-by-log': { type: 'boolean' }, checker: { type: 'string' } });
+    const { values } = parseCommand(argv, {
+      'counted-by-log': { type: 'boolean' },
+      'lock-dir': { type: 'string' },
+      checker: { type: 'string' },
+    });
     if (values.help) return (print(help), 0);
     const countedByLog = values['counted-by-log'] === true;
+    const lockDir = values['lock-dir'];
+    // Whichever way authn ends (its timer exits from anywhere): a refusal without a verdict is excused.
+    if (countedByLog && lockDir !== undefined) {
+      process.once('exit', (code) => {
+        const ip = process.env.IP;
+        if ((code === AuthExit.StoreError || code === AuthExit.TimedOut) && checkedUser.name !== undefined && ip)
+          leaveExcuse(lockDir, checkedUser.name, ip);
+      });
+    }
     let input: PipeInput | undefined;
     if (values.checker !== undefined) {
       const asked = await askChecker(values.checker, values.config, countedByLog);
@@ -66,6 +82,7 @@ async function askChecker(socket: string, configPath: string | undefined, counte
     log.warn('login refused', { reason: 'bad-input', detail: error.message, ip: process.env.IP });
     return AuthExit.BadInput;
   }
+  checkedUser.name = input.first;
   const request: CheckRequest = {
     user: input.first,
     password: input.second,

@@ -1,6 +1,7 @@
 // plexer lockout's daemon (src/cli/lockout.ts parses its options): reads Apache's log lines of refused logins on
 // stdin, counts each in the store, keeps the lock files in force, and serves the 401 page that counts a refusal
 // before it is answered.
+import { sweepExcuses, takeExcuse } from './excuses.js';
 import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -108,7 +109,10 @@ export async function runLockoutLogger(o: LockoutLoggerOptions): Promise<number>
   // Lockouts end by themselves: their files go within a second. The directory itself is read again every 30 s.
   let ticks = 0;
   const expiry = setInterval(() => {
-    if (++ticks % 30 === 0 && !replaced) files.reread();
+    if (++ticks % 30 === 0 && !replaced) {
+      files.reread();
+      sweepExcuses(lockDir);
+    }
     sync();
   }, 1_000);
 
@@ -137,6 +141,8 @@ export async function runLockoutLogger(o: LockoutLoggerOptions): Promise<number>
   // file when it reaches a limit. Undefined when a lockout already answered this refusal (as authn: a refusal
   // while locked out is not another guess, the lockout answered it, not a password).
   const countEarly = (user: string, address: string): Subjects | undefined => {
+    // authn refused without comparing the password (excuses.ts): no guess.
+    if (takeExcuse(lockDir, user, address)) return undefined;
     const subjects = subjectsFor(user, address);
     const found = [...lockouts.mirror.locked(lookedUp(subjects)), ...early.locked(subjects.all)];
     if (exemptKnown(found, subjects).length > 0) return undefined;

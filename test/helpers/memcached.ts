@@ -20,12 +20,20 @@ export function memcachedCommand(socket: string, command: string): Promise<strin
   });
 }
 
-// Each user's cached Basic login and the CAS number memcached gave it when it was stored: a login stored again (a
-// password checked again) gets a new one.
-export async function storedLogins(socket: string, users: readonly string[]): Promise<Map<string, string>> {
-  const keys = users.map((u) => loginCacheKey(LOGIN_CACHE_CONTEXT.basic, u));
-  const text = await memcachedCommand(socket, `gets ${keys.join(' ')}`);
-  return new Map([...text.matchAll(/^VALUE (\S+) \d+ \d+ (\d+)\r$/gm)].map((m) => [m[1]!, m[2]!]));
+// Each user's cached login (Basic's, or the login page's) and the CAS number memcached gave it when it was stored:
+// a login stored again (a password checked again) gets a new one.
+export async function storedLogins(
+  socket: string,
+  users: readonly string[],
+  context: string = LOGIN_CACHE_CONTEXT.basic,
+): Promise<Map<string, string>> {
+  const keys = users.map((u) => loginCacheKey(context, u));
+  const found = new Map<string, string>();
+  for (let i = 0; i < keys.length; i += 100) {
+    const text = await memcachedCommand(socket, `gets ${keys.slice(i, i + 100).join(' ')}`);
+    for (const m of text.matchAll(/^VALUE (\S+) \d+ \d+ (\d+)\r$/gm)) found.set(m[1]!, m[2]!);
+  }
+  return found;
 }
 
 // The counters that say what happened to stores and lookups, on one line.

@@ -23,13 +23,15 @@ export function authDefinitions(v: Validated): string[] {
       ? "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own."
       : "    # --counted-by-log: its refusals are 401s, which `plexer lockout` counts along with the cache's own (the 401",
     ...(v.auth === 'form' ? [] : ['    # page comes from it: vhost.ts refusalPage).']),
+    '    # --lock-dir: a refusal given without comparing the password (out of time, the store unreachable) is no',
+    '    # guess: authn leaves an excuse there and the lockout does not count it.',
     ...(v.loginChecker
       ? [
           '    # --checker: authn asks plexer checker (a long-running process) and loads nothing else; if it is down,',
           '    # authn checks by itself.',
         ]
       : []),
-    `    DefineExternalAuth plexer pipe "${helperCommand(v, `authn --counted-by-log${checkerOption(v)}`)}"`,
+    `    DefineExternalAuth plexer pipe "${helperCommand(v, `authn --counted-by-log --lock-dir ${v.lockDir}${checkerOption(v)}`)}"`,
     ...(v.auth === 'form'
       ? [
           "    # The login handler's own: it counts a refusal in the store before it answers, and refuses a locked user,",
