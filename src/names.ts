@@ -1,5 +1,5 @@
 // The one definition of what a valid name is. migrations/001_schema.sql repeats these patterns in CHECK
-// constraints (test/names.test.ts proves the two agree), so a row an operator writes with psql can never
+// constraints (test/store/names.test.ts proves the two agree), so a row an operator writes with psql can never
 // hold a name the helpers would reject or misread.
 export const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 export const GROUP_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;

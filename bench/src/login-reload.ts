@@ -1,5 +1,5 @@
 // `npm run bench:logins [-- USERS COST]`: logged-in users (Basic and the login page) and one graceful reload, with
-// Apache's login cache in its shared memory (the default) and in memcached (--login-cache), side by side (test/login-reload.test.ts, which
+// Apache's login cache in its shared memory (the default) and in memcached (--login-cache), side by side (test/apache/login-reload.test.ts, which
 // starts its own PostgreSQL, Apaches and memcached), then the figures as a table for bench/RESULTS.md.
 // Defaults: 1,000 users, bcrypt cost 10, 20 asking at a time, 2 other users asking one request after another.
 import { spawn } from 'node:child_process';
@@ -18,7 +18,7 @@ for (const [name, value] of Object.entries({ users, cost })) {
 }
 const dir = mkdtempSync(join(tmpdir(), 'plexer-logins-'));
 const reportFile = join(dir, 'report.json');
-const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/login-reload.test.ts'], {
+const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/apache/login-reload.test.ts'], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, PLEXER_LOGIN_USERS: String(users), PLEXER_LOGIN_COST: String(cost), PLEXER_LOGIN_REPORT: reportFile },

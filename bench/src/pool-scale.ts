@@ -1,5 +1,5 @@
 // `npm run bench:pool [-- ACCOUNTS SLOTS ACTIVE SECONDS CREATE]`: many accounts over few slots
-// (test/pool-scale.test.ts, which starts its own PostgreSQL, Apache and Django), at full size, then the figures as a
+// (test/apache/pool-scale.test.ts, which starts its own PostgreSQL, Apache and Django), at full size, then the figures as a
 // table for bench/RESULTS.md. Defaults: 1,000 accounts, 20 slots, 8 asking at a time, 60 s, 100 accounts created.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ for (const [name, value] of Object.entries({ accounts, slots, active, seconds, c
 }
 const dir = mkdtempSync(join(tmpdir(), 'plexer-pool-'));
 const reportFile = join(dir, 'report.json');
-const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/pool-scale.test.ts'], {
+const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/apache/pool-scale.test.ts'], {
   cwd: root,
   stdio: 'inherit',
   env: {

@@ -1,4 +1,4 @@
-// `npm run soak [-- SECONDS]`: the tenant-isolation churn test (test/e2e-churn.test.ts, driver in
+// `npm run soak [-- SECONDS]`: the tenant-isolation churn test (test/apache/churn.test.ts, driver in
 // test/helpers/churn.ts) run for minutes instead of CI's 20 s, then a summary table.
 //
 // SECONDS: first argument, else PLEXER_SOAK_SECONDS, else 300. PLEXER_CHURN_CLIENTS sets the client count.
@@ -18,8 +18,8 @@ if (!Number.isInteger(seconds) || seconds < 5) {
 
 const dir = mkdtempSync(join(tmpdir(), 'plexer-soak-'));
 const reportFile = join(dir, 'report.json');
-console.log(`soak: ${seconds} s of churn and load against a real Apache (test/e2e-churn.test.ts)`);
-const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/e2e-churn.test.ts'], {
+console.log(`soak: ${seconds} s of churn and load against a real Apache (test/apache/churn.test.ts)`);
+const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/apache/churn.test.ts'], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, PLEXER_CHURN_SECONDS: String(seconds), PLEXER_CHURN_REPORT: reportFile },

@@ -1,5 +1,5 @@
 // `npm run bench:fairness [-- SECONDS]`: one tenant's flood against another tenant's latency
-// (test/tenant-fairness.test.ts, which starts its own PostgreSQL, Apache and Django), run longer than CI's 4 s,
+// (test/apache/tenant-fairness.test.ts, which starts its own PostgreSQL, Apache and Django), run longer than CI's 4 s,
 // then the figures as a table for bench/RESULTS.md.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,7 +15,7 @@ if (!Number.isInteger(seconds) || seconds < 2) {
 }
 const dir = mkdtempSync(join(tmpdir(), 'plexer-fairness-'));
 const reportFile = join(dir, 'report.json');
-const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/tenant-fairness.test.ts'], {
+const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/apache/tenant-fairness.test.ts'], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, PLEXER_FAIRNESS_SECONDS: String(seconds), PLEXER_FAIRNESS_REPORT: reportFile },

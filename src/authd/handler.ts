@@ -1,5 +1,5 @@
 // mod_authnz_fcgi requests → AuthService checks → the status Apache acts on. Checked against Apache 2.4.71
-// (test/authd.test.ts), every check arrives on its own connection as one AUTHORIZER request whose PARAMS hold
+// (test/apache/authd.test.ts), every check arrives on its own connection as one AUTHORIZER request whose PARAMS hold
 // the CGI variables plus:
 //   FCGI_ROLE=AUTHORIZER
 //   FCGI_APACHE_ROLE=AUTHENTICATOR   (AuthBasicProvider <name>, provider type authn): REMOTE_USER and

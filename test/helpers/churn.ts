@@ -2,7 +2,7 @@
 // churner changes those users (add, move, move to no group, disable/enable, delete, re-add) through the CLI and
 // through plain SQL. Every change is recorded in a per-user timeline; every response is then checked against it.
 //
-// Used by test/e2e-churn.test.ts (short CI run) and, through it, by `npm run soak` (bench/src/soak.ts).
+// Used by test/apache/churn.test.ts (short CI run) and, through it, by `npm run soak` (bench/src/soak.ts).
 //
 // Time is performance.now() in ms, relative to the driver's start. A change is recorded with two instants:
 // `since`, just before the statement/CLI starts, and `at`, right after it returns (the commit happened in

@@ -41,7 +41,7 @@ export async function startTestFront(seed: (cli: Cli) => Promise<void>, opts: Te
   chmodSync(stateDir, 0o755);
   const configPath = join(stateDir, 'plexer.conf');
   // The helpers (Apache's, as www-data) connect as the store's helpers' role; the CLI as the admin.
-  // Routing is checked here, not the deadline (test/outage.test.ts does that): a loaded CI machine must not
+  // Routing is checked here, not the deadline (test/store/helpers-outage.test.ts does that): a loaded CI machine must not
   // turn a slow query into a NULL and our 403.
   const values = { ...connectionValues(store.db.url), bcrypt_cost: 4, map_deadline_ms: 1000, ...opts.configExtra };
   writeFileAtomic(configPath, formatConfig(values), { mode: 0o644 });

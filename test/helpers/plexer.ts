@@ -48,7 +48,7 @@ export function writeConfig(url: string, extra: ConfigValues = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'plexer-conf-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'plexer.conf');
-  // These tests check answers, not the deadline (test/outage.test.ts does, with the default 50 ms): a loaded
+  // These tests check answers, not the deadline (test/store/helpers-outage.test.ts does, with the default 50 ms): a loaded
   // CI machine must not turn a slow first query into a "no value" answer.
   writeFileSync(path, formatConfig({ ...connectionValues(url), bcrypt_cost: 4, map_deadline_ms: 2000, ...extra }));
   return path;

@@ -5,9 +5,9 @@
 // a2enmod enables: apacheModules() lists them) and logs to ${APACHE_LOG_DIR}, where logrotate looks; the
 // daemon groups, the maps and the virtual host are the same in both. The function is pure (no file system, no clock, no
 // environment) so the same options always give the same text; callers write it to a file and run
-// `/usr/sbin/apache2 -f FILE -k start|graceful|stop`. test/golden/ pins the text of every mode.
+// `/usr/sbin/apache2 -f FILE -k start|graceful|stop`. test/unit/golden/ pins the text of every mode.
 //
-// Routing idiom (verified against a real Apache 2.4.71 + mod_wsgi 4.9.4, see test/apache-prototype.test.ts):
+// Routing idiom (verified against a real Apache 2.4.71 + mod_wsgi 4.9.4, see test/apache/prototype.test.ts):
 //   vhost level:        RewriteMap plexer_group "prg:…" www-data:www-data  +  RewriteEngine On
 //   <Directory> of the WSGI script (per-directory rules run AFTER authentication, so REMOTE_USER is set):
 //                       RewriteRule ^ - [E=PLEXER_GROUP_ANSWER:${plexer_group:%{REMOTE_USER}}]
