@@ -10,6 +10,7 @@ import { endianness } from 'node:os';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { connect, createServer, isIP, type Socket } from 'node:net';
 import { coerceError, ConfigError } from '../errors.js';
+import { userIds } from '../tenant-users.js';
 
 export interface Endpoint {
   address: string;
@@ -184,21 +185,13 @@ export function assertPeerLookupWorks(procNet = PROC_NET): void {
   }
 }
 
-// The uid of a user name, from /etc/passwd (the daemon does not need NSS for its one lookup at start).
-export function uidOf(name: string, passwd = '/etc/passwd'): number {
+// The uid of Apache's user, named or numeric, looked up as every account is (tenant-users.ts, getent).
+export function uidOf(name: string): number {
   if (/^\d+$/.test(name)) return Number(name);
-  let text: string;
-  try {
-    text = readFileSync(passwd, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`cannot read ${passwd} to find user "${name}": ${coerceError(error).message}`);
-  }
-  for (const line of text.split('\n')) {
-    const fields = line.split(':');
-    if (fields[0] === name && fields.length >= 3 && /^\d+$/.test(fields[2]!)) return Number(fields[2]);
-  }
+  const ids = userIds(name);
+  if (ids) return ids.uid;
   throw new ConfigError(
-    `--apache-user: no user "${name}" in ${passwd}; name the user Apache's workers run as ` +
+    `--apache-user: no user "${name}" (getent passwd ${name} finds none); name the user Apache's workers run as ` +
       '(the User directive; www-data on Debian, apache on Red Hat) or give its numeric uid',
   );
 }
