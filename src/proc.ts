@@ -1,5 +1,6 @@
-// The one reader of /proc: process status, parents, titles and sockets, for everything that finds Apache's
-// children (the slot pool, daemon restarts, the demo, doctor).
+// The one reader of /proc: process status, parents, sessions, command lines, open files and sockets, for
+// everything that finds processes (the slot pool, daemon restarts, the watchdog, the demo and its servers, doctor).
+// Every function answers null or empty for a process that is gone (or was never there).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 function read(pid: number | string, file: string): string | null {
@@ -34,6 +35,72 @@ export function processTitle(pid: number): string | null {
   return read(pid, 'cmdline')?.split('\0')[0]?.trimEnd() ?? null;
 }
 
+/** Its command line, one argument each (empty when it is gone, or a kernel thread). */
+export function processArgv(pid: number): string[] {
+  const text = read(pid, 'cmdline');
+  if (!text) return [];
+  const argv = text.split('\0');
+  if (argv.at(-1) === '') argv.pop();
+  return argv;
+}
+
+/** Alive and not a zombie (dead, waiting for its parent to reap it: it runs nothing and holds no file). */
+export function isLive(pid: number): boolean {
+  const state = statFields(pid)?.[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
+}
+
+/** Its session (the pid of the session's leader: Apache's parent calls setsid()); null when gone or a zombie. */
+export function sessionOf(pid: number): number | null {
+  const fields = statFields(pid);
+  return fields && fields[0] !== 'Z' && fields[0] !== 'X' ? Number(fields[3]) : null;
+}
+
+/** Where each of its descriptors points ("pipe:[12]", "socket:[34]", a path), by descriptor number. */
+export function openFiles(pid: number): Map<number, string> {
+  const targets = new Map<number, string>();
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return targets;
+  }
+  for (const fd of fds) {
+    const target = readLink(`/proc/${pid}/fd/${fd}`);
+    if (target !== null) targets.set(Number(fd), target);
+  }
+  return targets;
+}
+
+/** Where one descriptor points, or null. */
+export function openFile(pid: number, fd: number): string | null {
+  return readLink(`/proc/${pid}/fd/${fd}`);
+}
+
+/** Its working directory, or null. */
+export function processCwd(pid: number): string | null {
+  return readLink(`/proc/${pid}/cwd`);
+}
+
+/** The system call it is blocked in, as /proc/PID/syscall shows it (number, then arguments in hex); root only. */
+export function currentSyscall(pid: number): string[] | null {
+  return read(pid, 'syscall')?.trim().split(' ') ?? null;
+}
+
+/** Bytes it has written so far (/proc/PID/io wchar), or null. */
+export function bytesWritten(pid: number): number | null {
+  const match = /^wchar: (\d+)$/m.exec(read(pid, 'io') ?? '');
+  return match ? Number(match[1]) : null;
+}
+
+function readLink(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
 export interface ProcessIdentity {
   uid: number; // real uid
   gids: number[]; // supplementary groups
@@ -54,19 +121,9 @@ export function processIdentity(pid: number): ProcessIdentity | null {
 // The inodes of the sockets a process holds open (root reads any process's).
 export function socketInodes(pid: number): Set<string> {
   const inodes = new Set<string>();
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return inodes;
-  }
-  for (const fd of fds) {
-    try {
-      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (match) inodes.add(match[1]!);
-    } catch {
-      // closed meanwhile
-    }
+  for (const target of openFiles(pid).values()) {
+    const match = /^socket:\[(\d+)\]$/.exec(target);
+    if (match) inodes.add(match[1]!);
   }
   return inodes;
 }

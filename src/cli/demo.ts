@@ -1,10 +1,11 @@
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files.js';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { startFront } from '../demo/front.js';
 import { freePort, stopLeftoverHttpd } from '../demo/httpd.js';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
+import { openFiles, processArgv, processCwd, processIds } from '../proc.js';
 import { ClusterError, startPrivateCluster, withDatabase } from '../demo/private-cluster.js';
 import { adminConfig, formatConfig, loadConfig } from '../config.js';
 import { coerceError, PlexerError, RefusedError, ServiceStartError } from '../errors.js';
@@ -190,46 +191,26 @@ function readFileSyncOrEmpty(path: string): string {
 function processesUsing(dir: string): Array<{ pid: number; command: string }> {
   const inDir = (path: string) => path === dir || path.startsWith(dir + '/');
   const found: Array<{ pid: number; command: string }> = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!/^\d+$/.test(entry) || pid === process.pid) continue;
-    const argv = readFileSyncOrEmpty(`/proc/${pid}/cmdline`).split('\0').filter(Boolean);
-    const links = [`/proc/${pid}/cwd`, ...listOrEmpty(`/proc/${pid}/fd`).map((fd) => `/proc/${pid}/fd/${fd}`)].map(readlinkOrEmpty);
+  for (const pid of processIds()) {
+    if (pid === process.pid) continue;
+    const argv = processArgv(pid).filter(Boolean);
+    const links = [processCwd(pid) ?? '', ...openFiles(pid).values()];
     if (argv.some((arg) => arg.includes(dir + '/') || arg.endsWith(dir)) || links.some(inDir)) found.push({ pid, command: argv.join(' ') });
   }
   return found;
 }
 
-function listOrEmpty(path: string): string[] {
-  try {
-    return readdirSync(path);
-  } catch {
-    return [];
-  }
-}
-
-function readlinkOrEmpty(path: string): string {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return '';
-  }
-}
-
 // The state directory of the plexer demo running as PID, as it resolved it; undefined for any other process.
 function demoStateDir(pid: number): string | undefined {
-  const argv = readFileSyncOrEmpty(`/proc/${pid}/cmdline`).split('\0');
+  const argv = processArgv(pid);
   const at = argv.indexOf('demo');
   if (at < 2 || !argv.slice(0, at).some((arg) => arg.endsWith('bin/plexer') || arg.endsWith('cli/main.js'))) return undefined;
   const args = argv.slice(at + 1);
   const flag = args.indexOf('--state-dir');
   const given = flag >= 0 ? args[flag + 1] : args.find((arg) => arg.startsWith('--state-dir='))?.slice('--state-dir='.length);
   if (given === undefined) return join(PACKAGE_ROOT, '.state/demo');
-  try {
-    return resolve(readlinkSync(`/proc/${pid}/cwd`), given);
-  } catch {
-    return undefined;
-  }
+  const cwd = processCwd(pid);
+  return cwd === null ? undefined : resolve(cwd, given);
 }
 
 // Who may connect to the demo's cluster, and as which role (peer authentication on its socket, no TCP). root

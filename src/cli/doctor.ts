@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -15,7 +15,7 @@ import { isOnTmpfs, REFUSAL_SOCKET, tmpfsAdvice } from '../lockout/lock-files.js
 import { readMigrations } from '../store/migrate.js';
 import { APACHE_RUN_USER, apacheOwner } from '../tenant-users.js';
 import { PACKAGE_ROOT } from '../apache/install-paths.js';
-import { parentPid, processAgeSeconds, processIds, processTitle } from '../proc.js';
+import { parentPid, processAgeSeconds, processArgv, processIds, processTitle } from '../proc.js';
 import { expectPositionals, parseCommand } from './args.js';
 import { print, type Command } from './command.js';
 import { withStore } from './store-session.js';
@@ -106,14 +106,8 @@ async function helperCheck(config: PlexerConfig): Promise<Check> {
 // word after bin/plexer on.
 function helperArgvs(): string[][] {
   const found: string[][] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
+  for (const pid of processIds()) {
+    const argv = processArgv(pid);
     const at = argv.findIndex((arg) => arg.endsWith('/bin/plexer'));
     if (at !== -1) found.push(argv.slice(at + 1));
   }

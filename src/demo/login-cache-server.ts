@@ -7,6 +7,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, r
 import { join } from 'node:path';
 import { ServiceStartError } from '../errors.js';
 import { MemcacheClient } from '../logins/memcache.js';
+import { processArgv } from '../proc.js';
 import { apacheOwner } from '../tenant-users.js';
 
 export const MEMCACHED = '/usr/bin/memcached';
@@ -72,12 +73,8 @@ async function stopLeftover(pidFile: string, socket: string): Promise<void> {
     return;
   }
   const isOurs = () => {
-    try {
-      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return command[0] === MEMCACHED && command.includes(socket);
-    } catch {
-      return false;
-    }
+    const command = processArgv(pid);
+    return command[0] === MEMCACHED && command.includes(socket);
   };
   if (Number.isInteger(pid) && pid > 1 && isOurs()) {
     process.kill(pid, 'SIGTERM');

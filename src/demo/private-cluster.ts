@@ -17,6 +17,7 @@ import { chmod, chown, mkdir, readFile, readdir, rm, stat, writeFile } from 'nod
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
+import { processArgv } from '../proc.js';
 
 export interface PrivateCluster {
   /** The unix socket directory. */
@@ -266,8 +267,7 @@ async function postmasterPid(dataDir: string): Promise<number | undefined> {
 }
 
 async function isPostmasterOf(pid: number, dataDir: string): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  const args = cmdline.split('\0');
+  const args = processArgv(pid);
   return (args[0] ?? '').endsWith('postgres') && args.includes(dataDir);
 }
 

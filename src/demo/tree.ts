@@ -3,49 +3,23 @@
 // init, so they are found by what they keep from it, not by their parent: Apache's parent calls setsid(), every
 // process it starts stays in that session, and each holds Apache's error log open (as stderr, or inherited).
 // Both must hold, so neither a reused PID nor someone's `tail -f error.log` is ever taken for ours.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { openFiles, processIds, sessionOf } from '../proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function session(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // The command name may hold spaces and ")": the fields after it start past the LAST ") ".
-    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-    // A zombie is dead already; its parent (init, once Apache's parent is gone) reaps it.
-    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : Number(fields[3]);
-  } catch {
-    return undefined;
-  }
-}
-
-function holdsOpen(pid: number, file: string): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
-      try {
-        return readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
-      } catch {
-        return false;
-      }
-    });
-  } catch {
-    return false;
-  }
-}
+const holdsOpen = (pid: number, file: string) => [...openFiles(pid).values()].includes(file);
 
 /** The live processes of the Apache whose parent had PID `parentPid` and whose error log is `errorLog`. */
 export function apacheTree(parentPid: number, errorLog: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => session(pid) === parentPid && holdsOpen(pid, errorLog));
+  // A zombie has no session here: it is dead already, and its parent (init, once Apache's is gone) reaps it.
+  return processIds().filter((pid) => sessionOf(pid) === parentPid && holdsOpen(pid, errorLog));
 }
 
 async function waitGone(pids: number[], ms: number): Promise<number[]> {
   const until = Date.now() + ms;
   let left = pids;
   for (;;) {
-    left = left.filter((pid) => session(pid) !== undefined);
+    left = left.filter((pid) => sessionOf(pid) !== null);
     if (left.length === 0 || Date.now() > until) return left;
     await sleep(50);
   }

@@ -1,4 +1,5 @@
-import { bytesWritten, pipeBeingRead, pipeOf } from './processes.js';
+import { bytesWritten } from '../proc.js';
+import { pipeBeingRead, pipeOf } from './processes.js';
 
 // A map that keeps a worker waiting: a worker has been blocked reading the map's answer pipe while the map wrote
 // nothing for `stuckMs`. A live map answers within map_deadline_ms (50 ms by default), so this is a map that is
@@ -25,7 +26,7 @@ export function createStuckMapDetector(stuckMs = 2_000): StuckMapDetector {
       for (const map of maps) {
         const answers = pipeOf(map, 1);
         const written = bytesWritten(map);
-        if (answers === undefined || written === undefined || !waitedOn.has(answers)) {
+        if (answers === undefined || written === null || !waitedOn.has(answers)) {
           watches.delete(map);
           continue;
         }
