@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { isGroupName, isUserName } from '../names.js';
 import type { PrgMapKind } from '../store/map-queries.js';
 import { applyChange } from './invalidation.js';
-import { NO_ANSWER, answerCacheOptions, evictMatching, fallback, type Answer } from './resolver.js';
+import { NO_ANSWER, answerCacheOptions, evictMatching, expireEvery, fallback, type Answer } from './resolver.js';
 
 // An invalid key (empty, control characters, spaces, too long, non-ASCII) is answered with no value here and
 // never reaches the cache, the store thread or SQL.
@@ -71,11 +71,9 @@ export function createMapLookup(kind: PrgMapKind, options: MapLookupOptions): (k
       const event = received.message as StoreEvent;
       if (event.type === 'fresh') cache.set(event.key, event.value ?? NO_ANSWER);
       else if (event.type === 'change') applyChange(kind, copy, event.payload);
-      else if (event.type === 'listening') {
-        // Changes may have been missed: keep every entry as a stale fallback only, as the resolver does.
-        const entries = [...cache.entries()];
-        for (const [key, value] of entries) cache.set(key, value, { ttl: 1 });
-      } else if (event.type === 'answer' && event.id === id) answer = event.value;
+      // Changes may have been missed: the resolver's expireAll, here.
+      else if (event.type === 'listening') expireEvery(cache);
+      else if (event.type === 'answer' && event.id === id) answer = event.value;
     }
     return answer;
   };

@@ -60,6 +60,14 @@ export function answerCacheOptions(max: number, ttlMs: number, now?: () => numbe
   };
 }
 
+// Every entry kept as a stale fallback only (changes may have been missed: a reconnect): each must be read again
+// before it is served fresh. Collected first: set() moves an entry to the front, and iterating while moving would
+// never end.
+export function expireEvery(cache: LRUCache<string, string>): void {
+  const entries = [...cache.entries()];
+  for (const [key, value] of entries) cache.set(key, value, { ttl: 1 });
+}
+
 // Stale entries too (dump() lists them; entries() does not): a stale answer is still served while the store fails.
 export function evictMatching(cache: LRUCache<string, string>, matches: (value: string) => boolean): void {
   for (const [key, entry] of cache.dump()) if (matches(entry.value)) cache.delete(key);
@@ -162,9 +170,7 @@ export function createResolver(options: ResolverOptions): Resolver {
     expireAll() {
       expiries++;
       inFlight.clear();
-      // Collected first: set() moves an entry to the front, and iterating while moving would never end.
-      const entries = [...cache.entries()];
-      for (const [key, value] of entries) cache.set(key, value, { ttl: 1 });
+      expireEvery(cache);
     },
     get size() {
       return cache.size;
