@@ -10,7 +10,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunAsError, UsageError } from './errors.js';
 import type { Owner } from './files.js';
-import { isGroupName, isRunAs } from './names.js';
+import { isAccountName, isRunAs } from './names.js';
 
 export const APACHE_RUN_USER = 'www-data';
 export const APACHE_RUN_GROUP = 'www-data';
@@ -26,7 +26,7 @@ export interface RunAs {
   group: string;
 }
 
-export interface TenantAccount extends RunAs, Owner {
+export interface OsUser extends RunAs, Owner {
   // Every group the daemon will hold after initgroups(): primary and supplementary.
   gids: number[];
 }
@@ -68,7 +68,7 @@ function groupName(gid: number): string | null {
 }
 
 // The account as it exists on this machine, or null when the user does not exist.
-export function lookupAccount(r: RunAs): TenantAccount | null {
+export function lookupOsUser(r: RunAs): OsUser | null {
   const ids = userIds(r.user);
   if (!ids) return null;
   const gid = groupId(r.group);
@@ -81,7 +81,7 @@ export function lookupAccount(r: RunAs): TenantAccount | null {
 }
 
 // Refuses accounts through which a tenant's code could read what plexer keeps for Apache or other tenants.
-export function checkTenantAccount(a: TenantAccount): void {
+export function checkOsUser(a: OsUser): void {
   const apache = userIds(APACHE_RUN_USER);
   const apacheGid = groupId(APACHE_RUN_GROUP);
   const who = formatRunAs(a);
@@ -107,11 +107,11 @@ export function checkTenantAccount(a: TenantAccount): void {
 // The account, created as a system user with its own group when `create` is set and it is missing, and checked.
 // The caller stores formatRunAs(result): for "USER" naming an existing user whose primary group has another
 // name, that is "USER:PRIMARY", so the rendered group= is always the group the account really has.
-export function ensureTenantAccount(spec: string, options: { create: boolean }): TenantAccount {
+export function ensureOsUser(spec: string, options: { create: boolean }): OsUser {
   const r = parseRunAs(spec);
   const existing = userIds(r.user);
   if (existing && !spec.includes(':')) r.group = groupName(existing.gid) ?? r.group;
-  let account = lookupAccount(r);
+  let account = lookupOsUser(r);
   if (!account && options.create) {
     // Checked before anything is created: a refused account must not be left behind.
     for (const name of [r.user, r.group]) {
@@ -128,7 +128,7 @@ export function ensureTenantAccount(spec: string, options: { create: boolean }):
     if (process.getuid?.() !== 0)
       throw new RunAsError(`--create-user needs root (useradd); or create ${r.user} yourself and run again without it`);
     createSystemUser(r);
-    account = lookupAccount(r);
+    account = lookupOsUser(r);
   }
   if (!account) {
     throw new RunAsError(
@@ -136,7 +136,7 @@ export function ensureTenantAccount(spec: string, options: { create: boolean }):
         `useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${r.user}`,
     );
   }
-  checkTenantAccount(account);
+  checkOsUser(account);
   return account;
 }
 
@@ -171,8 +171,8 @@ export function apacheOwner(): Owner {
 // DATA-DIR itself: root's, traversable but not listable (tenants reach their own directory by name and cannot
 // see which others exist); DATA-DIR/GROUP: the tenant's alone, 0700. Only the directory itself is given to
 // the owner: after a run_as change, its contents keep their old owner (chown -R them yourself, knowingly).
-export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner): string {
-  if (!isGroupName(group)) throw new UsageError(`invalid daemon group name "${group}"`);
+export function ensureAccountDataDir(dataDir: string, group: string, owner: Owner): string {
+  if (!isAccountName(group)) throw new UsageError(`invalid daemon group name "${group}"`);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   chownSync(dataDir, 0, 0);
   chmodSync(dataDir, 0o711);
@@ -190,13 +190,13 @@ export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner
 }
 
 // Who a daemon group's processes run as: its checked run-as account, else Apache's user (a group without one).
-export function daemonOwner(group: string, runAs: string | null): Owner {
+export function ownSlotUser(group: string, runAs: string | null): Owner {
   if (!runAs) return apacheOwner();
-  const account = lookupAccount(parseRunAs(runAs));
+  const account = lookupOsUser(parseRunAs(runAs));
   if (!account)
     throw new RunAsError(
       `daemon group ${group} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${group} --run-as ${runAs} --create-user)`,
     );
-  checkTenantAccount(account);
+  checkOsUser(account);
   return account;
 }

@@ -1,7 +1,7 @@
 // Prototype of the Apache side with a REAL Apache (Debian's apache2 + mod_wsgi + mod_authnz_external) and
 // tiny shell stand-ins for `plexer map …`, `plexer authn` and `plexer authz`. It proves the routing idiom of
 // src/apache/render/; the real end-to-end tests run the real plexer helpers instead.
-import { apacheOwner, ensureTenantDataDir } from '../src/tenant-users.js';
+import { apacheOwner, ensureAccountDataDir } from '../src/tenant-users.js';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -109,7 +109,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     writeFileSync(join(root, 'plexer.conf'), '# stand-in\n', { mode: 0o644 });
     const data = join(root, 'data');
     // Each group's own 0700 directory, as the front end prepares them (www-data's: no run-as here).
-    for (const g of ['alpha', 'beta', 'gamma', 'eps', 'delta', 'zeta']) ensureTenantDataDir(data, g, apacheOwner());
+    for (const g of ['alpha', 'beta', 'gamma', 'eps', 'delta', 'zeta']) ensureAccountDataDir(data, g, apacheOwner());
     const state = join(root, 'state');
     options = {
       listenAddress: '127.0.0.1',

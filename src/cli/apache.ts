@@ -10,7 +10,7 @@ import { configFilePath } from '../config.js';
 import { RefusedError, UsageError } from '../errors.js';
 import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 import { writeFileAtomic } from '../files.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { expectPositionals, parseCommand, parseWholeOrZero, parseWholeNumber, type Parsed } from './args.js';
 import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN } from '../pool/names.js';
 import { preparePool } from '../pool/prepare.js';
@@ -208,7 +208,7 @@ export const command: Command = {
     const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
     refuseTenantWritableCode(runtime.pythonPath, runtime.wsgiScript);
-    const groups = await withStore(config, (pool) => listGroups(pool));
+    const groups = await withStore(config, (pool) => listAccounts(pool));
     const dataDir = resolve(values['data-dir'] ?? `${stateDir}/data`);
     const root = process.getuid?.() === 0;
     if (pool) {

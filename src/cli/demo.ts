@@ -11,7 +11,7 @@ import { coerceError, PlexerError, RefusedError, ServiceStartError } from '../er
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
-import { apacheOwner, ensureTenantAccount, formatRunAs } from '../tenant-users.js';
+import { apacheOwner, ensureOsUser, formatRunAs } from '../tenant-users.js';
 import { migrate } from '../store/migrate.js';
 import { grantHelperRole } from '../store/roles.js';
 import { parseCommand, parseWholeNumber } from './args.js';
@@ -297,17 +297,17 @@ async function seed(config: ReturnType<typeof loadConfig>, ownDaemons: boolean):
     } finally {
       client.release();
     }
-    const groups = new Map((await accounts.listGroups(pool)).map((g) => [g.name, g]));
+    const groups = new Map((await accounts.listAccounts(pool)).map((g) => [g.name, g]));
     for (const g of SAMPLE_GROUPS) {
       const existing = groups.get(g.name);
       if (!ownDaemons) {
-        if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings });
+        if (!existing) await accounts.addAccount(pool, g.name, { settingsModule: g.settings });
         continue;
       }
-      const runAs = formatRunAs(ensureTenantAccount(g.runAs, { create: true }));
-      if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings, runAs });
+      const runAs = formatRunAs(ensureOsUser(g.runAs, { create: true }));
+      if (!existing) await accounts.addAccount(pool, g.name, { settingsModule: g.settings, runAs });
       // A demo state directory from before run_as: its groups get their users now.
-      else if (existing.run_as === null) await accounts.updateGroup(pool, g.name, { runAs });
+      else if (existing.run_as === null) await accounts.updateAccount(pool, g.name, { runAs });
     }
     for (const u of SAMPLE_USERS) {
       if (await accounts.userExists(pool, u.name)) continue;

@@ -7,7 +7,7 @@ import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
 import { MemcacheClient } from '../logins/memcache.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 import { userLockouts } from '../store/login-failures.js';
@@ -313,7 +313,7 @@ async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<
         ? { status: 'ok', name: 'schema', detail: `at version ${applied}` }
         : { status: 'FAIL', name: 'schema', detail: `at version ${applied}, this plexer needs ${latest}: run \`plexer db migrate\`` },
     );
-    const groups = (await listGroups(pool)).filter((g) => g.enabled).map((g) => g.name);
+    const groups = (await listAccounts(pool)).filter((g) => g.enabled).map((g) => g.name);
     const running = readApacheConfigGroups(apacheConfig);
     if (!running) {
       checks.push({

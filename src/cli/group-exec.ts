@@ -11,9 +11,9 @@ import { PACKAGE_ROOT } from '../apache/install-paths.js';
 import { RunAsError, UsageError } from '../errors.js';
 import { holdSlot } from '../pool/control.js';
 import { poolFiles, slotUser } from '../pool/names.js';
-import type { GroupRow } from '../store/accounts.js';
+import type { AccountRow } from '../store/accounts.js';
 import type { Owner } from '../files.js';
-import { checkTenantAccount, daemonOwner, ensureTenantDataDir, lookupAccount } from '../tenant-users.js';
+import { checkOsUser, ownSlotUser, ensureAccountDataDir, lookupOsUser } from '../tenant-users.js';
 import { print } from './command.js';
 
 export interface ExecOptions {
@@ -35,7 +35,7 @@ interface Placement {
 
 // What plexer.wsgi and the WSGIDaemonProcess line give Django, and nothing of the caller's own environment
 // (root's variables have no business in a tenant's process).
-export function groupEnvironment(group: GroupRow, o: ExecOptions): NodeJS.ProcessEnv {
+export function groupEnvironment(group: AccountRow, o: ExecOptions): NodeJS.ProcessEnv {
   return {
     PATH: '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
@@ -53,8 +53,8 @@ export function groupEnvironment(group: GroupRow, o: ExecOptions): NodeJS.Proces
 // directory that is someone else's is never taken over: it is a pool's account (root's while unbound, a slot
 // user's while bound) whose config was not found, or a group whose run-as changed; run as its user, that
 // account's own code (planted in its directory) would run as www-data, Apache's own user.
-function ownGroup(group: GroupRow, o: ExecOptions): Placement {
-  const owner = daemonOwner(group.name, group.run_as);
+function ownGroup(group: AccountRow, o: ExecOptions): Placement {
+  const owner = ownSlotUser(group.name, group.run_as);
   const dir = join(o.dataDir, group.name);
   let found: { uid: number } | undefined;
   try {
@@ -67,19 +67,19 @@ function ownGroup(group: GroupRow, o: ExecOptions): Placement {
       `${dir} belongs to uid ${found.uid}, not to the user ${group.name} runs as (uid ${owner.uid}): an account served from a pool? ` +
         "give --apache-config FILE, the pool's Apache config (group exec then runs as its slot user)",
     );
-  ensureTenantDataDir(o.dataDir, group.name, owner);
+  ensureAccountDataDir(o.dataDir, group.name, owner);
   return { owner, done: () => {} };
 }
 
 // A pool's account: bound by the binder (which hands it the account's data) and held until the command ends.
-async function heldSlot(group: GroupRow, pool: NonNullable<ExecOptions['pool']>): Promise<Placement> {
+async function heldSlot(group: AccountRow, pool: NonNullable<ExecOptions['pool']>): Promise<Placement> {
   const answer = await holdSlot(poolFiles(pool.stateDir).control, group.name);
   if (answer.kind === 'not-held') throw new RunAsError(`no slot for ${group.name}: ${answer.reason}`);
   const user = slotUser(pool.prefix, answer.slot);
-  const account = lookupAccount({ user, group: user });
+  const account = lookupOsUser({ user, group: user });
   try {
     if (!account) throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root)`);
-    checkTenantAccount(account);
+    checkOsUser(account);
   } catch (error) {
     answer.release();
     throw error;
@@ -88,7 +88,7 @@ async function heldSlot(group: GroupRow, pool: NonNullable<ExecOptions['pool']>)
   return { owner: { uid: account.uid, gid: account.gid }, done: answer.release };
 }
 
-async function runOne(group: GroupRow, command: string[], o: ExecOptions): Promise<number> {
+async function runOne(group: AccountRow, command: string[], o: ExecOptions): Promise<number> {
   const placement = o.pool ? await heldSlot(group, o.pool) : ownGroup(group, o);
   try {
     return await runAs(group, command, o, placement.owner);
@@ -97,7 +97,7 @@ async function runOne(group: GroupRow, command: string[], o: ExecOptions): Promi
   }
 }
 
-function runAs(group: GroupRow, command: string[], o: ExecOptions, owner: Owner): Promise<number> {
+function runAs(group: AccountRow, command: string[], o: ExecOptions, owner: Owner): Promise<number> {
   return new Promise((done) => {
     // The daemons' umask (0077): what the command makes in the account's directory is the account's alone.
     const umask = process.umask(0o077);
@@ -134,7 +134,7 @@ function runAs(group: GroupRow, command: string[], o: ExecOptions, owner: Owner)
 }
 
 // Exit 0 when every group's command did, else 1; one summary line per group, in name order.
-export async function execInGroups(groups: GroupRow[], command: string[], o: ExecOptions): Promise<number> {
+export async function execInGroups(groups: AccountRow[], command: string[], o: ExecOptions): Promise<number> {
   if (command.length === 0) throw new UsageError('nothing to run: give the command after "--"');
   if (groups.length === 0) throw new UsageError('no daemon group to run in');
   const dataDir = resolve(o.dataDir);

@@ -2,9 +2,9 @@ import { resolve } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { PROXY_BACKEND_REGEX } from '../apache/render/index.js';
-import { isBackend, isGroupName, isSettingsModule } from '../names.js';
+import { isBackend, isAccountName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
-import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';
+import { ensureOsUser, formatRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, table, type Command } from './command.js';
 import { DEFAULT_DATA_DIR, DEFAULT_PYTHON_PATH, execInGroups } from './group-exec.js';
@@ -79,15 +79,15 @@ const options = {
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
 
 function groupName(name: string): string {
-  if (!isGroupName(name))
+  if (!isAccountName(name))
     throw new UsageError(
       `invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63, and not "auto" or "none" (user --group keywords)`,
     );
   return name;
 }
 
-function fieldsFrom(values: Values): accounts.GroupFields {
-  const fields: accounts.GroupFields = {};
+function fieldsFrom(values: Values): accounts.AccountFields {
+  const fields: accounts.AccountFields = {};
   if (values.settings !== undefined) {
     if (!isSettingsModule(values.settings))
       throw new UsageError(`invalid settings module "${values.settings}": a dotted Python module path`);
@@ -114,7 +114,7 @@ function fieldsFrom(values: Values): accounts.GroupFields {
   if (values['create-user'] && values['run-as'] === undefined) throw new UsageError('--create-user needs --run-as USER[:GROUP]');
   // Resolved (and created) on this machine before the store is touched, so a refused account changes nothing.
   if (values['run-as'] !== undefined) {
-    fields.runAs = formatRunAs(ensureTenantAccount(values['run-as'], { create: values['create-user'] === true }));
+    fields.runAs = formatRunAs(ensureOsUser(values['run-as'], { create: values['create-user'] === true }));
   }
   if (values['no-run-as']) fields.runAs = null;
   return fields;
@@ -122,7 +122,7 @@ function fieldsFrom(values: Values): accounts.GroupFields {
 
 async function restart(config: PlexerConfig, name: string, apachePidFile: string | undefined): Promise<number> {
   const { restartDaemonGroup } = await import('../apache/daemon-restart.js');
-  const pool = await withStore(config, async (db) => (await accounts.listGroups(db)).map((g) => g.name));
+  const pool = await withStore(config, async (db) => (await accounts.listAccounts(db)).map((g) => g.name));
   if (!pool.includes(name)) throw new NotFoundError(`no daemon group "${name}"`);
   const count = await restartDaemonGroup(name, pool, apachePidFile);
   print(`signalled ${count} daemon process(es) of ${name}; Apache starts fresh ones`);
@@ -145,7 +145,7 @@ export const command: Command = {
       case 'add': {
         const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
-        await withStore(config, (pool) => accounts.addGroup(pool, name, fields));
+        await withStore(config, (pool) => accounts.addAccount(pool, name, fields));
         // The command that rendered Apache's config, read back from it: pasted, it renders the new group in.
         const configPath = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
         const running = readApacheConfigGroups(configPath);
@@ -167,13 +167,13 @@ export const command: Command = {
         const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
         if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one option');
-        await withStore(config, (pool) => accounts.updateGroup(pool, name, fields));
+        await withStore(config, (pool) => accounts.updateAccount(pool, name, fields));
         if (!values.restart) return 0;
         return restart(config, name, values['apache-pid-file']);
       }
       case 'list': {
         expectPositionals(rest, []);
-        const groups = await withStore(config, (pool) => accounts.listGroups(pool));
+        const groups = await withStore(config, (pool) => accounts.listAccounts(pool));
         if (values.json) return (print(JSON.stringify(groups)), 0);
         const rows = groups.map((g) => [
           g.name,
@@ -188,7 +188,7 @@ export const command: Command = {
       }
       case 'del': {
         const [name] = expectPositionals(rest, ['name']) as [string];
-        await withStore(config, (pool) => accounts.deleteGroup(pool, groupName(name)));
+        await withStore(config, (pool) => accounts.deleteAccount(pool, groupName(name)));
         print(`daemon group ${name} deleted`);
         return 0;
       }
@@ -204,7 +204,7 @@ export const command: Command = {
       case 'exec': {
         if (process.getuid?.() !== 0) throw new UsageError("group exec switches to each group's run-as user: run it as root");
         const names = values.all ? (expectPositionals(rest, []), null) : [groupName((expectPositionals(rest, ['name']) as [string])[0])];
-        const all = await withStore(config, (pool) => accounts.listGroups(pool));
+        const all = await withStore(config, (pool) => accounts.listAccounts(pool));
         const groups = names === null ? all.filter((g) => g.enabled) : all.filter((g) => g.name === names[0]);
         if (names !== null && groups.length === 0) throw new NotFoundError(`no daemon group "${names[0]}"`);
         // A pool's accounts run in its slots, with the binder's data directory (Apache's config says which).

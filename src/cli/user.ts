@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { coerceError, FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
 import { parseHtpasswd } from '../htpasswd.js';
-import { isGroupName, isRoleName, isUserName } from '../names.js';
+import { isAccountName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { unlockSubjects, userLockouts } from '../store/login-failures.js';
@@ -55,7 +55,7 @@ function groupChoice(value: string | undefined): string | null | 'auto' {
   if (value === undefined) throw new UsageError('--group is required (a group name, "auto" or "none")');
   if (value === 'auto') return 'auto';
   if (value === 'none') return null;
-  if (!isGroupName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
+  if (!isAccountName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
   return value;
 }
 
@@ -88,9 +88,9 @@ export const command: Command = {
     const fromStdin = values['password-stdin'] === true;
 
     // Resolves "auto" inside the caller's transaction, so the chosen group still has room at commit.
-    const assign = async (client: Parameters<typeof accounts.pickGroupWithRoom>[0], choice: string | null | 'auto') => {
+    const assign = async (client: Parameters<typeof accounts.pickAccountWithRoom>[0], choice: string | null | 'auto') => {
       if (choice !== 'auto') return choice;
-      const group = await accounts.pickGroupWithRoom(client);
+      const group = await accounts.pickAccountWithRoom(client);
       if (!group) throw new RefusedError('no enabled daemon group has room: add a group or raise a capacity');
       return group;
     };
@@ -201,7 +201,7 @@ export const command: Command = {
         const lineOf = new Map(entries.map((entry) => [entry.user, entry.line]));
         const left = await withStore(config, (pool) =>
           inTransaction(pool, async (client) => {
-            if (choice !== null && !(await accounts.groupExists(client, choice))) {
+            if (choice !== null && !(await accounts.accountExists(client, choice))) {
               throw new NotFoundError(
                 `no daemon group "${choice}"; create it with \`plexer group add ${choice}\` first (nothing imported)`,
               );

@@ -4,7 +4,7 @@ import type { PlexerConfig } from '../config.js';
 import { FileError, ServiceStartError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { createPool } from '../store/connect.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { apacheOwner } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render/index.js';
@@ -52,7 +52,7 @@ export interface Front {
 export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheDir: string): Promise<string> {
   const pool = createPool(o.config, { max: 1 });
   try {
-    const groups = await listGroups(pool);
+    const groups = await listAccounts(pool);
     const slots = o.extra?.pool;
     // A pool's accounts get their data directories from the binder, when bound.
     if (slots) preparePool({ slots: slots.slots, prefix: slots.prefix ?? DEFAULT_POOL_PREFIX, stateDir: apacheDir });

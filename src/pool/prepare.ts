@@ -4,7 +4,7 @@
 import { chmodSync, chownSync, existsSync, mkdirSync } from 'node:fs';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { apacheOwner, checkTenantAccount, ensureTenantAccount } from '../tenant-users.js';
+import { apacheOwner, checkOsUser, ensureOsUser } from '../tenant-users.js';
 import { poolFiles, slotNames, slotUser } from './names.js';
 
 export function preparePool(o: { slots: number; prefix: string; stateDir: string }): void {
@@ -15,8 +15,8 @@ export function preparePool(o: { slots: number; prefix: string; stateDir: string
   chownSync(files.slotsDir, 0, 0);
   chmodSync(files.slotsDir, 0o711);
   for (const slot of slotNames(o.slots)) {
-    const account = ensureTenantAccount(slotUser(o.prefix, slot), { create: true });
-    checkTenantAccount(account);
+    const account = ensureOsUser(slotUser(o.prefix, slot), { create: true });
+    checkOsUser(account);
     const home = files.slotHome(slot);
     mkdirSync(home, { recursive: true, mode: 0o750 });
     chownSync(home, 0, account.gid);

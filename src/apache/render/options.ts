@@ -2,7 +2,7 @@ import type { SessionDatabase } from '../session-dbd.js';
 
 /** One tenant's daemon group as the config renders it. */
 export interface ApacheGroup {
-  // The mod_wsgi daemon process group; must match GROUP_NAME_PATTERN (src/names.ts).
+  // The mod_wsgi daemon process group; must match ACCOUNT_NAME_PATTERN (src/names.ts).
   name: string;
   // The Django settings module every process of the group runs with. null: ask the settings map
   // (`plexer map settings`) on each request instead of rendering it into the config.
@@ -41,7 +41,7 @@ export interface ApacheConfigOptions {
   // Keep it short: mod_wsgi's socket paths (DIR/wsgi.PID.GEN.N.sock) must fit in 108 bytes.
   stateDir: string;
   // The root of the tenants' data directories: group G keeps its data in `${dataDir}/G` (0700, owned by G's
-  // run-as user; created by src/tenant-users.ts ensureTenantDataDir), which the WSGI script hands to Django as
+  // run-as user; created by src/tenant-users.ts ensureAccountDataDir), which the WSGI script hands to Django as
   // PLEXER_DATA_DIR (Apache passes it the root as PLEXER_DATA_ROOT). Default: `${stateDir}/data`.
   dataDir?: string;
   // Where `plexer lockout` keeps one empty file per lockout in force and every authenticated request looks

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../../errors.js';
 import { isIP } from 'node:net';
-import { isGroupName, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
+import { isAccountName, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
 import type { SessionDatabase } from '../session-dbd.js';
 import type { ApacheConfigOptions } from './options.js';
 import { DEFAULT_LOCK_DIR } from '../../lockout/lock-files.js';
@@ -62,7 +62,7 @@ function positiveInt(label: string, value: number, max: number): number {
 export function validate(o: ApacheConfigOptions) {
   const stateDir = path('stateDir', o.stateDir);
   const groups = o.groups.map((g) => {
-    if (!isGroupName(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
+    if (!isAccountName(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
     if (g.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(g.settingsModule)) {
       throw new ApacheConfigError(`invalid settings module ${JSON.stringify(g.settingsModule)} for group ${g.name}`);
     }
