@@ -123,7 +123,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
       wsgiScript: join(app, 'wsgi', 'plexer.wsgi'),
       pythonPath: join(app, 'example'),
       errorPagesDir: join(app, 'errors'),
-      groups: [
+      accounts: [
         { name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true },
         { name: 'beta', settingsModule: 'tenants.settings_beta', enabled: true },
         { name: 'gamma', settingsModule: null, enabled: true },
@@ -287,7 +287,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
 });
 
 describe('renderApacheConfig', () => {
-  const base: ApacheConfigOptions = { ...INSTALL, groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }] };
+  const base: ApacheConfigOptions = { ...INSTALL, accounts: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }] };
 
   it('is deterministic and wires the helpers with absolute paths', () => {
     const text = renderApacheConfig(base);
@@ -320,7 +320,7 @@ describe('renderApacheConfig', () => {
   });
 
   it('renders a safe config for zero groups', () => {
-    const text = renderApacheConfig({ ...base, groups: [] });
+    const text = renderApacheConfig({ ...base, accounts: [] });
     expect(text).not.toContain('WSGIDaemonProcess ');
     expect(text).toContain('WSGIRestrictProcess _unrouted_');
   });
@@ -332,11 +332,11 @@ describe('renderApacheConfig', () => {
       { stateDir: '/srv/${APACHE_RUN_DIR}' },
       { wsgiScript: '/opt/x"\nRequire all granted' },
       { plexerCommand: ['node', '/opt/plexer/bin/plexer'] },
-      { groups: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
-      { groups: [{ name: 'a b', settingsModule: null, enabled: true }] },
-      { groups: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
+      { accounts: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
+      { accounts: [{ name: 'a b', settingsModule: null, enabled: true }] },
+      { accounts: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
       {
-        groups: [
+        accounts: [
           { name: 'alpha', settingsModule: null, enabled: true },
           { name: 'alpha', settingsModule: null, enabled: false },
         ],

@@ -93,7 +93,7 @@ export const command: Command = {
         [name],
       );
       const row = result.rows[0];
-      return row ? { settings: row.settings_module, enabled: row.enabled } : null;
+      return row ? { settingsModule: row.settings_module, enabled: row.enabled } : null;
     };
     const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares, spareIdleMs });
 
@@ -117,8 +117,8 @@ export const command: Command = {
         ? 'account deleted'
         : !now.enabled
           ? 'account disabled'
-          : now.settings !== file?.settings
-            ? `settings now ${now.settings ?? 'none'}`
+          : now.settingsModule !== file?.settings
+            ? `settings now ${now.settingsModule ?? 'none'}`
             : undefined;
       if (reason === undefined) return;
       log.info('account changed; releasing its slot', { account, reason });
