@@ -1,15 +1,15 @@
-// What the CLI reads back from a rendered Apache config (src/apache/config-groups.ts): the groups it defines, or the
-// pool it serves from and where its binder keeps its files, from the golden configs the renderer writes.
+// What the CLI reads back from a rendered Apache config (src/apache/config-slots.ts): the accounts' own slots, or
+// the pool it serves from and where its binder keeps its files, from the golden configs the renderer writes.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readApacheConfigGroups } from '../src/apache/config-groups.js';
+import { readApacheConfigSlots } from '../src/apache/config-slots.js';
 
 const golden = (name: string) => join(import.meta.dirname, 'golden', `${name}.conf`);
 
-describe('readApacheConfigGroups', () => {
+describe('readApacheConfigSlots', () => {
   it("reads a pool's slots, state and data directories, prefix and python-path from the binder's line", () => {
-    const read = readApacheConfigGroups(golden('form-wsgi-dbm-pool'))!;
-    expect(read.groups).toBeNull();
+    const read = readApacheConfigSlots(golden('form-wsgi-dbm-pool'))!;
+    expect(read.ownSlots).toBeNull();
     expect(read.slots).toBe(2);
     expect(read.pool).toEqual({
       stateDir: '/var/lib/plexer/apache',
@@ -17,16 +17,16 @@ describe('readApacheConfigGroups', () => {
       prefix: 'pxa',
       pythonPath: '/opt/plexer/apache/example',
     });
-    expect(readApacheConfigGroups(golden('debian-basic-wsgi-pool'))!.pool?.prefix).toBe('plexer');
+    expect(readApacheConfigSlots(golden('debian-basic-wsgi-pool'))!.pool?.prefix).toBe('plexer');
   });
 
-  it('reads the daemon groups of a config without a pool, and no pool', () => {
-    const read = readApacheConfigGroups(golden('basic-wsgi-prg'))!;
+  it('reads the own slots of a config without a pool, and no pool', () => {
+    const read = readApacheConfigSlots(golden('basic-wsgi-prg'))!;
     expect(read.pool).toBeUndefined();
-    expect(read.groups).not.toBeNull();
+    expect(read.ownSlots).toEqual(new Set(['alpha', 'beta']));
   });
 
   it('says null for a file it cannot read', () => {
-    expect(readApacheConfigGroups('/nonexistent/httpd.conf')).toBeNull();
+    expect(readApacheConfigSlots('/nonexistent/httpd.conf')).toBeNull();
   });
 });
