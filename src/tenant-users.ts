@@ -1,16 +1,16 @@
-// The OS accounts tenants run as. A daemon group with run_as set runs its mod_wsgi processes as that user and
-// group, so one tenant's code cannot read another tenant's data directory, nor anything plexer keeps for
-// Apache (plexer.conf is root:www-data 0640, the session key root 0600). That only holds if the account is
-// really the tenant's own: never root, never Apache's user or group (which read plexer.conf), never a member
-// of those groups (mod_wsgi calls initgroups(), so supplementary groups count), never a static system
-// account other services share. Everything here is checked on the machine that runs the daemons, because
-// uids are per machine while the store is shared.
+// The OS users slots run as (src/accounts/model.ts): an account's own (its run_as) for its own slot, or a pool
+// slot's. A slot running as such a user keeps one account's code from reading another account's data directory,
+// and from anything plexer keeps for Apache (plexer.conf is root:www-data 0640, the session key root 0600). That
+// only holds if the user is really the account's or the slot's own: never root, never Apache's user or group
+// (which read plexer.conf), never a member of those groups (mod_wsgi calls initgroups(), so supplementary groups
+// count), never a static system account other services share. Everything here is checked on the machine that
+// runs the daemons, because uids are per machine while the store is shared.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunAsError, UsageError } from './errors.js';
 import type { Owner } from './files.js';
-import { isGroupName, isRunAs } from './names.js';
+import { isAccountName, isRunAs } from './names.js';
 
 export const APACHE_RUN_USER = 'www-data';
 export const APACHE_RUN_GROUP = 'www-data';
@@ -26,8 +26,8 @@ export interface RunAs {
   group: string;
 }
 
-export interface TenantAccount extends RunAs, Owner {
-  // Every group the daemon will hold after initgroups(): primary and supplementary.
+export interface OsUser extends RunAs, Owner {
+  // Every OS group the slot's processes will hold after initgroups(): primary and supplementary.
   gids: number[];
 }
 
@@ -67,8 +67,8 @@ function groupName(gid: number): string | null {
   return getent('group', String(gid))?.[0] ?? null;
 }
 
-// The account as it exists on this machine, or null when the user does not exist.
-export function lookupAccount(r: RunAs): TenantAccount | null {
+// The user as it exists on this machine, or null when it does not exist.
+function lookupOsUser(r: RunAs): OsUser | null {
   const ids = userIds(r.user);
   if (!ids) return null;
   const gid = groupId(r.group);
@@ -80,8 +80,8 @@ export function lookupAccount(r: RunAs): TenantAccount | null {
   return { ...r, uid: ids.uid, gid, gids: [...new Set([gid, ...supplementary])] };
 }
 
-// Refuses accounts through which a tenant's code could read what plexer keeps for Apache or other tenants.
-export function checkTenantAccount(a: TenantAccount): void {
+// Refuses users through which an account's code could read what plexer keeps for Apache or other accounts.
+function checkOsUser(a: OsUser): void {
   const apache = userIds(APACHE_RUN_USER);
   const apacheGid = groupId(APACHE_RUN_GROUP);
   const who = formatRunAs(a);
@@ -104,16 +104,16 @@ export function checkTenantAccount(a: TenantAccount): void {
   }
 }
 
-// The account, created as a system user with its own group when `create` is set and it is missing, and checked.
+// The user, created as a system user with its own group when `create` is set and it is missing, and checked.
 // The caller stores formatRunAs(result): for "USER" naming an existing user whose primary group has another
-// name, that is "USER:PRIMARY", so the rendered group= is always the group the account really has.
-export function ensureTenantAccount(spec: string, options: { create: boolean }): TenantAccount {
+// name, that is "USER:PRIMARY", so the rendered group= is always the group the user really has.
+export function ensureOsUser(spec: string, options: { create: boolean }): OsUser {
   const r = parseRunAs(spec);
   const existing = userIds(r.user);
   if (existing && !spec.includes(':')) r.group = groupName(existing.gid) ?? r.group;
-  let account = lookupAccount(r);
-  if (!account && options.create) {
-    // Checked before anything is created: a refused account must not be left behind.
+  let user = lookupOsUser(r);
+  if (!user && options.create) {
+    // Checked before anything is created: a refused user must not be left behind.
     for (const name of [r.user, r.group]) {
       if (name === 'root' || name === APACHE_RUN_USER || name === APACHE_RUN_GROUP) {
         throw new RunAsError(`run-as ${spec}: refusing to create an account with "${name}": a tenant needs a user and group of its own`);
@@ -128,16 +128,16 @@ export function ensureTenantAccount(spec: string, options: { create: boolean }):
     if (process.getuid?.() !== 0)
       throw new RunAsError(`--create-user needs root (useradd); or create ${r.user} yourself and run again without it`);
     createSystemUser(r);
-    account = lookupAccount(r);
+    user = lookupOsUser(r);
   }
-  if (!account) {
+  if (!user) {
     throw new RunAsError(
       `run-as user "${r.user}" does not exist on this machine: add --create-user, or create it with ` +
         `useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${r.user}`,
     );
   }
-  checkTenantAccount(account);
-  return account;
+  checkOsUser(user);
+  return user;
 }
 
 function createSystemUser(r: RunAs): void {
@@ -160,7 +160,7 @@ function createSystemUser(r: RunAs): void {
   }
 }
 
-// Apache's run user and group: the owner of a data directory for a group without run_as (the old, shared mode).
+// Apache's run user and group: the owner of a data directory for an account without run_as (the old, shared mode).
 export function apacheOwner(): Owner {
   const ids = userIds(APACHE_RUN_USER);
   const gid = groupId(APACHE_RUN_GROUP);
@@ -168,35 +168,40 @@ export function apacheOwner(): Owner {
   return { uid: ids.uid, gid };
 }
 
-// DATA-DIR itself: root's, traversable but not listable (tenants reach their own directory by name and cannot
-// see which others exist); DATA-DIR/GROUP: the tenant's alone, 0700. Only the directory itself is given to
+// DATA-DIR itself: root's, traversable but not listable (accounts reach their own directory by name and cannot
+// see which others exist); DATA-DIR/ACCOUNT: the account's alone, 0700. Only the directory itself is given to
 // the owner: after a run_as change, its contents keep their old owner (chown -R them yourself, knowingly).
-export function ensureTenantDataDir(dataDir: string, group: string, owner: Owner): string {
-  if (!isGroupName(group)) throw new UsageError(`invalid daemon group name "${group}"`);
+export function ensureAccountDataDir(dataDir: string, account: string, owner: Owner): string {
+  if (!isAccountName(account)) throw new UsageError(`invalid daemon group name "${account}"`);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   chownSync(dataDir, 0, 0);
   chmodSync(dataDir, 0o711);
-  const dir = join(dataDir, group);
+  const dir = join(dataDir, account);
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  // A symlink here would hand the tenant whatever it points to; DATA-DIR is root's, so only root could plant one.
+  // A symlink here would hand the account whatever it points to; DATA-DIR is root's, so only root could plant one.
   if (!lstatSync(dir).isDirectory()) throw new RunAsError(`${dir} exists and is not a directory; move it away`);
   chownSync(dir, owner.uid, owner.gid);
   chmodSync(dir, 0o700);
   return dir;
 }
 
-// Who a daemon group's processes run as: its checked run-as account, else Apache's user (a group without one).
-export function daemonOwner(group: string, runAs: string | null): Owner {
+// A user a slot runs as, which must exist already: `missing` says how to make it.
+export function existingOsUser(r: RunAs, missing: string): OsUser {
+  const user = lookupOsUser(r);
+  if (!user) throw new RunAsError(missing);
+  checkOsUser(user);
+  return user;
+}
+
+// Who the processes of an account's own slot run as: its checked run-as user, else Apache's (without one).
+export function ownSlotUser(account: string, runAs: string | null): Owner {
   if (!runAs) return apacheOwner();
-  const account = lookupAccount(parseRunAs(runAs));
-  if (!account)
-    throw new RunAsError(
-      `daemon group ${group} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${group} --run-as ${runAs} --create-user)`,
-    );
-  checkTenantAccount(account);
-  return account;
+  return existingOsUser(
+    parseRunAs(runAs),
+    `daemon group ${account} runs as "${runAs}", which does not exist on this machine: create it (plexer group set ${account} --run-as ${runAs} --create-user)`,
+  );
 }

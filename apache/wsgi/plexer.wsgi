@@ -1,20 +1,21 @@
-# plexer's WSGI entry point: one Django per mod_wsgi daemon process group: one group per tenant, or a pool's slots
-# bound to accounts on demand (see "Slots of a pool" below).
+# plexer's WSGI entry point: one Django per slot, a mod_wsgi daemon process group serving one account at a time
+# (src/accounts/model.ts): without a pool a slot of its own per account, named after it; with one, slot-1 …
+# slot-N bound to accounts on demand (see "Slots of a pool" below).
 #
-# Apache (config from src/apache/render/) routes each authenticated user to their group with keyed map answers
-# ("alice=alpha …", src/apache/render/keyed-routing.ts) and WSGIProcessGroup %{ENV:PROCESS_GROUP}, and sets
-# PLEXER_SETTINGS (the group's Django settings module) and PLEXER_DATA_ROOT in the request environ.
-# The group's own data directory is PLEXER_DATA_ROOT/GROUP (0700, owned by the group's run-as user), named
-# after the group that really runs this process, never after anything in the request.
+# Apache (config from src/apache/render/) routes each authenticated user to the slot of their account with keyed
+# map answers ("alice=alpha …", src/apache/render/keyed-routing.ts) and WSGIProcessGroup %{ENV:PROCESS_GROUP},
+# and sets PLEXER_SETTINGS (the account's Django settings module) and PLEXER_DATA_ROOT in the request environ.
+# The account's data directory is PLEXER_DATA_ROOT/ACCOUNT (0700, owned by the user its slot runs as), named
+# after the account of the process group that really runs this process, never after anything in the request.
 #
 # Every daemon imports this script when it starts (WSGIImportScript, before any request and before any tenant
 # code), and the first thing it does is seal what the daemon inherited from Apache's parent (see _seal below).
 #
 # Django reads DJANGO_SETTINGS_MODULE once per process, at the first request, so this script pins the settings
-# module (and group) of the first request and fails closed on any request that disagrees with them, rather
-# than ever serving one tenant's request with another tenant's settings or database:
+# module (and account) of the first request and fails closed on any request that disagrees with them, rather
+# than ever serving one account's request with another account's settings or database:
 #   - refuses to run embedded in Apache (empty mod_wsgi.process_group);
-#   - refuses when Apache's routing variable PROCESS_GROUP differs from the group actually serving;
+#   - refuses when Apache's routing variable PROCESS_GROUP differs from the process group actually serving;
 #   - refuses a missing/malformed settings module, or one that differs from the pinned one.
 # Request headers cannot spoof these: mod_wsgi exposes headers only as HTTP_* keys.
 import ctypes
@@ -32,7 +33,8 @@ import threading
 # The daemons run as www-data or the tenant's own user, neither of which may write __pycache__ into the project.
 sys.dont_write_bytecode = True
 
-_GROUP = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
+# An account's name (ACCOUNT_NAME_PATTERN, src/names.ts); slot names (slot-N) have the same shape.
+_ACCOUNT = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
 _MODULE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$')
 
 # ---- Sealing what Apache's parent left open ------------------------------------------------------------------
@@ -158,7 +160,7 @@ if mod_wsgi is not None and mod_wsgi.process_group:
 
 
 _lock = threading.Lock()
-_pinned = {'group': None, 'settings': None, 'app': None}
+_pinned = {'account': None, 'settings': None, 'app': None}
 
 # ---- Slots of a pool (src/apache/render/pool.ts) ---------------------------------------------------------------
 # A slot's home is STATE/slots/SLOT, where `plexer binder` writes `binding`: the account it serves, its settings and
@@ -194,7 +196,7 @@ def _read_binding(path):
     except OSError:
         return None
     account, settings, data_dir = fields.get('account', ''), fields.get('settings', ''), fields.get('data_dir', '')
-    if not (_GROUP.match(account) and _MODULE.match(settings) and data_dir.startswith('/')):
+    if not (_ACCOUNT.match(account) and _MODULE.match(settings) and data_dir.startswith('/')):
         print('plexer.wsgi: ignoring a malformed binding in %s' % path, file=sys.stderr)
         return None
     try:
@@ -213,15 +215,15 @@ def _bind_from_file():
         return
     try:
         _pinned['app'] = _load(binding['account'], binding['settings'], binding['data_dir'])
-        _pinned['group'], _pinned['settings'] = binding['account'], binding['settings']
+        _pinned['account'], _pinned['settings'] = binding['account'], binding['settings']
     except Exception as exc:  # the next request tries again, and says why
         print('plexer.wsgi: loading %s for %s failed: %r' % (binding['settings'], binding['account'], exc), file=sys.stderr)
 
 
 def _start_slot():
-    group = mod_wsgi.process_group
+    process_group = mod_wsgi.process_group
     home = os.getcwd()
-    if not _SLOT.match(group) or os.path.basename(home) != group or os.path.basename(os.path.dirname(home)) != 'slots':
+    if not _SLOT.match(process_group) or os.path.basename(home) != process_group or os.path.basename(os.path.dirname(home)) != 'slots':
         return
     _pool['slot'], _pool['home'] = True, home
     # Bound already (after a reload): load the account now. Free: import Django's code, so that a binding pays
@@ -249,8 +251,9 @@ def _refuse(environ, start_response, status, message):
 
 def _load(account, settings, data_dir):
     # Environment for the settings module (tenants/settings_base.py reads these). Set before Django loads,
-    # overriding anything inherited from Apache's environment. `account` matched _GROUP: no "/" or "..".
+    # overriding anything inherited from Apache's environment. `account` matched _ACCOUNT: no "/" or "..".
     os.environ['DJANGO_SETTINGS_MODULE'] = settings
+    # The account, under the name projects' settings already read (apache/example/tenants/settings_base.py).
     os.environ['PLEXER_GROUP'] = account
     if data_dir:
         os.environ['PLEXER_DATA_DIR'] = data_dir
@@ -283,7 +286,7 @@ def _pinned_app(environ, start_response, account, settings, data_dir):
                 except Exception as exc:  # left unpinned: the next request retries
                     print('plexer.wsgi: loading %s failed: %r' % (settings, exc), file=environ['wsgi.errors'])
                     return None
-                _pinned['group'] = account
+                _pinned['account'] = account
                 _pinned['settings'] = settings
             app = _pinned['app']
     return app
@@ -307,23 +310,30 @@ def _serve_slot(environ, start_response):
     return app(environ, start_response)
 
 
+# Without a pool a slot is the account's own, named after it (ownSlotName in src/accounts/model.ts): the process
+# group names the account it serves.
+def _own_slot_account(process_group):
+    return process_group
+
+
 def application(environ, start_response):
-    group = environ.get('mod_wsgi.process_group', '')
+    process_group = environ.get('mod_wsgi.process_group', '')
     routed = environ.get('PROCESS_GROUP', '')
     settings = environ.get('PLEXER_SETTINGS', '')
-    if not group or not _GROUP.match(group):
+    if not process_group or not _ACCOUNT.match(process_group):
         return _refuse(environ, start_response, '500 Internal Server Error', 'refusing to run outside a plexer daemon group')
-    if routed != group:
+    if routed != process_group:
         return _refuse(environ, start_response, '500 Internal Server Error', 'request routed to a different group')
     if _pool['slot']:
         return _serve_slot(environ, start_response)
+    account = _own_slot_account(process_group)
     if not _MODULE.match(settings):
         return _refuse(environ, start_response, '503 Service Unavailable', 'no settings module for this group')
     data_root = environ.get('PLEXER_DATA_ROOT', '')
-    app = _pinned_app(environ, start_response, group, settings, os.path.join(data_root, group) if data_root else '')
+    app = _pinned_app(environ, start_response, account, settings, os.path.join(data_root, account) if data_root else '')
     if app is None:
         return _refuse(environ, start_response, '500 Internal Server Error', 'application failed to load')
-    if _pinned['group'] != group or _pinned['settings'] != settings:
+    if _pinned['account'] != account or _pinned['settings'] != settings:
         return _refuse(environ, start_response, '500 Internal Server Error',
                        'settings changed since this process started (%s); restart the group' % _pinned['settings'])
     return app(environ, start_response)

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { NotFoundError, RefusedError } from '../errors.js';
 import { parentPid, processIds, processTitle } from '../proc.js';
 
-// mod_wsgi's documented way to restart one daemon group without touching Apache: signal its processes; the
+// mod_wsgi's documented way to restart one slot (a daemon process group) without touching Apache: signal its processes; the
 // Apache parent starts fresh ones, which load the current settings. Daemon processes are found by the title
 // that `display-name=%{GROUP}` gives them, "(wsgi:NAME)", among the children of the Apache parent. mod_wsgi
 // cuts the title to the length of Apache's argv[0] ("/usr/sbin/apache2": 17 characters), so a long name is
@@ -23,22 +23,22 @@ export function listWsgiDaemons(apacheParentPid?: number): DaemonProcess[] {
   return found;
 }
 
-export function matchesGroup(title: string, group: string): boolean {
-  const full = `(wsgi:${group})`;
+export function matchesSlot(title: string, slot: string): boolean {
+  const full = `(wsgi:${slot})`;
   if (title === full) return true;
   return title.length >= 8 && !title.endsWith(')') && full.startsWith(title);
 }
 
-// `pool` is every daemon group name, so a cut-short title shared with another group is refused, not guessed.
-export async function restartDaemonGroup(group: string, pool: string[], apachePidFile?: string): Promise<number> {
+// `slots` is every slot's name, so a cut-short title shared with another slot is refused, not guessed.
+export async function restartSlot(slot: string, slots: string[], apachePidFile?: string): Promise<number> {
   const parent = apachePidFile ? Number(readFileSync(apachePidFile, 'utf8').trim()) : undefined;
   if (parent !== undefined && !Number.isInteger(parent)) throw new RefusedError(`no PID in ${apachePidFile}`);
-  const mine = listWsgiDaemons(parent).filter((d) => matchesGroup(d.title, group));
+  const mine = listWsgiDaemons(parent).filter((d) => matchesSlot(d.title, slot));
   if (mine.length === 0) {
-    throw new NotFoundError(`no running mod_wsgi daemon process for group "${group}" (looked for the title "(wsgi:${group})")`);
+    throw new NotFoundError(`no running mod_wsgi daemon process for group "${slot}" (looked for the title "(wsgi:${slot})")`);
   }
   for (const daemon of mine) {
-    const sharing = pool.filter((other) => other !== group && matchesGroup(daemon.title, other));
+    const sharing = slots.filter((other) => other !== slot && matchesSlot(daemon.title, other));
     if (sharing.length > 0) {
       throw new RefusedError(`process title ${daemon.title} is cut short and also fits ${sharing.join(', ')}; use shorter group names`);
     }

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions, type PoolOptions } from '../apache/render/index.js';
-import { apacheGroups, checkRunAsAccounts, prepareTenantDirs } from '../apache/groups.js';
+import { checkRunAsUsers, configAccounts, prepareAccountDirs } from '../apache/accounts.js';
 import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
@@ -10,7 +10,7 @@ import { configFilePath } from '../config.js';
 import { RefusedError, UsageError } from '../errors.js';
 import { createRootOnlyLog, fileLogsOf } from '../apache/log-files.js';
 import { writeFileAtomic } from '../files.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { expectPositionals, parseCommand, parseWholeOrZero, parseWholeNumber, type Parsed } from './args.js';
 import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN } from '../pool/names.js';
 import { preparePool } from '../pool/prepare.js';
@@ -208,16 +208,16 @@ export const command: Command = {
     const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
     refuseTenantWritableCode(runtime.pythonPath, runtime.wsgiScript);
-    const groups = await withStore(config, (pool) => listGroups(pool));
+    const accounts = await withStore(config, (pool) => listAccounts(pool));
     const dataDir = resolve(values['data-dir'] ?? `${stateDir}/data`);
     const root = process.getuid?.() === 0;
     if (pool) {
       // The slot users must exist before Apache starts (it refuses an unknown user=); accounts need nothing here.
       if (values.out && root) preparePool({ slots: pool.slots, prefix: pool.prefix ?? DEFAULT_POOL_PREFIX, stateDir });
     } else if (values.out && root) {
-      prepareTenantDirs(dataDir, groups);
+      prepareAccountDirs(dataDir, accounts);
     } else {
-      checkRunAsAccounts(groups);
+      checkRunAsUsers(accounts);
     }
     const rendered = renderApacheConfig({
       renderedBy: shellCommand([process.execPath, resolve(PACKAGE_ROOT, 'bin/plexer'), 'apache', ...argv]),
@@ -233,7 +233,7 @@ export const command: Command = {
       wsgiScript: runtime.wsgiScript,
       pythonPath: runtime.pythonPath,
       errorPagesDir: runtime.errorPagesDir,
-      groups: apacheGroups(groups, settingsFrom),
+      accounts: configAccounts(accounts, settingsFrom),
       mapUser: 'www-data:www-data',
       tls: values.tls === true,
       ...(values['tls-cert'] ? { tlsCertificateFile: resolve(values['tls-cert']) } : {}),
@@ -266,7 +266,7 @@ export const command: Command = {
       mkdirSync(stateDir, { recursive: true, mode: 0o711 });
       for (const log of fileLogsOf(rendered)) createRootOnlyLog(log);
     }
-    print(pool ? `wrote ${out} (a pool of ${pool.slots} slots)` : `wrote ${out} (${groups.length} daemon group(s))`);
+    print(pool ? `wrote ${out} (a pool of ${pool.slots} slots)` : `wrote ${out} (${accounts.length} daemon group(s))`);
     if (pool && !values.reload) {
       print(
         `accounts (groups) and users come and go without a reload; a new --slots takes effect after a graceful reload${layout === 'debian' ? ': apache2ctl graceful' : ''}`,

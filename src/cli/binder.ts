@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { loadConfig } from '../config.js';
 import { coerceError, UsageError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
-import { isGroupName } from '../names.js';
+import { isAccountName } from '../names.js';
 import { Binder, type AccountInfo } from '../pool/binder.js';
 import { DEFAULT_POOL_PREFIX, MAX_SLOTS, POOL_PREFIX_PATTERN, poolFiles, SLOT_NAME_PATTERN, slotNames } from '../pool/names.js';
 import { bindRequestHandler } from '../pool/bind-request.js';
@@ -93,7 +93,7 @@ export const command: Command = {
         [name],
       );
       const row = result.rows[0];
-      return row ? { settings: row.settings_module, enabled: row.enabled } : null;
+      return row ? { settingsModule: row.settings_module, enabled: row.enabled } : null;
     };
     const binder = new Binder(state, host, accountInfo, log, { waitMs, minIdleMs, spares, spareIdleMs });
 
@@ -117,8 +117,8 @@ export const command: Command = {
         ? 'account deleted'
         : !now.enabled
           ? 'account disabled'
-          : now.settings !== file?.settings
-            ? `settings now ${now.settings ?? 'none'}`
+          : now.settingsModule !== file?.settings
+            ? `settings now ${now.settingsModule ?? 'none'}`
             : undefined;
       if (reason === undefined) return;
       log.info('account changed; releasing its slot', { account, reason });
@@ -135,7 +135,7 @@ export const command: Command = {
       onChange: (payload) => {
         const accounts = payload === '*' ? state.published().map((s) => s.account) : payload.startsWith('g:') ? [payload.slice(2)] : [];
         for (const account of accounts) {
-          if (isGroupName(account))
+          if (isAccountName(account))
             recheck(account).catch((error) => log.error('recheck failed', { account, error: coerceError(error).message }));
         }
       },

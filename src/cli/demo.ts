@@ -12,7 +12,7 @@ import { coerceError, PlexerError, RefusedError, ServiceStartError } from '../er
 import { hashPassword } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { createPool } from '../store/connect.js';
-import { apacheOwner, ensureTenantAccount, formatRunAs } from '../tenant-users.js';
+import { apacheOwner, ensureOsUser, formatRunAs } from '../tenant-users.js';
 import { migrate } from '../store/migrate.js';
 import { grantHelperRole } from '../store/roles.js';
 import { parseCommand, parseWholeNumber } from './args.js';
@@ -30,18 +30,19 @@ worker, map and WSGI daemon, its PostgreSQL) is stopped first. Needs root (Apach
               so that slots are seen being recycled; plexer slots shows them). 0: one daemon group per
               account, each running as its own OS user, as without a pool.`;
 
-// Each tenant runs as its own system user (created if missing, as "plexer group add --run-as U --create-user").
-const SAMPLE_GROUPS = [
+// Without a pool each account's own slot runs as its own system user (created if missing, as "plexer group add
+// --run-as U --create-user").
+const SAMPLE_ACCOUNTS = [
   { name: 'alpha', settings: 'tenants.settings_alpha', runAs: 'plexer-alpha' },
   { name: 'beta', settings: 'tenants.settings_beta', runAs: 'plexer-beta' },
   { name: 'gamma', settings: 'tenants.settings_generic', runAs: 'plexer-gamma' },
 ];
 const DEMO_SLOTS = 2;
 const SAMPLE_USERS = [
-  { name: 'alice', group: 'alpha', password: 'alice-password', roles: ['admins'] },
-  { name: 'bob', group: 'beta', password: 'bob-password', roles: [] },
-  { name: 'carol', group: 'gamma', password: 'carol-password', roles: [] },
-  { name: 'dave', group: null, password: 'dave-password', roles: [] },
+  { name: 'alice', account: 'alpha', password: 'alice-password', roles: ['admins'] },
+  { name: 'bob', account: 'beta', password: 'bob-password', roles: [] },
+  { name: 'carol', account: 'gamma', password: 'carol-password', roles: [] },
+  { name: 'dave', account: null, password: 'dave-password', roles: [] },
 ];
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -125,7 +126,7 @@ export const command: Command = {
       print(`plexer demo is up: ${front.httpd.url}/app/  (Apache PID ${front.httpd.pid})`);
       print('Sample accounts (HTTP Basic):');
       for (const u of SAMPLE_USERS)
-        print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.group ?? '(no group: gets the error page)'}`);
+        print(`  ${u.name.padEnd(6)} ${u.password.padEnd(15)} -> ${u.account ?? '(no group: gets the error page)'}`);
       print(`Try: curl -u alice:alice-password ${front.httpd.url}/app/whoami`);
       if (slots > 0) {
         print(`Slots: node ${PACKAGE_ROOT}/bin/plexer slots --state-dir ${front.apacheDir}  (${slots} slots for three accounts)`);
@@ -267,8 +268,8 @@ async function prepareDemoDatabase(superuserUrl: string): Promise<void> {
 }
 
 // As the admin role, as `plexer db migrate --helper-role` would.
-// ownDaemons: one daemon group per account, each with its own OS user (a pool's slots have theirs instead).
-async function seed(config: ReturnType<typeof loadConfig>, ownDaemons: boolean): Promise<void> {
+// ownSlots: a slot of its own per account, each with its own OS user (a pool's slots have theirs instead).
+async function seed(config: ReturnType<typeof loadConfig>, ownSlots: boolean): Promise<void> {
   const pool = createPool(adminConfig(config), { max: 2, applicationName: 'plexer-demo' });
   try {
     const client = await pool.connect();
@@ -278,21 +279,21 @@ async function seed(config: ReturnType<typeof loadConfig>, ownDaemons: boolean):
     } finally {
       client.release();
     }
-    const groups = new Map((await accounts.listGroups(pool)).map((g) => [g.name, g]));
-    for (const g of SAMPLE_GROUPS) {
-      const existing = groups.get(g.name);
-      if (!ownDaemons) {
-        if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings });
+    const stored = new Map((await accounts.listAccounts(pool)).map((a) => [a.name, a]));
+    for (const a of SAMPLE_ACCOUNTS) {
+      const existing = stored.get(a.name);
+      if (!ownSlots) {
+        if (!existing) await accounts.addAccount(pool, a.name, { settingsModule: a.settings });
         continue;
       }
-      const runAs = formatRunAs(ensureTenantAccount(g.runAs, { create: true }));
-      if (!existing) await accounts.addGroup(pool, g.name, { settingsModule: g.settings, runAs });
-      // A demo state directory from before run_as: its groups get their users now.
-      else if (existing.run_as === null) await accounts.updateGroup(pool, g.name, { runAs });
+      const runAs = formatRunAs(ensureOsUser(a.runAs, { create: true }));
+      if (!existing) await accounts.addAccount(pool, a.name, { settingsModule: a.settings, runAs });
+      // A demo state directory from before run_as: its accounts get their users now.
+      else if (existing.run_as === null) await accounts.updateAccount(pool, a.name, { runAs });
     }
     for (const u of SAMPLE_USERS) {
       if (await accounts.userExists(pool, u.name)) continue;
-      await accounts.addUser(pool, u.name, await hashPassword(u.password, config.bcryptCost), u.group);
+      await accounts.addUser(pool, u.name, await hashPassword(u.password, config.bcryptCost), u.account);
       for (const role of u.roles) await accounts.grantRole(pool, u.name, role);
     }
   } finally {

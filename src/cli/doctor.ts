@@ -3,11 +3,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
+import { accountsWithoutOwnSlot } from '../accounts/model.js';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigSlots } from '../apache/config-slots.js';
 import { configFilePath, loadConfig, type PlexerConfig } from '../config.js';
 import { coerceError } from '../errors.js';
 import { MemcacheClient } from '../logins/memcache.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { createClient } from '../store/connect.js';
 import { explainConnectError, explainSchemaError } from '../store/connect-errors.js';
 import { userLockouts } from '../store/login-failures.js';
@@ -307,8 +308,8 @@ async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<
         ? { status: 'ok', name: 'schema', detail: `at version ${applied}` }
         : { status: 'FAIL', name: 'schema', detail: `at version ${applied}, this plexer needs ${latest}: run \`plexer db migrate\`` },
     );
-    const groups = (await listGroups(pool)).filter((g) => g.enabled).map((g) => g.name);
-    const running = readApacheConfigGroups(apacheConfig);
+    const accounts = (await listAccounts(pool)).filter((a) => a.enabled).map((a) => a.name);
+    const running = readApacheConfigSlots(apacheConfig);
     if (!running) {
       checks.push({
         status: 'warn',
@@ -321,13 +322,13 @@ async function storeChecks(config: PlexerConfig, apacheConfig: string): Promise<
         name: 'apache groups',
         detail: `${apacheConfig} serves every group from a pool of ${running.slots} slots`,
       });
-    } else if (running.groups === null) {
+    } else if (running.ownSlots === null) {
       checks.push({ status: 'ok', name: 'apache groups', detail: `${apacheConfig} routes through backends (no daemon per group)` });
     } else {
-      const missing = groups.filter((g) => !running.groups!.has(g));
+      const missing = accountsWithoutOwnSlot(accounts, running.ownSlots);
       checks.push(
         missing.length === 0
-          ? { status: 'ok', name: 'apache groups', detail: `all ${groups.length} enabled group(s) are in ${apacheConfig}` }
+          ? { status: 'ok', name: 'apache groups', detail: `all ${accounts.length} enabled group(s) are in ${apacheConfig}` }
           : {
               status: 'FAIL',
               name: 'apache groups',

@@ -2,13 +2,14 @@ import { resolve } from 'node:path';
 import type { PlexerConfig } from '../config.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { PROXY_BACKEND_REGEX } from '../apache/render/index.js';
-import { isBackend, isGroupName, isSettingsModule } from '../names.js';
+import { isBackend, isAccountName, isSettingsModule } from '../names.js';
 import * as accounts from '../store/accounts.js';
-import { ensureTenantAccount, formatRunAs } from '../tenant-users.js';
+import { ensureOsUser, formatRunAs } from '../tenant-users.js';
 import { expectPositionals, parseCommand, parseWholeNumber } from './args.js';
 import { print, table, type Command } from './command.js';
-import { DEFAULT_DATA_DIR, DEFAULT_PYTHON_PATH, execInGroups } from './group-exec.js';
-import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups, rerenderCommand } from '../apache/config-groups.js';
+import { DEFAULT_DATA_DIR, DEFAULT_PYTHON_PATH, execInAccounts } from './group-exec.js';
+import { ownSlotName } from '../accounts/model.js';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigSlots, rerenderCommand } from '../apache/config-slots.js';
 import { loadCommandConfig, withStore } from './store-session.js';
 
 const help = `Usage:
@@ -78,16 +79,16 @@ const options = {
 
 type Values = ReturnType<typeof parseCommand<typeof options>>['values'];
 
-function groupName(name: string): string {
-  if (!isGroupName(name))
+function accountName(name: string): string {
+  if (!isAccountName(name))
     throw new UsageError(
       `invalid daemon group name "${name}": lower-case letters, digits, "_" or "-", starting with a letter, at most 63, and not "auto" or "none" (user --group keywords)`,
     );
   return name;
 }
 
-function fieldsFrom(values: Values): accounts.GroupFields {
-  const fields: accounts.GroupFields = {};
+function fieldsFrom(values: Values): accounts.AccountFields {
+  const fields: accounts.AccountFields = {};
   if (values.settings !== undefined) {
     if (!isSettingsModule(values.settings))
       throw new UsageError(`invalid settings module "${values.settings}": a dotted Python module path`);
@@ -114,17 +115,17 @@ function fieldsFrom(values: Values): accounts.GroupFields {
   if (values['create-user'] && values['run-as'] === undefined) throw new UsageError('--create-user needs --run-as USER[:GROUP]');
   // Resolved (and created) on this machine before the store is touched, so a refused account changes nothing.
   if (values['run-as'] !== undefined) {
-    fields.runAs = formatRunAs(ensureTenantAccount(values['run-as'], { create: values['create-user'] === true }));
+    fields.runAs = formatRunAs(ensureOsUser(values['run-as'], { create: values['create-user'] === true }));
   }
   if (values['no-run-as']) fields.runAs = null;
   return fields;
 }
 
 async function restart(config: PlexerConfig, name: string, apachePidFile: string | undefined): Promise<number> {
-  const { restartDaemonGroup } = await import('../apache/daemon-restart.js');
-  const pool = await withStore(config, async (db) => (await accounts.listGroups(db)).map((g) => g.name));
-  if (!pool.includes(name)) throw new NotFoundError(`no daemon group "${name}"`);
-  const count = await restartDaemonGroup(name, pool, apachePidFile);
+  const { restartSlot } = await import('../apache/daemon-restart.js');
+  const names = await withStore(config, async (db) => (await accounts.listAccounts(db)).map((a) => a.name));
+  if (!names.includes(name)) throw new NotFoundError(`no daemon group "${name}"`);
+  const count = await restartSlot(ownSlotName(name), names.map(ownSlotName), apachePidFile);
   print(`signalled ${count} daemon process(es) of ${name}; Apache starts fresh ones`);
   return 0;
 }
@@ -143,12 +144,12 @@ export const command: Command = {
     const config = loadCommandConfig(values.config);
     switch (action) {
       case 'add': {
-        const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
+        const name = accountName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
-        await withStore(config, (pool) => accounts.addGroup(pool, name, fields));
+        await withStore(config, (pool) => accounts.addAccount(pool, name, fields));
         // The command that rendered Apache's config, read back from it: pasted, it renders the new group in.
         const configPath = values['apache-config'] ?? DEFAULT_APACHE_CONFIG;
-        const running = readApacheConfigGroups(configPath);
+        const running = readApacheConfigSlots(configPath);
         const again = rerenderCommand(running);
         const why = running ? `${configPath} does not say how it was rendered` : `no Apache config at ${configPath}`;
         if (running?.slots !== undefined) {
@@ -164,16 +165,16 @@ export const command: Command = {
         return 0;
       }
       case 'set': {
-        const name = groupName((expectPositionals(rest, ['name']) as [string])[0]);
+        const name = accountName((expectPositionals(rest, ['name']) as [string])[0]);
         const fields = fieldsFrom(values);
         if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one option');
-        await withStore(config, (pool) => accounts.updateGroup(pool, name, fields));
+        await withStore(config, (pool) => accounts.updateAccount(pool, name, fields));
         if (!values.restart) return 0;
         return restart(config, name, values['apache-pid-file']);
       }
       case 'list': {
         expectPositionals(rest, []);
-        const groups = await withStore(config, (pool) => accounts.listGroups(pool));
+        const groups = await withStore(config, (pool) => accounts.listAccounts(pool));
         if (values.json) return (print(JSON.stringify(groups)), 0);
         const rows = groups.map((g) => [
           g.name,
@@ -188,27 +189,27 @@ export const command: Command = {
       }
       case 'del': {
         const [name] = expectPositionals(rest, ['name']) as [string];
-        await withStore(config, (pool) => accounts.deleteGroup(pool, groupName(name)));
+        await withStore(config, (pool) => accounts.deleteAccount(pool, accountName(name)));
         print(`daemon group ${name} deleted`);
         return 0;
       }
       case 'token': {
         const [name] = expectPositionals(rest, ['name']) as [string];
-        print(await withStore(config, (pool) => accounts.backendToken(pool, groupName(name), values.rotate === true)));
+        print(await withStore(config, (pool) => accounts.backendToken(pool, accountName(name), values.rotate === true)));
         return 0;
       }
       case 'restart': {
         const [name] = expectPositionals(rest, ['name']) as [string];
-        return restart(config, groupName(name), values['apache-pid-file']);
+        return restart(config, accountName(name), values['apache-pid-file']);
       }
       case 'exec': {
         if (process.getuid?.() !== 0) throw new UsageError("group exec switches to each group's run-as user: run it as root");
-        const names = values.all ? (expectPositionals(rest, []), null) : [groupName((expectPositionals(rest, ['name']) as [string])[0])];
-        const all = await withStore(config, (pool) => accounts.listGroups(pool));
-        const groups = names === null ? all.filter((g) => g.enabled) : all.filter((g) => g.name === names[0]);
-        if (names !== null && groups.length === 0) throw new NotFoundError(`no daemon group "${names[0]}"`);
+        const names = values.all ? (expectPositionals(rest, []), null) : [accountName((expectPositionals(rest, ['name']) as [string])[0])];
+        const all = await withStore(config, (pool) => accounts.listAccounts(pool));
+        const chosen = names === null ? all.filter((a) => a.enabled) : all.filter((a) => a.name === names[0]);
+        if (names !== null && chosen.length === 0) throw new NotFoundError(`no daemon group "${names[0]}"`);
         // A pool's accounts run in its slots, with the binder's data directory (Apache's config says which).
-        const served = readApacheConfigGroups(values['apache-config'] ?? DEFAULT_APACHE_CONFIG);
+        const served = readApacheConfigSlots(values['apache-config'] ?? DEFAULT_APACHE_CONFIG);
         const pool = served?.pool;
         const slots = served?.slots;
         if (slots !== undefined && pool === undefined)
@@ -217,7 +218,7 @@ export const command: Command = {
           );
         if (pool && values['data-dir'] !== undefined && resolve(values['data-dir']) !== pool.dataDir)
           throw new UsageError(`the pool's accounts keep their data in ${pool.dataDir} (its binder's --data-dir); leave --data-dir out`);
-        return execInGroups(groups, execCommand, {
+        return execInAccounts(chosen, execCommand, {
           dataDir: pool?.dataDir ?? values['data-dir'] ?? DEFAULT_DATA_DIR,
           pythonPath: values['python-path'] ?? pool?.pythonPath ?? DEFAULT_PYTHON_PATH,
           // In a pool each command holds a slot another account may be using: a quarter of them at most.

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { coerceError, FileError, NotFoundError, RefusedError, UsageError } from '../errors.js';
-import { DEFAULT_APACHE_CONFIG, readApacheConfigGroups } from '../apache/config-groups.js';
+import { accountsWithoutOwnSlot } from '../accounts/model.js';
+import { DEFAULT_APACHE_CONFIG, readApacheConfigSlots } from '../apache/config-slots.js';
 import { parseHtpasswd } from '../htpasswd.js';
-import { isGroupName, isRoleName, isUserName } from '../names.js';
+import { isAccountName, isRoleName, isUserName } from '../names.js';
 import { hashPassword, PasswordPolicyError } from '../password.js';
 import * as accounts from '../store/accounts.js';
 import { unlockSubjects, userLockouts } from '../store/login-failures.js';
@@ -51,11 +52,11 @@ function userName(name: string): string {
   return name;
 }
 
-function groupChoice(value: string | undefined): string | null | 'auto' {
+function accountChoice(value: string | undefined): string | null | 'auto' {
   if (value === undefined) throw new UsageError('--group is required (a group name, "auto" or "none")');
   if (value === 'auto') return 'auto';
   if (value === 'none') return null;
-  if (!isGroupName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
+  if (!isAccountName(value)) throw new UsageError(`invalid daemon group name "${value}"`);
   return value;
 }
 
@@ -87,29 +88,29 @@ export const command: Command = {
     const config = loadCommandConfig(values.config);
     const fromStdin = values['password-stdin'] === true;
 
-    // Resolves "auto" inside the caller's transaction, so the chosen group still has room at commit.
-    const assign = async (client: Parameters<typeof accounts.pickGroupWithRoom>[0], choice: string | null | 'auto') => {
+    // Resolves "auto" inside the caller's transaction, so the chosen account still has room at commit.
+    const assign = async (client: Parameters<typeof accounts.pickAccountWithRoom>[0], choice: string | null | 'auto') => {
       if (choice !== 'auto') return choice;
-      const group = await accounts.pickGroupWithRoom(client);
-      if (!group) throw new RefusedError('no enabled daemon group has room: add a group or raise a capacity');
-      return group;
+      const account = await accounts.pickAccountWithRoom(client);
+      if (!account) throw new RefusedError('no enabled daemon group has room: add a group or raise a capacity');
+      return account;
     };
 
     switch (action) {
       case 'add': {
         const [name] = expectPositionals(rest, ['name']) as [string];
         userName(name);
-        const choice = groupChoice(values.group);
+        const choice = accountChoice(values.group);
         const hash = await newPasswordHash(fromStdin, config.bcryptCost);
-        const group = await withStore(config, (pool) =>
+        const account = await withStore(config, (pool) =>
           inTransaction(pool, async (client) => {
             const chosen = await assign(client, choice);
             await accounts.addUser(client, name, hash, chosen);
             return chosen;
           }),
         );
-        print(`user ${name} added${group ? ` to ${group}` : ' without a daemon group'}`);
-        warnIfNotInApache(name, group, values['apache-config']);
+        print(`user ${name} added${account ? ` to ${account}` : ' without a daemon group'}`);
+        warnIfNotInApache(name, account, values['apache-config']);
         return 0;
       }
       case 'passwd': {
@@ -122,16 +123,16 @@ export const command: Command = {
       case 'move': {
         const [name] = expectPositionals(rest, ['name']) as [string];
         userName(name);
-        const choice = groupChoice(values.group);
-        const group = await withStore(config, (pool) =>
+        const choice = accountChoice(values.group);
+        const account = await withStore(config, (pool) =>
           inTransaction(pool, async (client) => {
             const chosen = await assign(client, choice);
             await accounts.moveUser(client, name, chosen);
             return chosen;
           }),
         );
-        print(`user ${name} moved to ${group ?? 'no daemon group'}`);
-        warnIfNotInApache(name, group, values['apache-config']);
+        print(`user ${name} moved to ${account ?? 'no daemon group'}`);
+        warnIfNotInApache(name, account, values['apache-config']);
         return 0;
       }
       case 'disable':
@@ -169,10 +170,10 @@ export const command: Command = {
       }
       case 'list': {
         expectPositionals(rest, []);
-        const group = values.group === undefined ? undefined : groupChoice(values.group);
-        if (group === 'auto') throw new UsageError('--group auto makes no sense for list');
+        const account = values.group === undefined ? undefined : accountChoice(values.group);
+        if (account === 'auto') throw new UsageError('--group auto makes no sense for list');
         const [users, lockouts] = await withStore(config, (pool) =>
-          Promise.all([accounts.listUsers(pool, group ?? undefined), userLockouts(pool)]),
+          Promise.all([accounts.listUsers(pool, account ?? undefined), userLockouts(pool)]),
         );
         const lockedOf = (name: string) => lockouts.filter((l) => l.user === name).map(({ address, until }) => ({ address, until }));
         if (values.json) return (print(JSON.stringify(users.map((u) => ({ ...u, lockouts: lockedOf(u.name) })))), 0);
@@ -193,7 +194,7 @@ export const command: Command = {
       }
       case 'import-htpasswd': {
         const [file] = expectPositionals(rest, ['file']) as [string];
-        const choice = groupChoice(values.group);
+        const choice = accountChoice(values.group);
         if (choice === 'auto') throw new UsageError('import-htpasswd needs a named group or none');
         if (values['skip-existing'] && values.update) throw new UsageError('--skip-existing and --update exclude each other');
         const existing: accounts.ExistingUsers = values.update ? 'update' : values['skip-existing'] ? 'skip' : 'refuse';
@@ -201,7 +202,7 @@ export const command: Command = {
         const lineOf = new Map(entries.map((entry) => [entry.user, entry.line]));
         const left = await withStore(config, (pool) =>
           inTransaction(pool, async (client) => {
-            if (choice !== null && !(await accounts.groupExists(client, choice))) {
+            if (choice !== null && !(await accounts.accountExists(client, choice))) {
               throw new NotFoundError(
                 `no daemon group "${choice}"; create it with \`plexer group add ${choice}\` first (nothing imported)`,
               );
@@ -238,12 +239,12 @@ export const command: Command = {
   },
 };
 
-// A user routed to a group the running Apache does not define yet gets the 503 page until it does.
-function warnIfNotInApache(name: string, group: string | null, apacheConfig: string | undefined): void {
-  const running = group === null ? null : readApacheConfigGroups(apacheConfig);
-  if (group !== null && running?.groups && !running.groups.has(group)) {
+// A user routed to an account without a slot in the running Apache gets the 503 page until it has one.
+function warnIfNotInApache(name: string, account: string | null, apacheConfig: string | undefined): void {
+  const running = account === null ? null : readApacheConfigSlots(apacheConfig);
+  if (account !== null && running?.ownSlots && accountsWithoutOwnSlot([account], running.ownSlots).length > 0) {
     process.stderr.write(
-      `warning: daemon group "${group}" is not in the Apache config ${running.path}: ${name} gets the 503 ` +
+      `warning: daemon group "${account}" is not in the Apache config ${running.path}: ${name} gets the 503 ` +
         'page until `plexer apache config … --out` rewrites it and Apache reloads (apache2ctl graceful)\n',
     );
   }

@@ -4,11 +4,11 @@ import type { PlexerConfig } from '../config.js';
 import { FileError, ServiceStartError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { createPool } from '../store/connect.js';
-import { listGroups } from '../store/accounts.js';
+import { listAccounts } from '../store/accounts.js';
 import { apacheOwner } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render/index.js';
-import { apacheGroups, prepareTenantDirs } from '../apache/groups.js';
+import { configAccounts, prepareAccountDirs } from '../apache/accounts.js';
 import type { Runtime } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
@@ -17,7 +17,7 @@ import { preparePool } from '../pool/prepare.js';
 import { DEFAULT_POOL_PREFIX, poolFiles } from '../pool/names.js';
 import { startLoginCacheServer, type LoginCacheServer } from './login-cache-server.js';
 
-// One private Apache in front of a plexer store, configured from the groups in the database: what the demo
+// One private Apache in front of a plexer store, configured from the accounts in the database: what the demo
 // runs and what the end-to-end tests drive.
 export interface FrontOptions {
   stateDir: string;
@@ -44,7 +44,7 @@ export interface Front {
   lockDir: string;
   runtime: Runtime;
   apacheDir: string;
-  // Re-renders from the current groups and reloads gracefully (what `plexer apache config --reload` does).
+  // Re-renders from the current accounts and reloads gracefully (what `plexer apache config --reload` does).
   reconfigure(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -52,11 +52,11 @@ export interface Front {
 export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheDir: string): Promise<string> {
   const pool = createPool(o.config, { max: 1 });
   try {
-    const groups = await listGroups(pool);
+    const accounts = await listAccounts(pool);
     const slots = o.extra?.pool;
     // A pool's accounts get their data directories from the binder, when bound.
     if (slots) preparePool({ slots: slots.slots, prefix: slots.prefix ?? DEFAULT_POOL_PREFIX, stateDir: apacheDir });
-    else prepareTenantDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), groups);
+    else prepareAccountDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), accounts);
     return renderApacheConfig({
       listenAddress: '127.0.0.1',
       port: o.port,
@@ -67,7 +67,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
       wsgiScript: runtime.wsgiScript,
       pythonPath: runtime.pythonPath,
       errorPagesDir: runtime.errorPagesDir,
-      groups: apacheGroups(groups, o.settingsFrom ?? 'map'),
+      accounts: configAccounts(accounts, o.settingsFrom ?? 'map'),
       mapUser: 'www-data:www-data',
       tls: false,
       authCacheTimeoutSeconds: o.authCacheTimeoutSeconds ?? 60,

@@ -1,6 +1,6 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
-import { isGroupName, isUserName } from '../names.js';
+import { isAccountName, isUserName } from '../names.js';
 import type { PrgMapKind } from '../store/map-queries.js';
 import { applyChange } from './invalidation.js';
 import { NO_ANSWER, answerCacheOptions, evictMatching, expireEvery, fallback, type Answer } from './resolver.js';
@@ -8,7 +8,7 @@ import { NO_ANSWER, answerCacheOptions, evictMatching, expireEvery, fallback, ty
 // An invalid key (empty, control characters, spaces, too long, non-ASCII) is answered with no value here and
 // never reaches the cache, the store thread or SQL.
 export function keyValidator(kind: PrgMapKind): (key: string) => boolean {
-  return kind === 'settings' ? isGroupName : isUserName;
+  return kind === 'settings' ? isAccountName : isUserName;
 }
 
 // What the store thread (src/lookup/store-thread.ts) tells the answering thread, in the order it happens there:

@@ -8,7 +8,7 @@
 // internal redirect would run again authenticates anew (it follows one of another configuration, the bind
 // location's), so it would find no session; the browser's repeat carries its cookie.
 import type { Logger } from '../log.js';
-import { isGroupName } from '../names.js';
+import { isAccountName } from '../names.js';
 import type { ScgiRequest, ScgiResponse } from '../scgi/server.js';
 import type { Binder } from './binder.js';
 
@@ -32,7 +32,7 @@ export function bindRequestHandler(
   });
   return async ({ env }) => {
     const account = env.get(`REDIRECT_${ACCOUNT_VARIABLE}`) ?? '';
-    if (!isGroupName(account)) return { status: 404, headers: [['Content-Type', 'text/plain']], body: 'not found\n' };
+    if (!isAccountName(account)) return { status: 404, headers: [['Content-Type', 'text/plain']], body: 'not found\n' };
     // The client's own request line, still encoded: nothing in it can break the header it goes into.
     const uri = env.get('REQUEST_URI') ?? '';
     // "//host/…" would make the 307 a redirect to another site.

@@ -4,14 +4,13 @@
 // never taken; when every slot is busy the request waits a bounded time and then gets "busy". In the background it
 // keeps `spares` slots free, so that a binding rarely waits for a slot to be emptied. Everything that touches the
 // machine is in SlotHost (slot-host.ts), so this policy runs in tests against a host that records what it was asked.
+import type { Account } from '../accounts/model.js';
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PoolState } from './state.js';
 
-export interface AccountInfo {
-  settings: string | null;
-  enabled: boolean;
-}
+// What a binding needs of the account, asked of the store at each one.
+export type AccountInfo = Pick<Account, 'settingsModule' | 'enabled'>;
 
 // What a slot's processes serve: written to its slot file (slot-file.ts), read by apache/wsgi/plexer.wsgi.
 export interface SlotAssignment {
@@ -224,7 +223,7 @@ export class Binder {
     const info = await this.accounts(account);
     if (!info) return { kind: 'refused', reason: 'no such account' };
     if (!info.enabled) return { kind: 'refused', reason: 'account disabled' };
-    if (info.settings === null) return { kind: 'refused', reason: 'account has no settings module' };
+    if (info.settingsModule === null) return { kind: 'refused', reason: 'account has no settings module' };
     const deadline = this.now() + this.waitMs;
     // Whether this binding counts on a slot being emptied (see below).
     let waitingForOne = false;
@@ -249,7 +248,7 @@ export class Binder {
           this.state.begin(choice.slot, account, this.now());
           // The evicted account leaves Apache's map before its processes go: its next request asks for a slot.
           this.host.publish(this.state);
-          return this.finishBinding(choice.slot, account, info.settings, choice.evicts);
+          return this.finishBinding(choice.slot, account, info.settingsModule, choice.evicts);
         }
         if (this.now() >= deadline) return { kind: 'busy' };
         await this.sleep(this.pollMs);

@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { coerceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isGroupName } from '../names.js';
+import { isAccountName } from '../names.js';
 import type { Binder } from './binder.js';
 import { SLOT_NAME_PATTERN } from './names.js';
 
@@ -42,7 +42,7 @@ export function serveControl(binder: Binder, log: Logger): net.Server {
       socket.setTimeout(0);
       const [verb, account, ...extra] = line.slice(0, line.indexOf('\n')).split(' ');
       line = line.slice(0, line.indexOf('\n') + 1);
-      if (verb !== 'hold' || account === undefined || !isGroupName(account) || extra.length > 0) {
+      if (verb !== 'hold' || account === undefined || !isAccountName(account) || extra.length > 0) {
         answer('error expected "hold ACCOUNT"');
         socket.end();
         return;

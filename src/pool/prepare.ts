@@ -4,8 +4,9 @@
 import { chmodSync, chownSync, existsSync, mkdirSync } from 'node:fs';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { apacheOwner, checkTenantAccount, ensureTenantAccount } from '../tenant-users.js';
-import { poolFiles, slotNames, slotUser } from './names.js';
+import { poolSlots } from '../accounts/model.js';
+import { apacheOwner, ensureOsUser } from '../tenant-users.js';
+import { poolFiles } from './names.js';
 
 export function preparePool(o: { slots: number; prefix: string; stateDir: string }): void {
   if (process.getuid?.() !== 0) throw new RunAsError('a slot pool is prepared as root (it creates one OS user per slot)');
@@ -14,13 +15,11 @@ export function preparePool(o: { slots: number; prefix: string; stateDir: string
   mkdirSync(files.slotsDir, { recursive: true, mode: 0o711 });
   chownSync(files.slotsDir, 0, 0);
   chmodSync(files.slotsDir, 0o711);
-  for (const slot of slotNames(o.slots)) {
-    const account = ensureTenantAccount(slotUser(o.prefix, slot), { create: true });
-    checkTenantAccount(account);
-    const home = files.slotHome(slot);
-    mkdirSync(home, { recursive: true, mode: 0o750 });
-    chownSync(home, 0, account.gid);
-    chmodSync(home, 0o750);
+  for (const slot of poolSlots(o)) {
+    const user = ensureOsUser(slot.user, { create: true });
+    mkdirSync(slot.home, { recursive: true, mode: 0o750 });
+    chownSync(slot.home, 0, user.gid);
+    chmodSync(slot.home, 0o750);
   }
   if (!existsSync(files.bindings)) writeFileAtomic(files.bindings, '', { mode: 0o640, owner: { uid: 0, gid: apacheGid } });
 }

@@ -3,7 +3,7 @@
 // again). The WSGI script trusts it only when the data directory it names is its own user's (the binder hands it
 // over before it writes the file).
 import { readFileSync } from 'node:fs';
-import { isGroupName, isSettingsModule } from '../names.js';
+import { isAccountName, isSettingsModule } from '../names.js';
 import type { SlotAssignment } from './binder.js';
 
 export function formatSlotFile(a: SlotAssignment): string {
@@ -27,6 +27,6 @@ export function readSlotFile(path: string): SlotAssignment | null {
   const account = fields.get('account') ?? '';
   const settings = fields.get('settings') ?? '';
   const dataDir = fields.get('data_dir') ?? '';
-  if (!isGroupName(account) || !isSettingsModule(settings) || !dataDir.startsWith('/')) return null;
+  if (!isAccountName(account) || !isSettingsModule(settings) || !dataDir.startsWith('/')) return null;
   return { account, settings, dataDir };
 }

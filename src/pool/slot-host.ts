@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { RunAsError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { parentPid, processIdentity, processIds, processTitle, socketInodes, unixSockets } from '../proc.js';
-import { apacheOwner, checkTenantAccount, lookupAccount } from '../tenant-users.js';
+import { apacheOwner, existingOsUser } from '../tenant-users.js';
 import type { SlotAssignment, SlotHost } from './binder.js';
 import { poolFiles, slotUser } from './names.js';
 import { formatSlotFile } from './slot-file.js';
@@ -57,21 +57,22 @@ export class MachineSlotHost implements SlotHost {
   constructor(private readonly o: MachineSlotHostOptions) {
     this.files = poolFiles(o.stateDir);
     this.apacheGid = apacheOwner().gid;
-    for (const slot of o.slots) this.slotAccount(slot);
+    for (const slot of o.slots) this.slotOsUser(slot);
     mkdirSync(o.dataDir, { recursive: true, mode: 0o711 });
     chownSync(o.dataDir, 0, 0);
     chmodSync(o.dataDir, 0o711);
   }
 
   // The slot's OS user, checked as a tenant's: never root, never Apache's, in no privileged group.
-  slotAccount(slot: string): { uid: number; gid: number } {
+  slotOsUser(slot: string): { uid: number; gid: number } {
     const known = this.slotIds.get(slot);
     if (known) return known;
     const user = slotUser(this.o.prefix, slot);
-    const account = lookupAccount({ user, group: user });
-    if (!account) throw new RunAsError(`slot user ${user} does not exist: run plexer apache config --slots … again (as root) to create it`);
-    checkTenantAccount(account);
-    const ids = { uid: account.uid, gid: account.gid };
+    const osUser = existingOsUser(
+      { user, group: user },
+      `slot user ${user} does not exist: run plexer apache config --slots … again (as root) to create it`,
+    );
+    const ids = { uid: osUser.uid, gid: osUser.gid };
     this.slotIds.set(slot, ids);
     return ids;
   }
@@ -93,14 +94,14 @@ export class MachineSlotHost implements SlotHost {
   // when it starts again.
   owns(slot: string, dataDir: string): boolean {
     try {
-      return lstatSync(dataDir).uid === this.slotAccount(slot).uid;
+      return lstatSync(dataDir).uid === this.slotOsUser(slot).uid;
     } catch {
       return false;
     }
   }
 
   async assign(slot: string, a: SlotAssignment): Promise<void> {
-    const ids = this.slotAccount(slot);
+    const ids = this.slotOsUser(slot);
     this.giveData(a.dataDir, ids);
     chownSync(a.dataDir, ids.uid, ids.gid);
     chmodSync(a.dataDir, 0o700);
@@ -108,7 +109,7 @@ export class MachineSlotHost implements SlotHost {
   }
 
   async empty(slot: string, account: string | null): Promise<void> {
-    const { uid } = this.slotAccount(slot);
+    const { uid } = this.slotOsUser(slot);
     // The account has left the bindings map already, but a request routed just before may still be on its way to
     // the slot's socket, or in it: it is served before the processes go.
     if (account !== null) await this.drain(slot);

@@ -1,5 +1,6 @@
 // Which account each slot serves, and the rules for taking one: the binder's whole policy, with no I/O, so that
 // every step can be checked by verify() (tests call it after each one, as Passenger checks its pool).
+import { bindingConflict } from '../accounts/model.js';
 
 export type SlotPhase =
   // No account: its processes (if any) serve nothing.
@@ -117,17 +118,15 @@ export class PoolState {
 
   verify(): void {
     const names = new Set<string>();
-    const accounts = new Set<string>();
     for (const s of this.slots) {
       if (names.has(s.name)) throw new PoolInvariantError(`slot ${s.name} twice`);
       names.add(s.name);
       if ((s.phase === 'free' || s.phase === 'emptying') !== (s.account === null))
         throw new PoolInvariantError(`slot ${s.name}: ${s.phase} with account ${s.account}`);
-      if (s.account !== null) {
-        if (accounts.has(s.account)) throw new PoolInvariantError(`account ${s.account} in two slots`);
-        accounts.add(s.account);
-        if (s.lastUsed < s.boundAt) throw new PoolInvariantError(`slot ${s.name} used before it was bound`);
-      }
+      if (s.account !== null && s.lastUsed < s.boundAt) throw new PoolInvariantError(`slot ${s.name} used before it was bound`);
     }
+    // A slot being bound counts: its account is on its way in.
+    const conflict = bindingConflict(this.slots.flatMap((s) => (s.account === null ? [] : [{ account: s.account, slot: s.name }])));
+    if (conflict !== null) throw new PoolInvariantError(conflict);
   }
 }

@@ -3,14 +3,16 @@ import { NotFoundError, RefusedError } from '../errors.js';
 
 // All SQL the admin commands run. Callers validate names first for friendly messages; the schema's CHECK and
 // foreign-key constraints are the final word, and their violations are turned into RefusedError here.
+// The daemon_groups table holds accounts (src/accounts/model.ts), its historic name from when an account and its
+// mod_wsgi daemon group were one; users.daemon_group names a user's account. The CLI still says "group".
 
-export interface GroupRow {
+export interface AccountRow {
   name: string;
   settings_module: string | null;
   backend: string | null;
   capacity: number | null;
   enabled: boolean;
-  // "user" or "user:group" the group's processes run as; null: Apache's run user.
+  // "user" or "user:group" the account's own slot runs as; null: Apache's run user.
   run_as: string | null;
   users: number;
 }
@@ -24,7 +26,7 @@ export interface UserRow {
   updated_at: Date;
 }
 
-export interface GroupFields {
+export interface AccountFields {
   settingsModule?: string | null;
   backend?: string | null;
   capacity?: number | null;
@@ -59,7 +61,7 @@ async function run<R extends pg.QueryResultRow>(db: Queryable, what: string, tex
   }
 }
 
-export async function addGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
+export async function addAccount(db: Queryable, name: string, fields: AccountFields): Promise<void> {
   await run(
     db,
     `daemon group "${name}"`,
@@ -68,7 +70,7 @@ export async function addGroup(db: Queryable, name: string, fields: GroupFields)
   );
 }
 
-export async function updateGroup(db: Queryable, name: string, fields: GroupFields): Promise<void> {
+export async function updateAccount(db: Queryable, name: string, fields: AccountFields): Promise<void> {
   const result = await run(
     db,
     `daemon group "${name}"`,
@@ -95,7 +97,7 @@ export async function updateGroup(db: Queryable, name: string, fields: GroupFiel
   if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
 }
 
-export async function deleteGroup(db: Queryable, name: string): Promise<void> {
+export async function deleteAccount(db: Queryable, name: string): Promise<void> {
   const result = await db.query('DELETE FROM daemon_groups WHERE name = $1', [name]).catch((error: { code?: string }) => {
     if (error.code === '23503') throw new RefusedError(`daemon group "${name}" still has users: move or delete them first`);
     throw error;
@@ -103,7 +105,7 @@ export async function deleteGroup(db: Queryable, name: string): Promise<void> {
   if (result.rowCount === 0) throw new NotFoundError(`no daemon group "${name}"`);
 }
 
-// The token Apache sends the group's backend (migration 008); `rotate` replaces it first with a fresh random one.
+// The token Apache sends the account's backend (migration 008); `rotate` replaces it first with a fresh random one.
 export async function backendToken(db: Queryable, name: string, rotate: boolean): Promise<string> {
   const result = rotate
     ? await db.query<{ backend_token: string }>(
@@ -116,8 +118,8 @@ export async function backendToken(db: Queryable, name: string, rotate: boolean)
   return row.backend_token;
 }
 
-export async function listGroups(db: Queryable): Promise<GroupRow[]> {
-  const result = await db.query<GroupRow>(
+export async function listAccounts(db: Queryable): Promise<AccountRow[]> {
+  const result = await db.query<AccountRow>(
     `SELECT g.name, g.settings_module, g.backend, g.capacity, g.enabled, g.run_as, count(u.name)::integer AS users
        FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
       GROUP BY g.name ORDER BY g.name`,
@@ -125,15 +127,15 @@ export async function listGroups(db: Queryable): Promise<GroupRow[]> {
   return result.rows;
 }
 
-export async function getGroup(db: Queryable, name: string): Promise<GroupRow> {
-  const group = (await listGroups(db)).find((row) => row.name === name);
-  if (!group) throw new NotFoundError(`no daemon group "${name}"`);
-  return group;
+export async function getAccount(db: Queryable, name: string): Promise<AccountRow> {
+  const account = (await listAccounts(db)).find((row) => row.name === name);
+  if (!account) throw new NotFoundError(`no daemon group "${name}"`);
+  return account;
 }
 
-// The enabled group with the fewest users that still has room. The advisory lock serializes concurrent
-// `--group auto` callers so two of them cannot both take a group's last place.
-export async function pickGroupWithRoom(client: pg.ClientBase): Promise<string | null> {
+// The enabled account with the fewest users that still has room. The advisory lock serializes concurrent
+// `--group auto` callers so two of them cannot both take an account's last place.
+export async function pickAccountWithRoom(client: pg.ClientBase): Promise<string | null> {
   await client.query(`SELECT pg_advisory_xact_lock(hashtext('plexer.auto-group'))`);
   const result = await client.query<{ name: string }>(
     `SELECT g.name FROM daemon_groups g LEFT JOIN users u ON u.daemon_group = g.name
@@ -144,8 +146,12 @@ export async function pickGroupWithRoom(client: pg.ClientBase): Promise<string |
   return result.rows[0]?.name ?? null;
 }
 
-export async function addUser(db: Queryable, name: string, passwordHash: string, group: string | null): Promise<void> {
-  await run(db, `user "${name}"`, 'INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [name, passwordHash, group]);
+export async function addUser(db: Queryable, name: string, passwordHash: string, account: string | null): Promise<void> {
+  await run(db, `user "${name}"`, 'INSERT INTO users (name, password_hash, daemon_group) VALUES ($1, $2, $3)', [
+    name,
+    passwordHash,
+    account,
+  ]);
 }
 
 async function updateUser(db: Queryable, name: string, assignment: string, value: unknown): Promise<void> {
@@ -154,7 +160,7 @@ async function updateUser(db: Queryable, name: string, assignment: string, value
 }
 
 export const setPasswordHash = (db: Queryable, name: string, hash: string) => updateUser(db, name, 'password_hash = $2', hash);
-export const moveUser = (db: Queryable, name: string, group: string | null) => updateUser(db, name, 'daemon_group = $2', group);
+export const moveUser = (db: Queryable, name: string, account: string | null) => updateUser(db, name, 'daemon_group = $2', account);
 export const setUserDisabled = (db: Queryable, name: string, disabled: boolean) => updateUser(db, name, 'disabled = $2', disabled);
 
 export async function deleteUser(db: Queryable, name: string): Promise<void> {
@@ -171,14 +177,14 @@ export async function revokeRole(db: Queryable, name: string, role: string): Pro
   return (result.rowCount ?? 0) > 0;
 }
 
-export async function listUsers(db: Queryable, group?: string): Promise<UserRow[]> {
+export async function listUsers(db: Queryable, account?: string): Promise<UserRow[]> {
   const result = await db.query<UserRow>(
     `SELECT u.name, u.daemon_group, u.disabled, u.created_at, u.updated_at,
             coalesce(array_agg(r.role ORDER BY r.role) FILTER (WHERE r.role IS NOT NULL), '{}') AS roles
        FROM users u LEFT JOIN user_roles r ON r.user_name = u.name
       WHERE $1::text IS NULL OR u.daemon_group = $1
       GROUP BY u.name ORDER BY u.name`,
-    [group ?? null],
+    [account ?? null],
   );
   return result.rows;
 }
@@ -189,7 +195,7 @@ export async function userExists(db: Queryable, name: string): Promise<boolean> 
 }
 
 // What to do with a name that already exists: report it (the line is refused), leave it, or replace its hash
-// and group.
+// and account.
 export type ExistingUsers = 'refuse' | 'skip' | 'update';
 
 export interface ImportEntry {
@@ -199,22 +205,27 @@ export interface ImportEntry {
 
 // One INSERT per batch (not one per user): 20,000 lines in a few round trips. Returns the names that already
 // existed and were left as they are ('refuse' and 'skip').
-export async function importUsers(db: Queryable, entries: ImportEntry[], group: string | null, existing: ExistingUsers): Promise<string[]> {
+export async function importUsers(
+  db: Queryable,
+  entries: ImportEntry[],
+  account: string | null,
+  existing: ExistingUsers,
+): Promise<string[]> {
   const onConflict =
     existing === 'update' ? 'DO UPDATE SET password_hash = EXCLUDED.password_hash, daemon_group = EXCLUDED.daemon_group' : 'DO NOTHING';
   const result = await run<{ name: string }>(
     db,
-    `importing into daemon group "${group ?? 'none'}"`,
+    `importing into daemon group "${account ?? 'none'}"`,
     `INSERT INTO users (name, password_hash, daemon_group)
      SELECT n, h, $3 FROM unnest($1::text[], $2::text[]) AS t(n, h)
      ON CONFLICT (name) ${onConflict} RETURNING name`,
-    [entries.map((e) => e.user), entries.map((e) => e.hash), group],
+    [entries.map((e) => e.user), entries.map((e) => e.hash), account],
   );
   const written = new Set(result.rows.map((row) => row.name));
   return entries.filter((e) => !written.has(e.user)).map((e) => e.user);
 }
 
-export async function groupExists(db: Queryable, name: string): Promise<boolean> {
+export async function accountExists(db: Queryable, name: string): Promise<boolean> {
   const result = await db.query('SELECT 1 FROM daemon_groups WHERE name = $1', [name]);
   return (result.rowCount ?? 0) > 0;
 }

@@ -1,7 +1,7 @@
 // Prototype of the Apache side with a REAL Apache (Debian's apache2 + mod_wsgi + mod_authnz_external) and
 // tiny shell stand-ins for `plexer map …`, `plexer authn` and `plexer authz`. It proves the routing idiom of
 // src/apache/render/; the real end-to-end tests run the real plexer helpers instead.
-import { apacheOwner, ensureTenantDataDir } from '../../src/tenant-users.js';
+import { apacheOwner, ensureAccountDataDir } from '../../src/tenant-users.js';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -109,7 +109,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
     writeFileSync(join(root, 'plexer.conf'), '# stand-in\n', { mode: 0o644 });
     const data = join(root, 'data');
     // Each group's own 0700 directory, as the front end prepares them (www-data's: no run-as here).
-    for (const g of ['alpha', 'beta', 'gamma', 'eps', 'delta', 'zeta']) ensureTenantDataDir(data, g, apacheOwner());
+    for (const g of ['alpha', 'beta', 'gamma', 'eps', 'delta', 'zeta']) ensureAccountDataDir(data, g, apacheOwner());
     const state = join(root, 'state');
     options = {
       listenAddress: '127.0.0.1',
@@ -123,7 +123,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
       wsgiScript: join(app, 'wsgi', 'plexer.wsgi'),
       pythonPath: join(app, 'example'),
       errorPagesDir: join(app, 'errors'),
-      groups: [
+      accounts: [
         { name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true },
         { name: 'beta', settingsModule: 'tenants.settings_beta', enabled: true },
         { name: 'gamma', settingsModule: null, enabled: true },
@@ -287,7 +287,7 @@ describe.skipIf(!haveApache)('Apache routing prototype (stand-in helpers)', () =
 });
 
 describe('renderApacheConfig', () => {
-  const base: ApacheConfigOptions = { ...INSTALL, groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }] };
+  const base: ApacheConfigOptions = { ...INSTALL, accounts: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }] };
 
   it('is deterministic and wires the helpers with absolute paths', () => {
     const text = renderApacheConfig(base);
@@ -320,7 +320,7 @@ describe('renderApacheConfig', () => {
   });
 
   it('renders a safe config for zero groups', () => {
-    const text = renderApacheConfig({ ...base, groups: [] });
+    const text = renderApacheConfig({ ...base, accounts: [] });
     expect(text).not.toContain('WSGIDaemonProcess ');
     expect(text).toContain('WSGIRestrictProcess _unrouted_');
   });
@@ -332,11 +332,11 @@ describe('renderApacheConfig', () => {
       { stateDir: '/srv/${APACHE_RUN_DIR}' },
       { wsgiScript: '/opt/x"\nRequire all granted' },
       { plexerCommand: ['node', '/opt/plexer/bin/plexer'] },
-      { groups: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
-      { groups: [{ name: 'a b', settingsModule: null, enabled: true }] },
-      { groups: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
+      { accounts: [{ name: 'Alpha', settingsModule: null, enabled: true }] },
+      { accounts: [{ name: 'a b', settingsModule: null, enabled: true }] },
+      { accounts: [{ name: 'alpha', settingsModule: 'x;y', enabled: true }] },
       {
-        groups: [
+        accounts: [
           { name: 'alpha', settingsModule: null, enabled: true },
           { name: 'alpha', settingsModule: null, enabled: false },
         ],

@@ -220,7 +220,7 @@ describe('one OS user per tenant (real Apache)', () => {
 describe('rendering run-as', () => {
   const base = INSTALL;
   const daemonLine = (runAs: string | null | undefined) => {
-    const config = renderApacheConfig({ ...base, groups: [{ name: 't1', settingsModule: null, enabled: true, runAs }] });
+    const config = renderApacheConfig({ ...base, accounts: [{ name: 't1', settingsModule: null, enabled: true, runAs }] });
     return /^WSGIDaemonProcess t1 .*$/m.exec(config)![0];
   };
 

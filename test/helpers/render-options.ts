@@ -1,8 +1,8 @@
 // An installation as the tests of the generated config render it (Debian's paths, plexer under /opt): each test
-// adds its groups and the options it is about.
+// adds its accounts and the options it is about.
 import type { ApacheConfigOptions } from '../../src/apache/render/index.js';
 
-export const INSTALL: Omit<ApacheConfigOptions, 'groups'> = {
+export const INSTALL: Omit<ApacheConfigOptions, 'accounts'> = {
   listenAddress: '127.0.0.1',
   port: 8080,
   serverName: 'localhost',

@@ -4,7 +4,7 @@ import bcrypt from 'bcryptjs';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHtpasswd } from '../../src/htpasswd.js';
-import { isBackend, isGroupName, isRoleName, isRunAs, isSettingsModule, isUserName } from '../../src/names.js';
+import { isBackend, isAccountName, isRoleName, isRunAs, isSettingsModule, isUserName } from '../../src/names.js';
 import {
   MAX_PASSWORD_BYTES,
   PasswordPolicyError,
@@ -223,7 +223,7 @@ const CANDIDATES = {
 
 const TS_CHECK: Record<keyof typeof CANDIDATES, (value: string) => boolean> = {
   user: isUserName,
-  group: isGroupName,
+  group: isAccountName,
   role: isRoleName,
   settingsModule: isSettingsModule,
   backend: isBackend,
@@ -312,9 +312,9 @@ describe('names: TypeScript patterns and SQL CHECK constraints agree', () => {
     expect(isUserName('alice\n')).toBe(false);
     expect(isUserName('-alice')).toBe(false);
     expect(isUserName('alice@example.org')).toBe(true);
-    expect(isGroupName('a'.repeat(63))).toBe(true);
-    expect(isGroupName('a'.repeat(64))).toBe(false);
-    expect(isGroupName('Tenant1')).toBe(false);
+    expect(isAccountName('a'.repeat(63))).toBe(true);
+    expect(isAccountName('a'.repeat(64))).toBe(false);
+    expect(isAccountName('Tenant1')).toBe(false);
     expect(isRoleName('a'.repeat(64))).toBe(true);
     expect(isRoleName('a'.repeat(65))).toBe(false);
     expect(isSettingsModule('tenants.settings.tenant1')).toBe(true);

@@ -9,7 +9,7 @@ import { INSTALL } from '../helpers/render-options.js';
 
 const form: ApacheConfigOptions = {
   ...INSTALL,
-  groups: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
+  accounts: [{ name: 'alpha', settingsModule: 'tenants.settings_alpha', enabled: true }],
   auth: 'form',
   sessionPassphraseFile: '/etc/plexer/session.key',
   formFieldSecret: '0123456789abcdef0123456789abcdef',

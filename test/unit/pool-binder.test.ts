@@ -45,7 +45,7 @@ function setup(
     waitMs?: number;
     minIdleMs?: number;
     spares?: number;
-    accounts?: Record<string, { settings: string | null; enabled: boolean }>;
+    accounts?: Record<string, { settingsModule: string | null; enabled: boolean }>;
   } = {},
 ) {
   let now = 1_000;
@@ -56,7 +56,7 @@ function setup(
   const binder = new Binder(
     state,
     host,
-    async (name) => known[name] ?? (name.startsWith('acct') ? { settings: 'tenants.settings_generic', enabled: true } : null),
+    async (name) => known[name] ?? (name.startsWith('acct') ? { settingsModule: 'tenants.settings_generic', enabled: true } : null),
     createLogger('test'),
     {
       waitMs: o.waitMs ?? 1_000,
@@ -181,7 +181,7 @@ describe('binding accounts to slots', () => {
 
   it('refuses unknown, disabled and settings-less accounts without taking a slot', async () => {
     const { host, binder } = setup(1, {
-      accounts: { off: { settings: 'x.y', enabled: false }, bare: { settings: null, enabled: true } },
+      accounts: { off: { settingsModule: 'x.y', enabled: false }, bare: { settingsModule: null, enabled: true } },
     });
     expect(await binder.bind('nobody')).toEqual({ kind: 'refused', reason: 'no such account' });
     expect(await binder.bind('off')).toEqual({ kind: 'refused', reason: 'account disabled' });

@@ -6,18 +6,19 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { INSTALL } from '../helpers/render-options.js';
-import { renderApacheConfig, type ApacheConfigOptions, type ApacheGroup } from '../../src/apache/render/index.js';
+import type { Account } from '../../src/accounts/model.js';
+import { renderApacheConfig, type ApacheConfigOptions } from '../../src/apache/render/index.js';
 
 const GOLDEN_DIR = fileURLToPath(new URL('./golden/', import.meta.url));
 
-// alpha takes its settings from the map, beta has them rendered in and its own account, gamma is disabled.
-const GROUPS: ApacheGroup[] = [
+// alpha takes its settings from the map, beta has them rendered in and its own OS user, gamma is disabled.
+const ACCOUNTS: Account[] = [
   { name: 'alpha', settingsModule: null, enabled: true },
   { name: 'beta', settingsModule: 'tenants.settings_beta', enabled: true, runAs: 'tenant-beta:tenants' },
   { name: 'gamma', settingsModule: null, enabled: false },
 ];
 
-const BASE: ApacheConfigOptions = { ...INSTALL, serverName: 'plexer.example', groups: GROUPS };
+const BASE: ApacheConfigOptions = { ...INSTALL, serverName: 'plexer.example', accounts: ACCOUNTS };
 
 const FORM: Partial<ApacheConfigOptions> = {
   auth: 'form',
@@ -49,9 +50,9 @@ Object.assign(CASES, {
   'basic-wsgi-prg-two-maps': { twoMaps: true },
   'basic-prefix-prg-two-maps': { routing: 'prefix', twoMaps: true },
   'basic-wsgi-prg-settings-in-config': {
-    groups: GROUPS.map((g) => ({ ...g, settingsModule: g.settingsModule ?? `tenants.settings_${g.name}` })),
+    accounts: ACCOUNTS.map((g) => ({ ...g, settingsModule: g.settingsModule ?? `tenants.settings_${g.name}` })),
   },
-  'basic-wsgi-no-groups': { groups: [] },
+  'basic-wsgi-no-groups': { accounts: [] },
   'basic-wsgi-tls': {
     tls: true,
     tlsCertificateFile: '/etc/ssl/certs/plexer.pem',
@@ -85,7 +86,7 @@ Object.assign(CASES, {
     listen: true,
   },
   'debian-basic-prefix-dbm': { ...DBM, layout: 'debian', routing: 'prefix', listenAddress: '*', port: 80 },
-  // A pool of slots: the groups are not rendered at all (accounts come and go without a reload).
+  // A pool of slots: the accounts are not rendered at all (accounts come and go without a reload).
   'basic-wsgi-pool': { pool: { slots: 3 } },
   'form-wsgi-dbm-pool': { ...FORM, ...DBM, pool: { slots: 2, prefix: 'pxa', waitSeconds: 5, minIdleSeconds: 2 } },
   'basic-prefix-prg-pool': { routing: 'prefix', pool: { slots: 2, spares: 1, spareIdleSeconds: 0 } },

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_PIPE_INPUT_BYTES, PipeInputError, readPipeInput } from '../../src/protocol/authnz-external.js';
 import { ANSWER_MARK, formatAnswer } from '../../src/protocol/rewrite-map.js';
-import { isGroupName, isUserName } from '../../src/names.js';
+import { isAccountName, isUserName } from '../../src/names.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Until the reader has taken everything written so far: the next write arrives as a chunk of its own.
@@ -76,7 +76,7 @@ describe('ANSWER_MARK', () => {
     expect(Buffer.byteLength(ANSWER_MARK, 'latin1')).toBe(1);
     for (const name of ['#alice', 'al#ice', 'alice#']) {
       expect(isUserName(name)).toBe(false);
-      expect(isGroupName(name)).toBe(false);
+      expect(isAccountName(name)).toBe(false);
     }
   });
 });

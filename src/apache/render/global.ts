@@ -90,7 +90,7 @@ function standaloneGlobals(v: Validated): string[] {
   ];
 }
 
-// RENDERED_BY_PREFIX + the command, for config-groups.ts to read back.
+// RENDERED_BY_PREFIX + the command, for config-slots.ts to read back.
 export const RENDERED_BY_PREFIX = '# Rendered by: ';
 function renderedByLine(v: Validated): string[] {
   return v.renderedBy === undefined ? [] : [`${RENDERED_BY_PREFIX}${v.renderedBy}`];

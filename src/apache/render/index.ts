@@ -3,7 +3,7 @@
 // ServerRoot-relative paths. 'debian': a site for /etc/apache2/sites-available that leaves everything global to
 // Debian's apache2.conf (ServerRoot, PidFile, Mutex, User, the main ErrorLog, the modules and the MPM, which
 // a2enmod enables: apacheModules() lists them) and logs to ${APACHE_LOG_DIR}, where logrotate looks; the
-// daemon groups, the maps and the virtual host are the same in both. The function is pure (no file system, no clock, no
+// slots, the maps and the virtual host are the same in both. The function is pure (no file system, no clock, no
 // environment) so the same options always give the same text; callers write it to a file and run
 // `/usr/sbin/apache2 -f FILE -k start|graceful|stop`. test/unit/golden/ pins the text of every mode.
 //
@@ -12,16 +12,17 @@
 //   <Directory> of the WSGI script (per-directory rules run AFTER authentication, so REMOTE_USER is set):
 //                       RewriteRule ^ - [E=PLEXER_GROUP_ANSWER:${plexer_group:%{REMOTE_USER}}]
 //                       … PROCESS_GROUP only from an answer that names this user ("#alice=alpha",
-//                       keyed-routing.ts); our own 403/503 for no group, no answer, a disabled group …
+//                       keyed-routing.ts); our own 403/503 for no account, no answer, a disabled account …
 //                       WSGIProcessGroup %{ENV:PROCESS_GROUP}
 // Nothing the client sends reaches PROCESS_GROUP: request headers become HTTP_* variables, query strings and
 // cookies never become environment variables, and the rule overwrites the variable unconditionally.
 //
 // One section per module: validate.ts (every option, before any text), global.ts (server level per layout),
-// logs.ts (watchdog, lockout, login audit, Debian's vhost logs), wsgi-daemons.ts, maps.ts (which maps exist),
-// vhost.ts, auth.ts, form.ts (sessions, login pieces), routing-wsgi.ts (wsgi and prefix), routing-proxy.ts,
-// pool.ts (slots bound on demand instead of one daemon group per group), login-cache.ts (memcached), roles.ts, keyed-routing.ts (the
-// answer-names-its-key rules every map lookup uses), modules.ts.
+// logs.ts (watchdog, lockout, login audit, Debian's vhost logs), wsgi-daemons.ts (a slot of its own per account,
+// and how any slot's daemon is written), maps.ts (which maps exist), vhost.ts, auth.ts, form.ts (sessions, login
+// pieces), routing-wsgi.ts (wsgi and prefix), routing-proxy.ts, pool.ts (slots bound on demand instead), login-cache.ts
+// (memcached), roles.ts, keyed-routing.ts (the answer-names-its-key rules every map lookup uses), modules.ts.
+// Accounts, slots and bindings: src/accounts/model.ts.
 import { globalSection } from './global.js';
 import { serverLoginLogs, watchdogLog } from './logs.js';
 import { mapPlan } from './maps.js';
@@ -48,7 +49,7 @@ export function renderApacheConfig(o: ApacheConfigOptions): string {
   ].join('\n');
 }
 
-export type { ApacheConfigOptions, ApacheGroup, AuthMode, PoolOptions, RoutingMode } from './options.js';
+export type { ApacheConfigOptions, AuthMode, PoolOptions, RoutingMode } from './options.js';
 export { ApacheConfigError } from './validate.js';
 export { apacheModules } from './modules.js';
 export { PREFORK_DIRECTIVES } from './global.js';

@@ -4,8 +4,8 @@ import { USER_NAME_PATTERN } from '../../names.js';
 import { ANSWER_MARK } from '../../protocol/rewrite-map.js';
 
 // What PROCESS_GROUP / PLEXER_BACKEND hold until an answer for the authenticated user sets them: a dead map
-// (""), an answer to another key, anything unexpected. It can never be a group name (GROUP_NAME_PATTERN starts
-// with a letter) nor a backend, so it always ends in our 503.
+// (""), an answer to another key, anything unexpected. It can never be an account or slot name (both start with a
+// letter) nor a backend, so it always ends in our 503.
 export const UNROUTED_SENTINEL = '_unrouted_';
 
 // Guards first: nothing but a well-formed user name is ever sent to a map. A name with "\n" would reach a prg:
@@ -80,7 +80,7 @@ export function keyedRouting(o: KeyedRoutingOptions): string[] {
 }
 
 export function alternation(names: string[]): string {
-  // Group names are [a-z0-9_-] only (GROUP_NAME_PATTERN), so they need no regex escaping.
+  // Account and slot names are [a-z0-9_-] only (ACCOUNT_NAME_PATTERN, SLOT_NAME_PATTERN): no regex escaping.
   return `^(${names.join('|')})$`;
 }
 

@@ -1,18 +1,5 @@
+import type { Account } from '../../accounts/model.js';
 import type { SessionDatabase } from '../session-dbd.js';
-
-/** One tenant's daemon group as the config renders it. */
-export interface ApacheGroup {
-  // The mod_wsgi daemon process group; must match GROUP_NAME_PATTERN (src/names.ts).
-  name: string;
-  // The Django settings module every process of the group runs with. null: ask the settings map
-  // (`plexer map settings`) on each request instead of rendering it into the config.
-  settingsModule: string | null;
-  // false: no daemon is started for the group and its users get our 503 page ("temporarily unavailable").
-  enabled: boolean;
-  // The group's own OS account, "user" or "user:group" (RUN_AS_PATTERN; "user" alone means group "user").
-  // Unset or null: runUser/runGroup, shared with Apache's workers and every other such group.
-  runAs?: string | null;
-}
 
 /** The slot pool (apache/POOL.md, "Accounts and slots"): slots bound to accounts on demand by `plexer binder`. */
 export interface PoolOptions {
@@ -40,9 +27,9 @@ export interface ApacheConfigOptions {
   // be owned by root and be traversable (o+x) by the run user (mod_wsgi sockets are chowned to it).
   // Keep it short: mod_wsgi's socket paths (DIR/wsgi.PID.GEN.N.sock) must fit in 108 bytes.
   stateDir: string;
-  // The root of the tenants' data directories: group G keeps its data in `${dataDir}/G` (0700, owned by G's
-  // run-as user; created by src/tenant-users.ts ensureTenantDataDir), which the WSGI script hands to Django as
-  // PLEXER_DATA_DIR (Apache passes it the root as PLEXER_DATA_ROOT). Default: `${stateDir}/data`.
+  // The root of the accounts' data directories: account A keeps its data in `${dataDir}/A` (0700, owned by the
+  // user A's slot runs as; created by src/tenant-users.ts ensureAccountDataDir), which the WSGI script hands to
+  // Django as PLEXER_DATA_DIR (Apache passes it the root as PLEXER_DATA_ROOT). Default: `${stateDir}/data`.
   dataDir?: string;
   // Where `plexer lockout` keeps one empty file per lockout in force and every authenticated request looks
   // (src/lockout/lock-files.ts). Must be on tmpfs: the file is made while the guesser's next request is on its
@@ -58,9 +45,9 @@ export interface ApacheConfigOptions {
   pythonPath: string; // directory holding the Django project (apache/example)
   errorPagesDir: string; // directory holding 401.html 403.html 429.html 500.html 503.html (apache/errors)
   mountPath?: string; // URL prefix of the application, default "/app"
-  groups: ApacheGroup[];
-  // Set: wsgi and prefix routing use a pool of slots bound to accounts on demand, and `groups` is not rendered
-  // (accounts come and go without a reload). Unset: one daemon group per entry of `groups`.
+  accounts: Account[];
+  // Set: wsgi and prefix routing use a pool of slots bound to accounts on demand, and `accounts` is not rendered
+  // (accounts come and go without a reload). Unset: a slot of its own per enabled account (ownSlotPerAccount).
   pool?: PoolOptions;
   mapUser: string; // "www-data:www-data": the USER:GROUP the prg: maps run as (Apache >= 2.4.29)
   runUser?: string; // Apache's worker + WSGI daemon user, default "www-data"
@@ -93,7 +80,7 @@ export interface ApacheConfigOptions {
   // (socache, then the external authenticator) on every request. Routing is the same in both: only the
   // authenticated REMOTE_USER, never the cookie, chooses the instance.
   auth?: AuthMode;
-  // 'wsgi': one mod_wsgi daemon group per tenant (map group). 'proxy': mod_proxy to the group's `backend`
+  // 'wsgi': a mod_wsgi slot per account (map group). 'proxy': mod_proxy to the account's `backend`
   // column (map backend), e.g. unix:/run/x.sock|fcgi://localhost/ or http://127.0.0.1:8001/. 'prefix': like
   // wsgi, but /app/x is first rewritten internally to /u/USER/app/x (distinct, cacheable URLs per user);
   // a request for another user's prefix gets our 403.
@@ -104,10 +91,10 @@ export interface ApacheConfigOptions {
   // changes arrive after a rebuild, ~0.2 s for thousands of users). The files must exist before Apache starts
   // (run `plexer sync --once` first).
   mapDir?: string;
-  // wsgi/prefix routing with groups that take their settings from the map (settingsModule null), prg: maps:
-  // one `plexer map route` lookup answers the group and its settings together ("#alice=alpha tenants.alpha"),
+  // wsgi/prefix routing with accounts that take their settings from the map (settingsModule null), prg: maps:
+  // one `plexer map route` lookup answers the account and its settings together ("#alice=alpha tenants.alpha"),
   // one trip through the server-wide map lock per request. true: `plexer map group`, then `plexer map
-  // settings` for the group, two lookups. dbm: maps are always the two files (a lookup there takes no lock).
+  // settings` for the account, two lookups. dbm: maps are always the two files (a lookup there takes no lock).
   twoMaps?: boolean;
   // Form mode: exactly one of these. The file (root-only, read by Apache's root parent at start) keeps the
   // secret out of the config, which the run user can read; the inline value is for tests.

@@ -1,12 +1,14 @@
 // The slot pool (apache/POOL.md, "Accounts and slots"): a fixed set of mod_wsgi daemon groups, slot-1 … slot-N, each with
 // its own OS user, bound to accounts on demand by `plexer binder` (src/pool/). Accounts are not in this config at
 // all: adding, removing or changing one never needs a reload; only the pool's size does.
+import { poolSlots } from '../../accounts/model.js';
 import { ACCOUNT_VARIABLE } from '../../pool/bind-request.js';
-import { poolFiles, slotNames, slotUser } from '../../pool/names.js';
+import { poolFiles, slotNames } from '../../pool/names.js';
 import { alternation, keyedRouting, UNROUTED_SENTINEL } from './keyed-routing.js';
 import { mapName, type MapPlan } from './maps.js';
 import { refuse } from './refusals.js';
 import { helperCommand, type Validated } from './validate.js';
+import { slotDaemon } from './wsgi-daemons.js';
 
 export const BIND_PATH = '/_plexer/bind';
 const SLOTS_MAP = 'plexer_slots';
@@ -15,11 +17,9 @@ const UNBOUND = '_unbound_';
 
 type Pool = NonNullable<Validated['pool']>;
 
-// Server level: the slots. Each one's home is its directory in the state directory, where the binder tells it
-// which account it serves; umask 0077: what it writes is its own user's alone.
+// Server level: the slots (poolSlots).
 export function poolDaemons(v: Validated, pool: Pool): string[] {
-  const files = poolFiles(v.stateDir);
-  const lines = [
+  return [
     '',
     `# ---- mod_wsgi: a pool of ${pool.slots} slots, bound to accounts on demand by plexer binder ---------------------`,
     `WSGISocketPrefix ${v.stateDir}/wsgi`,
@@ -31,15 +31,8 @@ export function poolDaemons(v: Validated, pool: Pool): string[] {
     "# Each slot runs as its own OS user, which owns the bound account's data directory while it is bound (the",
     "# binder hands it over): its processes reach that account's data and nothing else. Every process imports",
     '# Django as soon as it starts (WSGIImportScript), after sealing what it inherited from Apache.',
+    ...poolSlots({ slots: pool.slots, prefix: pool.prefix, stateDir: v.stateDir }).flatMap((slot) => slotDaemon(v, slot)),
   ];
-  for (const slot of slotNames(pool.slots)) {
-    const user = slotUser(pool.prefix, slot);
-    lines.push(
-      `WSGIDaemonProcess ${slot} display-name=%{GROUP} processes=1 threads=${v.wsgiThreads} user=${user} group=${user} umask=0077 home=${files.slotHome(slot)} python-path=${v.pythonPath} lang=C.UTF-8 locale=C.UTF-8 request-timeout=60 startup-timeout=30 graceful-timeout=15`,
-      `WSGIImportScript ${v.wsgiScript} process-group=${slot} application-group=%{GLOBAL}`,
-    );
-  }
-  return lines;
 }
 
 // The binder runs as a piped logger: Apache starts it as root, restarts it when it dies, and writes it the slot

@@ -7,10 +7,13 @@ import { refuse } from './refusals.js';
 
 const MODULE_REGEX = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$';
 
-// wsgi and prefix routing: the WSGI script's <Directory>, whose per-directory rules pick the user's daemon group
-// (and in prefix mode first move the request under the user's own URL prefix).
+// wsgi and prefix routing: the WSGI script's <Directory>, whose per-directory rules pick the slot of the user's
+// account (and in prefix mode first move the request under the user's own URL prefix). Without a pool the map's
+// answer, the account, is its own slot's name (ownSlotName): the rules compare it with the bound slots' names and
+// key the settings map with it.
 export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
-  const { enabled, disabled, mapped } = v;
+  const { bindings, disabled, mapped } = v;
+  const slotAlternation = (bound: typeof bindings) => alternation(bound.map((b) => b.slot.name));
   const routeMap = plan.kinds.includes('route');
   const lines = [`    WSGIScriptAlias ${v.mountPath} ${v.wsgiScript}`];
   if (v.routing === 'prefix') {
@@ -61,16 +64,16 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
   if (disabled.length > 0) {
     lines.push(
       '        # 3. A disabled tenant: our 503 page.',
-      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(disabled.map((g) => g.name))}`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(disabled.map((a) => a.name))}`,
       refuse(503, 'group-disabled'),
     );
   }
-  if (enabled.length > 0) {
+  if (bindings.length > 0) {
     lines.push(
       '        # 4. Anything but an enabled, configured group (empty answer from a dead map, a group added to the',
       '        #    database but not yet rendered here): our 503, never mod_wsgi\'s "No WSGI daemon process" 500.',
       ...unanswered('PROCESS_GROUP'),
-      `        RewriteCond %{ENV:PROCESS_GROUP} !${alternation(enabled.map((g) => g.name))}`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} !${slotAlternation(bindings)}`,
       refuse(503, 'group-not-configured'),
     );
   } else {
@@ -80,15 +83,18 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
       refuse(503, 'group-not-configured'),
     );
   }
-  const fixed = enabled.filter((g) => g.settingsModule !== null);
+  const fixed = bindings.filter((b) => b.account.settingsModule !== null);
   if (fixed.length > 0) lines.push('        # 5. Settings module, rendered in (no map lookup). The WSGI script pins it per process.');
-  for (const g of fixed) {
-    lines.push(`        RewriteCond %{ENV:PROCESS_GROUP} =${g.name}`, `        RewriteRule ^ - [E=PLEXER_SETTINGS:${g.settingsModule}]`);
+  for (const { account, slot } of fixed) {
+    lines.push(
+      `        RewriteCond %{ENV:PROCESS_GROUP} =${slot.name}`,
+      `        RewriteRule ^ - [E=PLEXER_SETTINGS:${account.settingsModule}]`,
+    );
   }
   if (mapped.length > 0 && routeMap) {
     lines.push(
       '        # 6. The groups rendered with settingsModule null take it from the route answer (step 1); none there: our 503.',
-      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${slotAlternation(mapped)}`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
       refuse(503, 'no-settings'),
     );
@@ -102,9 +108,9 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
         answerVar: 'PLEXER_SETTINGS_ANSWER',
         target: 'PLEXER_SETTINGS',
         prg: plan.prg,
-        conds: [`        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`],
+        conds: [`        RewriteCond %{ENV:PROCESS_GROUP} ${slotAlternation(mapped)}`],
       }),
-      `        RewriteCond %{ENV:PROCESS_GROUP} ${alternation(mapped.map((g) => g.name))}`,
+      `        RewriteCond %{ENV:PROCESS_GROUP} ${slotAlternation(mapped)}`,
       `        RewriteCond %{ENV:PLEXER_SETTINGS} !${MODULE_REGEX}`,
       refuse(503, 'no-settings'),
     );
@@ -122,9 +128,9 @@ export function wsgiRouting(v: Validated, plan: MapPlan): string[] {
     "        # Keep the Basic credentials (the password!) out of the application's environ (the default, stated).",
     '        WSGIPassAuthorization Off',
     "        # Only the pool's groups may be selected from here (explicit names, no wildcards).",
-    enabled.length > 0
-      ? `        WSGIRestrictProcess ${enabled.map((g) => g.name).join(' ')}`
-      : // With no group WSGIRestrictProcess still needs a name: one that no daemon can have (invalid group name).
+    bindings.length > 0
+      ? `        WSGIRestrictProcess ${bindings.map((b) => b.slot.name).join(' ')}`
+      : // With no slot WSGIRestrictProcess still needs a name: one that no slot can have (no account name either).
         `        WSGIRestrictProcess ${UNROUTED_SENTINEL}`,
     '        # The WSGI script gets nothing the client can forge: PROCESS_GROUP/PLEXER_SETTINGS come only from',
     '        # the rules above; headers arrive as HTTP_*, cookies and query strings never become variables.',

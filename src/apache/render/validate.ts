@@ -1,7 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../../errors.js';
 import { isIP } from 'node:net';
-import { isGroupName, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
+import { ownSlotPerAccount } from '../../accounts/model.js';
+import { isAccountName, ROLE_NAME_PATTERN, RUN_AS_PATTERN, SETTINGS_MODULE_PATTERN } from '../../names.js';
 import type { SessionDatabase } from '../session-dbd.js';
 import type { ApacheConfigOptions } from './options.js';
 import { DEFAULT_LOCK_DIR } from '../../lockout/lock-files.js';
@@ -61,20 +62,20 @@ function positiveInt(label: string, value: number, max: number): number {
 
 export function validate(o: ApacheConfigOptions) {
   const stateDir = path('stateDir', o.stateDir);
-  const groups = o.groups.map((g) => {
-    if (!isGroupName(g.name)) throw new ApacheConfigError(`invalid group name ${JSON.stringify(g.name)}`);
-    if (g.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(g.settingsModule)) {
-      throw new ApacheConfigError(`invalid settings module ${JSON.stringify(g.settingsModule)} for group ${g.name}`);
+  const accounts = o.accounts.map((a) => {
+    if (!isAccountName(a.name)) throw new ApacheConfigError(`invalid account name ${JSON.stringify(a.name)}`);
+    if (a.settingsModule !== null && !SETTINGS_MODULE_PATTERN.test(a.settingsModule)) {
+      throw new ApacheConfigError(`invalid settings module ${JSON.stringify(a.settingsModule)} for account ${a.name}`);
     }
-    if (g.runAs != null && (!RUN_AS_PATTERN.test(g.runAs) || /(^|:)root(:|$)/.test(g.runAs))) {
-      throw new ApacheConfigError(`invalid run-as ${JSON.stringify(g.runAs)} for group ${g.name}`);
+    if (a.runAs != null && (!RUN_AS_PATTERN.test(a.runAs) || /(^|:)root(:|$)/.test(a.runAs))) {
+      throw new ApacheConfigError(`invalid run-as ${JSON.stringify(a.runAs)} for account ${a.name}`);
     }
-    return g;
+    return a;
   });
   const seen = new Set<string>();
-  for (const g of groups) {
-    if (seen.has(g.name)) throw new ApacheConfigError(`duplicate group ${g.name}`);
-    seen.add(g.name);
+  for (const a of accounts) {
+    if (seen.has(a.name)) throw new ApacheConfigError(`duplicate account ${a.name}`);
+    seen.add(a.name);
   }
   if (o.plexerCommand.length < 1) throw new ApacheConfigError('plexerCommand is empty');
   const plexerCommand = o.plexerCommand.map((part, i) =>
@@ -157,6 +158,11 @@ export function validate(o: ApacheConfigOptions) {
       'the login page (--auth form) does not work with --routing prefix: use --routing wsgi, or Basic with prefix',
     );
   const pool = o.pool === undefined ? undefined : poolOptions(o.pool, routing);
+  const runUser = word('runUser', o.runUser ?? 'www-data');
+  const runGroup = word('runGroup', o.runGroup ?? 'www-data');
+  const pythonPath = path('pythonPath', o.pythonPath);
+  // A pool's slots are bound at run time: no account is rendered.
+  const bindings = pool ? [] : ownSlotPerAccount(accounts, { user: runUser, group: runGroup }, pythonPath);
   return {
     auth,
     routing,
@@ -182,14 +188,13 @@ export function validate(o: ApacheConfigOptions) {
     configFile: path('configFile', o.configFile),
     wsgiScript: path('wsgiScript', o.wsgiScript),
     wsgiDir: path('wsgiScript', o.wsgiScript).replace(/\/[^/]+$/, '') || '/',
-    pythonPath: path('pythonPath', o.pythonPath),
+    pythonPath,
     errorPagesDir: path('errorPagesDir', o.errorPagesDir),
     mountPath,
-    groups: pool ? [] : groups,
     pool,
     mapUser,
-    runUser: word('runUser', o.runUser ?? 'www-data'),
-    runGroup: word('runGroup', o.runGroup ?? 'www-data'),
+    runUser,
+    runGroup,
     tls: o.tls,
     cert: o.tls ? path('tlsCertificateFile', o.tlsCertificateFile) : undefined,
     key: o.tls ? path('tlsCertificateKeyFile', o.tlsCertificateKeyFile) : undefined,
@@ -206,10 +211,10 @@ export function validate(o: ApacheConfigOptions) {
     ownListen: layout === 'standalone' || o.listen === true,
     twoMaps: o.twoMaps === true,
     lockDir: o.lockDir === undefined ? DEFAULT_LOCK_DIR : path('lockDir', o.lockDir),
-    enabled: pool ? [] : groups.filter((g) => g.enabled),
-    disabled: pool ? [] : groups.filter((g) => !g.enabled),
-    // Enabled groups that take their settings module from a map rather than from this config.
-    mapped: pool ? [] : groups.filter((g) => g.enabled && g.settingsModule === null),
+    bindings,
+    disabled: pool ? [] : accounts.filter((a) => !a.enabled),
+    // The bindings whose account takes its settings module from a map rather than from this config.
+    mapped: bindings.filter((b) => b.account.settingsModule === null),
   };
 }
 
