@@ -32,8 +32,16 @@ describe('a locked address (real Apache, generated Basic config)', () => {
       expect(i, 'the address should be locked after 3 x lockout_max_failures').toBeLessThan(3 * MAX_FAILURES + 2);
       expect((await guess(`nobody${i}`, 'guess')).status).toBe(401);
     }
-    // The store has stopped counting, and authn has logged what it checked.
+    // authn has logged what it checked, and the store has counted the address up to its lockout (the lockout
+    // counts in the store one failure at a time, after the lock file: the last may still be on its way).
     await waitFor(async () => authnChecks() >= 3 * MAX_FAILURES, 5_000, "authn's lines for the guesses");
+    await waitFor(
+      async () =>
+        ((await t.store.sql.query('SELECT failures FROM login_failures WHERE subject = $1', [`ip:${GUESSER}`])).rows[0]?.failures ?? 0) >=
+        3 * MAX_FAILURES,
+      10_000,
+      "the address's failures counted in the store",
+    );
     const checksBefore = authnChecks();
     const failuresBefore = (await t.store.sql.query('SELECT sum(failures)::int AS n FROM login_failures')).rows[0].n;
 
