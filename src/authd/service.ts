@@ -50,6 +50,16 @@ export interface AuthStats {
   bcryptQueued: number;
 }
 
+// What a cold check waits its turn behind (subject-queue.ts): the user, and the address when this check counts its
+// refusal, so that parallel guesses are each counted before the next is verified. A check whose refusal Apache's
+// log counts (plexer checker for `authn --counted-by-log`, whose refusal page counts it before the answer, as for
+// authn on its own) is not held behind its address: a crowd behind one address (a NAT, a proxy; the bench's 1,000
+// first logins from 127.0.0.1) would otherwise be checked one at a time until authn's time limit refused them.
+export function turnKeys(user: string, address: string | undefined, countFailures: boolean, maxFailures: number): string[] {
+  if (maxFailures === 0) return [];
+  return [`u\0${user}`, ...(countFailures && address !== undefined ? [`a\0${address}`] : [])];
+}
+
 export class AuthService {
   private readonly db: pg.Pool;
   private readonly config: PlexerConfig;
@@ -222,8 +232,7 @@ export class AuthService {
     signal: AbortSignal,
   ): Promise<Outcome> {
     try {
-      const address = clientAddress(ip);
-      const keys = this.throttle.maxFailures === 0 ? [] : [`u\0${user}`, ...(address === undefined ? [] : [`a\0${address}`])];
+      const keys = turnKeys(user, clientAddress(ip), countFailures, this.throttle.maxFailures);
       const checked = await this.inTurn.run(keys, () => checkPassword(this.passwordCheck(signal, countFailures), user, password, ip));
       if (checked.verdict === 'accept' && useCache && this.listening()) this.credentials.set(user, digest, true, epoch);
       return { verdict: checked.verdict, reason: checked.reason };

@@ -5,7 +5,7 @@
 //
 // Keyed by the user name and by the address (a check holds both, taken in that order, so two checks never wait
 // on each other in a cycle): the pair and the address limits hold exactly, the user's own limit (failures from
-// many addresses) too. Only cold checks (cache misses) queue; a warm check reads the lockouts from memory.
+// many addresses) too. The address only for checks that count their refusals (service.ts turnKeys). Only cold checks (cache misses) queue; a warm check reads the lockouts from memory.
 export class SubjectQueue {
   private readonly tails = new Map<string, Promise<void>>();
 

@@ -4,7 +4,7 @@
 // cold checks now run in turn (src/authd/subject-queue.ts): the limit holds exactly, however many arrive at once.
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthService } from '../../src/authd/service.js';
+import { AuthService, turnKeys } from '../../src/authd/service.js';
 import { loadConfig, type PlexerConfig } from '../../src/config.js';
 import type { Logger } from '../../src/log.js';
 import { createPool } from '../../src/store/connect.js';
@@ -78,6 +78,15 @@ describe("authd's lockout under parallel guesses (real store, real bcrypt)", () 
     );
     expect(finished.indexOf('carol')).toBeLessThan(20);
   }, 60_000);
+
+  it('checks whose refusals Apache counts (the checker for authn --counted-by-log) wait behind their user only', () => {
+    // Counting here: the user and the address, so the limits above hold exactly.
+    expect(turnKeys('carol', '10.90.0.5', true, LIMIT)).toEqual(['u\0carol', 'a\u000010.90.0.5']);
+    // Counted by Apache's refusal page before the answer, as for authn on its own: a crowd behind one address is
+    // not checked one at a time.
+    expect(turnKeys('carol', '10.90.0.5', false, LIMIT)).toEqual(['u\0carol']);
+    expect(turnKeys('carol', '10.90.0.5', true, 0)).toEqual([]);
+  });
 
   it('a name locked by guesses from many addresses still lets its owner in where she has logged in', async () => {
     expect((await service.authenticate('dave', 'pw-dave', '10.91.0.1')).verdict).toBe('accept');
