@@ -4,6 +4,11 @@ import { fileURLToPath } from 'node:url';
 // The package root: bin/, dist/, node_modules/, apache/, src/store/migrations/.
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 
+// Where `apache config` keeps Apache's state (pid file, sockets, maps, slots) unless told otherwise, and where the
+// accounts' data directories are in it: the one rule the renderer, the CLI and the demo follow.
+export const DEFAULT_STATE_DIR = '/var/lib/plexer/apache';
+export const dataDirIn = (stateDir: string): string => join(stateDir, 'data');
+
 // What Apache's config names by absolute path (Apache gives its helpers no environment), for a plexer
 // installed at `root`.
 export interface Runtime {

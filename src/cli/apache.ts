@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { checkDebianModules, debianConfDir, debianModuleCommands } from '../apache/debian.js';
 import { apacheModules, renderApacheConfig, type ApacheConfigOptions, type PoolOptions } from '../apache/render/index.js';
 import { checkRunAsUsers, configAccounts, prepareAccountDirs } from '../apache/accounts.js';
-import { runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
+import { DEFAULT_STATE_DIR, runtimeAt, PACKAGE_ROOT } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { configFilePath } from '../config.js';
@@ -205,7 +205,7 @@ export const command: Command = {
     // The helpers get the file this command read: Apache gives them no PLEXER_CONFIG.
     const configFile = resolve(configFilePath(values.config));
     const config = loadCommandConfig(values.config);
-    const stateDir = resolve(values['state-dir'] ?? '/var/lib/plexer/apache');
+    const stateDir = resolve(values['state-dir'] ?? DEFAULT_STATE_DIR);
     const runtime = runtimeAt(resolve(values['runtime-root'] ?? PACKAGE_ROOT));
     refuseTenantWritableCode(runtime.pythonPath, runtime.wsgiScript);
     const accounts = await withStore(config, (pool) => listAccounts(pool));

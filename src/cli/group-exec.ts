@@ -7,7 +7,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { lstatSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join, resolve } from 'node:path';
-import { PACKAGE_ROOT } from '../apache/install-paths.js';
+import { dataDirIn, DEFAULT_STATE_DIR, PACKAGE_ROOT } from '../apache/install-paths.js';
 import { RunAsError, UsageError } from '../errors.js';
 import { holdSlot } from '../pool/control.js';
 import { poolFiles, slotUser } from '../pool/names.js';
@@ -24,7 +24,7 @@ export interface ExecOptions {
   pool?: { stateDir: string; prefix: string };
 }
 
-export const DEFAULT_DATA_DIR = '/var/lib/plexer/apache/data';
+export const DEFAULT_DATA_DIR = dataDirIn(DEFAULT_STATE_DIR);
 export const DEFAULT_PYTHON_PATH = join(PACKAGE_ROOT, 'apache/example');
 
 // Who runs the command, and what to do once it has ended.

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { coerceError, NotFoundError } from '../errors.js';
+import { DEFAULT_STATE_DIR } from '../apache/install-paths.js';
 import { poolFiles } from '../pool/names.js';
 import type { PoolStatus } from '../pool/slot-host.js';
 import { parseCommand } from './args.js';
@@ -18,7 +19,7 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseCommand(argv, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } });
     if (values.help) return (print(help), 0);
-    const file = poolFiles(resolve(values['state-dir'] ?? '/var/lib/plexer/apache')).status;
+    const file = poolFiles(resolve(values['state-dir'] ?? DEFAULT_STATE_DIR)).status;
     let status: PoolStatus;
     try {
       status = JSON.parse(readFileSync(file, 'utf8')) as PoolStatus;

@@ -9,7 +9,7 @@ import { apacheOwner } from '../tenant-users.js';
 import { startHttpd, type Httpd } from './httpd.js';
 import { renderApacheConfig, type ApacheConfigOptions, type AuthMode, type RoutingMode } from '../apache/render/index.js';
 import { configAccounts, prepareAccountDirs } from '../apache/accounts.js';
-import type { Runtime } from '../apache/install-paths.js';
+import { dataDirIn, type Runtime } from '../apache/install-paths.js';
 import { ensureSessionKeyFile, sessionKeyOptions } from '../apache/session-key.js';
 import { sessionDatabaseFrom } from '../apache/session-dbd.js';
 import { prepareRuntime } from './runtime.js';
@@ -56,7 +56,7 @@ export async function renderFromStore(o: FrontOptions, runtime: Runtime, apacheD
     const slots = o.extra?.pool;
     // A pool's accounts get their data directories from the binder, when bound.
     if (slots) preparePool({ slots: slots.slots, prefix: slots.prefix ?? DEFAULT_POOL_PREFIX, stateDir: apacheDir });
-    else prepareAccountDirs(o.extra?.dataDir ?? join(apacheDir, 'data'), accounts);
+    else prepareAccountDirs(o.extra?.dataDir ?? dataDirIn(apacheDir), accounts);
     return renderApacheConfig({
       listenAddress: '127.0.0.1',
       port: o.port,

@@ -1,3 +1,4 @@
+import { dataDirIn } from '../install-paths.js';
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../../errors.js';
 import { isIP } from 'node:net';
@@ -182,7 +183,7 @@ export function validate(o: ApacheConfigOptions) {
     listen: `${o.listenAddress}:${positiveInt('port', o.port, 65535)}`,
     serverName: word('serverName', o.serverName),
     stateDir,
-    dataDir: o.dataDir === undefined ? `${stateDir}/data` : path('dataDir', o.dataDir),
+    dataDir: o.dataDir === undefined ? dataDirIn(stateDir) : path('dataDir', o.dataDir),
     mapDir: o.mapDir === undefined ? undefined : path('mapDir', o.mapDir),
     command: plexerCommand.join(' '),
     configFile: path('configFile', o.configFile),
